@@ -1,0 +1,39 @@
+// Command coffer is the client, agent and storage server of coffer, an
+// encrypted, deduplicated, verifiable backup system. Each command lives in
+// its own file; logic lives in internal/ packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/coffer-backup/coffer/internal/exitcode"
+	"github.com/spf13/cobra"
+)
+
+var rootCmd = &cobra.Command{
+	Use:           "coffer",
+	Short:         "Encrypted, deduplicated, verifiable backups",
+	SilenceUsage:  true,
+	SilenceErrors: true,
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rootCmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
+	})
+	err := rootCmd.ExecuteContext(ctx)
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("%w: %v", context.Canceled, err)
+		}
+		fmt.Fprintf(os.Stderr, "coffer: %v\n", err)
+	}
+	os.Exit(exitcode.For(err))
+}
