@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/coffer-backup/coffer/internal/exitcode"
@@ -29,6 +30,9 @@ func main() {
 		return fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
 	})
 	err := rootCmd.ExecuteContext(ctx)
+	if err != nil && (strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "required flag")) {
+		err = fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
+	}
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 			err = fmt.Errorf("%w: %v", context.Canceled, err)

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/coffer-backup/coffer/internal/exitcode"
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/storage"
+	"github.com/coffer-backup/coffer/internal/storage/local"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// globalOptions are the flags every repository command shares.
+type globalOptions struct {
+	repo            string
+	passwordFile    string
+	passwordCommand string
+	json            bool
+	quiet           bool
+	noLock          bool
+}
+
+var gopts globalOptions
+
+func init() {
+	f := rootCmd.PersistentFlags()
+	f.StringVarP(&gopts.repo, "repo", "r", "", "repository location (env COFFER_REPO; default: a local repository under $XDG_DATA_HOME/coffer/default)")
+	f.StringVar(&gopts.passwordFile, "password-file", "", "read the passphrase (or recovery key) from this file (env COFFER_PASSWORD_FILE)")
+	f.StringVar(&gopts.passwordCommand, "password-command", "", "run this command and read the passphrase from its output (env COFFER_PASSWORD_COMMAND)")
+	f.BoolVar(&gopts.json, "json", false, "print machine-readable JSON")
+	f.BoolVarP(&gopts.quiet, "quiet", "q", false, "print only errors")
+	f.BoolVar(&gopts.noLock, "no-lock", false, "do not lock the repository (read-only commands only)")
+}
+
+// usageArgs wraps a cobra argument validator so its errors exit with code 2.
+func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := v(cmd, args); err != nil {
+			return fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
+		}
+		return nil
+	}
+}
+
+func usageErrorf(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", exitcode.ErrUsage, fmt.Sprintf(format, a...))
+}
+
+func dataHome() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return d
+	}
+	h, err := os.UserHomeDir()
+	if err != nil {
+		return "."
+	}
+	return filepath.Join(h, ".local", "share")
+}
+
+// stateDir is where the client keeps what it has seen of each repository.
+func stateDir() string {
+	if d := os.Getenv("COFFER_STATE_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "coffer")
+	}
+	h, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(h, ".local", "state", "coffer")
+}
+
+// defaultRepo is the repository used when none is given.
+func defaultRepo() string { return filepath.Join(dataHome(), "coffer", "default") }
+
+// repoLocation returns the repository location and whether it is the default.
+func repoLocation() (string, bool) {
+	if gopts.repo != "" {
+		return gopts.repo, false
+	}
+	if r := os.Getenv("COFFER_REPO"); r != "" {
+		return r, false
+	}
+	return defaultRepo(), true
+}
+
+// openStorage opens (or, with create, creates) the backend for a location.
+func openStorage(ctx context.Context, loc string, create bool) (storage.Storage, error) {
+	if strings.Contains(loc, "://") {
+		return openRemoteStorage(ctx, loc, create)
+	}
+	loc = strings.TrimPrefix(loc, "local:")
+	if create {
+		return local.Create(loc)
+	}
+	return local.Open(loc)
+}
+
+// readPassword returns the passphrase from, in order: --password-file,
+// COFFER_PASSWORD_FILE, --password-command, COFFER_PASSWORD_COMMAND,
+// COFFER_PASSWORD, a terminal prompt.
+func readPassword(prompt string, confirm bool) ([]byte, error) {
+	file := firstNonEmpty(gopts.passwordFile, os.Getenv("COFFER_PASSWORD_FILE"))
+	if file != "" {
+		return readSecretFile(file)
+	}
+	if c := firstNonEmpty(gopts.passwordCommand, os.Getenv("COFFER_PASSWORD_COMMAND")); c != "" {
+		return passwordFromCommand(c)
+	}
+	if p := os.Getenv("COFFER_PASSWORD"); p != "" {
+		return []byte(p), nil
+	}
+	return promptPassword(prompt, confirm)
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+// readSecretFile reads a secret file and strips one trailing newline.
+func readSecretFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path) // #nosec G304 -- the user names the secret file
+	if err != nil {
+		return nil, fmt.Errorf("read password file: %w", err)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) == 0 {
+		return nil, fmt.Errorf("password file %s is empty", path)
+	}
+	return b, nil
+}
+
+func passwordFromCommand(c string) ([]byte, error) {
+	cmd := exec.Command("/bin/sh", "-c", c) // #nosec G204 -- the user configures their own password command
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("password command failed: %w", err)
+	}
+	out = bytes.TrimRight(out, "\r\n")
+	if len(out) == 0 {
+		return nil, errors.New("password command printed nothing")
+	}
+	return out, nil
+}
+
+func promptPassword(prompt string, confirm bool) ([]byte, error) {
+	fd := int(os.Stdin.Fd()) // #nosec G115 -- file descriptors fit in int
+	if !term.IsTerminal(fd) {
+		return nil, errors.New("no passphrase given: set COFFER_PASSWORD_FILE, COFFER_PASSWORD_COMMAND or COFFER_PASSWORD, or run on a terminal")
+	}
+	fmt.Fprint(os.Stderr, prompt)
+	p, err := term.ReadPassword(fd)
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	if len(p) == 0 {
+		return nil, errors.New("empty passphrase")
+	}
+	if confirm {
+		fmt.Fprint(os.Stderr, "enter the passphrase again: ")
+		q, err := term.ReadPassword(fd)
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(p, q) {
+			return nil, errors.New("passphrases do not match")
+		}
+	}
+	return p, nil
+}
+
+// openRepo opens and unlocks the repository for a command.
+func openRepo(ctx context.Context) (*repository.Repository, error) {
+	loc, _ := repoLocation()
+	st, err := openStorage(ctx, loc, false)
+	if err != nil {
+		return nil, err
+	}
+	pass, err := readPassword("enter the passphrase for repository "+loc+": ", false)
+	if err != nil {
+		return nil, err
+	}
+	r, err := repository.Open(ctx, st, pass)
+	clear(pass)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// lockRepo takes a lock unless --no-lock was given for a read-only command.
+func lockRepo(ctx context.Context, r *repository.Repository, op string, exclusive, readOnly bool) (func(), error) {
+	if readOnly && gopts.noLock {
+		return func() {}, nil
+	}
+	l, err := r.Lock(ctx, op, exclusive)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = l.Unlock(context.Background()) }, nil
+}
+
+// loadSnapshots loads snapshots and runs the rollback check against what
+// this client has seen before, then records what it sees now.
+func loadSnapshots(ctx context.Context, r *repository.Repository) ([]*repository.Snapshot, error) {
+	snaps, bad, err := r.LoadSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range bad {
+		warnf("snapshot %s cannot be read: %v", b.ID.Short(), b.Err)
+	}
+	ids := make([]repository.ID, 0, len(snaps)+len(bad))
+	for _, s := range snaps {
+		ids = append(ids, s.ID)
+	}
+	for _, b := range bad {
+		ids = append(ids, b.ID)
+	}
+	if err := r.CheckRollback(ctx, stateDir(), ids); err != nil {
+		return nil, err
+	}
+	if err := r.RecordSeen(stateDir(), ids); err != nil {
+		warnf("cannot record seen snapshots: %v", err)
+	}
+	return snaps, nil
+}
+
+// recordSnapshot adds a snapshot this client just wrote to its seen set.
+func recordSnapshot(ctx context.Context, r *repository.Repository, id repository.ID) {
+	snaps, _, err := r.LoadSnapshots(ctx)
+	if err != nil {
+		return
+	}
+	ids := []repository.ID{id}
+	for _, s := range snaps {
+		ids = append(ids, s.ID)
+	}
+	if err := r.RecordSeen(stateDir(), ids); err != nil {
+		warnf("cannot record seen snapshots: %v", err)
+	}
+}
+
+func warnf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "warning: "+format+"\n", a...)
+}
+
+// printf writes human output unless --quiet or --json.
+func printf(w io.Writer, format string, a ...any) {
+	if gopts.quiet || gopts.json {
+		return
+	}
+	fmt.Fprintf(w, format, a...)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func isTerminal(f *os.File) bool {
+	return term.IsTerminal(int(f.Fd())) // #nosec G115 -- file descriptors fit in int
+}

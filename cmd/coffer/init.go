@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/coffer-backup/coffer/internal/chunker"
+	"github.com/coffer-backup/coffer/internal/compress"
+	"github.com/coffer-backup/coffer/internal/crypto"
+	"github.com/coffer-backup/coffer/internal/keyring"
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/spf13/cobra"
+)
+
+type initOptions struct {
+	cipher          string
+	compression     string
+	chunkAvg        int
+	recoveryKeyFile string
+	kdf             kdfFlags
+}
+
+func init() {
+	var o initOptions
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a new repository",
+		Long: `Create a new encrypted repository at --repo (or COFFER_REPO, or the default
+location). With --recovery-key-file, a recovery key is written to that file
+(mode 0600); it opens the repository like a passphrase and should be kept offline.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			loc, _ := repoLocation()
+			r, rk, err := initRepository(cmd, loc, o)
+			if err != nil {
+				return err
+			}
+			if err := writeRecoveryKey(o.recoveryKeyFile, rk); err != nil {
+				return err
+			}
+			if gopts.json {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"id": r.Config().ID, "location": loc, "cipher": r.Config().Cipher})
+			}
+			printf(cmd.OutOrStdout(), "created coffer repository %s at %s\n", r.Config().ID[:8], loc)
+			if rk != nil {
+				printf(cmd.OutOrStdout(), "recovery key written to %s: keep it offline; it opens the repository\n", o.recoveryKeyFile)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.cipher, "cipher", "aes-256-gcm", "AEAD cipher: aes-256-gcm or chacha20-poly1305")
+	f.StringVar(&o.compression, "compression", "auto", "default compression: auto, off or max")
+	f.IntVar(&o.chunkAvg, "chunk-size", chunker.DefaultParams.Avg, "average chunk size in bytes (a power of two)")
+	f.StringVar(&o.recoveryKeyFile, "recovery-key-file", "", "write a recovery key to this file (mode 0600)")
+	o.kdf.register(f)
+	rootCmd.AddCommand(cmd)
+}
+
+func initRepository(cmd *cobra.Command, loc string, o initOptions) (*repository.Repository, *keyring.RecoveryKey, error) {
+	c, err := crypto.ParseCipher(o.cipher)
+	if err != nil {
+		return nil, nil, usageErrorf("%v", err)
+	}
+	mode, err := compress.ParseMode(o.compression)
+	if err != nil {
+		return nil, nil, usageErrorf("%v", err)
+	}
+	params := chunker.Params{Min: o.chunkAvg / 4, Avg: o.chunkAvg, Max: o.chunkAvg * 8}
+	if err := params.Validate(); err != nil {
+		return nil, nil, usageErrorf("--chunk-size: %v", err)
+	}
+	kdf, err := o.kdf.params()
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.recoveryKeyFile != "" {
+		if _, err := os.Lstat(o.recoveryKeyFile); err == nil {
+			return nil, nil, fmt.Errorf("recovery key file %s already exists; refusing to overwrite it", o.recoveryKeyFile)
+		}
+	}
+	pass, err := readPassword("enter a passphrase for the new repository: ", true)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(pass)
+	st, err := openStorage(cmd.Context(), loc, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return repository.Init(cmd.Context(), st, repository.InitOptions{
+		Passphrase: pass, Cipher: c, Chunker: params, Compression: mode, KDF: kdf, Recovery: o.recoveryKeyFile != "",
+	})
+}
+
+// writeRecoveryKey writes the key to path with mode 0600, never over an
+// existing file.
+func writeRecoveryKey(path string, rk *keyring.RecoveryKey) error {
+	if rk == nil || path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the user names the file
+	if err != nil {
+		return fmt.Errorf("write recovery key: %w", err)
+	}
+	if _, err := fmt.Fprintln(f, rk.String()); err != nil {
+		f.Close()
+		return fmt.Errorf("write recovery key: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/keyring"
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	keyCmd := &cobra.Command{Use: "key", Short: "Manage key slots (passphrases, recovery keys) and data-key terms"}
+	var newPassFile, recoveryFile string
+	var kdf kdfFlags
+
+	newPassphrase := func() ([]byte, error) {
+		if newPassFile != "" {
+			return readSecretFile(newPassFile)
+		}
+		return promptPassword("enter the new passphrase: ", true)
+	}
+
+	list := &cobra.Command{
+		Use: "list", Short: "List key slots", Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			repo, err := openRepo(cmd.Context())
+			if err != nil {
+				return err
+			}
+			slots, bad, err := repository.LoadSlots(cmd.Context(), repo.Storage())
+			if err != nil {
+				return err
+			}
+			for _, b := range bad {
+				warnf("%v", b)
+			}
+			cur := repo.CurrentSlot().ID
+			if gopts.json {
+				type js struct {
+					ID      string    `json:"id"`
+					Current bool      `json:"current"`
+					Kind    string    `json:"kind"`
+					Created time.Time `json:"created"`
+					Host    string    `json:"host"`
+					User    string    `json:"user"`
+				}
+				out := []js{}
+				for _, s := range slots {
+					out = append(out, js{s.ID, s.ID == cur, string(s.Kind), s.Created, s.Host, s.User})
+				}
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, " \tID\tKind\tUser\tHost\tCreated")
+			for _, s := range slots {
+				mark := " "
+				if s.ID == cur {
+					mark = "*"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", mark, s.ID[:8], s.Kind, s.User, s.Host, s.Created.Local().Format("2006-01-02 15:04:05"))
+			}
+			return tw.Flush()
+		},
+	}
+	add := &cobra.Command{
+		Use: "add", Short: "Add a passphrase (or, with --recovery-key-file, a recovery key)", Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			repo, err := openRepo(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if recoveryFile != "" {
+				k, s, err := repo.AddRecoveryKey(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if err := writeRecoveryKey(recoveryFile, &k); err != nil {
+					return fmt.Errorf("slot %s was added but the key could not be written; remove the slot: %w", s.ID[:8], err)
+				}
+				printf(cmd.OutOrStdout(), "added recovery key slot %s; key written to %s\n", s.ID[:8], recoveryFile)
+				return nil
+			}
+			p, err := kdf.params()
+			if err != nil {
+				return err
+			}
+			pass, err := newPassphrase()
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			s, err := repo.AddPassphrase(cmd.Context(), pass, p)
+			if err != nil {
+				return err
+			}
+			printf(cmd.OutOrStdout(), "added key slot %s\n", s.ID[:8])
+			return nil
+		},
+	}
+	remove := &cobra.Command{
+		Use: "remove ID", Short: "Remove a key slot (never the last one)", Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := openRepo(cmd.Context())
+			if err != nil {
+				return err
+			}
+			id, err := resolveSlot(cmd, repo, args[0])
+			if err != nil {
+				return err
+			}
+			if err := repo.RemoveSlot(cmd.Context(), id); err != nil {
+				return err
+			}
+			printf(cmd.OutOrStdout(), "removed key slot %s\n", id[:8])
+			return nil
+		},
+	}
+	passwd := &cobra.Command{
+		Use: "passwd", Short: "Change the passphrase of the slot in use", Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := kdf.params()
+			if err != nil {
+				return err
+			}
+			repo, err := openRepo(cmd.Context())
+			if err != nil {
+				return err
+			}
+			pass, err := newPassphrase()
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			s, err := repo.ChangePassphrase(cmd.Context(), pass, p)
+			if err != nil {
+				return err
+			}
+			printf(cmd.OutOrStdout(), "passphrase changed (new key slot %s)\n", s.ID[:8])
+			return nil
+		},
+	}
+	rotate := &cobra.Command{
+		Use: "rotate", Short: "Start a new data-key term; old data stays readable", Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			repo, err := openRepo(cmd.Context())
+			if err != nil {
+				return err
+			}
+			unlock, err := lockRepo(cmd.Context(), repo, "key rotate", true, false)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			t, err := repo.RotateKey(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if gopts.json {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"term": t.Number, "created": t.Created})
+			}
+			printf(cmd.OutOrStdout(), "new data-key term %d; new data is sealed with it, older terms stay readable\n", t.Number)
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{add, passwd} {
+		c.Flags().StringVar(&newPassFile, "new-password-file", "", "read the new passphrase from this file")
+		kdf.register(c.Flags())
+	}
+	add.Flags().StringVar(&recoveryFile, "recovery-key-file", "", "add a recovery key and write it to this file (mode 0600)")
+	keyCmd.AddCommand(list, add, remove, passwd, rotate)
+	rootCmd.AddCommand(keyCmd)
+}
+
+func resolveSlot(cmd *cobra.Command, repo *repository.Repository, prefix string) (string, error) {
+	slots, _, err := repository.LoadSlots(cmd.Context(), repo.Storage())
+	if err != nil {
+		return "", err
+	}
+	var found *keyring.Slot
+	for _, s := range slots {
+		if len(prefix) >= 4 && len(prefix) <= len(s.ID) && s.ID[:len(prefix)] == prefix {
+			if found != nil {
+				return "", fmt.Errorf("key slot prefix %q is ambiguous", prefix)
+			}
+			found = s
+		}
+	}
+	if found == nil {
+		return "", errors.New("no key slot matches " + prefix)
+	}
+	return found.ID, nil
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/storage"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	cmd := &cobra.Command{
+		Use:       "list blobs|packs|index|snapshots|keys",
+		Short:     "List objects in the repository",
+		Args:      usageArgs(cobra.ExactArgs(1)),
+		ValidArgs: []string{"blobs", "packs", "index", "snapshots", "keys", "locks"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			repo, err := openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			kinds := map[string]storage.Kind{"packs": storage.KindData, "index": storage.KindIndex,
+				"snapshots": storage.KindSnapshots, "keys": storage.KindKeys, "locks": storage.KindLocks}
+			if args[0] == "blobs" {
+				if err := repo.LoadIndex(ctx); err != nil {
+					return err
+				}
+				var werr error
+				repo.Index().Each(func(l repository.BlobLocation, id repository.ID) bool {
+					if gopts.json {
+						werr = printJSONLine(w, map[string]any{"type": l.Type.String(), "id": id.String(), "size": l.RawLen, "pack": l.Pack.String()})
+					} else {
+						_, werr = fmt.Fprintf(w, "%s %s\n", l.Type, id)
+					}
+					return werr == nil
+				})
+				return werr
+			}
+			k, ok := kinds[args[0]]
+			if !ok {
+				return usageErrorf("list: unknown type %q", args[0])
+			}
+			return repo.Storage().List(ctx, k, func(fi storage.FileInfo) error {
+				if gopts.json {
+					return printJSONLine(w, map[string]any{"id": fi.Name, "size": fi.Size})
+				}
+				_, err := fmt.Fprintln(w, fi.Name)
+				return err
+			})
+		},
+	}
+	rootCmd.AddCommand(cmd)
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	var sf snapshotFilterFlags
+	var long bool
+	cmd := &cobra.Command{
+		Use:   "ls SNAPSHOT [PATH]",
+		Short: "List the files of a snapshot",
+		Args:  usageArgs(cobra.RangeArgs(1, 2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			repo, err := openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			unlock, err := lockRepo(ctx, repo, "ls", false, true)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			if err := repo.LoadIndex(ctx); err != nil {
+				return err
+			}
+			snaps, err := loadSnapshots(ctx, repo)
+			if err != nil {
+				return err
+			}
+			snap, err := repository.FindSnapshot(snaps, args[0], sf.filter())
+			if err != nil {
+				return err
+			}
+			prefix := ""
+			if len(args) == 2 {
+				prefix = "/" + strings.Trim(args[1], "/")
+			}
+			w := cmd.OutOrStdout()
+			return repo.Walk(ctx, snap.Tree, func(p string, n *repository.Node) error {
+				if prefix != "" && p != prefix && !strings.HasPrefix(p, prefix+"/") {
+					if strings.HasPrefix(prefix, p+"/") {
+						return nil
+					}
+					return repository.ErrSkipDir
+				}
+				if gopts.json {
+					return printJSONLine(w, map[string]any{"path": p, "type": n.Type, "mode": n.Mode, "size": n.Size,
+						"uid": n.UID, "gid": n.GID, "user": n.User, "group": n.Group, "mtime": time.Unix(0, n.MTimeNs).UTC()})
+				}
+				if long {
+					fmt.Fprintf(w, "%s %8s %8s %12d %s %s\n", modeString(n), orID(n.User, n.UID), orID(n.Group, n.GID), n.Size,
+						time.Unix(0, n.MTimeNs).Local().Format("2006-01-02 15:04:05"), p)
+					return nil
+				}
+				fmt.Fprintln(w, p)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&long, "long", "l", false, "long listing")
+	sf.register(cmd.Flags())
+	rootCmd.AddCommand(cmd)
+}
+
+func orID(name string, id uint32) string {
+	if name != "" {
+		return name
+	}
+	return fmt.Sprint(id)
+}
+
+func modeString(n *repository.Node) string {
+	m := fs.FileMode(n.Mode & 0o777)
+	if n.Mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if n.Mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if n.Mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	switch n.Type {
+	case "dir":
+		m |= fs.ModeDir
+	case "symlink":
+		m |= fs.ModeSymlink
+	case "fifo":
+		m |= fs.ModeNamedPipe
+	case "chardev":
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case "blockdev":
+		m |= fs.ModeDevice
+	case "socket":
+		m |= fs.ModeSocket
+	}
+	return m.String()
+}

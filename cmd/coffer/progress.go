@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/archiver"
+)
+
+// startProgress prints line() every half second on a terminal (or when
+// forced) and returns a function that stops it.
+func startProgress(force bool, line func() string) func() {
+	if gopts.quiet || gopts.json || (!force && !isTerminal(os.Stderr)) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprintf(os.Stderr, "\r\033[K")
+				return
+			case <-t.C:
+				fmt.Fprintf(os.Stderr, "\r\033[K%s", line())
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+var progressStart = time.Now()
+
+func backupProgressLine(p *archiver.Progress) string {
+	el := time.Since(progressStart)
+	b := p.Bytes.Load()
+	rate := float64(b) / max(el.Seconds(), 0.001)
+	total := p.TotalBytes.Load()
+	eta := ""
+	if total > b && rate > 0 {
+		eta = " ETA " + (time.Duration(float64(total-b)/rate) * time.Second / time.Second).Round(time.Second).String()
+	}
+	return fmt.Sprintf("[%s] %d/%d files, %s/%s, %s/s%s, %d errors", el.Round(time.Second), p.Files.Load(), p.TotalFiles.Load(),
+		formatBytes(b), formatBytes(total), formatBytes(uint64(rate)), eta, p.Errors.Load())
+}
+
+func formatBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.2f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func splitTags(tags []string) []string {
+	var out []string
+	for _, t := range tags {
+		for _, x := range strings.Split(t, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
+func absPaths(paths []string) ([]string, error) {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	sortStrings(out)
+	return out, nil
+}

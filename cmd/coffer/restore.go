@@ -1,0 +1,117 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/filter"
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/restorer"
+	"github.com/spf13/cobra"
+)
+
+type restoreOptions struct {
+	target   string
+	includes []string
+	excludes []string
+	verify   bool
+	progress bool
+	snaps    snapshotFilterFlags
+}
+
+func init() {
+	var o restoreOptions
+	cmd := &cobra.Command{
+		Use:   "restore SNAPSHOT --target DIR",
+		Short: "Restore a snapshot into a directory",
+		Long: `Restore SNAPSHOT ("latest" or an ID prefix) below --target. Paths are
+recreated below the target as they were backed up (absolute paths become
+target/...). Files already present and correct are skipped, so an interrupted
+restore resumes. Nothing is ever written outside the target.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if o.target == "" {
+				return usageErrorf("--target is required")
+			}
+			inc, err := compileFilter(o.includes)
+			if err != nil {
+				return err
+			}
+			exc, err := compileFilter(o.excludes)
+			if err != nil {
+				return err
+			}
+			repo, err := openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			unlock, err := lockRepo(ctx, repo, "restore", false, true)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			if err := repo.LoadIndex(ctx); err != nil {
+				return err
+			}
+			snaps, err := loadSnapshots(ctx, repo)
+			if err != nil {
+				return err
+			}
+			snap, err := repository.FindSnapshot(snaps, args[0], o.snaps.filter())
+			if err != nil {
+				return err
+			}
+			prog := &restorer.Progress{}
+			res := restorer.New(repo, restorer.Options{Target: o.target, Include: inc, Exclude: exc, Verify: o.verify, Progress: prog})
+			start := time.Now()
+			stop := startProgress(o.progress, func() string {
+				return fmt.Sprintf("[%s] %d files, %s restored, %d skipped, %d errors", time.Since(start).Round(time.Second),
+					prog.Files.Load(), formatBytes(prog.Bytes.Load()), prog.Skipped.Load(), prog.Errors.Load())
+			})
+			err = res.Restore(ctx, snap.Tree)
+			stop()
+			if err != nil {
+				return err
+			}
+			errs := res.Errors()
+			for _, e := range errs {
+				fmt.Fprintf(os.Stderr, "error: %v\n", e)
+			}
+			if gopts.json {
+				if err := printJSON(cmd.OutOrStdout(), map[string]any{"message_type": "summary", "snapshot_id": snap.ID.String(),
+					"files_restored": prog.Files.Load(), "bytes_restored": prog.Bytes.Load(), "files_skipped": prog.Skipped.Load(),
+					"errors": len(errs), "verified": o.verify}); err != nil {
+					return err
+				}
+			} else {
+				printf(cmd.OutOrStdout(), "restored snapshot %s to %s: %d files, %s (%d already correct) in %s\n", snap.ID.Short(), o.target,
+					prog.Files.Load(), formatBytes(prog.Bytes.Load()), prog.Skipped.Load(), time.Since(start).Round(time.Millisecond))
+			}
+			if len(errs) > 0 {
+				return fmt.Errorf("%d entries could not be restored", len(errs))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.target, "target", "t", "", "directory to restore into")
+	f.StringArrayVarP(&o.includes, "include", "i", nil, "restore only paths matching a pattern (repeatable)")
+	f.StringArrayVarP(&o.excludes, "exclude", "e", nil, "do not restore paths matching a pattern (repeatable)")
+	f.BoolVar(&o.verify, "verify", false, "re-read every restored file and check it against the snapshot")
+	f.BoolVar(&o.progress, "progress", false, "show progress even when not on a terminal")
+	o.snaps.register(f)
+	rootCmd.AddCommand(cmd)
+}
+
+func compileFilter(patterns []string) (*filter.Matcher, error) {
+	if len(patterns) == 0 {
+		return nil, nil
+	}
+	m, err := filter.New(patterns)
+	if err != nil {
+		return nil, usageErrorf("pattern: %v", err)
+	}
+	return m, nil
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	var sf snapshotFilterFlags
+	cmd := &cobra.Command{
+		Use:   "snapshots",
+		Short: "List snapshots",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			repo, err := openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			unlock, err := lockRepo(ctx, repo, "snapshots", false, true)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			snaps, err := loadSnapshots(ctx, repo)
+			if err != nil {
+				return err
+			}
+			f := sf.filter()
+			type js struct {
+				ID       string   `json:"id"`
+				ShortID  string   `json:"short_id"`
+				Time     string   `json:"time"`
+				Hostname string   `json:"hostname"`
+				Username string   `json:"username,omitempty"`
+				Paths    []string `json:"paths"`
+				Tags     []string `json:"tags,omitempty"`
+				Tree     string   `json:"tree"`
+				Parent   string   `json:"parent,omitempty"`
+			}
+			out := []js{}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			if !gopts.json {
+				fmt.Fprintln(tw, "ID\tTime\tHost\tTags\tPaths")
+			}
+			n := 0
+			for _, s := range snaps {
+				if !f.Match(s) {
+					continue
+				}
+				n++
+				if gopts.json {
+					j := js{ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time.Format("2006-01-02T15:04:05.999999999Z07:00"),
+						Hostname: s.Hostname, Username: s.Username, Paths: s.Paths, Tags: s.Tags, Tree: s.Tree.String()}
+					if s.Parent != nil {
+						j.Parent = s.Parent.String()
+					}
+					out = append(out, j)
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), s.Hostname,
+					strings.Join(s.Tags, ","), strings.Join(s.Paths, ", "))
+			}
+			if gopts.json {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			if !gopts.quiet {
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%d snapshots\n", n)
+			}
+			return nil
+		},
+	}
+	sf.register(cmd.Flags())
+	rootCmd.AddCommand(cmd)
+}

@@ -1,0 +1,550 @@
+// Package archiver walks filesystem paths with full metadata and stores them
+// as a snapshot: keyed chunking, deduplication, trees, the parent fast path.
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/chunker"
+	"github.com/coffer-backup/coffer/internal/filter"
+	"github.com/coffer-backup/coffer/internal/fsmeta"
+	"github.com/coffer-backup/coffer/internal/repository"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure a backup.
+type Options struct {
+	Excludes         *filter.Matcher // paths to leave out (nil: none)
+	ExcludeCaches    bool            // leave out directories with a valid CACHEDIR.TAG
+	ExcludeIfPresent []string        // leave out directories containing one of these names
+	OneFileSystem    bool            // do not cross mount points below each path
+	Parent           *repository.Snapshot
+	Progress         *Progress // may be nil
+}
+
+// Progress counts a backup's work; fields are updated atomically and may be
+// read at any time by a progress display.
+type Progress struct {
+	Files      atomic.Uint64
+	Dirs       atomic.Uint64
+	Bytes      atomic.Uint64
+	Errors     atomic.Uint64
+	Unchanged  atomic.Uint64
+	TotalFiles atomic.Uint64 // files found so far by the walk
+	TotalBytes atomic.Uint64
+}
+
+// SourceError is a path that could not be read; the backup goes on.
+type SourceError struct {
+	Path string
+	Err  error
+}
+
+func (e SourceError) Error() string { return fmt.Sprintf("%s: %v", e.Path, e.Err) }
+
+// Archiver saves paths into a repository.
+type Archiver struct {
+	repo   *repository.Repository
+	opts   Options
+	params chunker.Params
+	secret [32]byte
+
+	mu       sync.Mutex
+	errs     []SourceError
+	summary  repository.SnapshotSummary
+	fatal    error
+	cancel   context.CancelFunc
+	blobSem  chan struct{}
+	fileSem  chan struct{}
+	rootDevs map[string]uint64
+}
+
+// New returns an archiver writing to repo.
+func New(repo *repository.Repository, opts Options) *Archiver {
+	if opts.Progress == nil {
+		opts.Progress = &Progress{}
+	}
+	n := runtime.GOMAXPROCS(0)
+	return &Archiver{
+		repo:    repo,
+		opts:    opts,
+		params:  repo.Config().Chunker,
+		secret:  repo.ChunkerSecret(),
+		blobSem: make(chan struct{}, 2*n+2),
+		fileSem: make(chan struct{}, max(4, 2*n)),
+	}
+}
+
+// Errors returns the sources that could not be read.
+func (a *Archiver) Errors() []SourceError {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]SourceError(nil), a.errs...)
+}
+
+// repoError marks an error of the repository (not of a source file): it
+// aborts the backup instead of being reported as an unreadable source.
+type repoError struct{ err error }
+
+func (e repoError) Error() string { return e.err.Error() }
+func (e repoError) Unwrap() error { return e.err }
+
+func (a *Archiver) setFatal(err error) {
+	a.mu.Lock()
+	if a.fatal == nil {
+		a.fatal = err
+	}
+	a.mu.Unlock()
+	a.cancel()
+}
+
+func (a *Archiver) fatalErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.fatal
+}
+
+func (a *Archiver) reportError(path string, err error) {
+	a.opts.Progress.Errors.Add(1)
+	a.mu.Lock()
+	a.errs = append(a.errs, SourceError{Path: path, Err: err})
+	a.summary.Errors++
+	a.mu.Unlock()
+}
+
+// vnode is a node of the virtual tree of parents of the backed-up paths.
+type vnode struct {
+	children map[string]*vnode
+	target   bool // a path given by the user: walk it for real
+}
+
+// Snapshot backs up paths and returns the snapshot, not yet saved: the
+// caller adds host and tags and calls repository.SaveSnapshot after Flush.
+// Paths are stored under their absolute names, as restic does.
+func (a *Archiver) Snapshot(ctx context.Context, paths []string) (*repository.Snapshot, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("no paths to back up")
+	}
+	start := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.cancel = cancel
+	root := &vnode{children: map[string]*vnode{}}
+	var abs []string
+	for _, p := range paths {
+		ap, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("path %q: %w", p, err)
+		}
+		if _, err := os.Lstat(ap); err != nil {
+			return nil, fmt.Errorf("path %q: %w", p, err)
+		}
+		abs = append(abs, ap)
+		n := root
+		for _, c := range strings.Split(strings.TrimPrefix(ap, "/"), "/") {
+			if c == "" {
+				continue
+			}
+			ch := n.children[c]
+			if ch == nil {
+				ch = &vnode{children: map[string]*vnode{}}
+				n.children[c] = ch
+			}
+			n = ch
+		}
+		n.target = true
+	}
+	var parentRoot *repository.ID
+	if a.opts.Parent != nil {
+		parentRoot = &a.opts.Parent.Tree
+	}
+	a.repo.StartWriting(ctx)
+	treeID, err := a.saveVirtual(ctx, "/", root, parentRoot)
+	if ferr := a.fatalErr(); ferr != nil {
+		return nil, ferr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := a.repo.Flush(ctx); err != nil {
+		return nil, err
+	}
+	st := a.repo.Stats()
+	a.mu.Lock()
+	sum := a.summary
+	a.mu.Unlock()
+	sum.BackupStart = start.UTC()
+	sum.BackupEnd = time.Now().UTC()
+	sum.DataBlobs = st.Blobs[repository.DataBlob]
+	sum.TreeBlobs = st.Blobs[repository.TreeBlob]
+	sum.DataAdded = st.BytesRaw
+	sum.DataAddedPacked = st.BytesPacked
+	sum.TotalFilesProcessed = a.opts.Progress.Files.Load()
+	sum.TotalBytesProcessed = a.opts.Progress.Bytes.Load()
+	sort.Strings(abs)
+	snap := &repository.Snapshot{Time: start.UTC(), Tree: treeID, Paths: abs, Summary: &sum}
+	if a.opts.Parent != nil {
+		pid := a.opts.Parent.ID
+		snap.Parent = &pid
+	}
+	return snap, nil
+}
+
+// loadParentTree returns the parent's tree or nil; damage is not fatal.
+func (a *Archiver) loadParentTree(ctx context.Context, id *repository.ID) *repository.Tree {
+	if id == nil {
+		return nil
+	}
+	t, err := a.repo.LoadTree(ctx, *id)
+	if err != nil {
+		return nil
+	}
+	return t
+}
+
+func findNode(t *repository.Tree, name string) *repository.Node {
+	if t == nil {
+		return nil
+	}
+	i := sort.Search(len(t.Nodes), func(i int) bool { return string(t.Nodes[i].Name) >= name })
+	if i < len(t.Nodes) && string(t.Nodes[i].Name) == name {
+		return t.Nodes[i]
+	}
+	return nil
+}
+
+func (a *Archiver) saveVirtual(ctx context.Context, dir string, v *vnode, parent *repository.ID) (repository.ID, error) {
+	ptree := a.loadParentTree(ctx, parent)
+	tree := &repository.Tree{}
+	names := make([]string, 0, len(v.children))
+	for n := range v.children {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ch := v.children[name]
+		path := filepath.Join(dir, name)
+		meta, err := fsmeta.Lstat(path)
+		if err != nil && !errors.Is(err, fsmeta.ErrIncomplete) {
+			return repository.ID{}, fmt.Errorf("%s: %w", path, err)
+		}
+		pn := findNode(ptree, name)
+		var psub *repository.ID
+		if pn != nil {
+			psub = pn.Subtree
+		}
+		if ch.target {
+			node, err := a.saveEntry(ctx, path, name, meta, pn)
+			if err != nil {
+				return repository.ID{}, err
+			}
+			if node != nil {
+				tree.Nodes = append(tree.Nodes, node.wait())
+			}
+			continue
+		}
+		if meta.Type != fsmeta.TypeDir {
+			return repository.ID{}, fmt.Errorf("%s: not a directory", path)
+		}
+		sub, err := a.saveVirtual(ctx, path, ch, psub)
+		if err != nil {
+			return repository.ID{}, err
+		}
+		tree.Nodes = append(tree.Nodes, &repository.Node{Name: []byte(name), Meta: *meta, Subtree: &sub})
+	}
+	tree.Sort()
+	return a.repo.SaveTree(ctx, tree)
+}
+
+// futureNode is a node whose file content may still be being saved.
+type futureNode struct {
+	node *repository.Node
+	done chan struct{}
+}
+
+func (f *futureNode) wait() *repository.Node {
+	if f.done != nil {
+		<-f.done
+	}
+	return f.node
+}
+
+func ready(n *repository.Node) *futureNode { return &futureNode{node: n} }
+
+// saveEntry stores one entry of any type; nil means it was skipped.
+func (a *Archiver) saveEntry(ctx context.Context, path, name string, meta *fsmeta.Meta, pn *repository.Node) (*futureNode, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if a.opts.Excludes != nil && a.opts.Excludes.Match(path) {
+		return nil, nil
+	}
+	node := &repository.Node{Name: []byte(name), Meta: *meta}
+	switch meta.Type {
+	case fsmeta.TypeDir:
+		skip, err := a.skipDir(path, meta)
+		if err != nil {
+			a.reportError(path, err)
+		}
+		if skip {
+			return nil, nil
+		}
+		var psub *repository.ID
+		if pn != nil && pn.Type == fsmeta.TypeDir {
+			psub = pn.Subtree
+		}
+		id, err := a.saveDir(ctx, path, meta, psub)
+		if err != nil {
+			return nil, err
+		}
+		node.Subtree = &id
+		a.opts.Progress.Dirs.Add(1)
+		return ready(node), nil
+	case fsmeta.TypeFile:
+		a.opts.Progress.TotalFiles.Add(1)
+		a.opts.Progress.TotalBytes.Add(uint64(meta.Size))
+		if pn != nil && pn.Type == fsmeta.TypeFile && pn.SameContent(meta) && a.allBlobsKnown(pn) {
+			node.Content = pn.Content
+			a.opts.Progress.Files.Add(1)
+			a.opts.Progress.Unchanged.Add(1)
+			a.opts.Progress.Bytes.Add(uint64(meta.Size))
+			a.mu.Lock()
+			a.summary.FilesUnmodified++
+			a.mu.Unlock()
+			return ready(node), nil
+		}
+		f := &futureNode{node: node, done: make(chan struct{})}
+		select {
+		case a.fileSem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		go func() {
+			defer close(f.done)
+			defer func() { <-a.fileSem }()
+			content, size, err := a.saveFile(ctx, path)
+			if err != nil {
+				var re repoError
+				switch {
+				case errors.As(err, &re):
+					a.setFatal(re.err)
+				case ctx.Err() == nil:
+					a.reportError(path, err)
+				}
+				f.node = nil
+				return
+			}
+			node.Content = content
+			node.Size = size
+			a.opts.Progress.Files.Add(1)
+			a.mu.Lock()
+			if pn != nil {
+				a.summary.FilesChanged++
+			} else {
+				a.summary.FilesNew++
+			}
+			a.mu.Unlock()
+		}()
+		return f, nil
+	default:
+		return ready(node), nil
+	}
+}
+
+func (a *Archiver) allBlobsKnown(n *repository.Node) bool {
+	idx := a.repo.Index()
+	for _, c := range n.Content {
+		if c.ID != nil && !idx.Has(repository.BlobHandle{Type: repository.DataBlob, ID: *c.ID}) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Archiver) skipDir(path string, meta *fsmeta.Meta) (bool, error) {
+	if a.opts.ExcludeCaches {
+		if ok, err := filter.IsCacheDir(path); err != nil || ok {
+			return ok, err
+		}
+	}
+	if len(a.opts.ExcludeIfPresent) > 0 {
+		if ok, err := filter.HasMarker(path, a.opts.ExcludeIfPresent); err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+func (a *Archiver) saveDir(ctx context.Context, path string, meta *fsmeta.Meta, parent *repository.ID) (repository.ID, error) {
+	return a.saveDirOn(ctx, path, meta.Device, parent)
+}
+
+func (a *Archiver) saveDirOn(ctx context.Context, path string, dev uint64, parent *repository.ID) (repository.ID, error) {
+	ptree := a.loadParentTree(ctx, parent)
+	entries, err := os.ReadDir(path)
+	tree := &repository.Tree{}
+	if err != nil {
+		a.reportError(path, err)
+	}
+	var futures []*futureNode
+	for _, e := range entries {
+		name := e.Name()
+		p := filepath.Join(path, name)
+		meta, err := fsmeta.Lstat(p)
+		if err != nil && !errors.Is(err, fsmeta.ErrIncomplete) {
+			a.reportError(p, err)
+			continue
+		}
+		if err != nil {
+			a.reportError(p, err) // metadata partly unreadable; entry kept
+		}
+		if a.opts.OneFileSystem && meta.Type == fsmeta.TypeDir && meta.Device != dev {
+			continue
+		}
+		f, err := a.saveEntry(ctx, p, name, meta, findNode(ptree, name))
+		if err != nil {
+			return repository.ID{}, err
+		}
+		if f != nil {
+			futures = append(futures, f)
+		}
+	}
+	for _, f := range futures {
+		if n := f.wait(); n != nil {
+			tree.Nodes = append(tree.Nodes, n)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return repository.ID{}, err
+	}
+	tree.Sort()
+	a.mu.Lock()
+	if parent == nil {
+		a.summary.DirsNew++
+	} else {
+		a.summary.DirsChanged++ // refined below when the tree is identical
+	}
+	a.mu.Unlock()
+	id, err := a.repo.SaveTree(ctx, tree)
+	if err == nil && parent != nil && id == *parent {
+		a.mu.Lock()
+		a.summary.DirsChanged--
+		a.summary.DirsUnmodified++
+		a.mu.Unlock()
+	}
+	return id, err
+}
+
+// saveFile chunks a regular file and stores its blobs; all-zero chunks and
+// holes become hole items so sparse files stay sparse.
+func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.ContentItem, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) {
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("changed type during backup")
+	}
+	size := fi.Size()
+	regions, err := fsmeta.DataRegions(f, size)
+	if err != nil {
+		regions = []fsmeta.Region{{Offset: 0, Length: size}}
+	}
+	var (
+		mu      sync.Mutex
+		items   []repository.ContentItem
+		results []*repository.ID
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	ch := chunker.New(nil, a.secret, a.params)
+	var pos int64
+	addHole := func(n int64) {
+		if n <= 0 {
+			return
+		}
+		if l := len(items); l > 0 && items[l-1].Hole > 0 {
+			items[l-1].Hole += uint64(n)
+			return
+		}
+		items = append(items, repository.ContentItem{Hole: uint64(n)})
+		results = append(results, nil)
+	}
+	buf := make([]byte, 0, a.params.Max)
+	for _, rg := range regions {
+		if rg.Offset > pos {
+			addHole(rg.Offset - pos)
+		}
+		ch.Reset(io.NewSectionReader(f, rg.Offset, rg.Length))
+		for {
+			data, err := ch.Next(buf[:0])
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				_ = g.Wait()
+				return nil, 0, err
+			}
+			a.opts.Progress.Bytes.Add(uint64(len(data)))
+			if fsmeta.IsZero(data) {
+				addHole(int64(len(data)))
+				continue
+			}
+			chunk := append([]byte(nil), data...)
+			i := len(items)
+			items = append(items, repository.ContentItem{Size: uint64(len(chunk))})
+			results = append(results, nil)
+			select {
+			case a.blobSem <- struct{}{}:
+			case <-gctx.Done():
+				if err := g.Wait(); err != nil {
+					return nil, 0, err
+				}
+				return nil, 0, gctx.Err()
+			}
+			g.Go(func() error {
+				defer func() { <-a.blobSem }()
+				id, _, err := a.repo.SaveBlob(gctx, repository.DataBlob, chunk)
+				if err != nil {
+					return repoError{err}
+				}
+				mu.Lock()
+				results[i] = &id
+				mu.Unlock()
+				return nil
+			})
+		}
+		pos = rg.Offset + rg.Length
+	}
+	if pos < size {
+		addHole(size - pos)
+	}
+	if err := g.Wait(); err != nil {
+		return nil, 0, err
+	}
+	for i := range items {
+		if items[i].Hole == 0 {
+			items[i].ID = results[i]
+		}
+	}
+	return items, size, nil
+}

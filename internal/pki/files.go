@@ -1,0 +1,203 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// ErrKeyPermissions is returned when a private key file can be read or
+// written by anyone but its owner, or is not a regular file.
+var ErrKeyPermissions = errors.New("private key file is accessible to others")
+
+// maxPEMFile bounds what is read from a certificate or key file.
+const maxPEMFile = 1 << 20
+
+// EncodeCertPEM returns one PEM "CERTIFICATE" block holding der.
+func EncodeCertPEM(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// EncodeKeyPEM returns key as a PEM "PRIVATE KEY" block (PKCS #8), the form
+// openssl and curl read.
+func EncodeKeyPEM(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode private key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// decodeOnePEM returns the single PEM block of type typ in data and refuses
+// anything else around it.
+func decodeOnePEM(data []byte, typ string) ([]byte, error) {
+	block, rest := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("no PEM %s block", typ)
+	}
+	if block.Type != typ {
+		return nil, fmt.Errorf("PEM block is %q, want %q", block.Type, typ)
+	}
+	if len(block.Headers) != 0 {
+		return nil, fmt.Errorf("PEM %s block has headers (encrypted keys are not supported)", typ)
+	}
+	if len(trimSpace(rest)) != 0 {
+		return nil, fmt.Errorf("unexpected data after the PEM %s block", typ)
+	}
+	return block.Bytes, nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\n' || b[0] == '\r' || b[0] == '\t') {
+		b = b[1:]
+	}
+	return b
+}
+
+// ParseCertPEM parses a file holding exactly one PEM certificate.
+func ParseCertPEM(data []byte) (*x509.Certificate, error) {
+	der, err := decodeOnePEM(data, "CERTIFICATE")
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse certificate: %w", err)
+	}
+	return cert, nil
+}
+
+// ParseKeyPEM parses a PKCS #8 "PRIVATE KEY" PEM block holding an ECDSA or
+// Ed25519 key.
+func ParseKeyPEM(data []byte) (crypto.Signer, error) {
+	der, err := decodeOnePEM(data, "PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse private key: %w", err)
+	}
+	switch k := k.(type) {
+	case *ecdsa.PrivateKey:
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
+	default:
+		return nil, fmt.Errorf("unsupported private key type %T (want ECDSA or Ed25519)", k)
+	}
+}
+
+// readPrivateFile reads a private key file after checking that only its
+// owner can access it. The check is on the opened file, so a rename between
+// check and read cannot swap it.
+func readPrivateFile(path string) ([]byte, error) {
+	f, err := os.Open(path) // #nosec G304 -- path is the operator's own state or identity directory
+	if err != nil {
+		return nil, fmt.Errorf("open private key: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrKeyPermissions, path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %#o; run: chmod 600 %s", ErrKeyPermissions, path, perm, path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxPEMFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxPEMFile)
+	}
+	return data, nil
+}
+
+// readPublicFile reads a certificate file.
+func readPublicFile(path string) ([]byte, error) {
+	f, err := os.Open(path) // #nosec G304 -- path is the operator's own state or identity directory
+	if err != nil {
+		return nil, fmt.Errorf("open certificate: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxPEMFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxPEMFile)
+	}
+	return data, nil
+}
+
+// writeFileAtomic writes data to path so that a crash leaves either the old
+// file or the complete new one: temp file in the same directory, fsync,
+// rename (or link, when overwrite is false, so an existing file is never
+// replaced), fsync of the directory.
+func writeFileAtomic(path string, data []byte, perm os.FileMode, overwrite bool) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if f != nil {
+			_ = f.Close()
+		}
+		_ = os.Remove(tmp)
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: fsync: %w", path, err)
+	}
+	err = f.Close()
+	f = nil
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if overwrite {
+		err = os.Rename(tmp, path)
+	} else {
+		err = os.Link(tmp, path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir) // #nosec G304 -- the directory we just wrote into
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// sameKey reports whether the private key belongs to the public key.
+func sameKey(key crypto.Signer, pub crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	e, ok := key.Public().(equaler)
+	return ok && e.Equal(pub)
+}

@@ -1,0 +1,248 @@
+package pki
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Token format (docs/pki.md): "cfr1." followed by unpadded base64url of
+//
+//	version (1 byte, 1) | name length n (1 byte) | client name (n bytes) |
+//	CA SPKI SHA-256 (32 bytes) | secret (32 bytes)
+const (
+	TokenPrefix  = "cfr1."
+	tokenVersion = 1
+	// MaxTokenTTL bounds how long an unredeemed token stays valid.
+	MaxTokenTTL = 30 * 24 * time.Hour
+)
+
+// maxTokenLen is the longest possible encoded token.
+var maxTokenLen = len(TokenPrefix) + base64.RawURLEncoding.EncodedLen(2+MaxClientName+32+32)
+
+// Sentinel errors of enrolment.
+var (
+	ErrTokenMalformed = errors.New("malformed enrolment token")
+	ErrTokenUnknown   = errors.New("unknown enrolment token")
+	ErrTokenUsed      = errors.New("enrolment token already used")
+	ErrTokenExpired   = errors.New("enrolment token expired")
+	ErrTokenWrongCA   = errors.New("enrolment token is for another server's CA")
+	ErrTokenExists    = errors.New("enrolment token already stored")
+)
+
+// Token is a one-time enrolment token. Its Secret is a bearer credential:
+// String redacts it; only Encode reveals it.
+type Token struct {
+	ClientName    string
+	CAFingerprint [32]byte // SHA-256 of the CA's SubjectPublicKeyInfo
+	Secret        [32]byte
+}
+
+// NewToken returns a token for clientName with a fresh 256-bit secret.
+func NewToken(clientName string, caFingerprint [32]byte) (*Token, error) {
+	if err := ValidateClientName(clientName); err != nil {
+		return nil, err
+	}
+	t := &Token{ClientName: clientName, CAFingerprint: caFingerprint}
+	if _, err := rand.Read(t.Secret[:]); err != nil {
+		return nil, fmt.Errorf("token secret: %w", err)
+	}
+	return t, nil
+}
+
+// Encode returns the token in its printable form, secret included.
+func (t *Token) Encode() string {
+	b := make([]byte, 0, 2+len(t.ClientName)+64)
+	b = append(b, tokenVersion, byte(len(t.ClientName)))
+	b = append(b, t.ClientName...)
+	b = append(b, t.CAFingerprint[:]...)
+	b = append(b, t.Secret[:]...)
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// String describes the token without its secret, so it is safe to log.
+func (t *Token) String() string {
+	return fmt.Sprintf("enrolment token for %q (secret redacted)", t.ClientName)
+}
+
+// GoString is String, so %#v does not print the secret either.
+func (t *Token) GoString() string { return t.String() }
+
+// SecretHash is what the server stores: SHA-256 of the 256-bit secret.
+func (t *Token) SecretHash() [32]byte { return sha256.Sum256(t.Secret[:]) }
+
+// ParseToken decodes an encoded token strictly: exact prefix, canonical
+// unpadded base64url, version 1, exact length, valid client name. Errors
+// wrap ErrTokenMalformed.
+func ParseToken(s string) (*Token, error) {
+	if len(s) > maxTokenLen {
+		return nil, fmt.Errorf("%w: too long", ErrTokenMalformed)
+	}
+	rest, ok := strings.CutPrefix(s, TokenPrefix)
+	if !ok {
+		return nil, fmt.Errorf("%w: does not start with %q", ErrTokenMalformed, TokenPrefix)
+	}
+	// The decoder skips CR and LF; a token holds neither.
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return nil, fmt.Errorf("%w: character %q at %d", ErrTokenMalformed, c, len(TokenPrefix)+i)
+		}
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(rest)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTokenMalformed, err)
+	}
+	if len(b) < 2 || b[0] != tokenVersion {
+		return nil, fmt.Errorf("%w: unsupported version", ErrTokenMalformed)
+	}
+	n := int(b[1])
+	if len(b) != 2+n+64 {
+		return nil, fmt.Errorf("%w: length %d does not match name length %d", ErrTokenMalformed, len(b), n)
+	}
+	t := &Token{ClientName: string(b[2 : 2+n])}
+	if err := ValidateClientName(t.ClientName); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTokenMalformed, err)
+	}
+	copy(t.CAFingerprint[:], b[2+n:2+n+32])
+	copy(t.Secret[:], b[2+n+32:])
+	return t, nil
+}
+
+// TokenRecord is what the server keeps of a token: never the secret.
+type TokenRecord struct {
+	SecretHash [32]byte
+	ClientName string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	UsedAt     time.Time // zero until redeemed
+}
+
+// TokenStore persists token records. The server backs it with its database.
+//
+// Put stores a new record; a record with the same SecretHash already stored
+// is ErrTokenExists.
+//
+// Redeem atomically finds the record with secretHash and marks it used at
+// now, returning it. Of any number of concurrent Redeem calls for one hash,
+// at most one succeeds. It returns ErrTokenUnknown when no record matches,
+// ErrTokenUsed when it was redeemed before (whether or not it has expired
+// since), and ErrTokenExpired when now is not before ExpiresAt; only the
+// success case changes the record. A SQL store does this in one statement:
+// UPDATE ... SET used_at = ? WHERE hash = ? AND used_at IS NULL AND
+// expires_at > ?, then reads the row to tell the errors apart.
+type TokenStore interface {
+	Put(ctx context.Context, rec TokenRecord) error
+	Redeem(ctx context.Context, secretHash [32]byte, now time.Time) (TokenRecord, error)
+}
+
+// MemoryTokenStore is a TokenStore in memory, for tests and as the
+// reference implementation. Its zero value is ready to use.
+type MemoryTokenStore struct {
+	mu   sync.Mutex
+	recs []TokenRecord
+}
+
+// Put implements TokenStore.
+func (m *MemoryTokenStore) Put(ctx context.Context, rec TokenRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.find(rec.SecretHash) >= 0 {
+		return ErrTokenExists
+	}
+	m.recs = append(m.recs, rec)
+	return nil
+}
+
+// Redeem implements TokenStore. It compares the hash against every record
+// in constant time.
+func (m *MemoryTokenStore) Redeem(ctx context.Context, secretHash [32]byte, now time.Time) (TokenRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return TokenRecord{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := m.find(secretHash)
+	if i < 0 {
+		return TokenRecord{}, ErrTokenUnknown
+	}
+	rec := &m.recs[i]
+	if !rec.UsedAt.IsZero() {
+		return TokenRecord{}, ErrTokenUsed
+	}
+	if !now.Before(rec.ExpiresAt) {
+		return TokenRecord{}, ErrTokenExpired
+	}
+	rec.UsedAt = now
+	return *rec, nil
+}
+
+func (m *MemoryTokenStore) find(h [32]byte) int {
+	found := -1
+	for i := range m.recs {
+		if subtle.ConstantTimeCompare(m.recs[i].SecretHash[:], h[:]) == 1 {
+			found = i
+		}
+	}
+	return found
+}
+
+// IssueToken makes a token for clientName valid for ttl (at most
+// MaxTokenTTL) and stores its record. The caller prints tok.Encode() once.
+func (ca *CA) IssueToken(ctx context.Context, store TokenStore, clientName string, ttl time.Duration, now time.Time) (*Token, error) {
+	if ttl <= 0 || ttl > MaxTokenTTL {
+		return nil, fmt.Errorf("token ttl %v: must be positive and at most %v", ttl, MaxTokenTTL)
+	}
+	tok, err := NewToken(clientName, ca.Fingerprint())
+	if err != nil {
+		return nil, err
+	}
+	rec := TokenRecord{SecretHash: tok.SecretHash(), ClientName: clientName, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	if err := store.Put(ctx, rec); err != nil {
+		return nil, fmt.Errorf("store token: %w", err)
+	}
+	return tok, nil
+}
+
+// Enrolment is the result of a successful enrolment.
+type Enrolment struct {
+	ClientName string
+	CertDER    []byte
+	Serial     *big.Int
+}
+
+// Enrol redeems tok and signs csrDER for the client the token was issued
+// to. The CSR is checked before the token is spent, so a broken client does
+// not burn its token; the token must carry this CA's fingerprint
+// (ErrTokenWrongCA). Errors wrap ErrBadCSR or the token sentinels.
+func (ca *CA) Enrol(ctx context.Context, store TokenStore, tok *Token, csrDER []byte, ttl time.Duration, now time.Time) (*Enrolment, error) {
+	fp := ca.Fingerprint()
+	if subtle.ConstantTimeCompare(fp[:], tok.CAFingerprint[:]) != 1 {
+		return nil, ErrTokenWrongCA
+	}
+	if _, err := ParseCSR(csrDER); err != nil {
+		return nil, err
+	}
+	rec, err := store.Redeem(ctx, tok.SecretHash(), now)
+	if err != nil {
+		return nil, fmt.Errorf("redeem token: %w", err)
+	}
+	if rec.ClientName != tok.ClientName {
+		return nil, fmt.Errorf("%w: token names %q but was issued for another client", ErrTokenUnknown, tok.ClientName)
+	}
+	der, serial, err := ca.SignClient(csrDER, rec.ClientName, ttl, now)
+	if err != nil {
+		return nil, err
+	}
+	return &Enrolment{ClientName: rec.ClientName, CertDER: der, Serial: serial}, nil
+}

@@ -1,0 +1,223 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/coffer-backup/coffer/internal/crypto"
+	"github.com/coffer-backup/coffer/internal/storage"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrBlobNotFound is returned when no index names a blob.
+var ErrBlobNotFound = errors.New("blob not found in index")
+
+// StartWriting prepares concurrent blob writes. Uploads run in the
+// background until Flush; their errors are reported by SaveBlob and Flush.
+func (r *Repository) StartWriting(ctx context.Context) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.packers != nil {
+		return
+	}
+	n := max(2, runtime.GOMAXPROCS(0))
+	r.packers = make(chan *PackWriter, n)
+	for i := 0; i < n; i++ {
+		r.packers <- nil
+	}
+	r.inflight = map[BlobHandle]bool{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(2)
+	r.uploads, r.upCtx = g, gctx
+}
+
+// SaveBlob stores a blob unless the repository already has it. It returns
+// the blob's ID and whether it was new. Safe for concurrent use.
+func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID, bool, error) {
+	id := r.hasher.Sum(data)
+	h := BlobHandle{Type: t, ID: id}
+	if r.idx.Has(h) {
+		return id, false, nil
+	}
+	r.wmu.Lock()
+	if r.inflight[h] {
+		r.wmu.Unlock()
+		return id, false, nil
+	}
+	r.inflight[h] = true
+	r.wmu.Unlock()
+
+	var pw *PackWriter
+	select {
+	case pw = <-r.packers:
+	case <-ctx.Done():
+		return id, false, ctx.Err()
+	case <-r.upCtx.Done():
+		return id, false, r.uploadErr()
+	}
+	if pw == nil {
+		var err error
+		term, key := r.keys.current()
+		pw, err = NewPackWriter(r.cipher, term, key, r.id, r.compress)
+		if err != nil {
+			r.packers <- nil
+			return id, false, err
+		}
+	}
+	if err := pw.Add(t, id, data); err != nil {
+		r.packers <- pw
+		return id, false, err
+	}
+	if pw.Size() >= r.cfg.PackSize {
+		r.upload(pw)
+		pw = nil
+	}
+	r.packers <- pw
+	r.wmu.Lock()
+	r.stats.Blobs[t]++
+	r.stats.BytesRaw += uint64(len(data))
+	r.wmu.Unlock()
+	return id, true, nil
+}
+
+func (r *Repository) uploadErr() error {
+	if err := r.uploads.Wait(); err != nil {
+		return err
+	}
+	return context.Canceled
+}
+
+// upload finishes pw and stores it in the background.
+func (r *Repository) upload(pw *PackWriter) {
+	r.uploads.Go(func() error {
+		data, entries, err := pw.Finish()
+		if err != nil {
+			return err
+		}
+		if err := VerifyPack(pw.ID, data, r.keys.lookup, r.id, r.hasher, entries); err != nil {
+			return fmt.Errorf("read-back check of new pack failed, nothing was committed: %w", err)
+		}
+		if err := r.st.Save(r.upCtx, storage.Handle{Kind: storage.KindData, Name: pw.ID.String()}, data); err != nil {
+			return fmt.Errorf("save pack %s: %w", pw.ID.Short(), err)
+		}
+		r.idx.AddPending(pw.ID, entries)
+		r.wmu.Lock()
+		r.written = append(r.written, IndexPack{ID: pw.ID, Blobs: entries})
+		r.stats.BytesPacked += uint64(len(data))
+		r.stats.Packs++
+		for _, e := range entries {
+			delete(r.inflight, BlobHandle{e.Type, e.ID})
+		}
+		r.wmu.Unlock()
+		return nil
+	})
+}
+
+// Flush uploads all open packs, waits for every upload and writes an index
+// file naming the new packs. After Flush returns nil, every blob SaveBlob
+// returned is durably stored and indexed.
+func (r *Repository) Flush(ctx context.Context) error {
+	r.wmu.Lock()
+	started := r.packers != nil
+	r.wmu.Unlock()
+	if !started {
+		return nil
+	}
+	n := cap(r.packers)
+	for i := 0; i < n; i++ {
+		var pw *PackWriter
+		select {
+		case pw = <-r.packers:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if pw != nil && pw.Count() > 0 {
+			r.upload(pw)
+		}
+	}
+	err := r.uploads.Wait()
+	r.wmu.Lock()
+	r.packers = nil
+	written := r.written
+	r.written = nil
+	r.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	if len(written) == 0 {
+		return nil
+	}
+	if _, err := r.SaveIndexFile(ctx, &IndexFile{Packs: written}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// LoadBlob returns a blob's plaintext after checking its keyed hash. If one
+// copy is damaged, other copies are tried.
+func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
+	locs := r.idx.Lookup(BlobHandle{Type: t, ID: id})
+	if len(locs) == 0 {
+		return nil, fmt.Errorf("%s blob %s: %w", t, id.Short(), ErrBlobNotFound)
+	}
+	var errs []error
+	for _, l := range locs {
+		b, err := r.loadBlobAt(ctx, id, l)
+		if err == nil {
+			return b, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (r *Repository) loadBlobAt(ctx context.Context, id ID, l BlobLocation) ([]byte, error) {
+	h := storage.Handle{Kind: storage.KindData, Name: l.Pack.String()}
+	pr, err := r.packReader(ctx, l.Pack)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := r.st.Load(ctx, h, int64(l.Offset), int64(l.Length))
+	if err != nil {
+		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), l.Pack.Short(), err)
+	}
+	e := PackEntry{Type: l.Type, ID: id, Offset: l.Offset, Length: l.Length, RawLen: l.RawLen}
+	plain, err := pr.OpenBlob(e, sealed)
+	if err != nil {
+		return nil, err
+	}
+	if got := r.hasher.Sum(plain); got != id {
+		return nil, fmt.Errorf("blob %s in pack %s: %w: content hashes to %s", id.Short(), l.Pack.Short(), ErrCorruptPack, got.Short())
+	}
+	return plain, nil
+}
+
+// packReader returns a reader for a pack's blobs, caching parsed headers.
+func (r *Repository) packReader(ctx context.Context, pack ID) (*PackReader, error) {
+	r.prmu.Lock()
+	pr, ok := r.readers[pack]
+	r.prmu.Unlock()
+	if ok {
+		return pr, nil
+	}
+	hdr, err := r.st.Load(ctx, storage.Handle{Kind: storage.KindData, Name: pack.String()}, 0, crypto.HeaderSize)
+	if err != nil {
+		return nil, fmt.Errorf("load pack %s: %w", pack.Short(), err)
+	}
+	pr, err = NewPackReader(pack, hdr, r.keys.lookup, r.id)
+	if err != nil {
+		return nil, err
+	}
+	r.prmu.Lock()
+	if r.readers == nil || len(r.readers) > 4096 {
+		r.readers = map[ID]*PackReader{}
+	}
+	r.readers[pack] = pr
+	r.prmu.Unlock()
+	return pr, nil
+}

@@ -1,0 +1,238 @@
+package repository
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/crypto"
+	"github.com/coffer-backup/coffer/internal/exitcode"
+	"github.com/coffer-backup/coffer/internal/storage"
+)
+
+// ErrLocked is returned when a conflicting lock is held.
+var ErrLocked = errors.New("repository is locked")
+
+func init() { exitcode.Register(ErrLocked, exitcode.Locked) }
+
+// Lock timing; variables so tests can shorten them.
+var (
+	LockRefreshInterval = 5 * time.Minute
+	LockStaleAfter      = 30 * time.Minute
+)
+
+// LockInfo is the content of a lock object.
+type LockInfo struct {
+	ID        ID        `json:"-"`
+	Started   time.Time `json:"started"`
+	Time      time.Time `json:"time"` // last refresh
+	Host      string    `json:"host"`
+	PID       int       `json:"pid"`
+	User      string    `json:"user,omitempty"`
+	Operation string    `json:"operation"`
+	Exclusive bool      `json:"exclusive"`
+}
+
+func (l *LockInfo) String() string {
+	kind := "shared"
+	if l.Exclusive {
+		kind = "exclusive"
+	}
+	return fmt.Sprintf("%s lock %s for %s by pid %d on %s (user %s), created %s", kind, l.ID.Short(), l.Operation, l.PID, l.Host, l.User, l.Started.Local().Format(time.RFC3339))
+}
+
+// Stale reports whether the lock's owner is gone: it names this host and a
+// pid that does not exist, or it was not refreshed for LockStaleAfter.
+func (l *LockInfo) Stale(now time.Time, host string) bool {
+	if now.Sub(l.Time) > LockStaleAfter {
+		return true
+	}
+	if l.Host == host && l.PID > 0 {
+		err := syscall.Kill(l.PID, 0)
+		return errors.Is(err, syscall.ESRCH)
+	}
+	return false
+}
+
+// Hostname returns the name locks and snapshots record.
+func Hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}
+
+// LoadLocks loads every lock object; locks that vanish meanwhile are skipped.
+func (r *Repository) LoadLocks(ctx context.Context) ([]*LockInfo, error) {
+	ids, err := r.ListIDs(ctx, storage.KindLocks)
+	if err != nil {
+		return nil, err
+	}
+	var out []*LockInfo
+	for _, id := range ids {
+		plain, err := r.LoadSealed(ctx, storage.Handle{Kind: storage.KindLocks, Name: id.String()}, crypto.KindLock)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		l := &LockInfo{ID: id}
+		if err := json.Unmarshal(plain, l); err != nil {
+			return nil, fmt.Errorf("lock %s: %w", id.Short(), err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// RemoveStaleLocks removes locks whose owners are gone and returns them.
+func (r *Repository) RemoveStaleLocks(ctx context.Context) ([]*LockInfo, error) {
+	locks, err := r.LoadLocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now, host := time.Now(), Hostname()
+	var removed []*LockInfo
+	for _, l := range locks {
+		if l.Stale(now, host) {
+			if err := r.RemoveLock(ctx, l.ID); err != nil {
+				return removed, err
+			}
+			removed = append(removed, l)
+		}
+	}
+	return removed, nil
+}
+
+// RemoveLock removes one lock object.
+func (r *Repository) RemoveLock(ctx context.Context, id ID) error {
+	err := r.st.Remove(ctx, storage.Handle{Kind: storage.KindLocks, Name: id.String()})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("remove lock %s: %w", id.Short(), err)
+	}
+	return nil
+}
+
+// HeldLock is a lock this process holds and refreshes.
+type HeldLock struct {
+	repo   *Repository
+	mu     sync.Mutex
+	info   LockInfo
+	stop   chan struct{}
+	done   chan struct{}
+	closed bool
+}
+
+// Info returns the lock's current content.
+func (h *HeldLock) Info() LockInfo {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.info
+}
+
+// Lock takes a lock for operation. Stale locks are removed first. A shared
+// lock conflicts with exclusive locks; an exclusive one with any lock.
+func (r *Repository) Lock(ctx context.Context, operation string, exclusive bool) (*HeldLock, error) {
+	if _, err := r.RemoveStaleLocks(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.checkConflicts(ctx, ID{}, exclusive); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	info := LockInfo{Started: now, Time: now, Host: Hostname(), PID: os.Getpid(), Operation: operation, Exclusive: exclusive}
+	if u, err := user.Current(); err == nil {
+		info.User = u.Username
+	}
+	id, err := r.SaveSealed(ctx, storage.KindLocks, crypto.KindLock, info)
+	if err != nil {
+		return nil, err
+	}
+	info.ID = id
+	// Another process may have locked between our check and our write.
+	if err := r.checkConflicts(ctx, id, exclusive); err != nil {
+		_ = r.RemoveLock(context.WithoutCancel(ctx), id)
+		return nil, err
+	}
+	h := &HeldLock{repo: r, info: info, stop: make(chan struct{}), done: make(chan struct{})}
+	go h.refreshLoop()
+	return h, nil
+}
+
+func (r *Repository) checkConflicts(ctx context.Context, own ID, exclusive bool) error {
+	locks, err := r.LoadLocks(ctx)
+	if err != nil {
+		return err
+	}
+	now, host := time.Now(), Hostname()
+	var conflicts []string
+	for _, l := range locks {
+		if l.ID == own || l.Stale(now, host) {
+			continue
+		}
+		if exclusive || l.Exclusive {
+			conflicts = append(conflicts, l.String())
+		}
+	}
+	if len(conflicts) > 0 {
+		return fmt.Errorf("%w: %s (run `coffer unlock` if that process is gone)", ErrLocked, strings.Join(conflicts, "; "))
+	}
+	return nil
+}
+
+func (h *HeldLock) refreshLoop() {
+	defer close(h.done)
+	t := time.NewTicker(LockRefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			_ = h.Refresh(context.Background())
+		}
+	}
+}
+
+// Refresh replaces the lock object with one carrying the current time.
+func (h *HeldLock) Refresh(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	info := h.info
+	info.Time = time.Now().UTC()
+	id, err := h.repo.SaveSealed(ctx, storage.KindLocks, crypto.KindLock, info)
+	if err != nil {
+		return err
+	}
+	old := h.info.ID
+	info.ID = id
+	h.info = info
+	return h.repo.RemoveLock(ctx, old)
+}
+
+// Unlock stops refreshing and removes the lock.
+func (h *HeldLock) Unlock(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	id := h.info.ID
+	h.mu.Unlock()
+	close(h.stop)
+	<-h.done
+	return h.repo.RemoveLock(context.WithoutCancel(ctx), id)
+}

@@ -1,0 +1,252 @@
+package repository
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/chunker"
+	"github.com/coffer-backup/coffer/internal/compress"
+	"github.com/coffer-backup/coffer/internal/crypto"
+	"github.com/coffer-backup/coffer/internal/exitcode"
+	"github.com/coffer-backup/coffer/internal/storage"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrNoRepository is returned when the location holds no coffer repository.
+var ErrNoRepository = storage.ErrNoRepository
+
+func init() {
+	exitcode.Register(storage.ErrNoRepository, exitcode.NoRepository)
+}
+
+// DefaultPackSize is the size at which packs are closed.
+const DefaultPackSize = 16 << 20
+
+// Config is the repository's configuration object (docs/format.md §1).
+type Config struct {
+	Version     int            `json:"version"`
+	ID          string         `json:"id"`
+	Created     time.Time      `json:"created"`
+	Cipher      string         `json:"cipher"`
+	Chunker     chunker.Params `json:"chunker"`
+	PackSize    int            `json:"pack_size"`
+	Compression string         `json:"compression"`
+}
+
+func (c *Config) validate() error {
+	if c.Version != 1 {
+		return fmt.Errorf("unsupported repository version %d", c.Version)
+	}
+	if _, err := crypto.ParseCipher(c.Cipher); err != nil {
+		return err
+	}
+	if err := c.Chunker.Validate(); err != nil {
+		return fmt.Errorf("config chunker: %w", err)
+	}
+	if c.PackSize < 1<<20 || c.PackSize > 1<<30 {
+		return fmt.Errorf("config pack size %d out of range", c.PackSize)
+	}
+	if _, err := compress.ParseMode(c.Compression); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Repository is an opened, unlocked repository.
+type Repository struct {
+	st       storage.Storage
+	id       []byte
+	cfg      Config
+	cipher   crypto.Cipher
+	keys     *unlockedKeys
+	hasher   *BlobHasher
+	idx      *MasterIndex
+	compress compress.Mode
+
+	prmu    sync.Mutex
+	readers map[ID]*PackReader
+
+	// writing
+	wmu      sync.Mutex
+	inflight map[BlobHandle]bool
+	packers  chan *PackWriter
+	uploads  *errgroup.Group
+	upCtx    context.Context
+	written  []IndexPack // packs uploaded, not yet in an index file
+	stats    WriteStats
+}
+
+// WriteStats counts what this session added.
+type WriteStats struct {
+	Blobs       [3]uint64 // by BlobType
+	BytesRaw    uint64
+	BytesPacked uint64
+	Packs       uint64
+}
+
+// Storage returns the backend.
+func (r *Repository) Storage() storage.Storage { return r.st }
+
+// Config returns the repository configuration.
+func (r *Repository) Config() Config { return r.cfg }
+
+// ID returns the repository ID.
+func (r *Repository) ID() []byte { return r.id }
+
+// Index returns the in-memory master index.
+func (r *Repository) Index() *MasterIndex { return r.idx }
+
+// Hasher returns the keyed blob hasher.
+func (r *Repository) Hasher() *BlobHasher { return r.hasher }
+
+// ChunkerSecret returns the keyed chunker secret.
+func (r *Repository) ChunkerSecret() [32]byte { return r.keys.chunker }
+
+// SetCompression overrides the repository's default compression for writes.
+func (r *Repository) SetCompression(m compress.Mode) { r.compress = m }
+
+// KeyLookup returns the key of a term; term 0 is the KEK.
+func (r *Repository) KeyLookup(term uint32) (crypto.Key, error) { return r.keys.lookup(term) }
+
+// Stats returns what this session wrote so far.
+func (r *Repository) Stats() WriteStats {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	return r.stats
+}
+
+// SaveSealed seals v as JSON with the current term and stores it under a new
+// random name of the given kind. It returns the name.
+func (r *Repository) SaveSealed(ctx context.Context, sk storage.Kind, ok crypto.ObjectKind, v any) (ID, error) {
+	id := NewRandomID()
+	return id, r.saveSealedAs(ctx, storage.Handle{Kind: sk, Name: id.String()}, ok, v)
+}
+
+func (r *Repository) saveSealedAs(ctx context.Context, h storage.Handle, ok crypto.ObjectKind, v any) error {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	term, key := r.keys.current()
+	data, err := crypto.SealObject(ok, r.cipher, term, key, r.id, h.String(), plain)
+	if err != nil {
+		return err
+	}
+	if err := r.st.Save(ctx, h, data); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	return nil
+}
+
+// LoadSealed loads and opens a sealed object of the given kinds.
+func (r *Repository) LoadSealed(ctx context.Context, h storage.Handle, ok crypto.ObjectKind) ([]byte, error) {
+	data, err := r.st.Load(ctx, h, 0, -1)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", h, err)
+	}
+	plain, err := crypto.OpenObject(ok, r.keys.lookup, r.id, h.String(), data)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", h, err)
+	}
+	return plain, nil
+}
+
+// ListIDs lists the names of a kind as IDs, skipping (and reporting) names
+// that are not IDs.
+func (r *Repository) ListIDs(ctx context.Context, k storage.Kind) ([]ID, error) {
+	var ids []ID
+	err := r.st.List(ctx, k, func(fi storage.FileInfo) error {
+		id, err := ParseID(fi.Name)
+		if err != nil {
+			return nil // foreign file: ignored, check reports it
+		}
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", k, err)
+	}
+	return ids, nil
+}
+
+// LoadIndex reads every index file into memory (superseded ones skipped) and
+// excludes condemned packs from deduplication.
+func (r *Repository) LoadIndex(ctx context.Context) error {
+	ids, err := r.ListIDs(ctx, storage.KindIndex)
+	if err != nil {
+		return err
+	}
+	files := make([]*IndexFile, len(ids))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, id := range ids {
+		g.Go(func() error {
+			f, err := r.LoadIndexFile(gctx, id)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil // removed by a concurrent prune after it wrote its replacement
+			}
+			files[i] = f
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	superseded := map[ID]bool{}
+	for _, f := range files {
+		if f != nil {
+			for _, s := range f.Supersedes {
+				superseded[s] = true
+			}
+		}
+	}
+	var use []*IndexFile
+	for i, f := range files {
+		if f != nil && !superseded[ids[i]] {
+			use = append(use, f)
+		}
+	}
+	idx := NewMasterIndex()
+	idx.AddFiles(use)
+	condemned, err := r.LoadCondemned(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range condemned {
+		idx.Exclude(c.Packs)
+	}
+	r.idx = idx
+	return nil
+}
+
+// LoadIndexFile loads and decodes one index object.
+func (r *Repository) LoadIndexFile(ctx context.Context, id ID) (*IndexFile, error) {
+	plain, err := r.LoadSealed(ctx, storage.Handle{Kind: storage.KindIndex, Name: id.String()}, crypto.KindIndex)
+	if err != nil {
+		return nil, err
+	}
+	f, err := DecodeIndexFile(plain)
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", id.Short(), err)
+	}
+	return f, nil
+}
+
+// SaveIndexFile seals and stores an index file, returning its ID.
+func (r *Repository) SaveIndexFile(ctx context.Context, f *IndexFile) (ID, error) {
+	id := NewRandomID()
+	h := storage.Handle{Kind: storage.KindIndex, Name: id.String()}
+	term, key := r.keys.current()
+	data, err := crypto.SealObject(crypto.KindIndex, r.cipher, term, key, r.id, h.String(), f.Encode())
+	if err != nil {
+		return ID{}, err
+	}
+	if err := r.st.Save(ctx, h, data); err != nil {
+		return ID{}, fmt.Errorf("save %s: %w", h, err)
+	}
+	return id, nil
+}

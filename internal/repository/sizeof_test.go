@@ -1,0 +1,5 @@
+package repository
+
+import "unsafe"
+
+func sizeofRecord() uintptr { return unsafe.Sizeof(indexRecord{}) }

@@ -1,0 +1,65 @@
+package repository
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrSkipDir, returned by a WalkFunc for a directory, skips its contents.
+var ErrSkipDir = errors.New("skip this directory")
+
+// WalkFunc is called for every node; path is slash-separated from the
+// snapshot root, starting with "/".
+type WalkFunc func(path string, n *Node) error
+
+// Walk visits the tree depth-first in name order.
+func (r *Repository) Walk(ctx context.Context, tree ID, fn WalkFunc) error {
+	return r.walk(ctx, "", tree, fn)
+}
+
+func (r *Repository) walk(ctx context.Context, prefix string, id ID, fn WalkFunc) error {
+	t, err := r.LoadTree(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, n := range t.Nodes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := prefix + "/" + string(n.Name)
+		err := fn(p, n)
+		if errors.Is(err, ErrSkipDir) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n.Subtree != nil {
+			if err := r.walk(ctx, p, *n.Subtree, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// FindNode returns the node at path ("/a/b") in a tree, or nil.
+func (r *Repository) FindNode(ctx context.Context, tree ID, path string) (*Node, error) {
+	var found *Node
+	err := r.Walk(ctx, tree, func(p string, n *Node) error {
+		if p == path {
+			found = n
+			return errStop
+		}
+		if len(path) > len(p) && path[:len(p)] == p && path[len(p)] == '/' {
+			return nil
+		}
+		return ErrSkipDir
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return found, err
+}
+
+var errStop = errors.New("stop")

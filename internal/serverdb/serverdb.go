@@ -1,0 +1,124 @@
+// Package serverdb is the coffer server's state database: enrolled clients,
+// enrolment tokens, revocations, the audit log and refused TLS handshakes.
+//
+// DB is the interface the server uses; SQLite (a pure-Go driver) implements
+// it, so that another engine can be added later behind the same interface.
+package serverdb
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/pki"
+)
+
+// DefaultFile is the database's file name inside the server's state directory.
+const DefaultFile = "state.db"
+
+// Sentinel errors callers branch on.
+var (
+	ErrNotFound      = errors.New("no such record")
+	ErrSchemaTooNew  = errors.New("database schema is newer than this coffer")
+	ErrInvalidRecord = errors.New("invalid record")
+)
+
+// Client is an enrolled client.
+type Client struct {
+	Name        string
+	CertSerial  *big.Int  // serial of the most recently issued certificate
+	NotAfter    time.Time // its expiry
+	Created     time.Time // first enrolment
+	LastContact time.Time // zero until the client's first request
+	AllowDelete bool      // the admin allowed this client to delete objects
+	QuotaBytes  int64     // 0: no quota
+	RevokedAt   time.Time // zero unless every certificate of the client is revoked
+}
+
+// Revoked reports whether the client as a whole is revoked.
+func (c Client) Revoked() bool { return !c.RevokedAt.IsZero() }
+
+// Revocation is one revoked certificate serial.
+type Revocation struct {
+	Serial    *big.Int
+	Client    string
+	RevokedAt time.Time
+	Reason    string
+}
+
+// Event is one audit-log entry.
+type Event struct {
+	Time   time.Time
+	Client string
+	Repo   string // empty for client-level events
+	Object string // "kind/name", or empty
+	Action string // see the Action constants
+	Detail string
+}
+
+// Audit actions written by coffer.
+const (
+	ActionDelete        = "delete"         // an object is about to be deleted
+	ActionDeleteRefused = "delete-refused" // a deletion was refused (append-only)
+	ActionCreateRepo    = "create-repo"
+	ActionEnrol         = "enrol"
+	ActionRevoke        = "revoke"
+	ActionPolicy        = "policy" // allow-delete or quota changed
+)
+
+// Refusal is a refused TLS handshake or a request without a valid client
+// certificate.
+type Refusal struct {
+	Time     time.Time
+	Peer     string   // remote address
+	Client   string   // claimed or certified client name, if any
+	Versions []uint16 // TLS versions the peer offered
+	Suites   []uint16 // cipher suites the peer offered
+	Reason   string
+}
+
+// DB is the server's state. Implementations are safe for concurrent use,
+// also by several processes sharing one database (the running server and
+// admin commands). Times are stored with nanosecond precision in UTC.
+type DB interface {
+	// PutClient records an enrolment or renewal: it inserts the client, or
+	// updates its certificate serial and expiry, clearing a client-wide
+	// revocation (a new token was issued on purpose). Policy fields
+	// (AllowDelete, QuotaBytes) and Created of an existing client are kept.
+	PutClient(ctx context.Context, c Client) error
+	// Client returns one client or ErrNotFound.
+	Client(ctx context.Context, name string) (Client, error)
+	// Clients returns all clients ordered by name.
+	Clients(ctx context.Context) ([]Client, error)
+	// SetAllowDelete and SetQuota change a client's policy (ErrNotFound if
+	// there is no such client) and log an ActionPolicy event.
+	SetAllowDelete(ctx context.Context, name string, allow bool, now time.Time) error
+	SetQuota(ctx context.Context, name string, bytes int64, now time.Time) error
+	// Touch records a client's last contact (never moving it backwards).
+	Touch(ctx context.Context, name string, at time.Time) error
+
+	// RevokeClient revokes every certificate of a client: it marks the client
+	// revoked and adds its current serial to the revocations, in one
+	// transaction, and logs an ActionRevoke event.
+	RevokeClient(ctx context.Context, name string, now time.Time, reason string) error
+	// Revoke adds one serial to the revocations (idempotent).
+	Revoke(ctx context.Context, r Revocation) error
+	// Revocations returns every revoked serial.
+	Revocations(ctx context.Context) ([]Revocation, error)
+
+	// Tokens is the enrolment token store (single-use redemption).
+	Tokens() pki.TokenStore
+
+	// LogEvent appends to the audit log; Events returns entries at or after
+	// since, oldest first, at most limit of them (limit <= 0: all).
+	LogEvent(ctx context.Context, e Event) error
+	Events(ctx context.Context, since time.Time, limit int) ([]Event, error)
+
+	// LogRefusal records a refused handshake or request; Refusals returns
+	// those at or after since, oldest first.
+	LogRefusal(ctx context.Context, r Refusal) error
+	Refusals(ctx context.Context, since time.Time) ([]Refusal, error)
+
+	Close() error
+}

@@ -1,0 +1,556 @@
+package serverdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/pki"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// migrations[i] brings the schema from version i to i+1 (PRAGMA
+// user_version). Applied migrations are never edited; changes append.
+var migrations = []string{
+	// 1: the initial schema. Times are Unix nanoseconds, 0 meaning "none".
+	`CREATE TABLE clients (
+		name         TEXT PRIMARY KEY,
+		cert_serial  TEXT NOT NULL,
+		not_after    INTEGER NOT NULL,
+		created      INTEGER NOT NULL,
+		last_contact INTEGER NOT NULL DEFAULT 0,
+		allow_delete INTEGER NOT NULL DEFAULT 0,
+		quota_bytes  INTEGER NOT NULL DEFAULT 0,
+		revoked_at   INTEGER NOT NULL DEFAULT 0
+	) STRICT;
+	CREATE TABLE tokens (
+		secret_hash BLOB PRIMARY KEY,
+		client      TEXT NOT NULL,
+		created     INTEGER NOT NULL,
+		expires     INTEGER NOT NULL,
+		used_at     INTEGER
+	) STRICT;
+	CREATE TABLE revocations (
+		serial     TEXT PRIMARY KEY,
+		client     TEXT NOT NULL,
+		revoked_at INTEGER NOT NULL,
+		reason     TEXT NOT NULL
+	) STRICT;
+	CREATE TABLE events (
+		id     INTEGER PRIMARY KEY,
+		time   INTEGER NOT NULL,
+		client TEXT NOT NULL,
+		repo   TEXT NOT NULL,
+		object TEXT NOT NULL,
+		action TEXT NOT NULL,
+		detail TEXT NOT NULL
+	) STRICT;
+	CREATE INDEX events_time ON events(time);
+	CREATE TABLE tls_refusals (
+		id       INTEGER PRIMARY KEY,
+		time     INTEGER NOT NULL,
+		peer     TEXT NOT NULL,
+		client   TEXT NOT NULL,
+		versions TEXT NOT NULL,
+		suites   TEXT NOT NULL,
+		reason   TEXT NOT NULL
+	) STRICT;
+	CREATE INDEX tls_refusals_time ON tls_refusals(time);`,
+}
+
+// SchemaVersion is the schema version this code writes.
+var SchemaVersion = len(migrations)
+
+// SQLite is the DB in an SQLite file, in WAL mode with a busy timeout, so
+// the server and admin commands can use it at once.
+type SQLite struct {
+	db *sql.DB
+}
+
+var _ DB = (*SQLite)(nil)
+
+// Open opens or creates the database at path (mode 0600) and migrates its
+// schema. It fails with ErrSchemaTooNew for a database written by a newer
+// coffer.
+func Open(ctx context.Context, path string) (*SQLite, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("open database: unusable path %q", path)
+	}
+	// Create the file ourselves so it never exists with a wider mode; SQLite
+	// gives the -wal and -shm files the same mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600) // #nosec G304 -- the state database the admin named
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	s := &SQLite{db: db}
+	if err := s.migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one migrator at a time
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("%w: version %d, this coffer knows %d", ErrSchemaTooNew, v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(i+1)); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", i+1, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func serialText(s *big.Int) (string, error) {
+	if s == nil || s.Sign() <= 0 {
+		return "", fmt.Errorf("%w: certificate serial must be positive", ErrInvalidRecord)
+	}
+	return s.Text(16), nil
+}
+
+func parseSerial(s string) (*big.Int, error) {
+	n, ok := new(big.Int).SetString(s, 16)
+	if !ok || n.Sign() <= 0 {
+		return nil, fmt.Errorf("%w: stored serial %q", ErrInvalidRecord, s)
+	}
+	return n, nil
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// PutClient implements DB.
+func (s *SQLite) PutClient(ctx context.Context, c Client) error {
+	if err := pki.ValidateClientName(c.Name); err != nil {
+		return fmt.Errorf("put client: %w: %w", ErrInvalidRecord, err)
+	}
+	serial, err := serialText(c.CertSerial)
+	if err != nil {
+		return fmt.Errorf("put client %s: %w", c.Name, err)
+	}
+	if c.QuotaBytes < 0 || c.Created.IsZero() || c.NotAfter.IsZero() {
+		return fmt.Errorf("put client %s: %w: needs creation and expiry times and a quota >= 0", c.Name, ErrInvalidRecord)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO clients (name, cert_serial, not_after, created, last_contact, allow_delete, quota_bytes, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 0)
+		ON CONFLICT(name) DO UPDATE SET cert_serial = excluded.cert_serial, not_after = excluded.not_after, revoked_at = 0`,
+		c.Name, serial, nanos(c.NotAfter), nanos(c.Created), nanos(c.LastContact), boolInt(c.AllowDelete), c.QuotaBytes)
+	if err != nil {
+		return fmt.Errorf("put client %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+const clientColumns = `name, cert_serial, not_after, created, last_contact, allow_delete, quota_bytes, revoked_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanClient(r scanner) (Client, error) {
+	var (
+		c                                     Client
+		serial                                string
+		notAfter, created, contact, revokedAt int64
+		allowDelete                           int64
+	)
+	if err := r.Scan(&c.Name, &serial, &notAfter, &created, &contact, &allowDelete, &c.QuotaBytes, &revokedAt); err != nil {
+		return Client{}, err
+	}
+	var err error
+	if c.CertSerial, err = parseSerial(serial); err != nil {
+		return Client{}, err
+	}
+	c.NotAfter, c.Created, c.LastContact, c.RevokedAt = fromNanos(notAfter), fromNanos(created), fromNanos(contact), fromNanos(revokedAt)
+	c.AllowDelete = allowDelete != 0
+	return c, nil
+}
+
+// Client implements DB.
+func (s *SQLite) Client(ctx context.Context, name string) (Client, error) {
+	c, err := scanClient(s.db.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Client{}, fmt.Errorf("client %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Client{}, fmt.Errorf("client %q: %w", name, err)
+	}
+	return c, nil
+}
+
+// Clients implements DB.
+func (s *SQLite) Clients(ctx context.Context) ([]Client, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list clients: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []Client
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list clients: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list clients: %w", err)
+	}
+	return out, nil
+}
+
+// updateClient runs one UPDATE of a client and an audit event in one
+// transaction; no such client is ErrNotFound.
+func (s *SQLite) updateClient(ctx context.Context, name string, ev Event, query string, args ...any) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("client %q: %w", name, ErrNotFound)
+	}
+	if err := insertEvent(ctx, tx, ev); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// SetAllowDelete implements DB.
+func (s *SQLite) SetAllowDelete(ctx context.Context, name string, allow bool, now time.Time) error {
+	ev := Event{Time: now, Client: name, Action: ActionPolicy, Detail: "allow-delete=" + strconv.FormatBool(allow)}
+	if err := s.updateClient(ctx, name, ev, `UPDATE clients SET allow_delete = ? WHERE name = ?`, boolInt(allow), name); err != nil {
+		return fmt.Errorf("set allow-delete of %s: %w", name, err)
+	}
+	return nil
+}
+
+// SetQuota implements DB.
+func (s *SQLite) SetQuota(ctx context.Context, name string, bytes int64, now time.Time) error {
+	if bytes < 0 {
+		return fmt.Errorf("set quota of %s: %w: negative quota", name, ErrInvalidRecord)
+	}
+	ev := Event{Time: now, Client: name, Action: ActionPolicy, Detail: "quota=" + strconv.FormatInt(bytes, 10)}
+	if err := s.updateClient(ctx, name, ev, `UPDATE clients SET quota_bytes = ? WHERE name = ?`, bytes, name); err != nil {
+		return fmt.Errorf("set quota of %s: %w", name, err)
+	}
+	return nil
+}
+
+// Touch implements DB.
+func (s *SQLite) Touch(ctx context.Context, name string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE clients SET last_contact = ? WHERE name = ? AND last_contact < ?`, nanos(at), name, nanos(at))
+	if err != nil {
+		return fmt.Errorf("touch client %s: %w", name, err)
+	}
+	return nil
+}
+
+// RevokeClient implements DB.
+func (s *SQLite) RevokeClient(ctx context.Context, name string, now time.Time, reason string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("revoke client %s: %w", name, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var serial string
+	err = tx.QueryRowContext(ctx, `UPDATE clients SET revoked_at = ? WHERE name = ? RETURNING cert_serial`, nanos(now), name).Scan(&serial)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("revoke client %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("revoke client %s: %w", name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (serial, client, revoked_at, reason) VALUES (?, ?, ?, ?) ON CONFLICT(serial) DO NOTHING`,
+		serial, name, nanos(now), reason); err != nil {
+		return fmt.Errorf("revoke client %s: %w", name, err)
+	}
+	if err := insertEvent(ctx, tx, Event{Time: now, Client: name, Action: ActionRevoke, Detail: reason}); err != nil {
+		return fmt.Errorf("revoke client %s: %w", name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("revoke client %s: %w", name, err)
+	}
+	return nil
+}
+
+// Revoke implements DB.
+func (s *SQLite) Revoke(ctx context.Context, r Revocation) error {
+	serial, err := serialText(r.Serial)
+	if err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO revocations (serial, client, revoked_at, reason) VALUES (?, ?, ?, ?) ON CONFLICT(serial) DO NOTHING`,
+		serial, r.Client, nanos(r.RevokedAt), r.Reason)
+	if err != nil {
+		return fmt.Errorf("revoke serial %s: %w", serial, err)
+	}
+	return nil
+}
+
+// Revocations implements DB.
+func (s *SQLite) Revocations(ctx context.Context) ([]Revocation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT serial, client, revoked_at, reason FROM revocations ORDER BY revoked_at, serial`)
+	if err != nil {
+		return nil, fmt.Errorf("list revocations: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []Revocation
+	for rows.Next() {
+		var (
+			r      Revocation
+			serial string
+			at     int64
+		)
+		if err := rows.Scan(&serial, &r.Client, &at, &r.Reason); err != nil {
+			return nil, fmt.Errorf("list revocations: %w", err)
+		}
+		if r.Serial, err = parseSerial(serial); err != nil {
+			return nil, fmt.Errorf("list revocations: %w", err)
+		}
+		r.RevokedAt = fromNanos(at)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list revocations: %w", err)
+	}
+	return out, nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func insertEvent(ctx context.Context, x execer, e Event) error {
+	_, err := x.ExecContext(ctx, `INSERT INTO events (time, client, repo, object, action, detail) VALUES (?, ?, ?, ?, ?, ?)`,
+		nanos(e.Time), e.Client, e.Repo, e.Object, e.Action, e.Detail)
+	return err
+}
+
+// LogEvent implements DB.
+func (s *SQLite) LogEvent(ctx context.Context, e Event) error {
+	if e.Time.IsZero() || e.Action == "" {
+		return fmt.Errorf("log event: %w: time and action are required", ErrInvalidRecord)
+	}
+	if err := insertEvent(ctx, s.db, e); err != nil {
+		return fmt.Errorf("log event: %w", err)
+	}
+	return nil
+}
+
+// Events implements DB.
+func (s *SQLite) Events(ctx context.Context, since time.Time, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT time, client, repo, object, action, detail FROM events WHERE time >= ? ORDER BY time, id LIMIT ?`, nanos(since), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []Event
+	for rows.Next() {
+		var (
+			e Event
+			t int64
+		)
+		if err := rows.Scan(&t, &e.Client, &e.Repo, &e.Object, &e.Action, &e.Detail); err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		e.Time = fromNanos(t)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	return out, nil
+}
+
+func formatIDs(ids []uint16) string {
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = strconv.FormatUint(uint64(id), 16)
+	}
+	return strings.Join(parts, ",")
+}
+
+func parseIDs(s string) ([]uint16, error) {
+	if s == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, ",")
+	out := make([]uint16, len(parts))
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 16, 16)
+		if err != nil {
+			return nil, fmt.Errorf("%w: stored id list %q", ErrInvalidRecord, s)
+		}
+		out[i] = uint16(v)
+	}
+	return out, nil
+}
+
+// LogRefusal implements DB.
+func (s *SQLite) LogRefusal(ctx context.Context, r Refusal) error {
+	if r.Time.IsZero() {
+		return fmt.Errorf("log refusal: %w: time is required", ErrInvalidRecord)
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO tls_refusals (time, peer, client, versions, suites, reason) VALUES (?, ?, ?, ?, ?, ?)`,
+		nanos(r.Time), r.Peer, r.Client, formatIDs(r.Versions), formatIDs(r.Suites), r.Reason)
+	if err != nil {
+		return fmt.Errorf("log refusal: %w", err)
+	}
+	return nil
+}
+
+// Refusals implements DB.
+func (s *SQLite) Refusals(ctx context.Context, since time.Time) ([]Refusal, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT time, peer, client, versions, suites, reason FROM tls_refusals WHERE time >= ? ORDER BY time, id`, nanos(since))
+	if err != nil {
+		return nil, fmt.Errorf("read refusals: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []Refusal
+	for rows.Next() {
+		var (
+			r                Refusal
+			t                int64
+			versions, suites string
+		)
+		if err := rows.Scan(&t, &r.Peer, &r.Client, &versions, &suites, &r.Reason); err != nil {
+			return nil, fmt.Errorf("read refusals: %w", err)
+		}
+		r.Time = fromNanos(t)
+		if r.Versions, err = parseIDs(versions); err != nil {
+			return nil, fmt.Errorf("read refusals: %w", err)
+		}
+		if r.Suites, err = parseIDs(suites); err != nil {
+			return nil, fmt.Errorf("read refusals: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read refusals: %w", err)
+	}
+	return out, nil
+}
+
+// Tokens implements DB.
+func (s *SQLite) Tokens() pki.TokenStore { return tokenStore{s.db} }
+
+// tokenStore is the pki.TokenStore of the database.
+type tokenStore struct{ db *sql.DB }
+
+// Put implements pki.TokenStore.
+func (t tokenStore) Put(ctx context.Context, rec pki.TokenRecord) error {
+	if err := pki.ValidateClientName(rec.ClientName); err != nil {
+		return fmt.Errorf("store token: %w", err)
+	}
+	if rec.ExpiresAt.IsZero() {
+		return fmt.Errorf("store token: %w: no expiry", ErrInvalidRecord)
+	}
+	res, err := t.db.ExecContext(ctx, `INSERT INTO tokens (secret_hash, client, created, expires, used_at) VALUES (?, ?, ?, ?, NULL) ON CONFLICT(secret_hash) DO NOTHING`,
+		rec.SecretHash[:], rec.ClientName, nanos(rec.CreatedAt), nanos(rec.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("store token: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store token: %w", err)
+	} else if n == 0 {
+		return pki.ErrTokenExists
+	}
+	return nil
+}
+
+// Redeem implements pki.TokenStore: one conditional UPDATE marks the token
+// used only if it is unused and unexpired, so of concurrent redeemers
+// exactly one sees a row; the others learn why from a second read in the
+// same (immediate) transaction.
+func (t tokenStore) Redeem(ctx context.Context, secretHash [32]byte, now time.Time) (pki.TokenRecord, error) {
+	tx, err := t.db.BeginTx(ctx, nil)
+	if err != nil {
+		return pki.TokenRecord{}, fmt.Errorf("redeem token: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	rec := pki.TokenRecord{SecretHash: secretHash}
+	var created, expires, used int64
+	err = tx.QueryRowContext(ctx, `UPDATE tokens SET used_at = ? WHERE secret_hash = ? AND used_at IS NULL AND expires > ? RETURNING client, created, expires, used_at`,
+		nanos(now), secretHash[:], nanos(now)).Scan(&rec.ClientName, &created, &expires, &used)
+	if err == nil {
+		if err := tx.Commit(); err != nil {
+			return pki.TokenRecord{}, fmt.Errorf("redeem token: %w", err)
+		}
+		rec.CreatedAt, rec.ExpiresAt, rec.UsedAt = fromNanos(created), fromNanos(expires), fromNanos(used)
+		return rec, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return pki.TokenRecord{}, fmt.Errorf("redeem token: %w", err)
+	}
+	var usedAt sql.NullInt64
+	err = tx.QueryRowContext(ctx, `SELECT used_at FROM tokens WHERE secret_hash = ?`, secretHash[:]).Scan(&usedAt)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return pki.TokenRecord{}, pki.ErrTokenUnknown
+	case err != nil:
+		return pki.TokenRecord{}, fmt.Errorf("redeem token: %w", err)
+	case usedAt.Valid:
+		return pki.TokenRecord{}, pki.ErrTokenUsed
+	default:
+		return pki.TokenRecord{}, pki.ErrTokenExpired
+	}
+}

@@ -1,0 +1,299 @@
+package serverdb
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/pki/pkitest"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+
+func openTemp(t *testing.T) (*SQLite, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), DefaultFile)
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db, path
+}
+
+func TestTokenStoreContract(t *testing.T) {
+	pkitest.TokenStore(t, func(t *testing.T) pki.TokenStore {
+		db, _ := openTemp(t)
+		return db.Tokens()
+	})
+}
+
+// Fifty goroutines on two connections pools (as two processes would have)
+// redeem one token: exactly one wins.
+func TestRedeemRace(t *testing.T) {
+	ctx := context.Background()
+	a, path := openTemp(t)
+	b, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for round := 0; round < 3; round++ {
+		h := sha256.Sum256([]byte{byte(round)})
+		if err := a.Tokens().Put(ctx, pki.TokenRecord{SecretHash: h, ClientName: "alice", CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		const n = 50
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				store := a.Tokens()
+				if i%2 == 1 {
+					store = b.Tokens()
+				}
+				<-start
+				_, errs[i] = store.Redeem(ctx, h, t0.Add(time.Second))
+			}()
+		}
+		close(start)
+		wg.Wait()
+		wins := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, pki.ErrTokenUsed):
+				t.Errorf("round %d redeemer %d: %v", round, i, err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("round %d: %d redeemers won, want exactly 1", round, wins)
+		}
+	}
+}
+
+func TestFileModeAndReopen(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTemp(t)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("database mode %v, want 0600", fi.Mode().Perm())
+	}
+	c := Client{Name: "alice", CertSerial: big.NewInt(0xabc), NotAfter: t0.Add(time.Hour), Created: t0}
+	if err := db.PutClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopening migrates nothing and keeps the data.
+	db2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	got, err := db2.Client(ctx, "alice")
+	if err != nil || got.CertSerial.Cmp(c.CertSerial) != 0 {
+		t.Fatalf("after reopen: %+v, %v", got, err)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if fi, err := os.Stat(path + suffix); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v", suffix, fi.Mode().Perm())
+		}
+	}
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTemp(t)
+	if _, err := db.db.ExecContext(ctx, "PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	if _, err := Open(ctx, path); !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("Open of a newer schema: %v, want ErrSchemaTooNew", err)
+	}
+}
+
+func TestClients(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTemp(t)
+	if _, err := db.Client(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown client: %v", err)
+	}
+	for _, bad := range []Client{
+		{Name: "../x", CertSerial: big.NewInt(1), Created: t0, NotAfter: t0},
+		{Name: "ok", CertSerial: nil, Created: t0, NotAfter: t0},
+		{Name: "ok", CertSerial: big.NewInt(-1), Created: t0, NotAfter: t0},
+		{Name: "ok", CertSerial: big.NewInt(1), NotAfter: t0},
+		{Name: "ok", CertSerial: big.NewInt(1), Created: t0, NotAfter: t0, QuotaBytes: -1},
+	} {
+		if err := db.PutClient(ctx, bad); err == nil {
+			t.Errorf("PutClient(%+v) accepted", bad)
+		}
+	}
+	bob := Client{Name: "bob", CertSerial: big.NewInt(7), NotAfter: t0.Add(time.Hour), Created: t0}
+	alice := Client{Name: "alice", CertSerial: big.NewInt(5), NotAfter: t0.Add(time.Hour), Created: t0}
+	for _, c := range []Client{bob, alice} {
+		if err := db.PutClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.SetAllowDelete(ctx, "alice", true, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetQuota(ctx, "alice", 1<<30, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetQuota(ctx, "nobody", 1, t0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetQuota of unknown client: %v", err)
+	}
+	if err := db.SetAllowDelete(ctx, "nobody", true, t0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetAllowDelete of unknown client: %v", err)
+	}
+	if err := db.Touch(ctx, "alice", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Touch(ctx, "alice", t0); err != nil { // older: ignored
+		t.Fatal(err)
+	}
+	// Renewal: new serial and expiry; policy and creation time kept.
+	renewed := Client{Name: "alice", CertSerial: big.NewInt(6), NotAfter: t0.Add(2 * time.Hour), Created: t0.Add(time.Hour)}
+	if err := db.PutClient(ctx, renewed); err != nil {
+		t.Fatal(err)
+	}
+	all, err := db.Clients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[0].Name != "alice" || all[1].Name != "bob" {
+		t.Fatalf("Clients = %+v", all)
+	}
+	a := all[0]
+	if a.CertSerial.Int64() != 6 || !a.NotAfter.Equal(t0.Add(2*time.Hour)) || !a.Created.Equal(t0) ||
+		!a.AllowDelete || a.QuotaBytes != 1<<30 || !a.LastContact.Equal(t0.Add(time.Minute)) || a.Revoked() {
+		t.Errorf("alice = %+v", a)
+	}
+	if all[1].AllowDelete || all[1].QuotaBytes != 0 || !all[1].LastContact.IsZero() {
+		t.Errorf("bob = %+v", all[1])
+	}
+	events, err := db.Events(ctx, time.Time{}, 0)
+	if err != nil || len(events) != 2 || events[0].Action != ActionPolicy || events[0].Detail != "allow-delete=true" {
+		t.Errorf("policy events = %+v, %v", events, err)
+	}
+}
+
+func TestRevocation(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTemp(t)
+	if err := db.PutClient(ctx, Client{Name: "mallory", CertSerial: big.NewInt(0x1234), NotAfter: t0.Add(time.Hour), Created: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RevokeClient(ctx, "nobody", t0, "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RevokeClient(nobody) = %v", err)
+	}
+	if err := db.Revoke(ctx, Revocation{Serial: big.NewInt(0x99), Client: "mallory", RevokedAt: t0, Reason: "superseded"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RevokeClient(ctx, "mallory", t0.Add(time.Second), "stolen laptop"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RevokeClient(ctx, "mallory", t0.Add(2*time.Second), "again"); err != nil {
+		t.Fatalf("second revocation: %v", err)
+	}
+	m, err := db.Client(ctx, "mallory")
+	if err != nil || !m.Revoked() {
+		t.Fatalf("mallory = %+v, %v", m, err)
+	}
+	revs, err := db.Revocations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(revs) != 2 || revs[0].Serial.Int64() != 0x99 || revs[1].Serial.Int64() != 0x1234 || revs[1].Reason != "stolen laptop" {
+		t.Fatalf("revocations = %+v", revs)
+	}
+	// A new enrolment of the name clears the client-wide flag, not the serials.
+	if err := db.PutClient(ctx, Client{Name: "mallory", CertSerial: big.NewInt(0x5678), NotAfter: t0.Add(time.Hour), Created: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := db.Client(ctx, "mallory"); m.Revoked() {
+		t.Error("re-enrolled client still revoked")
+	}
+	if revs, _ := db.Revocations(ctx); len(revs) != 2 {
+		t.Errorf("re-enrolment changed the revocations: %+v", revs)
+	}
+	if err := db.Revoke(ctx, Revocation{Serial: big.NewInt(0), Client: "x"}); !errors.Is(err, ErrInvalidRecord) {
+		t.Errorf("Revoke of serial 0: %v", err)
+	}
+}
+
+func TestEventsAndRefusals(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTemp(t)
+	for i := 0; i < 5; i++ {
+		e := Event{Time: t0.Add(time.Duration(i) * time.Second), Client: "alice", Repo: "main", Object: "data/ab", Action: ActionDelete}
+		if err := db.LogEvent(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.LogEvent(ctx, Event{Client: "x", Action: ActionDelete}); !errors.Is(err, ErrInvalidRecord) {
+		t.Errorf("event without time: %v", err)
+	}
+	got, err := db.Events(ctx, t0.Add(2*time.Second), 2)
+	if err != nil || len(got) != 2 || !got[0].Time.Equal(t0.Add(2*time.Second)) || got[1].Object != "data/ab" {
+		t.Fatalf("Events = %+v, %v", got, err)
+	}
+	r := Refusal{Time: t0, Peer: "192.0.2.1:5555", Versions: []uint16{0x0301, 0x0303}, Suites: []uint16{0x000a, 0xc02f}, Reason: "tls 1.0 offered"}
+	if err := db.LogRefusal(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.LogRefusal(ctx, Refusal{Time: t0.Add(time.Hour), Peer: "p", Reason: "no certificate"}); err != nil {
+		t.Fatal(err)
+	}
+	refs, err := db.Refusals(ctx, t0)
+	if err != nil || len(refs) != 2 {
+		t.Fatalf("Refusals = %+v, %v", refs, err)
+	}
+	if refs[0].Peer != r.Peer || len(refs[0].Versions) != 2 || refs[0].Versions[1] != 0x0303 || refs[0].Suites[0] != 0x000a || refs[0].Reason != r.Reason {
+		t.Errorf("refusal = %+v", refs[0])
+	}
+	if refs[1].Versions != nil || refs[1].Suites != nil {
+		t.Errorf("empty lists came back as %+v", refs[1])
+	}
+	if refs, _ := db.Refusals(ctx, t0.Add(time.Minute)); len(refs) != 1 {
+		t.Errorf("Refusals since: %d", len(refs))
+	}
+}
+
+func TestIDListRoundTrip(t *testing.T) {
+	for _, ids := range [][]uint16{nil, {0}, {0xffff, 1, 0x1301}} {
+		got, err := parseIDs(formatIDs(ids))
+		if err != nil || len(got) != len(ids) {
+			t.Fatalf("%v -> %v, %v", ids, got, err)
+		}
+		for i := range ids {
+			if got[i] != ids[i] {
+				t.Fatalf("%v -> %v", ids, got)
+			}
+		}
+	}
+	for _, bad := range []string{"x", "1,,2", "10000", "-1"} {
+		if _, err := parseIDs(bad); err == nil {
+			t.Errorf("parseIDs(%q) accepted", bad)
+		}
+	}
+}

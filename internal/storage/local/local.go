@@ -1,0 +1,555 @@
+// Package local is the storage backend for a repository in a directory on
+// local disk: atomic, durable, no-overwrite writes of one file per object.
+//
+// Layout: <dir>/config, <dir>/<kind>/<name>, and packs sharded by the first
+// two characters of their name: <dir>/data/<name[:2]>/<name>. Files being
+// written are named ".tmp-*" in their target directory and never listed.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/storage"
+)
+
+// ErrDirNotEmpty is returned by Create when the target directory already
+// holds something: coffer never creates a repository over existing files.
+var ErrDirNotEmpty = errors.New("directory exists and is not empty")
+
+// tempPrefix starts the name of every file Save has not yet published.
+const tempPrefix = ".tmp-"
+
+// writeChunk bounds how much Save writes between two context checks. The
+// kill test lowers it so a writer is often killed between two writes.
+var writeChunk = 8 << 20
+
+// listBatch is how many directory entries List reads at a time.
+const listBatch = 1024
+
+// Local is a repository in a local directory. It is safe for concurrent use,
+// also by several processes sharing the directory.
+type Local struct {
+	dir string
+}
+
+var _ storage.Storage = (*Local)(nil)
+
+// Create makes a new, empty repository layout in dir with mode 0700. dir
+// may be missing (it and its parents are created) or an empty directory;
+// anything else fails with ErrDirNotEmpty or a path error. The caller then
+// saves the config object; until then Open reports no repository.
+func Create(dir string) (*Local, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("create repository %s: %w", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return nil, fmt.Errorf("create repository: %w", err)
+		}
+		if err := syncDir(filepath.Dir(abs)); err != nil {
+			return nil, fmt.Errorf("create repository: %w", err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("create repository: %w", err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("create repository %s: not a directory", abs)
+	default:
+		empty, err := isEmptyDir(abs)
+		if err != nil {
+			return nil, fmt.Errorf("create repository: %w", err)
+		}
+		if !empty {
+			return nil, fmt.Errorf("create repository %s: %w", abs, ErrDirNotEmpty)
+		}
+		if err := os.Chmod(abs, 0o700); err != nil { // #nosec G302 -- a directory: 0700 is owner-only
+			return nil, fmt.Errorf("create repository: %w", err)
+		}
+	}
+	for _, k := range storage.Kinds {
+		if k == storage.KindConfig {
+			continue
+		}
+		if err := os.Mkdir(filepath.Join(abs, string(k)), 0o700); err != nil {
+			return nil, fmt.Errorf("create repository: %w", err)
+		}
+	}
+	if err := syncDir(abs); err != nil {
+		return nil, fmt.Errorf("create repository: %w", err)
+	}
+	return &Local{dir: abs}, nil
+}
+
+func isEmptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir) // #nosec G304 -- the repository directory the user named
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = f.Close() }()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return len(names) == 0, nil
+}
+
+// Open opens the repository in dir. It fails with an error wrapping
+// storage.ErrNoRepository when dir or its config object does not exist.
+func Open(dir string) (*Local, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
+	fi, err := os.Stat(abs) // #nosec G703 -- the repository directory the user named
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open repository %s: %w", abs, storage.ErrNoRepository)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open repository: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("open repository %s: not a directory: %w", abs, storage.ErrNoRepository)
+	}
+	l := &Local{dir: abs}
+	if _, err := os.Stat(filepath.Join(abs, "config")); err != nil { // #nosec G703 -- the repository directory the user named
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("open repository %s: no config object: %w", abs, storage.ErrNoRepository)
+		}
+		return nil, fmt.Errorf("open repository: %w", err)
+	}
+	return l, nil
+}
+
+// Location returns the repository's absolute directory.
+func (l *Local) Location() string { return l.dir }
+
+// Close implements storage.Storage. Local holds no open files between calls.
+func (l *Local) Close() error { return nil }
+
+// dirOf returns the directory holding h and h's path. h must be valid.
+func (l *Local) dirOf(h storage.Handle) (string, string) {
+	switch h.Kind {
+	case storage.KindConfig:
+		return l.dir, filepath.Join(l.dir, "config")
+	case storage.KindData:
+		d := filepath.Join(l.dir, string(h.Kind), shard(h.Name))
+		return d, filepath.Join(d, h.Name)
+	default:
+		d := filepath.Join(l.dir, string(h.Kind))
+		return d, filepath.Join(d, h.Name)
+	}
+}
+
+// shard is the name of the data subdirectory holding a pack.
+func shard(name string) string {
+	if len(name) < 2 {
+		return name
+	}
+	return name[:2]
+}
+
+// Save implements storage.Storage: the object is written to a temporary
+// file beside its final name, synced, published with a no-replace rename
+// (or hard link) and its directory synced. On any error the temporary file
+// is removed and nothing is visible under h.
+func (l *Local) Save(ctx context.Context, h storage.Handle, data []byte) (err error) {
+	if err := storage.ValidateHandle(h); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	dir, final := l.dirOf(h)
+	// Cheap early refusal; the publish step is what guarantees no overwrite.
+	if _, err := os.Lstat(final); err == nil { // #nosec G703 -- path built from a validated handle
+		return fmt.Errorf("save %s: %w", h, storage.ErrExists)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	if errors.Is(err, fs.ErrNotExist) && h.Kind != storage.KindConfig {
+		if err := l.mkdirs(dir); err != nil {
+			return fmt.Errorf("save %s: %w", h, err)
+		}
+		f, err = os.CreateTemp(dir, tempPrefix+"*")
+	}
+	if err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	tmp := f.Name()
+	open := true
+	defer func() {
+		if err == nil {
+			return
+		}
+		if open {
+			_ = f.Close()
+		}
+		if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) { // #nosec G703 -- our own temporary file
+			err = fmt.Errorf("%w (removing temporary file also failed: %v)", err, rmErr)
+		}
+	}()
+
+	for rest := data; len(rest) > 0; {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("save %s: %w", h, err)
+		}
+		n := min(len(rest), writeChunk)
+		if _, err := f.Write(rest[:n]); err != nil {
+			return fmt.Errorf("save %s: %w", h, err)
+		}
+		rest = rest[n:]
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("save %s: sync: %w", h, err)
+	}
+	open = false
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	if err := publish(tmp, final); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	// From here on the object exists: a failing directory sync is reported
+	// but the published file is not taken back.
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("save %s: object written but directory sync failed: %w", h, err)
+	}
+	return nil
+}
+
+// mkdirs creates dir and any missing parents below the repository root,
+// never the root itself, and syncs each new directory's parent.
+func (l *Local) mkdirs(dir string) error {
+	rel, err := filepath.Rel(l.dir, dir)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("directory %s outside repository", dir)
+	}
+	cur := l.dir
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		parent := cur
+		cur = filepath.Join(cur, part)
+		err := os.Mkdir(cur, 0o700) // #nosec G703 -- a directory below the repository root
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := syncDir(parent); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publish gives tmp the name final unless final exists, atomically.
+func publish(tmp, final string) error {
+	err := renameNoReplace(tmp, final)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return storage.ErrExists
+	}
+	if !errors.Is(err, errNoReplaceUnsupported) {
+		return err
+	}
+	// The filesystem cannot rename without replacing; link(2) never replaces.
+	if err := os.Link(tmp, final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return storage.ErrExists
+		}
+		return err
+	}
+	// The object is complete under its name; a leftover temporary file is
+	// invisible to List and removed later by CleanTemp.
+	_ = os.Remove(tmp) // #nosec G703 -- our own temporary file
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir) // #nosec G304 G703 -- a directory of the repository
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Load implements storage.Storage.
+func (l *Local) Load(ctx context.Context, h storage.Handle, offset, length int64) ([]byte, error) {
+	if err := storage.ValidateHandle(h); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("load %s: %w", h, err)
+	}
+	_, p := l.dirOf(h)
+	f, err := os.Open(p) // #nosec G304 -- path built from a validated handle
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", h, notFound(err))
+	}
+	defer func() { _ = f.Close() }()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", h, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("load %s: not a regular file", h)
+	}
+	size := fi.Size()
+	if offset < 0 || offset > size {
+		return nil, fmt.Errorf("load %s: offset %d of %d bytes: %w", h, offset, size, storage.ErrRange)
+	}
+	if length < 0 {
+		length = size - offset
+	}
+	if length > size-offset {
+		return nil, fmt.Errorf("load %s: %d bytes at %d of %d: %w", h, length, offset, size, storage.ErrRange)
+	}
+	buf := make([]byte, length)
+	n, err := f.ReadAt(buf, offset)
+	if n == len(buf) {
+		return buf, nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return nil, fmt.Errorf("load %s: read %d of %d bytes at %d: %w", h, n, length, offset, err)
+}
+
+func notFound(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+	}
+	return err
+}
+
+// Stat implements storage.Storage.
+func (l *Local) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo, error) {
+	if err := storage.ValidateHandle(h); err != nil {
+		return storage.FileInfo{}, fmt.Errorf("stat: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, err)
+	}
+	_, p := l.dirOf(h)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, notFound(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return storage.FileInfo{}, fmt.Errorf("stat %s: not a regular file", h)
+	}
+	return storage.FileInfo{Name: h.Name, Size: fi.Size()}, nil
+}
+
+// Remove implements storage.Storage.
+func (l *Local) Remove(ctx context.Context, h storage.Handle) error {
+	if err := storage.ValidateHandle(h); err != nil {
+		return fmt.Errorf("remove: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remove %s: %w", h, err)
+	}
+	dir, p := l.dirOf(h)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", h, notFound(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("remove %s: not a regular file", h)
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("remove %s: %w", h, notFound(err))
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", h, err)
+	}
+	return nil
+}
+
+// List implements storage.Storage. Temporary files, entries whose names are
+// not valid object names and packs in the wrong shard are not reported:
+// none of them can be loaded by name.
+func (l *Local) List(ctx context.Context, kind storage.Kind, fn func(storage.FileInfo) error) error {
+	if !storage.ValidKind(kind) {
+		return fmt.Errorf("list: %w: unknown kind %q", storage.ErrInvalidName, kind)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %s: %w", kind, err)
+	}
+	switch kind {
+	case storage.KindConfig:
+		fi, err := l.Stat(ctx, storage.Handle{Kind: kind, Name: "config"})
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list config: %w", err)
+		}
+		return fn(fi)
+	case storage.KindData:
+		top := filepath.Join(l.dir, string(kind))
+		return l.readDir(ctx, kind, top, func(e fs.DirEntry) error {
+			if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+				return nil
+			}
+			sub := e.Name()
+			err := l.readDir(ctx, kind, filepath.Join(top, sub), func(e fs.DirEntry) error {
+				if shard(e.Name()) != sub {
+					return nil
+				}
+				return report(kind, e, fn)
+			})
+			if errors.Is(err, errDirGone) {
+				return nil // the shard vanished while listing: nothing in it.
+			}
+			return err
+		})
+	default:
+		return l.readDir(ctx, kind, filepath.Join(l.dir, string(kind)), func(e fs.DirEntry) error {
+			return report(kind, e, fn)
+		})
+	}
+}
+
+// errDirGone reports a missing data shard, which is an empty one.
+var errDirGone = errors.New("directory does not exist")
+
+// report passes a directory entry to fn if it is a complete object.
+func report(kind storage.Kind, e fs.DirEntry, fn func(storage.FileInfo) error) error {
+	name := e.Name()
+	if strings.HasPrefix(name, tempPrefix) || !e.Type().IsRegular() {
+		return nil
+	}
+	if storage.ValidateHandle(storage.Handle{Kind: kind, Name: name}) != nil {
+		return nil
+	}
+	info, err := e.Info()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // removed since the directory was read
+	}
+	if err != nil {
+		return fmt.Errorf("list %s: %w", kind, err)
+	}
+	return fn(storage.FileInfo{Name: name, Size: info.Size()})
+}
+
+// readDir calls each for every entry of dir, reading it in batches and
+// checking ctx between entries. A missing kind directory is an empty listing
+// only while the repository's config still exists.
+func (l *Local) readDir(ctx context.Context, kind storage.Kind, dir string, each func(fs.DirEntry) error) error {
+	d, err := os.Open(dir) // #nosec G304 -- a directory of the repository
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, cerr := os.Stat(filepath.Join(l.dir, "config")); cerr != nil {
+			return fmt.Errorf("list %s: repository %s: %w (%w)", kind, l.dir, storage.ErrNoRepository, cerr)
+		}
+		if filepath.Dir(dir) != l.dir {
+			return errDirGone
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list %s: %w", kind, err)
+	}
+	defer func() { _ = d.Close() }()
+	for {
+		entries, err := d.ReadDir(listBatch)
+		for _, e := range entries {
+			if cerr := ctx.Err(); cerr != nil {
+				return fmt.Errorf("list %s: %w", kind, cerr)
+			}
+			if err := each(e); err != nil {
+				return err
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list %s: %w", kind, err)
+		}
+	}
+}
+
+// CleanTemp removes temporary files older than olderThan that a killed
+// process left behind, and returns how many it removed. Run it only with a
+// margin far longer than any Save can take: a younger file may be a write
+// in progress.
+func (l *Local) CleanTemp(olderThan time.Duration) (int, error) {
+	cutoff := time.Now().Add(-olderThan)
+	dirs := []string{l.dir}
+	for _, k := range storage.Kinds {
+		if k == storage.KindConfig {
+			continue
+		}
+		d := filepath.Join(l.dir, string(k))
+		dirs = append(dirs, d)
+		if k == storage.KindData {
+			entries, err := os.ReadDir(d)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return 0, fmt.Errorf("clean temporary files: %w", err)
+			}
+			for _, e := range entries {
+				if e.IsDir() {
+					dirs = append(dirs, filepath.Join(d, e.Name()))
+				}
+			}
+		}
+	}
+	removed := 0
+	for _, d := range dirs {
+		entries, err := os.ReadDir(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return removed, fmt.Errorf("clean temporary files: %w", err)
+		}
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
+				continue
+			}
+			info, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return removed, fmt.Errorf("clean temporary files: %w", err)
+			}
+			if !info.ModTime().Before(cutoff) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(d, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return removed, fmt.Errorf("clean temporary files: %w", err)
+			}
+			removed++
+		}
+	}
+	return removed, nil
+}

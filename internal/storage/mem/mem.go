@@ -1,0 +1,137 @@
+// Package mem is an in-memory storage.Storage for tests: it obeys the full
+// backend contract but keeps nothing after the process exits.
+package mem
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/coffer-backup/coffer/internal/storage"
+)
+
+// Mem is an in-memory backend. The zero value is not usable; call New.
+type Mem struct {
+	mu      sync.RWMutex
+	objects map[storage.Handle][]byte
+}
+
+var _ storage.Storage = (*Mem)(nil)
+
+// New returns an empty in-memory storage.
+func New() *Mem {
+	return &Mem{objects: map[storage.Handle][]byte{}}
+}
+
+// Location implements storage.Storage.
+func (m *Mem) Location() string { return "mem:" }
+
+// Save implements storage.Storage. It keeps its own copy of data.
+func (m *Mem) Save(ctx context.Context, h storage.Handle, data []byte) error {
+	if err := storage.ValidateHandle(h); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	buf := append([]byte{}, data...)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.objects[h]; ok {
+		return fmt.Errorf("save %s: %w", h, storage.ErrExists)
+	}
+	m.objects[h] = buf
+	return nil
+}
+
+// Load implements storage.Storage. The result is a copy the caller owns.
+func (m *Mem) Load(ctx context.Context, h storage.Handle, offset, length int64) ([]byte, error) {
+	if err := storage.ValidateHandle(h); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("load %s: %w", h, err)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	data, ok := m.objects[h]
+	if !ok {
+		return nil, fmt.Errorf("load %s: %w", h, storage.ErrNotFound)
+	}
+	size := int64(len(data))
+	if offset < 0 || offset > size {
+		return nil, fmt.Errorf("load %s: offset %d of %d bytes: %w", h, offset, size, storage.ErrRange)
+	}
+	if length < 0 {
+		length = size - offset
+	}
+	if length > size-offset {
+		return nil, fmt.Errorf("load %s: %d bytes at %d of %d: %w", h, length, offset, size, storage.ErrRange)
+	}
+	return append([]byte{}, data[offset:offset+length]...), nil
+}
+
+// Stat implements storage.Storage.
+func (m *Mem) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo, error) {
+	if err := storage.ValidateHandle(h); err != nil {
+		return storage.FileInfo{}, fmt.Errorf("stat: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, err)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	data, ok := m.objects[h]
+	if !ok {
+		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, storage.ErrNotFound)
+	}
+	return storage.FileInfo{Name: h.Name, Size: int64(len(data))}, nil
+}
+
+// List implements storage.Storage. It takes a snapshot of the names first,
+// so fn may call other methods of m.
+func (m *Mem) List(ctx context.Context, kind storage.Kind, fn func(storage.FileInfo) error) error {
+	if !storage.ValidKind(kind) {
+		return fmt.Errorf("list: %w: unknown kind %q", storage.ErrInvalidName, kind)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %s: %w", kind, err)
+	}
+	m.mu.RLock()
+	var infos []storage.FileInfo
+	for h, data := range m.objects {
+		if h.Kind == kind {
+			infos = append(infos, storage.FileInfo{Name: h.Name, Size: int64(len(data))})
+		}
+	}
+	m.mu.RUnlock()
+	for _, fi := range infos {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("list %s: %w", kind, err)
+		}
+		if err := fn(fi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove implements storage.Storage.
+func (m *Mem) Remove(ctx context.Context, h storage.Handle) error {
+	if err := storage.ValidateHandle(h); err != nil {
+		return fmt.Errorf("remove: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remove %s: %w", h, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.objects[h]; !ok {
+		return fmt.Errorf("remove %s: %w", h, storage.ErrNotFound)
+	}
+	delete(m.objects, h)
+	return nil
+}
+
+// Close implements storage.Storage; the objects stay readable.
+func (m *Mem) Close() error { return nil }

@@ -1,0 +1,32 @@
+package mem_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/coffer-backup/coffer/internal/storage"
+	"github.com/coffer-backup/coffer/internal/storage/mem"
+	"github.com/coffer-backup/coffer/internal/storage/storagetest"
+)
+
+func TestContract(t *testing.T) {
+	storagetest.Run(t, func(*testing.T) storage.Storage { return mem.New() })
+}
+
+func TestLocation(t *testing.T) {
+	m := mem.New()
+	if m.Location() != "mem:" {
+		t.Errorf("Location = %q", m.Location())
+	}
+	// Close does not lose objects: tests may inspect a closed Mem.
+	h := storage.Handle{Kind: storage.KindData, Name: "x"}
+	if err := m.Save(context.Background(), h, []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := m.Load(context.Background(), h, 0, -1); err != nil || string(b) != "1" {
+		t.Errorf("Load after Close = %q, %v", b, err)
+	}
+}

@@ -1,0 +1,357 @@
+package tlspolicy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Refusal kinds: why a handshake (or request) was refused.
+const (
+	KindVersion       = "version"        // no TLS version the policy allows
+	KindCipher        = "cipher"         // TLS 1.2 (or older) with no allowed suite
+	KindGroup         = "group"          // no allowed key exchange group
+	KindNoCertificate = "no-certificate" // no client certificate
+	KindBadCert       = "bad-certificate"
+	KindRejected      = "rejected" // the verify hook refused it (revoked, ...)
+	KindTimeout       = "timeout"
+	KindMalformed     = "malformed" // no parseable ClientHello
+	KindClosed        = "closed"    // the client gave up (for instance, it did not trust us)
+	KindSuppressed    = "suppressed"
+	KindOther         = "other"
+)
+
+// RefusalRecord is one refused handshake or request. It is also the JSON
+// line format of RefusalFile (docs/pki.md).
+type RefusalRecord struct {
+	Time            time.Time `json:"time"`
+	Peer            string    `json:"peer"` // host:port
+	Kind            string    `json:"kind"`
+	Reason          string    `json:"reason"`
+	SNI             string    `json:"sni,omitempty"`
+	OfferedVersions []string  `json:"offered_versions,omitempty"`
+	OfferedSuites   []string  `json:"offered_suites,omitempty"`
+	OfferedGroups   []string  `json:"offered_groups,omitempty"`
+	OfferedALPN     []string  `json:"offered_alpn,omitempty"`
+	// Count is the number of refusals a "suppressed" record stands for.
+	Count int `json:"count,omitempty"`
+}
+
+// RefusalLog persists refusal records. The server implements it over its
+// database or uses RefusalFile.
+type RefusalLog interface {
+	LogRefusal(RefusalRecord) error
+}
+
+// Limits on what a peer can make us store.
+const (
+	maxListed     = 64
+	maxFieldBytes = 256
+	maxLineBytes  = 64 << 10
+)
+
+func clip(s string) string {
+	if len(s) > maxFieldBytes {
+		s = s[:maxFieldBytes]
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// Hello is what a ClientHello offered, with names as in the records.
+type Hello struct {
+	Versions []uint16
+	Suites   []uint16
+	Groups   []tls.CurveID
+	SNI      string
+	ALPN     []string
+}
+
+func helloFrom(chi *tls.ClientHelloInfo) *Hello {
+	h := &Hello{SNI: chi.ServerName}
+	h.Versions = slices.Clone(chi.SupportedVersions[:min(len(chi.SupportedVersions), maxListed)])
+	h.Suites = slices.Clone(chi.CipherSuites[:min(len(chi.CipherSuites), maxListed)])
+	h.Groups = slices.Clone(chi.SupportedCurves[:min(len(chi.SupportedCurves), maxListed)])
+	h.ALPN = slices.Clone(chi.SupportedProtos[:min(len(chi.SupportedProtos), maxListed)])
+	return h
+}
+
+// NewRefusal returns a refusal record for a handshake from peer that offered h
+// (nil when no ClientHello was read) and failed with err, classified
+// against p.
+func (p Policy) NewRefusal(t time.Time, peer string, h *Hello, err error) RefusalRecord {
+	r := RefusalRecord{Time: t.UTC(), Peer: clip(peer), Kind: p.classify(h, err), Reason: clip(errString(err))}
+	if h != nil {
+		r.SNI = clip(h.SNI)
+		for _, v := range h.Versions {
+			r.OfferedVersions = append(r.OfferedVersions, versionName(v))
+		}
+		for _, s := range h.Suites {
+			r.OfferedSuites = append(r.OfferedSuites, tls.CipherSuiteName(s))
+		}
+		for _, g := range h.Groups {
+			r.OfferedGroups = append(r.OfferedGroups, g.String())
+		}
+		for _, a := range h.ALPN {
+			r.OfferedALPN = append(r.OfferedALPN, clip(a))
+		}
+	}
+	return r
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// classify decides the kind from what the client offered first (that does
+// not depend on crypto/tls's error texts), then from the error.
+func (p Policy) classify(h *Hello, err error) string {
+	var netErr net.Error
+	timeout := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout())
+	if h == nil {
+		if timeout {
+			return KindTimeout
+		}
+		return KindMalformed
+	}
+	best := uint16(0)
+	for _, v := range h.Versions {
+		if v >= p.MinVersion && v <= tls.VersionTLS13 && v > best {
+			best = v
+		}
+	}
+	if best == 0 {
+		return KindVersion
+	}
+	if best < tls.VersionTLS13 && !slices.ContainsFunc(h.Suites, func(s uint16) bool { return slices.Contains(p.CipherSuites, s) }) {
+		return KindCipher
+	}
+	if !slices.ContainsFunc(h.Groups, func(g tls.CurveID) bool {
+		return slices.Contains(p.Curves, g) && (best == tls.VersionTLS13 || !slices.Contains(hybridCurves, g))
+	}) {
+		return KindGroup
+	}
+	var certErr *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, ErrPeerRejected):
+		return KindRejected
+	case errors.As(err, &certErr):
+		return KindBadCert
+	case err != nil && strings.Contains(err.Error(), "didn't provide a certificate"):
+		return KindNoCertificate
+	case timeout:
+		return KindTimeout
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || err != nil && strings.Contains(err.Error(), "connection reset"):
+		return KindClosed
+	case err != nil && strings.Contains(err.Error(), "certificate"):
+		return KindBadCert
+	}
+	return KindOther
+}
+
+// RefusalFile appends refusal records to a file as JSON lines. It is safe
+// for concurrent use.
+type RefusalFile struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// OpenRefusalFile opens (creating with mode 0600) path for appending.
+func OpenRefusalFile(path string) (*RefusalFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600) // #nosec G304 -- the server's own state directory
+	if err != nil {
+		return nil, fmt.Errorf("open refusal log: %w", err)
+	}
+	return &RefusalFile{f: f}, nil
+}
+
+// LogRefusal appends r as one line, written with a single write call.
+func (l *RefusalFile) LogRefusal(r RefusalRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode refusal: %w", err)
+	}
+	if len(b) >= maxLineBytes {
+		return fmt.Errorf("refusal record of %d bytes is too large", len(b))
+	}
+	b = append(b, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.f.Write(b); err != nil {
+		return fmt.Errorf("write refusal log: %w", err)
+	}
+	return nil
+}
+
+// Close closes the file.
+func (l *RefusalFile) Close() error { return l.f.Close() }
+
+// ReadRefusals reads JSON-lines records from r, keeping those at or after
+// since. A line that does not parse (a record torn by a crash) is skipped
+// and counted in skipped, so one bad line never hides the rest.
+func ReadRefusals(r io.Reader, since time.Time) (recs []RefusalRecord, skipped int, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := readLine(br)
+		if len(line) > 0 {
+			var rec RefusalRecord
+			dec := json.NewDecoder(bytes.NewReader(line))
+			dec.DisallowUnknownFields()
+			if dec.Decode(&rec) != nil || dec.More() {
+				skipped++
+			} else if !rec.Time.Before(since) {
+				recs = append(recs, rec)
+			}
+		}
+		if err == io.EOF {
+			return recs, skipped, nil
+		}
+		if err != nil {
+			return recs, skipped, fmt.Errorf("read refusal log: %w", err)
+		}
+	}
+}
+
+// readLine returns the next line without its newline; over-long lines are
+// returned truncated (and then fail to parse).
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) <= maxLineBytes {
+			line = append(line, chunk...)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return bytes.TrimRight(line, "\r\n"), err
+	}
+}
+
+// ReadRefusalFile reads the records of a RefusalFile at or after since. A
+// missing file holds no records.
+func ReadRefusalFile(path string, since time.Time) ([]RefusalRecord, int, error) {
+	f, err := os.Open(path) // #nosec G304 -- the server's own state directory
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("open refusal log: %w", err)
+	}
+	defer f.Close()
+	return ReadRefusals(f, since)
+}
+
+// DaySummary is one UTC day of refusals.
+type DaySummary struct {
+	Day      string            `json:"day"` // YYYY-MM-DD, UTC
+	Refused  int               `json:"refused"`
+	ByKind   map[string]int    `json:"by_kind"`
+	Insecure []InsecureAttempt `json:"insecure,omitempty"`
+}
+
+// InsecureAttempt is a peer that tried, on one day, only versions or suites
+// the policy refuses, and what it offered that the policy does not allow.
+type InsecureAttempt struct {
+	Peer     string   `json:"peer"` // host, without port
+	Count    int      `json:"count"`
+	Versions []string `json:"versions,omitempty"`
+	Suites   []string `json:"suites,omitempty"`
+}
+
+// Summarize counts records per UTC day over the days days ending with now's
+// day (oldest first, every day present), and lists per day who was refused
+// for an insecure version or suite with what it offered below p.
+func (p Policy) Summarize(records []RefusalRecord, days int, now time.Time) []DaySummary {
+	if days < 1 {
+		days = 1
+	}
+	today := now.UTC().Truncate(24 * time.Hour)
+	first := today.AddDate(0, 0, -(days - 1))
+	out := make([]DaySummary, days)
+	index := make(map[string]int, days)
+	for i := range out {
+		d := first.AddDate(0, 0, i).Format(time.DateOnly)
+		out[i] = DaySummary{Day: d, ByKind: map[string]int{}}
+		index[d] = i
+	}
+	type key struct {
+		day  int
+		peer string
+	}
+	attempts := map[key]*InsecureAttempt{}
+	for _, r := range records {
+		i, ok := index[r.Time.UTC().Format(time.DateOnly)]
+		if !ok {
+			continue
+		}
+		n := 1
+		if r.Kind == KindSuppressed && r.Count > 0 {
+			n = r.Count
+		}
+		out[i].Refused += n
+		out[i].ByKind[r.Kind] += n
+		if r.Kind != KindVersion && r.Kind != KindCipher {
+			continue
+		}
+		host := r.Peer
+		if h, _, err := net.SplitHostPort(r.Peer); err == nil {
+			host = h
+		}
+		k := key{i, host}
+		a := attempts[k]
+		if a == nil {
+			a = &InsecureAttempt{Peer: host}
+			attempts[k] = a
+		}
+		a.Count++
+		for _, v := range r.OfferedVersions {
+			if id, ok := versionByName(v); ok && id < p.MinVersion && !slices.Contains(a.Versions, v) {
+				a.Versions = append(a.Versions, v)
+			}
+		}
+		for _, s := range r.OfferedSuites {
+			id, known := suiteByName(s)
+			weak := !known && strings.HasPrefix(s, "0x") || known && !isTLS13Suite(id) && !slices.Contains(p.CipherSuites, id)
+			if weak && !slices.Contains(a.Suites, s) && len(a.Suites) < maxListed {
+				a.Suites = append(a.Suites, s)
+			}
+		}
+	}
+	for k, a := range attempts {
+		out[k.day].Insecure = append(out[k.day].Insecure, *a)
+	}
+	for i := range out {
+		sort.Slice(out[i].Insecure, func(a, b int) bool {
+			x, y := out[i].Insecure[a], out[i].Insecure[b]
+			if x.Count != y.Count {
+				return x.Count > y.Count
+			}
+			return x.Peer < y.Peer
+		})
+	}
+	return out
+}
+
+func versionByName(name string) (uint16, bool) {
+	for _, v := range []uint16{tls.VersionSSL30, tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13} { //nolint:staticcheck // SSL 3.0 is named in reports
+		if versionName(v) == name {
+			return v, true
+		}
+	}
+	return 0, false
+}
