@@ -132,7 +132,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &sum); err != nil {
 		t.Fatal(err)
 	}
-	if sum["files_unmodified"].(float64) != 3 || sum["data_added"].(float64) != 0 {
+	if sum["files_unmodified"].(float64) != 3 || sum["data_blobs"].(float64) != 0 {
 		t.Fatalf("re-backup was not incremental: %v", sum)
 	}
 }

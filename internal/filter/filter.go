@@ -1,7 +1,19 @@
 // Package filter decides which paths backup excludes and restore includes,
 // with restic-style glob patterns, and detects cache and marker directories.
-//
-// Pattern syntax (case-sensitive, one pattern per string):
+package filter
+
+import (
+	"strings"
+)
+
+// Matcher tests paths against an ordered list of patterns. The zero value
+// and a nil *Matcher match nothing. A Matcher is safe for concurrent use.
+type Matcher struct {
+	patterns []pattern
+}
+
+// New compiles patterns, in order. The syntax (case-sensitive, one pattern
+// per string):
 //
 //   - A pattern is split at "/" into components; each matches one path
 //     component with "*" (any run of characters), "?" (one character),
@@ -20,20 +32,8 @@
 //
 // Unlike gitignore, "foo/bar" is not anchored and "foo/" also matches a
 // file named foo. Environment variables are not expanded.
-package filter
-
-import (
-	"strings"
-)
-
-// Matcher tests paths against an ordered list of patterns. The zero value
-// and a nil *Matcher match nothing. A Matcher is safe for concurrent use.
-type Matcher struct {
-	patterns []pattern
-}
-
-// New compiles patterns, in order. A malformed pattern fails with an error
-// wrapping ErrBadPattern that quotes it.
+//
+// A malformed pattern fails with an error wrapping ErrBadPattern that quotes it.
 func New(patterns []string) (*Matcher, error) {
 	m := &Matcher{}
 	for _, s := range patterns {

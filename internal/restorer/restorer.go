@@ -427,4 +427,3 @@ func (r *Restorer) restoreFile(ctx context.Context, path string, n *repository.N
 	r.opts.Progress.Files.Add(1)
 	return fsmeta.Apply(path, &n.Meta, r.opts.Apply)
 }
-

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
 
 // DefaultFile is the database's file name inside the server's state directory.
@@ -67,17 +68,6 @@ const (
 	ActionPolicy        = "policy" // allow-delete or quota changed
 )
 
-// Refusal is a refused TLS handshake or a request without a valid client
-// certificate.
-type Refusal struct {
-	Time     time.Time
-	Peer     string   // remote address
-	Client   string   // claimed or certified client name, if any
-	Versions []uint16 // TLS versions the peer offered
-	Suites   []uint16 // cipher suites the peer offered
-	Reason   string
-}
-
 // DB is the server's state. Implementations are safe for concurrent use,
 // also by several processes sharing one database (the running server and
 // admin commands). Times are stored with nanosecond precision in UTC.
@@ -116,9 +106,11 @@ type DB interface {
 	Events(ctx context.Context, since time.Time, limit int) ([]Event, error)
 
 	// LogRefusal records a refused handshake or request; Refusals returns
-	// those at or after since, oldest first.
-	LogRefusal(ctx context.Context, r Refusal) error
-	Refusals(ctx context.Context, since time.Time) ([]Refusal, error)
+	// those at or after since, oldest first. RefusalLog adapts the database
+	// to tlspolicy's listener and the server's request checks.
+	LogRefusal(ctx context.Context, r tlspolicy.RefusalRecord) error
+	Refusals(ctx context.Context, since time.Time) ([]tlspolicy.RefusalRecord, error)
+	RefusalLog() tlspolicy.RefusalLog
 
 	Close() error
 }

@@ -3,6 +3,7 @@ package serverdb
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/tlspolicy"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -54,13 +56,10 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX events_time ON events(time);
 	CREATE TABLE tls_refusals (
-		id       INTEGER PRIMARY KEY,
-		time     INTEGER NOT NULL,
-		peer     TEXT NOT NULL,
-		client   TEXT NOT NULL,
-		versions TEXT NOT NULL,
-		suites   TEXT NOT NULL,
-		reason   TEXT NOT NULL
+		id     INTEGER PRIMARY KEY,
+		time   INTEGER NOT NULL,
+		kind   TEXT NOT NULL,
+		record TEXT NOT NULL
 	) STRICT;
 	CREATE INDEX tls_refusals_time ON tls_refusals(time);`,
 }
@@ -421,66 +420,46 @@ func (s *SQLite) Events(ctx context.Context, since time.Time, limit int) ([]Even
 	return out, nil
 }
 
-func formatIDs(ids []uint16) string {
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = strconv.FormatUint(uint64(id), 16)
-	}
-	return strings.Join(parts, ",")
-}
+// maxRefusalRecord bounds a stored refusal record (tlspolicy clips fields).
+const maxRefusalRecord = 64 << 10
 
-func parseIDs(s string) ([]uint16, error) {
-	if s == "" {
-		return nil, nil
-	}
-	parts := strings.Split(s, ",")
-	out := make([]uint16, len(parts))
-	for i, p := range parts {
-		v, err := strconv.ParseUint(p, 16, 16)
-		if err != nil {
-			return nil, fmt.Errorf("%w: stored id list %q", ErrInvalidRecord, s)
-		}
-		out[i] = uint16(v)
-	}
-	return out, nil
-}
-
-// LogRefusal implements DB.
-func (s *SQLite) LogRefusal(ctx context.Context, r Refusal) error {
+// LogRefusal implements DB. The record is stored as its JSON line, beside
+// its time and kind for queries.
+func (s *SQLite) LogRefusal(ctx context.Context, r tlspolicy.RefusalRecord) error {
 	if r.Time.IsZero() {
 		return fmt.Errorf("log refusal: %w: time is required", ErrInvalidRecord)
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO tls_refusals (time, peer, client, versions, suites, reason) VALUES (?, ?, ?, ?, ?, ?)`,
-		nanos(r.Time), r.Peer, r.Client, formatIDs(r.Versions), formatIDs(r.Suites), r.Reason)
+	b, err := json.Marshal(r)
 	if err != nil {
+		return fmt.Errorf("log refusal: %w", err)
+	}
+	if len(b) > maxRefusalRecord {
+		return fmt.Errorf("log refusal: %w: record of %d bytes", ErrInvalidRecord, len(b))
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO tls_refusals (time, kind, record) VALUES (?, ?, ?)`, nanos(r.Time), r.Kind, string(b)); err != nil {
 		return fmt.Errorf("log refusal: %w", err)
 	}
 	return nil
 }
 
 // Refusals implements DB.
-func (s *SQLite) Refusals(ctx context.Context, since time.Time) ([]Refusal, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT time, peer, client, versions, suites, reason FROM tls_refusals WHERE time >= ? ORDER BY time, id`, nanos(since))
+func (s *SQLite) Refusals(ctx context.Context, since time.Time) ([]tlspolicy.RefusalRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT record FROM tls_refusals WHERE time >= ? ORDER BY time, id`, nanos(since))
 	if err != nil {
 		return nil, fmt.Errorf("read refusals: %w", err)
 	}
 	defer func() { _ = rows.Close() }()
-	var out []Refusal
+	var out []tlspolicy.RefusalRecord
 	for rows.Next() {
-		var (
-			r                Refusal
-			t                int64
-			versions, suites string
-		)
-		if err := rows.Scan(&t, &r.Peer, &r.Client, &versions, &suites, &r.Reason); err != nil {
+		var text string
+		if err := rows.Scan(&text); err != nil {
 			return nil, fmt.Errorf("read refusals: %w", err)
 		}
-		r.Time = fromNanos(t)
-		if r.Versions, err = parseIDs(versions); err != nil {
-			return nil, fmt.Errorf("read refusals: %w", err)
-		}
-		if r.Suites, err = parseIDs(suites); err != nil {
-			return nil, fmt.Errorf("read refusals: %w", err)
+		var r tlspolicy.RefusalRecord
+		dec := json.NewDecoder(strings.NewReader(text))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&r); err != nil {
+			return nil, fmt.Errorf("read refusals: %w: %v", ErrInvalidRecord, err)
 		}
 		out = append(out, r)
 	}
@@ -488,6 +467,20 @@ func (s *SQLite) Refusals(ctx context.Context, since time.Time) ([]Refusal, erro
 		return nil, fmt.Errorf("read refusals: %w", err)
 	}
 	return out, nil
+}
+
+// refusalWriteTimeout bounds one refusal insert made through RefusalLog.
+const refusalWriteTimeout = 5 * time.Second
+
+// RefusalLog implements DB.
+func (s *SQLite) RefusalLog() tlspolicy.RefusalLog { return refusalLog{s} }
+
+type refusalLog struct{ s *SQLite }
+
+func (l refusalLog) LogRefusal(r tlspolicy.RefusalRecord) error {
+	ctx, cancel := context.WithTimeout(context.Background(), refusalWriteTimeout)
+	defer cancel()
+	return l.s.LogRefusal(ctx, r)
 }
 
 // Tokens implements DB.

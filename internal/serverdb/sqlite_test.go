@@ -13,6 +13,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/pki/pkitest"
+	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
@@ -257,43 +258,28 @@ func TestEventsAndRefusals(t *testing.T) {
 	if err != nil || len(got) != 2 || !got[0].Time.Equal(t0.Add(2*time.Second)) || got[1].Object != "data/ab" {
 		t.Fatalf("Events = %+v, %v", got, err)
 	}
-	r := Refusal{Time: t0, Peer: "192.0.2.1:5555", Versions: []uint16{0x0301, 0x0303}, Suites: []uint16{0x000a, 0xc02f}, Reason: "tls 1.0 offered"}
+	r := tlspolicy.RefusalRecord{Time: t0, Peer: "192.0.2.1:5555", Kind: tlspolicy.KindVersion, Reason: "tls 1.0 offered",
+		OfferedVersions: []string{"TLS 1.0"}, OfferedSuites: []string{"TLS_RSA_WITH_3DES_EDE_CBC_SHA"}}
 	if err := db.LogRefusal(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.LogRefusal(ctx, Refusal{Time: t0.Add(time.Hour), Peer: "p", Reason: "no certificate"}); err != nil {
+	if err := db.RefusalLog().LogRefusal(tlspolicy.RefusalRecord{Time: t0.Add(time.Hour), Peer: "p", Kind: tlspolicy.KindNoCertificate}); err != nil {
 		t.Fatal(err)
+	}
+	if err := db.LogRefusal(ctx, tlspolicy.RefusalRecord{Peer: "p"}); !errors.Is(err, ErrInvalidRecord) {
+		t.Errorf("refusal without time: %v", err)
 	}
 	refs, err := db.Refusals(ctx, t0)
 	if err != nil || len(refs) != 2 {
 		t.Fatalf("Refusals = %+v, %v", refs, err)
 	}
-	if refs[0].Peer != r.Peer || len(refs[0].Versions) != 2 || refs[0].Versions[1] != 0x0303 || refs[0].Suites[0] != 0x000a || refs[0].Reason != r.Reason {
+	if !refs[0].Time.Equal(r.Time) || refs[0].Peer != r.Peer || refs[0].Kind != r.Kind || len(refs[0].OfferedSuites) != 1 || refs[0].OfferedVersions[0] != "TLS 1.0" {
 		t.Errorf("refusal = %+v", refs[0])
 	}
-	if refs[1].Versions != nil || refs[1].Suites != nil {
-		t.Errorf("empty lists came back as %+v", refs[1])
+	if refs[1].Kind != tlspolicy.KindNoCertificate {
+		t.Errorf("second refusal = %+v", refs[1])
 	}
 	if refs, _ := db.Refusals(ctx, t0.Add(time.Minute)); len(refs) != 1 {
 		t.Errorf("Refusals since: %d", len(refs))
-	}
-}
-
-func TestIDListRoundTrip(t *testing.T) {
-	for _, ids := range [][]uint16{nil, {0}, {0xffff, 1, 0x1301}} {
-		got, err := parseIDs(formatIDs(ids))
-		if err != nil || len(got) != len(ids) {
-			t.Fatalf("%v -> %v, %v", ids, got, err)
-		}
-		for i := range ids {
-			if got[i] != ids[i] {
-				t.Fatalf("%v -> %v", ids, got)
-			}
-		}
-	}
-	for _, bad := range []string{"x", "1,,2", "10000", "-1"} {
-		if _, err := parseIDs(bad); err == nil {
-			t.Errorf("parseIDs(%q) accepted", bad)
-		}
 	}
 }

@@ -1,9 +1,5 @@
 // Package local is the storage backend for a repository in a directory on
 // local disk: atomic, durable, no-overwrite writes of one file per object.
-//
-// Layout: <dir>/config, <dir>/<kind>/<name>, and packs sharded by the first
-// two characters of their name: <dir>/data/<name[:2]>/<name>. Files being
-// written are named ".tmp-*" in their target directory and never listed.
 package local
 
 import (
@@ -36,6 +32,11 @@ const listBatch = 1024
 
 // Local is a repository in a local directory. It is safe for concurrent use,
 // also by several processes sharing the directory.
+//
+// Layout: <dir>/config, <dir>/<kind>/<name>, and packs sharded by the first
+// two characters of their name: <dir>/data/<name[:2]>/<name> (a one-character
+// name is its own shard). Directories are 0700, files 0600. Files being
+// written are named ".tmp-*" in their target directory and never listed.
 type Local struct {
 	dir string
 }
