@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -29,7 +30,14 @@ func main() {
 	rootCmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
 	})
+	if os.Getenv("GOGC") == "" {
+		// Backups churn through chunk-sized buffers; collecting earlier
+		// keeps peak memory near the live set.
+		debug.SetGCPercent(40)
+	}
+	stopProfile := startProfile()
 	err := rootCmd.ExecuteContext(ctx)
+	stopProfile()
 	if err != nil && (strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "required flag")) {
 		err = fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
 	}

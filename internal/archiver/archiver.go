@@ -68,6 +68,8 @@ type Archiver struct {
 	cancel   context.CancelFunc
 	blobSem  chan struct{}
 	fileSem  chan struct{}
+	dirSem   chan struct{} // directories saved concurrently; beyond it, inline
+	workers  sync.Pool // *fileWorker: a chunker and its buffer per file in flight
 	rootDevs map[string]uint64
 }
 
@@ -77,14 +79,26 @@ func New(repo *repository.Repository, opts Options) *Archiver {
 		opts.Progress = &Progress{}
 	}
 	n := runtime.GOMAXPROCS(0)
-	return &Archiver{
+	a := &Archiver{
 		repo:    repo,
 		opts:    opts,
 		params:  repo.Config().Chunker,
 		secret:  repo.ChunkerSecret(),
 		blobSem: make(chan struct{}, 2*n+2),
 		fileSem: make(chan struct{}, max(4, 2*n)),
+		dirSem:  make(chan struct{}, 4*n),
 	}
+	a.workers.New = func() any {
+		return &fileWorker{ch: chunker.New(nil, a.secret, a.params), buf: make([]byte, 0, a.params.Max)}
+	}
+	return a
+}
+
+// fileWorker is reused across files: deriving the keyed chunker and
+// allocating a max-size chunk buffer per file would dominate small files.
+type fileWorker struct {
+	ch  *chunker.Chunker
+	buf []byte
 }
 
 // Errors returns the sources that could not be read.
@@ -305,6 +319,26 @@ func (a *Archiver) saveEntry(ctx context.Context, path, name string, meta *fsmet
 		if pn != nil && pn.Type == fsmeta.TypeDir {
 			psub = pn.Subtree
 		}
+		select {
+		case a.dirSem <- struct{}{}:
+			// Save the directory concurrently so that one directory's slow
+			// files do not idle the other workers.
+			f := &futureNode{node: node, done: make(chan struct{})}
+			go func() {
+				defer close(f.done)
+				defer func() { <-a.dirSem }()
+				id, err := a.saveDir(ctx, path, meta, psub)
+				if err != nil {
+					a.setFatal(err)
+					f.node = nil
+					return
+				}
+				node.Subtree = &id
+				a.opts.Progress.Dirs.Add(1)
+			}()
+			return f, nil
+		default:
+		}
 		id, err := a.saveDir(ctx, path, meta, psub)
 		if err != nil {
 			return nil, err
@@ -476,7 +510,9 @@ func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.Cont
 		results []*repository.ID
 	)
 	g, gctx := errgroup.WithContext(ctx)
-	ch := chunker.New(nil, a.secret, a.params)
+	w := a.workers.Get().(*fileWorker)
+	defer a.workers.Put(w)
+	ch := w.ch
 	var pos int64
 	addHole := func(n int64) {
 		if n <= 0 {
@@ -489,7 +525,7 @@ func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.Cont
 		items = append(items, repository.ContentItem{Hole: uint64(n)})
 		results = append(results, nil)
 	}
-	buf := make([]byte, 0, a.params.Max)
+	buf := w.buf
 	for _, rg := range regions {
 		if rg.Offset > pos {
 			addHole(rg.Offset - pos)

@@ -39,7 +39,7 @@ var (
 )
 
 // Token is a one-time enrolment token. Its Secret is a bearer credential:
-// String redacts it; only Encode reveals it.
+// String and GoString redact it; only Encode reveals it.
 type Token struct {
 	ClientName    string
 	CAFingerprint [32]byte // SHA-256 of the CA's SubjectPublicKeyInfo
@@ -58,14 +58,18 @@ func NewToken(clientName string, caFingerprint [32]byte) (*Token, error) {
 	return t, nil
 }
 
-// Encode returns the token in its printable form, secret included.
-func (t *Token) Encode() string {
+// Encode returns the token in its printable form, secret included. It
+// fails only for an invalid ClientName.
+func (t *Token) Encode() (string, error) {
+	if err := ValidateClientName(t.ClientName); err != nil {
+		return "", err
+	}
 	b := make([]byte, 0, 2+len(t.ClientName)+64)
-	b = append(b, tokenVersion, byte(len(t.ClientName)))
+	b = append(b, tokenVersion, uint8(len(t.ClientName))) // #nosec G115 -- at most MaxClientName (63), checked above
 	b = append(b, t.ClientName...)
 	b = append(b, t.CAFingerprint[:]...)
 	b = append(b, t.Secret[:]...)
-	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // String describes the token without its secret, so it is safe to log.
@@ -198,7 +202,7 @@ func (m *MemoryTokenStore) find(h [32]byte) int {
 }
 
 // IssueToken makes a token for clientName valid for ttl (at most
-// MaxTokenTTL) and stores its record. The caller prints tok.Encode() once.
+// MaxTokenTTL) and stores its record. The caller prints its Encode() once.
 func (ca *CA) IssueToken(ctx context.Context, store TokenStore, clientName string, ttl time.Duration, now time.Time) (*Token, error) {
 	if ttl <= 0 || ttl > MaxTokenTTL {
 		return nil, fmt.Errorf("token ttl %v: must be positive and at most %v", ttl, MaxTokenTTL)

@@ -27,7 +27,10 @@ func TestTokenRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := tok.Encode()
+	s, err := tok.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !strings.HasPrefix(s, "cfr1.") {
 		t.Fatalf("token %q lacks prefix", s)
 	}
@@ -60,7 +63,11 @@ func TestTokenRoundTripProperty(t *testing.T) {
 			name += string("abcdefghijklmnopqrstuvwxyz0123456789-_"[int(b)%38])
 		}
 		tok := &pki.Token{ClientName: name, CAFingerprint: fp, Secret: secret}
-		got, err := pki.ParseToken(tok.Encode())
+		enc, err := tok.Encode()
+		if err != nil {
+			return false
+		}
+		got, err := pki.ParseToken(enc)
 		return err == nil && *got == *tok
 	}
 	if err := quick.Check(f, nil); err != nil {
@@ -78,7 +85,7 @@ func rawToken(version byte, nameLen byte, name string, tail int) []byte {
 
 func TestParseTokenStrict(t *testing.T) {
 	good, _ := pki.NewToken("alice", [32]byte{9})
-	gs := good.Encode()
+	gs, _ := good.Encode()
 	bad := map[string]string{
 		"empty":            "",
 		"no prefix":        strings.TrimPrefix(gs, "cfr1."),
@@ -118,7 +125,8 @@ func flipLowBits(c byte) byte {
 
 func FuzzParseToken(f *testing.F) {
 	good, _ := pki.NewToken("alice", [32]byte{9})
-	f.Add(good.Encode())
+	gs, _ := good.Encode()
+	f.Add(gs)
 	f.Add("cfr1.")
 	f.Add("cfr1.AQVhbGljZQ")
 	f.Add(encodeRaw(rawToken(1, 5, "alice", 64)))
@@ -135,7 +143,7 @@ func FuzzParseToken(f *testing.F) {
 			t.Fatalf("accepted invalid name %q", tok.ClientName)
 		}
 		// Strict: the only accepted spelling is the canonical one.
-		if enc := tok.Encode(); enc != s {
+		if enc, err := tok.Encode(); err != nil || enc != s {
 			t.Fatalf("accepted %q, which encodes back as %q", s, enc)
 		}
 	})
@@ -155,7 +163,11 @@ func TestEnrol(t *testing.T) {
 	if tok.CAFingerprint != ca.Fingerprint() {
 		t.Fatal("token lacks the CA fingerprint")
 	}
-	parsed, err := pki.ParseToken(tok.Encode())
+	enc, err := tok.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := pki.ParseToken(enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +213,9 @@ func TestEnrol(t *testing.T) {
 	edited.ClientName = "admin"
 	if _, err := ca.Enrol(ctx, store, &edited, csr, time.Hour, now); !errors.Is(err, pki.ErrTokenUnknown) {
 		t.Fatalf("edited name: %v", err)
+	}
+	if _, err := (&pki.Token{ClientName: "../x"}).Encode(); err == nil {
+		t.Fatal("encoded a token with an invalid name")
 	}
 	for _, ttl := range []time.Duration{0, -time.Second, pki.MaxTokenTTL + time.Second} {
 		if _, err := ca.IssueToken(ctx, store, "dave", ttl, now); err == nil {

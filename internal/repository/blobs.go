@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 
 	"github.com/coffer-backup/coffer/internal/crypto"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -22,14 +21,13 @@ func (r *Repository) StartWriting(ctx context.Context) {
 	if r.packers != nil {
 		return
 	}
-	n := max(2, runtime.GOMAXPROCS(0))
-	r.packers = make(chan *PackWriter, n)
-	for i := 0; i < n; i++ {
-		r.packers <- nil
-	}
+	// One open pack at a time: compression runs concurrently before a blob
+	// takes the pack, and sealing is cheap, so one pack bounds memory.
+	r.packers = make(chan *PackWriter, 1)
+	r.packers <- nil
 	r.inflight = map[BlobHandle]bool{}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(2)
+	g.SetLimit(1) // one pack finishing/uploading while the next fills
 	r.uploads, r.upCtx = g, gctx
 }
 
@@ -49,6 +47,10 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 	r.inflight[h] = true
 	r.wmu.Unlock()
 
+	payload, err := EncodeBlob(data, r.compress)
+	if err != nil {
+		return id, false, err
+	}
 	var pw *PackWriter
 	select {
 	case pw = <-r.packers:
@@ -66,10 +68,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 			return id, false, err
 		}
 	}
-	if err := pw.Add(t, id, data); err != nil {
-		r.packers <- pw
-		return id, false, err
-	}
+	pw.AddEncoded(t, id, payload, len(data))
 	if pw.Size() >= r.cfg.PackSize {
 		r.upload(pw)
 		pw = nil

@@ -101,28 +101,46 @@ func NewPackWriter(c crypto.Cipher, term uint32, key crypto.Key, repoID []byte, 
 
 func packName(id ID) string { return "data/" + id.String() }
 
+// EncodeBlob compresses a blob's plaintext into the payload a blob segment
+// seals: encoding byte, then raw or zstd bytes. It needs no pack, so callers
+// run it concurrently before taking a pack writer.
+func EncodeBlob(plaintext []byte, mode compress.Mode) ([]byte, error) {
+	if len(plaintext) > MaxBlobSize {
+		return nil, fmt.Errorf("blob of %d bytes exceeds the maximum %d", len(plaintext), MaxBlobSize)
+	}
+	// Compress straight behind the encoding byte to avoid another copy.
+	buf := make([]byte, 1+len(plaintext)/2+64)
+	out, compressed := compress.Compress(buf[1:1], plaintext, mode)
+	switch {
+	case compressed && len(out) > 0 && &out[0] == &buf[1]:
+		buf[0] = encodingZstd
+		return buf[:1+len(out)], nil
+	case compressed:
+		return append([]byte{encodingZstd}, out...), nil
+	}
+	payload := make([]byte, 0, len(plaintext)+1)
+	payload = append(payload, encodingRaw)
+	return append(payload, plaintext...), nil
+}
+
 // Add compresses and seals a blob whose ID the caller computed.
 func (w *PackWriter) Add(t BlobType, id ID, plaintext []byte) error {
-	if len(plaintext) > MaxBlobSize {
-		return fmt.Errorf("blob of %d bytes exceeds the maximum %d", len(plaintext), MaxBlobSize)
+	payload, err := EncodeBlob(plaintext, w.mode)
+	if err != nil {
+		return err
 	}
-	buf := make([]byte, 1, len(plaintext)/2+64)
-	out, compressed := compress.Compress(buf[1:], plaintext, w.mode)
-	var payload []byte
-	if compressed {
-		payload = append([]byte{encodingZstd}, out...)
-	} else {
-		payload = make([]byte, 0, len(plaintext)+1)
-		payload = append(payload, encodingRaw)
-		payload = append(payload, plaintext...)
-	}
+	w.AddEncoded(t, id, payload, len(plaintext))
+	return nil
+}
+
+// AddEncoded seals a payload made by EncodeBlob.
+func (w *PackWriter) AddEncoded(t BlobType, id ID, payload []byte, rawLen int) {
 	sealed := w.sealer.Seal(make([]byte, 0, len(payload)+crypto.Overhead), payload, blobContext(t, id))
 	w.blobs = append(w.blobs, pendingBlob{
-		entry:  PackEntry{Type: t, ID: id, Length: uint32(len(sealed)), RawLen: uint32(len(plaintext))},
+		entry:  PackEntry{Type: t, ID: id, Length: uint32(len(sealed)), RawLen: uint32(rawLen)}, // #nosec G115 -- bounded by MaxBlobSize
 		sealed: sealed,
 	})
 	w.size += len(sealed)
-	return nil
 }
 
 // Size is the number of bytes the pack holds so far.
@@ -138,9 +156,11 @@ func (w *PackWriter) Finish() ([]byte, []PackEntry, error) {
 	out := make([]byte, 0, w.size+len(w.blobs)*packEntrySize+64)
 	out = append(out, w.header.Marshal()...)
 	entries := make([]PackEntry, len(w.blobs))
-	for i, b := range w.blobs {
+	for i := range w.blobs {
+		b := &w.blobs[i]
 		b.entry.Offset = uint32(len(out))
 		out = append(out, b.sealed...)
+		b.sealed = nil // let the collector reclaim it while the pack grows
 		entries[i] = b.entry
 	}
 	dir := []byte{1}

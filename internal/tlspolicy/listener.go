@@ -110,7 +110,7 @@ func (l *listener) acceptLoop() {
 			l.mu.Lock()
 			l.acceptErr = err
 			l.mu.Unlock()
-			l.Close()
+			_ = l.Close()
 			return
 		}
 		backoff = 5 * time.Millisecond

@@ -146,11 +146,12 @@ type Config struct {
 // maxConfig bounds the size of a TLS configuration section.
 const maxConfig = 64 << 10
 
-// ParseConfig parses a JSON "tls" section strictly (unknown fields, trailing
-// data and duplicate list entries are errors) into a Policy. The section may tighten the
-// policy; anything looser than Default (TLS 1.0/1.1, CBC, RSA key exchange,
-// 3DES, RC4, a group outside the default set) is refused with an error
-// wrapping ErrLooserThanPolicy that names the setting; unknown names wrap
+// ParseConfig parses a JSON "tls" section strictly (unknown fields,
+// trailing data and duplicate list entries are errors) into a Policy. An
+// empty section is Default. The section may tighten the policy; anything
+// looser than Default (TLS 1.0/1.1, CBC, RSA key exchange, 3DES, RC4, a
+// group outside the default set) is refused with an error wrapping
+// ErrLooserThanPolicy that names the setting; unknown names wrap
 // ErrInvalidConfig.
 func ParseConfig(data []byte) (Policy, error) {
 	if len(data) > maxConfig {
@@ -258,6 +259,10 @@ func curveByName(name string) (tls.CurveID, bool) {
 	return id, ok
 }
 
+// versionSSL30 is named in reports of what peers offered; crypto/tls
+// deprecates its constant.
+const versionSSL30 = 0x0300
+
 func versionName(v uint16) string {
 	switch v {
 	case tls.VersionTLS10:
@@ -268,7 +273,7 @@ func versionName(v uint16) string {
 		return "TLS 1.2"
 	case tls.VersionTLS13:
 		return "TLS 1.3"
-	case tls.VersionSSL30: //nolint:staticcheck // named for reports only
+	case versionSSL30:
 		return "SSL 3.0"
 	}
 	return fmt.Sprintf("0x%04X", v)

@@ -66,13 +66,13 @@ func TestParseConfig(t *testing.T) {
 	looser := map[string]string{
 		`{"min_version":"1.0"}`: "1.0",
 		`{"min_version":"1.1"}`: "1.1",
-		`{"cipher_suites":["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"]}`:                                           "CBC",
-		`{"cipher_suites":["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256","TLS_RSA_WITH_AES_128_GCM_SHA256"]}`:    "RSA key exchange",
-		`{"cipher_suites":["TLS_RSA_WITH_3DES_EDE_CBC_SHA"]}`:                                                "3DES",
-		`{"cipher_suites":["TLS_ECDHE_RSA_WITH_RC4_128_SHA"]}`:                                               "RC4",
-		`{"cipher_suites":["TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]}`:                                      "CBC",
-		`{"cipher_suites":["TLS_AES_128_GCM_SHA256"]}`:                                                       "TLS 1.3",
-		`{"curves":["X25519","P-521"]}`:                                                                      "P-521",
+		`{"cipher_suites":["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"]}`:                                        "CBC",
+		`{"cipher_suites":["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256","TLS_RSA_WITH_AES_128_GCM_SHA256"]}`: "RSA key exchange",
+		`{"cipher_suites":["TLS_RSA_WITH_3DES_EDE_CBC_SHA"]}`:                                             "3DES",
+		`{"cipher_suites":["TLS_ECDHE_RSA_WITH_RC4_128_SHA"]}`:                                            "RC4",
+		`{"cipher_suites":["TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]}`:                                   "CBC",
+		`{"cipher_suites":["TLS_AES_128_GCM_SHA256"]}`:                                                    "TLS 1.3",
+		`{"curves":["X25519","P-521"]}`:                                                                   "P-521",
 	}
 	for in, want := range looser {
 		_, err := ParseConfig([]byte(in))

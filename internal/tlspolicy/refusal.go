@@ -348,7 +348,7 @@ func (p Policy) Summarize(records []RefusalRecord, days int, now time.Time) []Da
 }
 
 func versionByName(name string) (uint16, bool) {
-	for _, v := range []uint16{tls.VersionSSL30, tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13} { //nolint:staticcheck // SSL 3.0 is named in reports
+	for _, v := range []uint16{versionSSL30, tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13} {
 		if versionName(v) == name {
 			return v, true
 		}

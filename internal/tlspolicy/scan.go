@@ -79,6 +79,9 @@ type GroupResult struct {
 	Group    string `json:"group"`
 	ID       uint16 `json:"id"`
 	Accepted bool   `json:"accepted"`
+	// Undetermined is set when the probe could not tell: in TLS 1.2 a
+	// server with an ECDSA key on another curve chose that curve instead.
+	Undetermined bool `json:"undetermined,omitempty"`
 }
 
 // CertInfo describes one certificate of the presented chain.
@@ -155,7 +158,7 @@ func Scan(ctx context.Context, addr string, opts ScanOptions) (*Report, error) {
 
 	s := &scanner{addr: addr, opts: opts}
 	r := &Report{Address: addr, ServerName: opts.ServerName, Time: opts.Now().UTC()}
-	var chain []*x509.Certificate
+	var chain, chain12 []*x509.Certificate
 	accepted := map[uint16]bool{}
 
 	for _, v := range scanVersions {
@@ -176,6 +179,9 @@ func Scan(ctx context.Context, addr string, opts ScanOptions) (*Report, error) {
 		r.ClientCertRequested = r.ClientCertRequested || res.certRequested
 		if len(res.certs) > 0 {
 			chain = res.certs // the highest version's chain wins
+			if v == tls.VersionTLS12 {
+				chain12 = res.certs
+			}
 		}
 		if v == tls.VersionTLS13 {
 			r.TLS13Suites = append(r.TLS13Suites, tls.CipherSuiteName(res.suite))
@@ -227,7 +233,18 @@ func Scan(ctx context.Context, addr string, opts ScanOptions) (*Report, error) {
 				// comes after the certificate; Go's client checked it is the
 				// one offered when it reaches the certificate request.
 				v == tls.VersionTLS12 && res.certRequested)
-			r.Groups = append(r.Groups, GroupResult{Version: versionName(v), Group: g.String(), ID: uint16(g), Accepted: ok})
+			undetermined := false
+			if c, isEC := certCurve(chain12); !ok && v == tls.VersionTLS12 && isEC && c != g {
+				// In TLS 1.2 the supported groups also bound the curve of
+				// the server's ECDSA key (RFC 8422), so offering g alone
+				// cannot succeed; offer the key's curve too and see
+				// whether the server picks g.
+				res = s.probe(ctx, v, suites, []tls.CurveID{g, c})
+				ok = res.err == nil && res.helloSeen && res.version == v && res.curve == g
+				// The server chose its key's curve: g may or may not work.
+				undetermined = !ok && res.err == nil && res.helloSeen && (res.curve == c || res.curve == 0)
+			}
+			r.Groups = append(r.Groups, GroupResult{Version: versionName(v), Group: g.String(), ID: uint16(g), Accepted: ok, Undetermined: undetermined})
 		}
 	}
 
@@ -359,6 +376,26 @@ func certInfo(c *x509.Certificate) CertInfo {
 	h = sha256.Sum256(c.RawSubjectPublicKeyInfo)
 	ci.SPKISHA256 = hex.EncodeToString(h[:])
 	return ci
+}
+
+// certCurve returns the group matching the curve of an ECDSA leaf.
+func certCurve(chain []*x509.Certificate) (tls.CurveID, bool) {
+	if len(chain) == 0 {
+		return 0, false
+	}
+	k, ok := chain[0].PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return 0, false
+	}
+	switch k.Curve.Params().Name {
+	case "P-256":
+		return tls.CurveP256, true
+	case "P-384":
+		return tls.CurveP384, true
+	case "P-521":
+		return tls.CurveP521, true
+	}
+	return 0, false
 }
 
 func keyType(c *x509.Certificate) string {

@@ -42,7 +42,7 @@ const (
 // Limits of names. Object names follow storage.ValidateHandle.
 const (
 	MaxRepoLen   = 64
-	MaxClientLen = 64
+	MaxClientLen = 63
 	// MaxRequestURI bounds the request target before any parsing: the longest
 	// valid target is /v1/repos/ + 64 + / + kind + / + 128 characters.
 	MaxRequestURI = 256

@@ -146,12 +146,12 @@ func TestPathBuildersRoundTrip(t *testing.T) {
 }
 
 func TestValidateClientName(t *testing.T) {
-	for _, ok := range []string{"a", "host-1.example.com", "x_y", strings.Repeat("a", 64)} {
+	for _, ok := range []string{"a", "host-1.example.com", "x_y", strings.Repeat("a", 63)} {
 		if err := ValidateClientName(ok); err != nil {
 			t.Errorf("ValidateClientName(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", ".", "..", ".hidden", "a..b", "-a", "A", "a/b", "a\x00", "a b", strings.Repeat("a", 65), "é"} {
+	for _, bad := range []string{"", ".", "..", ".hidden", "a..b", "-a", "A", "a/b", "a\x00", "a b", strings.Repeat("a", 64), "é"} {
 		if err := ValidateClientName(bad); !errors.Is(err, storage.ErrInvalidName) {
 			t.Errorf("ValidateClientName(%q) = %v, want ErrInvalidName", bad, err)
 		}

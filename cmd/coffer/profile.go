@@ -1,0 +1,24 @@
+package main
+
+import (
+	"os"
+	"runtime/pprof"
+)
+
+// startProfile writes a CPU profile to $COFFER_CPUPROFILE when set, for
+// developers measuring coffer; it returns the function that stops it.
+func startProfile() func() {
+	path := os.Getenv("COFFER_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path) // #nosec G304 -- developer-chosen profile path
+	if err != nil {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}

@@ -1,0 +1,230 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/serverdb"
+	"github.com/coffer-backup/coffer/internal/tlspolicy"
+	"github.com/coffer-backup/coffer/internal/wire"
+)
+
+// Reasons a certificate is refused on a request or a handshake.
+var (
+	ErrNoCertificate = errors.New("no verified client certificate")
+	ErrCertExpired   = errors.New("client certificate expired or not yet valid")
+	ErrNotEnrolled   = errors.New("client is not enrolled")
+	ErrClientRevoked = errors.New("client is revoked")
+	ErrStaleState    = errors.New("revocation state could not be refreshed")
+)
+
+type clientKey struct{}
+
+// ClientName returns the authenticated client of a request, set by the
+// server's authentication before any handler runs.
+func ClientName(ctx context.Context) (string, bool) {
+	name, ok := ctx.Value(clientKey{}).(string)
+	return name, ok
+}
+
+// Refresh reloads clients and revocations from the database now.
+func (s *Server) Refresh(ctx context.Context) error {
+	revs, err := s.cfg.DB.Revocations(ctx)
+	if err != nil {
+		return fmt.Errorf("load revocations: %w", err)
+	}
+	clients, err := s.cfg.DB.Clients(ctx)
+	if err != nil {
+		return fmt.Errorf("load clients: %w", err)
+	}
+	serials := make([]*big.Int, len(revs))
+	for i, r := range revs {
+		serials[i] = r.Serial
+	}
+	s.revs.Replace(serials)
+	m := make(map[string]serverdb.Client, len(clients))
+	for _, c := range clients {
+		m[c.Name] = c
+	}
+	s.mu.Lock()
+	s.clients = m
+	s.lastRefresh = s.now()
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Server) refreshLoop() {
+	defer close(s.stopped)
+	t := time.NewTicker(s.cfg.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*s.cfg.RefreshInterval)
+		if err := s.Refresh(ctx); err != nil {
+			s.log.Error("refresh from database failed", "err", err)
+		}
+		s.flushContacts(ctx)
+		cancel()
+	}
+}
+
+// flushContacts writes the last-contact times seen since the last flush.
+func (s *Server) flushContacts(ctx context.Context) {
+	s.mu.Lock()
+	pending := s.contacts
+	s.contacts = map[string]time.Time{}
+	s.mu.Unlock()
+	for name, at := range pending {
+		if err := s.cfg.DB.Touch(ctx, name, at); err != nil {
+			s.log.Warn("record last contact", "client", name, "err", err)
+		}
+	}
+}
+
+// checkCert decides whether a verified client certificate may be used now
+// and returns its client. It runs on every request and in VerifyConnection.
+func (s *Server) checkCert(ctx context.Context, cert *x509.Certificate) (serverdb.Client, error) {
+	now := s.now()
+	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return serverdb.Client{}, ErrCertExpired
+	}
+	name, err := pki.ClientName(cert)
+	if err != nil {
+		return serverdb.Client{}, err
+	}
+	if err := wire.ValidateClientName(name); err != nil {
+		return serverdb.Client{}, err
+	}
+	if err := s.revs.Check(cert); err != nil {
+		return serverdb.Client{}, err
+	}
+	s.mu.Lock()
+	c, ok := s.clients[name]
+	stale := now.Sub(s.lastRefresh) > staleFactor*s.cfg.RefreshInterval
+	s.mu.Unlock()
+	if stale {
+		return serverdb.Client{}, ErrStaleState
+	}
+	if !ok {
+		// Enrolled since the last refresh, or not at all.
+		c, err = s.cfg.DB.Client(ctx, name)
+		if errors.Is(err, serverdb.ErrNotFound) {
+			return serverdb.Client{}, fmt.Errorf("%w: %s", ErrNotEnrolled, name)
+		}
+		if err != nil {
+			return serverdb.Client{}, err
+		}
+		s.mu.Lock()
+		if _, again := s.clients[name]; !again {
+			s.clients[name] = c
+		}
+		s.mu.Unlock()
+	}
+	if c.Revoked() {
+		return serverdb.Client{}, fmt.Errorf("%w: %s", ErrClientRevoked, name)
+	}
+	return c, nil
+}
+
+// VerifyConnection is the tls.Config.VerifyConnection hook of the server
+// (pass it to tlspolicy.Policy.ServerConfig): crypto/tls runs it on full
+// and resumed handshakes, after chain verification, so a revoked, expired
+// or unknown client is refused before it sends a request. Requests are
+// checked again, so revocation also ends connections opened before it.
+func (s *Server) VerifyConnection(cs tls.ConnectionState) error {
+	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		if len(cs.PeerCertificates) == 0 {
+			return nil // an enrolment connection; the handler decides
+		}
+		return ErrNoCertificate
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := s.checkCert(ctx, cs.VerifiedChains[0][0])
+	return err
+}
+
+// authenticate runs before anything else of a request is looked at: no
+// verified certificate, or one that is expired, revoked or not enrolled,
+// gets 401 and a refusal record.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (serverdb.Client, bool) {
+	var err error
+	var c serverdb.Client
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		err = ErrNoCertificate
+	} else {
+		c, err = s.checkCert(r.Context(), r.TLS.VerifiedChains[0][0])
+	}
+	if err == nil {
+		return c, true
+	}
+	kind := tlspolicy.KindRejected
+	switch {
+	case errors.Is(err, ErrNoCertificate):
+		kind = tlspolicy.KindNoCertificate
+	case errors.Is(err, ErrCertExpired), errors.Is(err, pki.ErrInvalidName):
+		kind = tlspolicy.KindBadCert
+	}
+	if errors.Is(err, ErrStaleState) {
+		s.log.Error("refusing requests: revocation state is stale")
+		wire.WriteError(w, fmt.Errorf("%w: %v", wire.ErrUnavailable, err))
+		return serverdb.Client{}, false
+	}
+	s.refuse.record(tlspolicy.RefusalRecord{Time: s.now().UTC(), Peer: r.RemoteAddr, Kind: kind, Reason: "request: " + err.Error()})
+	wire.WriteError(w, fmt.Errorf("%w: %v", wire.ErrUnauthenticated, err))
+	return serverdb.Client{}, false
+}
+
+// refusalLimiter writes at most perMinute refusal records a minute and
+// folds the rest into one "suppressed" record, so a flood of bad requests
+// cannot fill the log.
+type refusalLimiter struct {
+	log       tlspolicy.RefusalLog
+	perMinute int
+
+	mu         sync.Mutex
+	window     time.Time
+	written    int
+	suppressed int
+}
+
+func newRefusalLimiter(log tlspolicy.RefusalLog, perMinute int) *refusalLimiter {
+	return &refusalLimiter{log: log, perMinute: perMinute}
+}
+
+func (l *refusalLimiter) record(r tlspolicy.RefusalRecord) {
+	win := r.Time.Truncate(time.Minute)
+	l.mu.Lock()
+	var flush *tlspolicy.RefusalRecord
+	if !win.Equal(l.window) {
+		if l.suppressed > 0 {
+			flush = &tlspolicy.RefusalRecord{Time: l.window.Add(time.Minute - time.Nanosecond), Kind: tlspolicy.KindSuppressed, Reason: "request refusals over the per-minute limit", Count: l.suppressed}
+		}
+		l.window, l.written, l.suppressed = win, 0, 0
+	}
+	write := l.written < l.perMinute
+	if write {
+		l.written++
+	} else {
+		l.suppressed++
+	}
+	l.mu.Unlock()
+	if flush != nil {
+		_ = l.log.LogRefusal(*flush)
+	}
+	if write {
+		_ = l.log.LogRefusal(r)
+	}
+}

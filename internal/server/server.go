@@ -1,0 +1,307 @@
+// Package server is coffer's storage server: an HTTPS API (internal/wire)
+// of opaque objects in per-client namespaces, append-only by default.
+//
+// Objects are encrypted again at rest with the server's own key. The server
+// never holds a repository key: it cannot read what clients store.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/serverdb"
+	"github.com/coffer-backup/coffer/internal/storage"
+	"github.com/coffer-backup/coffer/internal/tlspolicy"
+	"golang.org/x/sys/unix"
+)
+
+// Sentinel errors of starting a server.
+var (
+	// ErrInsecureKeyFile: the at-rest key is readable or writable by group
+	// or others; the server refuses to start.
+	ErrInsecureKeyFile = errors.New("at-rest key file is accessible to group or others")
+	// ErrNotInitialised: the state directory has no at-rest key.
+	ErrNotInitialised = errors.New("server state directory is not initialised")
+	// ErrLocked: another server process runs on the state directory.
+	ErrLocked = errors.New("state directory is in use by another server")
+	// ErrInsecureTLS: the TLS configuration does not verify client certificates.
+	ErrInsecureTLS = errors.New("TLS configuration does not verify client certificates")
+)
+
+// Defaults of Config's zero fields.
+const (
+	DefaultMaxObjectSize     = 64 << 20
+	DefaultMaxClientRequests = 32
+	DefaultRefreshInterval   = time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 5 * time.Minute
+	DefaultWriteTimeout      = 5 * time.Minute
+	DefaultIdleTimeout       = 2 * time.Minute
+	// staleFactor: when the database could not be read for this many refresh
+	// intervals, requests are refused (503) rather than served on a
+	// revocation list that may be out of date.
+	staleFactor = 10
+)
+
+// DefaultAppendOnlyRemovable are the kinds a client without allow-delete
+// may still remove: locks, which every backup creates and removes (a lock
+// is refreshed by writing a new one and removing the old). Nothing else.
+var DefaultAppendOnlyRemovable = []storage.Kind{storage.KindLocks}
+
+// Config configures a Server. Dir and DB are required.
+type Config struct {
+	// Dir is the state directory made by InitDir.
+	Dir string
+	// DB holds clients, revocations, tokens and the audit log.
+	DB serverdb.DB
+	// Enroll answers POST /v1/enroll (on enrolment connections and on the
+	// main port); nil answers 501.
+	Enroll http.Handler
+	// Refusals records requests refused for want of a valid certificate;
+	// nil uses DB.RefusalLog().
+	Refusals tlspolicy.RefusalLog
+	// Logger receives operational messages; nil uses slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil uses time.Now.
+	Now func() time.Time
+
+	// MaxObjectSize bounds one upload (default 64 MiB).
+	MaxObjectSize int64
+	// MaxClientRequests bounds one client's concurrent requests (default
+	// 32); beyond it the server answers 429.
+	MaxClientRequests int
+	// AppendOnlyRemovable lists the kinds a client without allow-delete may
+	// remove; nil means DefaultAppendOnlyRemovable, an empty non-nil slice none.
+	AppendOnlyRemovable []storage.Kind
+	// RefreshInterval is how often clients and revocations are reloaded
+	// from DB (default 1s): a revocation takes effect within it.
+	RefreshInterval time.Duration
+
+	// HTTP timeouts; zero values select the defaults above.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+}
+
+// Server serves the storage API. It is safe for concurrent use.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	store  *store
+	revs   pki.RevocationList
+	lock   *os.File
+	refuse *refusalLimiter
+
+	mu          sync.Mutex
+	clients     map[string]serverdb.Client
+	lastRefresh time.Time
+	contacts    map[string]time.Time
+	slots       map[string]chan struct{}
+	usage       map[string]*clientUsage
+
+	enrolLimit *rateLimiter
+
+	stop      chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
+}
+
+// InitDir creates a state directory (mode 0700) with its objects and
+// temporary directories and a new at-rest key (mode 0600). An existing key
+// is kept; the key is never overwritten.
+func InitDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("init server directory: %w", err)
+	}
+	for _, sub := range []string{ObjectsDir, TempDir} {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("init server directory: %w", err)
+		}
+	}
+	path := filepath.Join(dir, KeyFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the admin's state directory
+	if errors.Is(err, fs.ErrExist) {
+		_, err := loadKey(dir)
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("create at-rest key: %w", err)
+	}
+	key := make([]byte, atRestKeyLen)
+	if _, err := rand.Read(key); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("create at-rest key: %w", err)
+	}
+	_, err = f.Write(key)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("create at-rest key: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// loadKey reads the at-rest key, refusing a key file others may access.
+func loadKey(dir string) (*[atRestKeyLen]byte, error) {
+	path := filepath.Join(dir, KeyFile)
+	f, err := os.Open(path) // #nosec G304 -- the admin's state directory
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: no %s in %s (run coffer server init)", ErrNotInitialised, KeyFile, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read at-rest key: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read at-rest key: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read at-rest key %s: not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %04o; run chmod 600 %s", ErrInsecureKeyFile, path, perm, path)
+	}
+	var key [atRestKeyLen]byte
+	if _, err := io.ReadFull(f, key[:]); err != nil {
+		return nil, fmt.Errorf("read at-rest key %s: %w", path, err)
+	}
+	if n, _ := f.Read(make([]byte, 1)); n != 0 {
+		return nil, fmt.Errorf("read at-rest key %s: longer than %d bytes", path, atRestKeyLen)
+	}
+	return &key, nil
+}
+
+// New opens the state directory: it loads the at-rest key (refusing an
+// insecure key file), takes the directory's lock so no second server runs
+// on it, removes leftover uploads, and loads clients and revocations from
+// the database. Close releases it all.
+func New(cfg Config) (*Server, error) {
+	if cfg.Dir == "" || cfg.DB == nil {
+		return nil, errors.New("server: Config.Dir and Config.DB are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Refusals == nil {
+		cfg.Refusals = cfg.DB.RefusalLog()
+	}
+	if cfg.MaxObjectSize <= 0 {
+		cfg.MaxObjectSize = DefaultMaxObjectSize
+	}
+	if cfg.MaxClientRequests <= 0 {
+		cfg.MaxClientRequests = DefaultMaxClientRequests
+	}
+	if cfg.AppendOnlyRemovable == nil {
+		cfg.AppendOnlyRemovable = DefaultAppendOnlyRemovable
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = DefaultRefreshInterval
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout}, {&cfg.ReadTimeout, DefaultReadTimeout}, {&cfg.WriteTimeout, DefaultWriteTimeout}, {&cfg.IdleTimeout, DefaultIdleTimeout}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+
+	key, err := loadKey(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		store:      &store{root: filepath.Join(cfg.Dir, ObjectsDir), tmp: filepath.Join(cfg.Dir, TempDir), key: key},
+		lock:       lock,
+		refuse:     newRefusalLimiter(cfg.Refusals, 600),
+		clients:    map[string]serverdb.Client{},
+		contacts:   map[string]time.Time{},
+		slots:      map[string]chan struct{}{},
+		usage:      map[string]*clientUsage{},
+		enrolLimit: newRateLimiter(5, 20),
+		stop:       make(chan struct{}),
+		stopped:    make(chan struct{}),
+	}
+	fail := func(err error) (*Server, error) {
+		_ = lock.Close()
+		return nil, err
+	}
+	for _, sub := range []string{ObjectsDir, TempDir} {
+		if err := os.Mkdir(filepath.Join(cfg.Dir, sub), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fail(fmt.Errorf("server directory: %w", err))
+		}
+	}
+	if n, err := s.store.cleanTemp(); err != nil {
+		return fail(fmt.Errorf("clean interrupted uploads: %w", err))
+	} else if n > 0 {
+		s.log.Info("removed interrupted uploads", "count", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Refresh(ctx); err != nil {
+		return fail(err)
+	}
+	go s.refreshLoop()
+	return s, nil
+}
+
+// lockDir takes an exclusive advisory lock on the state directory.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_RDWR|os.O_CREATE, 0o600) // #nosec G304 -- the admin's state directory
+	if err != nil {
+		return nil, fmt.Errorf("lock server directory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil { // #nosec G115 -- a file descriptor
+		_ = f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("lock server directory: %w", err)
+	}
+	return f, nil
+}
+
+// Close stops the background refresh, writes pending last-contact times
+// and releases the state directory. It does not close Config.DB.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.stopped
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.flushContacts(ctx)
+		err = s.lock.Close()
+	})
+	return err
+}
+
+// Revocations is the server's revocation list, reloaded from the database
+// every RefreshInterval; VerifyConnection consults it.
+func (s *Server) Revocations() *pki.RevocationList { return &s.revs }
