@@ -236,8 +236,8 @@ func sealObject(f *os.File, master *[atRestKeyLen]byte, id objectID, size int64,
 	}
 	table := make([]byte, 0, nseg*hashSize)
 	content := sha256.New()
-	plain := make([]byte, segmentSize)
-	sealed := make([]byte, 0, segmentSize+tagSize)
+	plain := make([]byte, min(size, segmentSize))
+	sealed := make([]byte, 0, len(plain)+tagSize)
 	off := headerSize + nseg*hashSize
 	for i, left := int64(0), size; i < nseg; i++ {
 		n := min(left, segmentSize)
@@ -346,7 +346,7 @@ func (o *objectReader) segment(dst []byte, i int64) ([]byte, error) {
 		n = 0
 	}
 	if cap(o.sealed) < int(n)+tagSize {
-		o.sealed = make([]byte, 0, segmentSize+tagSize)
+		o.sealed = make([]byte, 0, min(o.hdr.Size, segmentSize)+tagSize)
 	}
 	sealed := o.sealed[:n+tagSize]
 	off := headerSize + o.nseg*hashSize + i*(segmentSize+tagSize)
@@ -372,7 +372,7 @@ func (o *objectReader) writeRange(w io.Writer, offset, length int64) error {
 	if full {
 		content = sha256.New()
 	}
-	buf := make([]byte, 0, segmentSize)
+	buf := make([]byte, 0, min(o.hdr.Size, segmentSize))
 	end := offset + length
 	first := offset / segmentSize
 	if length == 0 {
