@@ -104,11 +104,11 @@ func writeRecoveryKey(path string, rk *keyring.RecoveryKey) error {
 		return fmt.Errorf("write recovery key: %w", err)
 	}
 	if _, err := fmt.Fprintln(f, rk.String()); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("write recovery key: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime/pprof"
 )
@@ -12,13 +13,18 @@ func startProfile() func() {
 	if path == "" {
 		return func() {}
 	}
-	f, err := os.Create(path) // #nosec G304 -- developer-chosen profile path
+	f, err := os.Create(path) // #nosec G304 G703 -- developer-chosen profile path
 	if err != nil {
 		return func() {}
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
+		_ = f.Close()
 		return func() {}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "coffer: cpu profile: %v\n", err)
+		}
+	}
 }

@@ -271,6 +271,9 @@ func Prune(ctx context.Context, r *repository.Repository, o PruneOptions) (*Prun
 			return p.rep, err
 		}
 	}
+	if !o.DryRun {
+		p.removeSuperseded(ctx)
+	}
 	recs, err := r.LoadCondemned(ctx)
 	if err != nil {
 		return p.rep, err
@@ -668,6 +671,29 @@ func (p *pruner) writeIndex(ctx context.Context, drop map[repository.ID]bool, ad
 		p.rep.IndexRemoved++
 	}
 	return nil
+}
+
+// removeSuperseded removes index files that a loaded file supersedes: left
+// over when a prune stopped after writing its replacement.
+func (p *pruner) removeSuperseded(ctx context.Context) {
+	superseded := map[repository.ID]bool{}
+	for _, f := range p.files {
+		for _, s := range f.Supersedes {
+			superseded[s] = true
+		}
+	}
+	for id := range p.files {
+		if !superseded[id] {
+			continue
+		}
+		err := p.r.Storage().Remove(ctx, storage.Handle{Kind: storage.KindIndex, Name: id.String()})
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			p.o.Log("warning: cannot remove superseded index %s: %v", id.Short(), err)
+			continue
+		}
+		delete(p.files, id)
+		p.rep.IndexRemoved++
+	}
 }
 
 type packUse struct {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -560,5 +561,98 @@ func TestParseMaxUnused(t *testing.T) {
 				t.Errorf("ParseMaxUnused(%q).Limit(900) = %d, want %d", c.in, got, c.limit)
 			}
 		}
+	}
+}
+
+// crashAfter lets the first n mutations through and fails every later one,
+// as if the process had died at that point.
+type crashAfter struct {
+	storage.Storage
+	n, done int
+}
+
+var errCrash = errors.New("simulated crash")
+
+func (c *crashAfter) Save(ctx context.Context, h storage.Handle, data []byte) error {
+	if c.done >= c.n {
+		return errCrash
+	}
+	c.done++
+	return c.Storage.Save(ctx, h, data)
+}
+
+func (c *crashAfter) Remove(ctx context.Context, h storage.Handle) error {
+	if c.done >= c.n {
+		return errCrash
+	}
+	c.done++
+	return c.Storage.Remove(ctx, h)
+}
+
+func cloneMem(t *testing.T, st storage.Storage) *mem.Mem {
+	t.Helper()
+	out := mem.New()
+	for k, v := range dumpStorage(t, st) {
+		h := storage.Handle{Kind: storage.KindConfig, Name: "config"}
+		if k != "config" {
+			kind, name, _ := strings.Cut(k, "/")
+			h = storage.Handle{Kind: storage.Kind(kind), Name: name}
+		}
+		if err := out.Save(context.Background(), h, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// TestPruneCrashAtEveryStep stops prune after each of its writes and
+// removals in turn, once on a fresh repository and once where an earlier
+// prune left a condemned record. Every intermediate state must check clean
+// and restore, and an uninterrupted prune afterwards must clean up.
+func TestPruneCrashAtEveryStep(t *testing.T) {
+	f := setupTwo(t)
+	forget(t, f.st, f.old)
+	opts := PruneOptions{MaxUnused: MaxUnused{Percent: 0}, SafetyMargin: -1}
+	t.Run("fresh", func(t *testing.T) { crashSweep(t, f, f.st, opts) })
+
+	blocked := cloneMem(t, f.st)
+	ctx := context.Background()
+	l, err := openRepo(t, blocked).Lock(ctx, "backup", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := prune(t, blocked, opts); rep.DeferredPacks == 0 {
+		t.Fatalf("no record left: %+v", rep)
+	}
+	_ = l.Unlock(ctx)
+	t.Run("pending-record", func(t *testing.T) { crashSweep(t, f, blocked, opts) })
+}
+
+func crashSweep(t *testing.T, f *twoSnaps, base storage.Storage, opts PruneOptions) {
+	for n := 0; ; n++ {
+		st := cloneMem(t, base)
+		faulty := &crashAfter{Storage: st, n: n}
+		_, err := Prune(context.Background(), openRepo(t, faulty), opts)
+		if err == nil {
+			t.Logf("prune needs %d mutations; crashed after each of 0..%d", faulty.done, n-1)
+			if n < 5 {
+				t.Fatalf("only %d mutations: the sweep tested little", n)
+			}
+			return
+		}
+		if !errors.Is(err, errCrash) {
+			t.Fatalf("crash after %d: unexpected error %v", n, err)
+		}
+		mustCheck(t, st)
+		repotest.AssertRestores(t, st, f.cur, f.wantCur)
+		for i := 0; i < 2; i++ {
+			prune(t, st, opts)
+		}
+		res := mustCheck(t, st)
+		if len(res.UnindexedPacks) != 0 || repotest.Count(t, st, storage.KindCondemned) != 0 || repotest.Count(t, st, storage.KindIndex) != 1 {
+			t.Fatalf("crash after %d: not cleaned up: %d unindexed, %d records, %d index files", n,
+				len(res.UnindexedPacks), repotest.Count(t, st, storage.KindCondemned), repotest.Count(t, st, storage.KindIndex))
+		}
+		repotest.AssertRestores(t, st, f.cur, f.wantCur)
 	}
 }

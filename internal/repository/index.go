@@ -37,14 +37,14 @@ func (f *IndexFile) Encode() []byte {
 	}
 	b := make([]byte, 0, n)
 	b = append(b, 1)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(f.Supersedes)))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(f.Supersedes))) // #nosec G115 -- 2^32 superseded 32-byte IDs would need 128 GiB in memory
 	for _, id := range f.Supersedes {
 		b = append(b, id[:]...)
 	}
-	b = binary.BigEndian.AppendUint32(b, uint32(len(f.Packs)))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(f.Packs))) // #nosec G115 -- 2^32 packs would need over 128 GiB of IDs in memory
 	for _, p := range f.Packs {
 		b = append(b, p.ID[:]...)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(p.Blobs)))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(p.Blobs))) // #nosec G115 -- a pack is under the 4 GiB pack size limit and each blob takes at least crypto.Overhead bytes
 		for _, e := range p.Blobs {
 			b = e.encode(b)
 		}
@@ -160,7 +160,7 @@ func NewMasterIndex() *MasterIndex {
 func (m *MasterIndex) packNumber(id ID) uint32 {
 	n, ok := m.packNum[id]
 	if !ok {
-		n = uint32(len(m.packs))
+		n = uint32(len(m.packs)) // #nosec G115 -- 2^32 distinct packs would need over 128 GiB of IDs in memory
 		m.packs = append(m.packs, id)
 		m.packNum[id] = n
 	}

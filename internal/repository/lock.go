@@ -164,7 +164,9 @@ func (r *Repository) Lock(ctx context.Context, operation string, exclusive bool)
 		return nil, err
 	}
 	h := &HeldLock{repo: r, info: info, stop: make(chan struct{}), done: make(chan struct{})}
-	go h.refreshLoop()
+	// The refresh loop must outlive the request context: it runs until
+	// Unlock closes h.stop, so it keeps ctx's values but not its cancellation.
+	go h.refreshLoop(context.WithoutCancel(ctx))
 	return h, nil
 }
 
@@ -189,7 +191,7 @@ func (r *Repository) checkConflicts(ctx context.Context, own ID, exclusive bool)
 	return nil
 }
 
-func (h *HeldLock) refreshLoop() {
+func (h *HeldLock) refreshLoop(ctx context.Context) {
 	defer close(h.done)
 	t := time.NewTicker(LockRefreshInterval)
 	defer t.Stop()
@@ -198,7 +200,7 @@ func (h *HeldLock) refreshLoop() {
 		case <-h.stop:
 			return
 		case <-t.C:
-			_ = h.Refresh(context.Background())
+			_ = h.Refresh(ctx)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 
 	"github.com/coffer-backup/coffer/internal/compress"
@@ -149,6 +150,15 @@ func (w *PackWriter) Size() int { return w.size }
 // Count is the number of blobs added.
 func (w *PackWriter) Count() int { return len(w.blobs) }
 
+// packUint32 converts a pack offset or count to its uint32 field, failing
+// when the pack has outgrown the 4 GiB format limit.
+func packUint32(n int, what string) (uint32, error) {
+	if n < 0 || n > math.MaxUint32 {
+		return 0, fmt.Errorf("pack too large: %d %s", n, what)
+	}
+	return uint32(n), nil
+}
+
 // Finish lays the blobs out in random order, appends the padded directory
 // and returns the pack bytes and its entries (with offsets filled in).
 func (w *PackWriter) Finish() ([]byte, []PackEntry, error) {
@@ -158,13 +168,21 @@ func (w *PackWriter) Finish() ([]byte, []PackEntry, error) {
 	entries := make([]PackEntry, len(w.blobs))
 	for i := range w.blobs {
 		b := &w.blobs[i]
-		b.entry.Offset = uint32(len(out))
+		off, err := packUint32(len(out), "bytes")
+		if err != nil {
+			return nil, nil, err
+		}
+		b.entry.Offset = off
 		out = append(out, b.sealed...)
 		b.sealed = nil // let the collector reclaim it while the pack grows
 		entries[i] = b.entry
 	}
+	count, err := packUint32(len(entries), "blobs")
+	if err != nil {
+		return nil, nil, err
+	}
 	dir := []byte{1}
-	dir = binary.BigEndian.AppendUint32(dir, uint32(len(entries)))
+	dir = binary.BigEndian.AppendUint32(dir, count)
 	for _, e := range entries {
 		dir = e.encode(dir)
 	}
@@ -172,8 +190,12 @@ func (w *PackWriter) Finish() ([]byte, []PackEntry, error) {
 	pad := padding.Padme(unpadded) - unpadded
 	dir = append(dir, make([]byte, pad)...)
 	sealedDir := w.sealer.Seal(nil, dir, dirContext)
+	dirLen, err := packUint32(len(sealedDir), "directory bytes")
+	if err != nil {
+		return nil, nil, err
+	}
 	out = append(out, sealedDir...)
-	out = binary.BigEndian.AppendUint32(out, uint32(len(sealedDir)))
+	out = binary.BigEndian.AppendUint32(out, dirLen)
 	if int64(len(out)) > 1<<32-1 {
 		return nil, nil, fmt.Errorf("pack too large: %d bytes", len(out))
 	}
@@ -271,7 +293,7 @@ func (r *PackReader) OpenBlob(e PackEntry, sealed []byte) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("blob %s: %w: unknown encoding %d", e.ID.Short(), ErrCorruptPack, p[0])
 	}
-	if uint32(len(out)) != e.RawLen {
+	if len(out) != int(e.RawLen) {
 		return nil, fmt.Errorf("blob %s: %w: length %d, index says %d", e.ID.Short(), ErrCorruptPack, len(out), e.RawLen)
 	}
 	return out, nil

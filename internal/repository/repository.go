@@ -238,6 +238,14 @@ func (r *Repository) LoadIndexFile(ctx context.Context, id ID) (*IndexFile, erro
 
 // SaveIndexFile seals and stores an index file, returning its ID.
 func (r *Repository) SaveIndexFile(ctx context.Context, f *IndexFile) (ID, error) {
+	n := 0
+	for _, p := range f.Packs {
+		n += len(p.Blobs)
+	}
+	if n > maxIndexEntries {
+		// Readers refuse larger index files: fail before anything relies on it.
+		return ID{}, fmt.Errorf("index file with %d blobs exceeds the limit of %d; split it", n, maxIndexEntries)
+	}
 	id := NewRandomID()
 	h := storage.Handle{Kind: storage.KindIndex, Name: id.String()}
 	term, key := r.keys.current()

@@ -111,11 +111,11 @@ func (r *Repository) RecordSeen(stateDir string, present []ID) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("local state: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("local state: %w", err)
 	}
 	if err := tmp.Close(); err != nil {

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/maintenance"
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// pruneFlags are prune's options, shared with `forget --prune`.
+type pruneFlags struct {
+	dryRun          bool
+	maxUnused       string
+	safetyMargin    time.Duration
+	clockSkew       time.Duration
+	rewriteOldTerms bool
+}
+
+func (p *pruneFlags) register(f *pflag.FlagSet, withDryRun bool) {
+	if withDryRun {
+		f.BoolVarP(&p.dryRun, "dry-run", "n", false, "only show what would be removed and repacked")
+	}
+	f.StringVar(&p.maxUnused, "max-unused", "10%", `unused data tolerated in packs that still hold used data before they are repacked: "N%", a size ("500M") or "unlimited"`)
+	f.DurationVar(&p.safetyMargin, "safety-margin", maintenance.DefaultSafetyMargin, "packs no index names are deleted only after being condemned this long")
+	f.DurationVar(&p.clockSkew, "clock-skew", maintenance.DefaultClockSkew, "locks started up to this long after a condemned record still hold it back (clocks of other hosts)")
+	f.BoolVar(&p.rewriteOldTerms, "rewrite-old-terms", false, "repack every pack sealed with an older key term (takes an exclusive lock)")
+}
+
+func init() {
+	var p pruneFlags
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Remove data no snapshot references",
+		Long: `Prune deletes packs no snapshot uses, and repacks packs that mix used and
+unused data when more than --max-unused would stay unused. It runs beside
+backups in two phases: packs are first condemned (backups stop deduplicating
+against them) and deleted only when no process that started before that may
+still rely on them. When no other process holds a lock, both phases happen
+in one run; otherwise a later prune finishes the job.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			repo, err := openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			return runPrune(ctx, cmd.OutOrStdout(), repo, p)
+		},
+	}
+	p.register(cmd.Flags(), true)
+	rootCmd.AddCommand(cmd)
+}
+
+func (p *pruneFlags) options() (maintenance.PruneOptions, error) {
+	mu, err := maintenance.ParseMaxUnused(p.maxUnused)
+	if err != nil {
+		return maintenance.PruneOptions{}, usageErrorf("%v", err)
+	}
+	if p.safetyMargin < 0 || p.clockSkew < 0 {
+		return maintenance.PruneOptions{}, usageErrorf("--safety-margin and --clock-skew cannot be negative")
+	}
+	o := maintenance.PruneOptions{DryRun: p.dryRun, MaxUnused: mu, SafetyMargin: p.safetyMargin, ClockSkew: p.clockSkew,
+		RewriteOldTerms: p.rewriteOldTerms}
+	// Zero means "the default" in PruneOptions; a user's 0 means none.
+	if o.SafetyMargin == 0 {
+		o.SafetyMargin = -1
+	}
+	if o.ClockSkew == 0 {
+		o.ClockSkew = -1
+	}
+	if !gopts.quiet && !gopts.json {
+		o.Log = func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+	}
+	return o, nil
+}
+
+// runPrune takes prune's lock (refusing when another prune runs) and prunes.
+func runPrune(ctx context.Context, w io.Writer, repo *repository.Repository, p pruneFlags) error {
+	o, err := p.options()
+	if err != nil {
+		return err
+	}
+	lock, err := maintenance.AcquireLock(ctx, repo, p.rewriteOldTerms)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
+	o.Lock = lock
+	rep, err := maintenance.Prune(ctx, repo, o)
+	if rep != nil {
+		if gopts.json {
+			if jerr := printJSON(w, rep); jerr != nil && err == nil {
+				err = jerr
+			}
+		} else {
+			printPruneReport(w, rep)
+		}
+	}
+	return err
+}
+
+func printPruneReport(w io.Writer, r *maintenance.PruneReport) {
+	would := ""
+	if r.DryRun {
+		would = "would be "
+		printf(w, "dry run: nothing is changed\n")
+	}
+	printf(w, "%d snapshots use %d blobs; %d packs, %s before\n", r.Snapshots, r.UsedBlobs, r.PacksBefore, formatBytes(uint64(max(r.BytesBefore, 0))))
+	if r.RescuedPacks > 0 {
+		printf(w, "%d condemned packs are in use again and %skept\n", r.RescuedPacks, would)
+	}
+	if r.UnusedPacks > 0 {
+		printf(w, "%d unused packs (%s) %scondemned\n", r.UnusedPacks, formatBytes(uint64(max(r.UnusedBytes, 0))), would)
+	}
+	if r.RepackedPacks > 0 {
+		printf(w, "%d packs %srepacked: %d used blobs (%s) copied", r.RepackedPacks, would, r.RepackedBlobs, formatBytes(uint64(max(r.RepackedBytes, 0))))
+		if r.OldTermPacks > 0 {
+			printf(w, ", %d of them for an older key term", r.OldTermPacks)
+		}
+		printf(w, "\n")
+	}
+	if r.UnindexedPacks > 0 {
+		printf(w, "%d packs in no index %scondemned\n", r.UnindexedPacks, would)
+	}
+	if r.UnindexedKept > 0 {
+		printf(w, "%d packs in no index left alone: other processes hold locks\n", r.UnindexedKept)
+	}
+	if r.MissingPacks > 0 {
+		printf(w, "%d index entries for missing packs %sdropped\n", r.MissingPacks, would)
+	}
+	printf(w, "%d packs (%s) %sdeleted\n", r.DeletedPacks, formatBytes(uint64(max(r.DeletedBytes, 0))), would)
+	if r.DryRun && r.CondemnedPacks > 0 {
+		printf(w, "packs condemned now are deleted in the same run when no other process holds a lock\n")
+	}
+	if r.DeferredPacks > 0 {
+		printf(w, "%d condemned packs wait for a later prune", r.DeferredPacks)
+		if len(r.BlockedByLocks) > 0 {
+			printf(w, " (held back by %d locks that started before they were condemned)", len(r.BlockedByLocks))
+		}
+		printf(w, "\n")
+		for _, l := range r.BlockedByLocks {
+			printf(w, "  %s\n", l)
+		}
+	}
+}
