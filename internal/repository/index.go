@@ -171,6 +171,16 @@ func (m *MasterIndex) packNumber(id ID) uint32 {
 func (m *MasterIndex) AddFiles(files []*IndexFile) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	total := len(m.sorted)
+	for _, f := range files {
+		for _, p := range f.Packs {
+			total += len(p.Blobs)
+		}
+	}
+	// Size the array exactly: append's growth would add up to a quarter.
+	grown := make([]indexRecord, len(m.sorted), total)
+	copy(grown, m.sorted)
+	m.sorted = grown
 	for _, f := range files {
 		for _, p := range f.Packs {
 			n := m.packNumber(p.ID)

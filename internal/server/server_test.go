@@ -381,7 +381,6 @@ func TestUploadLimits(t *testing.T) {
 	c.mustStatus("PUT", "/v1/repos/r/locks/l", nil, 201)
 	c.mustStatus("DELETE", "/v1/repos/r/locks/l", nil, 204)
 
-
 	// A quota for another client is unaffected.
 	other := newClient(t, env, env.Enrol(t, "bob", nil))
 	other.mustStatus("POST", "/v1/repos/r", nil, 201)

@@ -33,25 +33,25 @@ type Code string
 
 // The error codes and the HTTP status each is sent with.
 const (
-	CodeNotFound        Code = "not_found"        // 404
-	CodeNoRepository    Code = "no_repository"    // 404
-	CodeNoRoute         Code = "no_route"         // 404
-	CodeExists          Code = "exists"           // 409
-	CodeRange           Code = "range"            // 416
-	CodeForbidden       Code = "forbidden"        // 403
-	CodeInvalidName     Code = "invalid_name"     // 400
-	CodeBadRequest      Code = "bad_request"      // 400
-	CodeDigest          Code = "digest_mismatch"  // 400
-	CodeMethod          Code = "method"           // 405
-	CodeLengthRequired  Code = "length_required"  // 411
-	CodeTooLarge        Code = "too_large"        // 413
-	CodeQuota           Code = "quota"            // 507
-	CodeTooManyRequests Code = "too_many"         // 429
-	CodeUnauthenticated Code = "unauthenticated"  // 401
-	CodeCorrupt         Code = "corrupt"          // 500
-	CodeInternal        Code = "internal"         // 500
-	CodeUnavailable     Code = "unavailable"      // 503
-	CodeNotImplemented  Code = "not_implemented"  // 501
+	CodeNotFound        Code = "not_found"       // 404
+	CodeNoRepository    Code = "no_repository"   // 404
+	CodeNoRoute         Code = "no_route"        // 404
+	CodeExists          Code = "exists"          // 409
+	CodeRange           Code = "range"           // 416
+	CodeForbidden       Code = "forbidden"       // 403
+	CodeInvalidName     Code = "invalid_name"    // 400
+	CodeBadRequest      Code = "bad_request"     // 400
+	CodeDigest          Code = "digest_mismatch" // 400
+	CodeMethod          Code = "method"          // 405
+	CodeLengthRequired  Code = "length_required" // 411
+	CodeTooLarge        Code = "too_large"       // 413
+	CodeQuota           Code = "quota"           // 507
+	CodeTooManyRequests Code = "too_many"        // 429
+	CodeUnauthenticated Code = "unauthenticated" // 401
+	CodeCorrupt         Code = "corrupt"         // 500
+	CodeInternal        Code = "internal"        // 500
+	CodeUnavailable     Code = "unavailable"     // 503
+	CodeNotImplemented  Code = "not_implemented" // 501
 )
 
 var codes = []struct {

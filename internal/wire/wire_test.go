@@ -161,8 +161,8 @@ func TestValidateClientName(t *testing.T) {
 func TestRange(t *testing.T) {
 	const size = 100
 	tests := []struct {
-		off, n        int64
-		header        string
+		off, n         int64
+		header         string
 		wantOff, wantN int64
 	}{
 		{0, -1, "", 0, size},

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/coffer-backup/coffer/internal/fsmeta"
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/snapdiff"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	var sf snapshotFilterFlags
+	cmd := &cobra.Command{
+		Use:   "diff SNAPSHOT-A SNAPSHOT-B",
+		Short: "Show what changed between two snapshots",
+		Long: `List the paths that differ between two snapshots: + added, - removed,
+M content changed, U metadata changed only, T type changed. Directories end
+in "/". Unchanged subtrees are skipped without being read. With --json, one
+object per change and a final statistics object.`,
+		Args: usageArgs(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			repo, err := openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			unlock, err := lockRepo(ctx, repo, "diff", false, true)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			if err := repo.LoadIndex(ctx); err != nil {
+				return err
+			}
+			snaps, err := loadSnapshots(ctx, repo)
+			if err != nil {
+				return err
+			}
+			a, err := repository.FindSnapshot(snaps, args[0], sf.filter())
+			if err != nil {
+				return err
+			}
+			b, err := repository.FindSnapshot(snaps, args[1], sf.filter())
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			printf(w, "comparing snapshot %s to %s:\n\n", a.ID.Short(), b.ID.Short())
+			stats, err := snapdiff.Diff(ctx, repo, a.Tree, b.Tree, func(c snapdiff.Change) error {
+				if gopts.json {
+					return printJSONLine(w, struct {
+						MessageType string `json:"message_type"`
+						snapdiff.Change
+					}{"change", c})
+				}
+				p := c.Path
+				if c.Type == fsmeta.TypeDir {
+					p += "/"
+				}
+				if !gopts.quiet {
+					_, err := fmt.Fprintf(w, "%c    %s\n", byte(c.Kind), p)
+					return err
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if gopts.json {
+				return printJSONLine(w, struct {
+					MessageType    string `json:"message_type"`
+					SourceSnapshot string `json:"source_snapshot"`
+					TargetSnapshot string `json:"target_snapshot"`
+					*snapdiff.Stats
+				}{"statistics", a.ID.String(), b.ID.String(), stats})
+			}
+			printf(w, "\nFiles:       %5d new, %5d removed, %5d changed\n", stats.Added.Files, stats.Removed.Files, stats.Modified)
+			printf(w, "Dirs:        %5d new, %5d removed\n", stats.Added.Dirs, stats.Removed.Dirs)
+			printf(w, "Others:      %5d new, %5d removed\n", stats.Added.Others, stats.Removed.Others)
+			printf(w, "Metadata:    %5d changed, %d type changes\n", stats.MetadataChanged, stats.TypeChanged)
+			printf(w, "Data Blobs:  %5d new, %5d removed\n", stats.BlobsAdded, stats.BlobsRemoved)
+			printf(w, "Added:   %s\nRemoved: %s\n", formatBytes(stats.BytesAdded), formatBytes(stats.BytesRemoved))
+			return nil
+		},
+	}
+	sf.register(cmd.Flags())
+	rootCmd.AddCommand(cmd)
+}

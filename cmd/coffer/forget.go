@@ -1,0 +1,225 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/maintenance"
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/spf13/cobra"
+)
+
+type forgetOptions struct {
+	policy  maintenance.Policy
+	groupBy string
+	snaps   snapshotFilterFlags
+	dryRun  bool
+	prune   bool
+	pf      pruneFlags
+}
+
+func init() {
+	var o forgetOptions
+	cmd := &cobra.Command{
+		Use:   "forget [SNAPSHOT...] [--keep-* ...]",
+		Short: "Remove snapshots, by ID or by a retention policy",
+		Long: `Forget removes the snapshots given by ID, or those a policy does not keep.
+Snapshots are grouped (--group-by, default host,paths) and the policy is
+applied to each group: --keep-last n keeps the n newest, --keep-daily n the
+newest snapshot of each of the n newest days that have one, and so on;
+--keep-within 1y2m3d4h keeps everything that young relative to the group's
+newest snapshot; --keep-tag keeps snapshots with a tag. A snapshot kept by any
+rule is kept; -1 as a count keeps all. --host, --tag and --path choose which
+snapshots are considered at all. Snapshots dated in the future are kept and
+count for nothing. An authenticated forget record is written before the
+snapshots are removed. Data is freed by prune (--prune runs it afterwards).`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runForget(cmd, o, args) },
+	}
+	f := cmd.Flags()
+	p := &o.policy
+	f.IntVarP(&p.Last, "keep-last", "l", 0, "keep the n newest snapshots")
+	f.IntVar(&p.Hourly, "keep-hourly", 0, "keep the newest snapshot of each of the n newest hours")
+	f.IntVarP(&p.Daily, "keep-daily", "d", 0, "keep the newest snapshot of each of the n newest days")
+	f.IntVarP(&p.Weekly, "keep-weekly", "w", 0, "keep the newest snapshot of each of the n newest weeks")
+	f.IntVarP(&p.Monthly, "keep-monthly", "m", 0, "keep the newest snapshot of each of the n newest months")
+	f.IntVarP(&p.Yearly, "keep-yearly", "y", 0, "keep the newest snapshot of each of the n newest years")
+	f.Var(&p.Within, "keep-within", "keep snapshots newer than this before the newest (e.g. 1y2m3d4h)")
+	f.Var(&p.WithinHourly, "keep-within-hourly", "keep hourly snapshots within this span of the newest")
+	f.Var(&p.WithinDaily, "keep-within-daily", "keep daily snapshots within this span of the newest")
+	f.Var(&p.WithinWeekly, "keep-within-weekly", "keep weekly snapshots within this span of the newest")
+	f.Var(&p.WithinMonthly, "keep-within-monthly", "keep monthly snapshots within this span of the newest")
+	f.Var(&p.WithinYearly, "keep-within-yearly", "keep yearly snapshots within this span of the newest")
+	f.StringArrayVar(&p.Tags, "keep-tag", nil, "keep snapshots with these tags: a,b needs both; repeat for either")
+	f.StringVarP(&o.groupBy, "group-by", "g", "host,paths", `group snapshots by these fields ("host", "paths", "tags"; "" for one group)`)
+	f.BoolVarP(&o.dryRun, "dry-run", "n", false, "only show what would be removed")
+	f.BoolVar(&o.prune, "prune", false, "run prune afterwards if snapshots were removed")
+	o.snaps.register(f)
+	o.pf.register(f, false)
+	rootCmd.AddCommand(cmd)
+}
+
+// forgetSnapJSON is a snapshot in forget's JSON output.
+type forgetSnapJSON struct {
+	ID       string   `json:"id"`
+	ShortID  string   `json:"short_id"`
+	Time     string   `json:"time"`
+	Hostname string   `json:"hostname"`
+	Paths    []string `json:"paths"`
+	Tags     []string `json:"tags,omitempty"`
+}
+
+func toForgetJSON(s *repository.Snapshot) forgetSnapJSON {
+	return forgetSnapJSON{ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time.Format(time.RFC3339Nano),
+		Hostname: s.Hostname, Paths: s.Paths, Tags: s.Tags}
+}
+
+type forgetGroupJSON struct {
+	GroupKey maintenance.GroupKey `json:"group_key"`
+	Keep     []forgetSnapJSON     `json:"keep"`
+	Remove   []forgetSnapJSON     `json:"remove"`
+	Reasons  []forgetReasonJSON   `json:"reasons"`
+}
+
+type forgetReasonJSON struct {
+	Snapshot forgetSnapJSON `json:"snapshot"`
+	Matches  []string       `json:"matches"`
+}
+
+func runForget(cmd *cobra.Command, o forgetOptions, args []string) error {
+	ctx := cmd.Context()
+	by, err := maintenance.ParseGroupBy(o.groupBy)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	if err := o.policy.Validate(); err != nil {
+		return usageErrorf("%v", err)
+	}
+	if len(args) > 0 && !o.policy.Empty() {
+		return usageErrorf("give snapshot IDs or a --keep-* policy, not both")
+	}
+	if o.prune {
+		if _, err := o.pf.options(); err != nil {
+			return err
+		}
+	}
+	repo, err := openRepo(ctx)
+	if err != nil {
+		return err
+	}
+	unlock, err := lockRepo(ctx, repo, "forget", false, false)
+	if err != nil {
+		return err
+	}
+	locked := true
+	defer func() {
+		if locked {
+			unlock()
+		}
+	}()
+	snaps, err := loadSnapshots(ctx, repo)
+	if err != nil {
+		return err
+	}
+	var remove []*repository.Snapshot
+	w := cmd.OutOrStdout()
+	switch {
+	case len(args) > 0:
+		seen := map[repository.ID]bool{}
+		for _, a := range args {
+			s, err := repository.FindSnapshot(snaps, a, o.snaps.filter())
+			if err != nil {
+				return err
+			}
+			if !seen[s.ID] {
+				seen[s.ID] = true
+				remove = append(remove, s)
+			}
+		}
+		if gopts.json {
+			var out []forgetSnapJSON
+			for _, s := range remove {
+				out = append(out, toForgetJSON(s))
+			}
+			if err := printJSON(w, map[string]any{"remove": out, "dry_run": o.dryRun}); err != nil {
+				return err
+			}
+		}
+	case o.policy.Empty():
+		printf(w, "no policy given: no snapshots are removed (use --keep-* or give snapshot IDs)\n")
+		return nil
+	default:
+		plans, err := maintenance.PlanForget(snaps, o.snaps.filter(), by, o.policy, time.Now())
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		for _, p := range plans {
+			remove = append(remove, p.Remove...)
+		}
+		if gopts.json {
+			if err := printJSON(w, forgetJSON(plans)); err != nil {
+				return err
+			}
+		} else {
+			printf(w, "applying policy: %s\n", o.policy)
+			printForgetPlans(w, plans)
+		}
+	}
+	if len(remove) == 0 {
+		printf(w, "no snapshots to remove\n")
+		return nil
+	}
+	if o.dryRun {
+		printf(w, "dry run: would remove %d snapshots\n", len(remove))
+		return nil
+	}
+	ids := make([]repository.ID, len(remove))
+	for i, s := range remove {
+		ids[i] = s.ID
+	}
+	if err := repo.ForgetSnapshots(ctx, repository.Hostname(), ids); err != nil {
+		return err
+	}
+	printf(w, "removed %d snapshots\n", len(remove))
+	if !o.prune {
+		return nil
+	}
+	// Our own forget lock would hold prune back: release it first.
+	unlock()
+	locked = false
+	printf(w, "\n")
+	return runPrune(ctx, w, repo, o.pf)
+}
+
+func forgetJSON(plans []maintenance.ForgetPlan) []forgetGroupJSON {
+	out := []forgetGroupJSON{}
+	for _, p := range plans {
+		g := forgetGroupJSON{GroupKey: p.Key, Keep: []forgetSnapJSON{}, Remove: []forgetSnapJSON{}, Reasons: []forgetReasonJSON{}}
+		for _, k := range p.Keep {
+			g.Keep = append(g.Keep, toForgetJSON(k.Snapshot))
+			g.Reasons = append(g.Reasons, forgetReasonJSON{Snapshot: toForgetJSON(k.Snapshot), Matches: k.Reasons})
+		}
+		for _, s := range p.Remove {
+			g.Remove = append(g.Remove, toForgetJSON(s))
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+func printForgetPlans(w io.Writer, plans []maintenance.ForgetPlan) {
+	for _, p := range plans {
+		printf(w, "\nsnapshots for %s:\n", p.Key)
+		printf(w, "keep %d snapshots:\n", len(p.Keep))
+		for _, k := range p.Keep {
+			s := k.Snapshot
+			printf(w, "  %s  %s  %-10s  %s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(s.Tags, ","), strings.Join(k.Reasons, ", "))
+		}
+		if len(p.Remove) > 0 {
+			printf(w, "remove %d snapshots:\n", len(p.Remove))
+			for _, s := range p.Remove {
+				printf(w, "  %s  %s  %s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(s.Tags, ","))
+			}
+		}
+	}
+}

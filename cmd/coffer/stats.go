@@ -1,0 +1,93 @@
+package main
+
+import (
+	"github.com/coffer-backup/coffer/internal/maintenance"
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	var sf snapshotFilterFlags
+	var mode string
+	cmd := &cobra.Command{
+		Use:   "stats [SNAPSHOT...]",
+		Short: "Show how much the snapshots hold and how much they occupy",
+		Long: `Stats counts the given snapshots (default: all, or those --host, --tag and
+--path select). --mode restore-size (default) shows the files and bytes a
+restore of each would write, every snapshot counted in full; --mode raw-data
+shows the unique blobs they reference, their plaintext size, their stored
+(compressed, encrypted) size and the compression ratio. --json prints both.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if mode != "restore-size" && mode != "raw-data" {
+				return usageErrorf("--mode must be restore-size or raw-data, not %q", mode)
+			}
+			repo, err := openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			unlock, err := lockRepo(ctx, repo, "stats", false, true)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			if err := repo.LoadIndex(ctx); err != nil {
+				return err
+			}
+			snaps, err := loadSnapshots(ctx, repo)
+			if err != nil {
+				return err
+			}
+			var sel []*repository.Snapshot
+			if len(args) > 0 {
+				seen := map[repository.ID]bool{}
+				for _, a := range args {
+					s, err := repository.FindSnapshot(snaps, a, sf.filter())
+					if err != nil {
+						return err
+					}
+					if !seen[s.ID] {
+						seen[s.ID] = true
+						sel = append(sel, s)
+					}
+				}
+			} else {
+				f := sf.filter()
+				for _, s := range snaps {
+					if f.Match(s) {
+						sel = append(sel, s)
+					}
+				}
+			}
+			st, err := maintenance.Stats(ctx, repo, sel)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if gopts.json {
+				return printJSON(w, struct {
+					Mode string `json:"mode"`
+					*maintenance.RepoStats
+				}{mode, st})
+			}
+			printf(w, "Stats in %s mode:\n", mode)
+			printf(w, "  Snapshots processed:  %d\n", st.Snapshots)
+			if mode == "restore-size" {
+				printf(w, "  Total file count:     %d\n", st.Files)
+				printf(w, "  Total size:           %s\n", formatBytes(st.RestoreSize))
+				return nil
+			}
+			printf(w, "  Total blob count:     %d (%d data, %d tree)\n", st.DataBlobs+st.TreeBlobs, st.DataBlobs, st.TreeBlobs)
+			printf(w, "  Total uncompressed:   %s\n", formatBytes(st.RawSize))
+			printf(w, "  Total stored size:    %s\n", formatBytes(st.StoredSize))
+			printf(w, "  Compression ratio:    %.2fx\n", st.CompressionRatio)
+			if st.MissingBlobs > 0 {
+				warnf("%d referenced blobs are not in the index; run coffer check", st.MissingBlobs)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&mode, "mode", "restore-size", "restore-size or raw-data")
+	sf.register(cmd.Flags())
+	rootCmd.AddCommand(cmd)
+}
