@@ -171,7 +171,7 @@ func runBackup(cmd *cobra.Command, o backupOptions, args []string) (err error) {
 		}
 		repo.SetCompression(m)
 	}
-	unlock, err := lockRepo(ctx, repo, "backup", false, false)
+	lock, unlock, err := lockRepoHeld(ctx, repo, "backup")
 	if err != nil {
 		return err
 	}
@@ -224,6 +224,11 @@ func runBackup(cmd *cobra.Command, o backupOptions, args []string) (err error) {
 		snap.Username = u.Username
 	}
 	snap.UID, snap.GID = uint32(os.Getuid()), uint32(os.Getgid()) // #nosec G115 -- ids are 32-bit on Linux
+	// A prune may have deleted what we deduplicated against if our lock
+	// went stale while we were suspended: then write no snapshot.
+	if err := lock.Valid(ctx); err != nil {
+		return err
+	}
 	if err := repo.SaveSnapshot(ctx, snap); err != nil {
 		return err
 	}

@@ -213,6 +213,16 @@ func openRepo(ctx context.Context) (*repository.Repository, error) {
 	return r, nil
 }
 
+// lockRepoHeld takes a shared lock and returns it, for writers that must
+// check before committing that they did not lose it while suspended.
+func lockRepoHeld(ctx context.Context, r *repository.Repository, op string) (*repository.HeldLock, func(), error) {
+	l, err := r.Lock(ctx, op, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, func() { _ = l.Unlock(context.Background()) }, nil
+}
+
 // lockRepo takes a lock unless --no-lock was given for a read-only command.
 func lockRepo(ctx context.Context, r *repository.Repository, op string, exclusive, readOnly bool) (func(), error) {
 	if readOnly && gopts.noLock {

@@ -503,11 +503,9 @@ func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.Cont
 	if err != nil {
 		regions = []fsmeta.Region{{Offset: 0, Length: size}}
 	}
-	var (
-		mu      sync.Mutex
-		items   []repository.ContentItem
-		results []*repository.ID
-	)
+	// Each data item gets its own ID cell before its goroutine starts, so
+	// the goroutines never touch the slices that grow here.
+	var items []repository.ContentItem
 	g, gctx := errgroup.WithContext(ctx)
 	w := a.workers.Get().(*fileWorker)
 	defer a.workers.Put(w)
@@ -522,7 +520,6 @@ func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.Cont
 			return
 		}
 		items = append(items, repository.ContentItem{Hole: uint64(n)})
-		results = append(results, nil)
 	}
 	buf := w.buf
 	for _, rg := range regions {
@@ -545,9 +542,8 @@ func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.Cont
 				continue
 			}
 			chunk := append([]byte(nil), data...)
-			i := len(items)
-			items = append(items, repository.ContentItem{Size: uint64(len(chunk))})
-			results = append(results, nil)
+			cell := new(repository.ID)
+			items = append(items, repository.ContentItem{ID: cell, Size: uint64(len(chunk))})
 			select {
 			case a.blobSem <- struct{}{}:
 			case <-gctx.Done():
@@ -562,9 +558,7 @@ func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.Cont
 				if err != nil {
 					return repoError{err}
 				}
-				mu.Lock()
-				results[i] = &id
-				mu.Unlock()
+				*cell = id
 				return nil
 			})
 		}
@@ -575,11 +569,6 @@ func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.Cont
 	}
 	if err := g.Wait(); err != nil {
 		return nil, 0, err
-	}
-	for i := range items {
-		if items[i].Hole == 0 {
-			items[i].ID = results[i]
-		}
 	}
 	return items, size, nil
 }

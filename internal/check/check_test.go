@@ -38,7 +38,7 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{st: st, snaps: []*repository.Snapshot{s1, s2}, src: src}
 }
 
-func runCheck(t *testing.T, st storage.Storage, o Options) *Result {
+func runCheck(t testing.TB, st storage.Storage, o Options) *Result {
 	t.Helper()
 	r, err := repository.Open(context.Background(), st, repotest.Password)
 	if err != nil {
@@ -103,7 +103,7 @@ func TestHealthyRepositoryAndNoWrites(t *testing.T) {
 	}
 }
 
-func replace(t *testing.T, st *mem.Mem, h storage.Handle, data []byte) {
+func replace(t testing.TB, st *mem.Mem, h storage.Handle, data []byte) {
 	t.Helper()
 	if err := st.Remove(context.Background(), h); err != nil {
 		t.Fatal(err)
@@ -384,5 +384,54 @@ func FuzzParseSubset(f *testing.F) {
 			t.Fatalf("%q picked nothing", s)
 		}
 		_ = fmt.Sprint(got)
+	})
+}
+
+// FuzzCheckCorruptObject damages one object of a small repository as the
+// fuzzer says (which object, where, how, or a truncation) and requires check
+// to report it without panicking.
+func FuzzCheckCorruptObject(f *testing.F) {
+	st := mem.New()
+	repotest.Init(f, st)
+	src := f.TempDir()
+	repotest.RandomTree(f, src, 4, 200<<10, rand.New(rand.NewPCG(5, 5)))
+	repotest.Backup(f, st, []string{src})
+	var handles []storage.Handle
+	for _, k := range []storage.Kind{storage.KindData, storage.KindIndex, storage.KindSnapshots} {
+		for _, n := range repotest.Names(f, st, k) {
+			handles = append(handles, storage.Handle{Kind: k, Name: n})
+		}
+	}
+	orig := map[storage.Handle][]byte{}
+	for _, h := range handles {
+		b, err := st.Load(context.Background(), h, 0, -1)
+		if err != nil {
+			f.Fatal(err)
+		}
+		orig[h] = b
+	}
+	f.Add(uint8(0), uint32(0), uint8(1), false)
+	f.Add(uint8(0), uint32(100), uint8(0x80), false)
+	f.Add(uint8(1), uint32(50), uint8(4), false)
+	f.Add(uint8(2), uint32(9), uint8(2), true)
+	f.Add(uint8(0), uint32(1<<31), uint8(0xff), true)
+	f.Fuzz(func(t *testing.T, which uint8, pos uint32, xor uint8, truncate bool) {
+		h := handles[int(which)%len(handles)]
+		data := bytes.Clone(orig[h])
+		p := int(pos % uint32(len(data)))
+		switch {
+		case truncate:
+			data = data[:p]
+		case xor == 0:
+			return
+		default:
+			data[p] ^= xor
+		}
+		replace(t, st, h, data)
+		defer replace(t, st, h, orig[h])
+		res := runCheck(t, st, Options{ReadData: true})
+		if !res.Damaged() || !reported(res, h) {
+			t.Fatalf("damage to %s at %d not reported", h, p)
+		}
 	})
 }

@@ -140,7 +140,8 @@ func newestFirst(snaps []*repository.Snapshot) []*repository.Snapshot {
 // --keep-within is measured from the newest snapshot that is not in the
 // future. Times are bucketed in now's location. Snapshots dated after
 // now+FutureTolerance are kept and do not use up counts. Both results are
-// newest first.
+// newest first. An empty policy keeps nothing: callers check Policy.Empty
+// first, as PlanForget does.
 func ApplyPolicy(snaps []*repository.Snapshot, p Policy, now time.Time) (keep []Kept, remove []*repository.Snapshot) {
 	list := newestFirst(snaps)
 	if len(list) == 0 {

@@ -101,7 +101,11 @@ func (m MaxUnused) Limit(used int64) int64 {
 	case m.isBytes:
 		return m.Bytes
 	}
-	return int64(m.Percent / (100 - m.Percent) * float64(used))
+	l := m.Percent / (100 - m.Percent) * float64(used)
+	if l >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(l)
 }
 
 func (m MaxUnused) String() string {

@@ -71,11 +71,10 @@ func storedBytes(t *testing.T, st storage.Storage) int64 {
 }
 
 type twoSnaps struct {
-	st        *mem.Mem
-	old, cur  *repository.Snapshot
-	src       string
-	wantCur   map[string][]byte
-	oldOnlyID repository.ID // a data blob only the old snapshot uses
+	st       *mem.Mem
+	old, cur *repository.Snapshot
+	src      string
+	wantCur  map[string][]byte
 }
 
 // setupTwo backs up a tree, replaces half of its files, and backs it up again.
@@ -655,4 +654,24 @@ func crashSweep(t *testing.T, f *twoSnaps, base storage.Storage, opts PruneOptio
 		}
 		repotest.AssertRestores(t, st, f.cur, f.wantCur)
 	}
+}
+
+func FuzzParseMaxUnused(f *testing.F) {
+	for _, s := range []string{"10%", "unlimited", "0", "5M", "1e3%", "-1", "9223372036854775807", "8E", "%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseMaxUnused(s)
+		if err != nil {
+			return
+		}
+		for _, used := range []int64{0, 1, 1 << 40} {
+			if l := m.Limit(used); l < 0 {
+				t.Fatalf("%q: negative limit %d for %d used", s, l, used)
+			}
+		}
+		if _, err := ParseMaxUnused(m.String()); err != nil {
+			t.Fatalf("%q -> %q does not parse: %v", s, m.String(), err)
+		}
+	})
 }

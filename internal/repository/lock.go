@@ -130,6 +130,7 @@ type HeldLock struct {
 	stop   chan struct{}
 	done   chan struct{}
 	closed bool
+	lost   error
 }
 
 // Info returns the lock's current content.
@@ -205,12 +206,43 @@ func (h *HeldLock) refreshLoop(ctx context.Context) {
 	}
 }
 
+// ErrLockLost is returned when this process's lock went stale (it was
+// suspended or could not refresh for LockStaleAfter) or was removed by
+// someone else: a prune may have deleted data it relies on, so it must not
+// write a snapshot.
+var ErrLockLost = errors.New("repository lock was lost")
+
+// Valid reports ErrLockLost if the lock went stale or vanished since it was
+// last refreshed. Writers call it before committing a snapshot.
+func (h *HeldLock) Valid(ctx context.Context) error {
+	h.mu.Lock()
+	info := h.info
+	lost := h.lost
+	h.mu.Unlock()
+	if lost != nil {
+		return lost
+	}
+	if age := time.Since(info.Time); age > LockStaleAfter {
+		return fmt.Errorf("%w: not refreshed for %s (was the machine suspended?); run the operation again", ErrLockLost, age.Round(time.Second))
+	}
+	_, err := h.repo.st.Stat(ctx, storage.Handle{Kind: storage.KindLocks, Name: info.ID.String()})
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%w: lock %s was removed by another process; run the operation again", ErrLockLost, info.ID.Short())
+	}
+	return err
+}
+
 // Refresh replaces the lock object with one carrying the current time.
 func (h *HeldLock) Refresh(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed {
+	if h.closed || h.lost != nil {
 		return nil
+	}
+	if age := time.Since(h.info.Time); age > LockStaleAfter {
+		// Others may already have treated us as gone; never resurrect.
+		h.lost = fmt.Errorf("%w: not refreshed for %s (was the machine suspended?); run the operation again", ErrLockLost, age.Round(time.Second))
+		return h.lost
 	}
 	info := h.info
 	info.Time = time.Now().UTC()

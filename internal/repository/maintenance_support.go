@@ -1,8 +1,10 @@
 package repository
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/coffer-backup/coffer/internal/crypto"
 	"github.com/coffer-backup/coffer/internal/padding"
@@ -15,7 +17,8 @@ import (
 
 // UseIndex replaces the in-memory master index. Check uses it to read trees
 // through an index built from the index files that decoded, and prune to read
-// blobs of every indexed pack (condemned ones included).
+// blobs of every indexed pack (condemned ones included). It must not be
+// called while blobs are being written or read.
 func (r *Repository) UseIndex(idx *MasterIndex) {
 	r.idx = idx
 }
@@ -68,14 +71,14 @@ func (r *Repository) OpenPackHeader(ctx context.Context, pack ID) (*PackReader, 
 // directory, length). It returns -1 when the entries are not contiguous from
 // the header on, which no writer produces.
 func ExpectedPackSize(entries []PackEntry) int64 {
+	sorted := slices.Clone(entries)
+	slices.SortFunc(sorted, func(a, b PackEntry) int { return cmp.Compare(a.Offset, b.Offset) })
 	end := int64(crypto.HeaderSize)
-	var sum int64
-	for _, e := range entries {
-		end = max(end, int64(e.Offset)+int64(e.Length))
-		sum += int64(e.Length)
-	}
-	if end != crypto.HeaderSize+sum {
-		return -1
+	for _, e := range sorted {
+		if int64(e.Offset) != end {
+			return -1
+		}
+		end += int64(e.Length)
 	}
 	unpadded := end + 5 + int64(len(entries))*packEntrySize + crypto.Overhead + 4
 	return padding.Padme(unpadded)

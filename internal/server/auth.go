@@ -80,6 +80,22 @@ func (s *Server) refreshLoop() {
 	}
 }
 
+// contactEvery is how often a client's last contact is written to the
+// database at most.
+const contactEvery = time.Minute
+
+// noteContact remembers a request of client for the next flush.
+func (s *Server) noteContact(client string) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last, ok := s.contactWritten[client]; ok && now.Sub(last) < contactEvery && now.After(last) {
+		return
+	}
+	s.contactWritten[client] = now
+	s.contacts[client] = now
+}
+
 // flushContacts writes the last-contact times seen since the last flush.
 func (s *Server) flushContacts(ctx context.Context) {
 	s.mu.Lock()

@@ -44,9 +44,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	s.mu.Lock()
-	s.contacts[client.Name] = s.now()
-	s.mu.Unlock()
+	s.noteContact(client.Name)
 
 	route, err := wire.ParseRequest(r.Method, r.RequestURI)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -236,8 +237,11 @@ func sealObject(f *os.File, master *[atRestKeyLen]byte, id objectID, size int64,
 	}
 	table := make([]byte, 0, nseg*hashSize)
 	content := sha256.New()
-	plain := make([]byte, min(size, segmentSize))
-	sealed := make([]byte, 0, len(plain)+tagSize)
+	plainBuf, sealedBuf := getBuf(size), getBuf(size)
+	defer putBuf(plainBuf)
+	defer putBuf(sealedBuf)
+	plain := (*plainBuf)[:min(size, segmentSize)]
+	sealed := (*sealedBuf)[:0]
 	off := headerSize + nseg*hashSize
 	for i, left := int64(0), size; i < nseg; i++ {
 		n := min(left, segmentSize)
@@ -282,8 +286,8 @@ type objectReader struct {
 	hdr    *objectHeader
 	keys   *objectKeys
 	nseg   int64
-	table  []byte // nil until loadTable
-	sealed []byte
+	table  []byte  // nil until loadTable
+	sealed *[]byte // from getBuf; returned by Close
 }
 
 // openObject checks the header of the object file f (its MAC and that the
@@ -345,10 +349,10 @@ func (o *objectReader) segment(dst []byte, i int64) ([]byte, error) {
 	if n < 0 {
 		n = 0
 	}
-	if cap(o.sealed) < int(n)+tagSize {
-		o.sealed = make([]byte, 0, min(o.hdr.Size, segmentSize)+tagSize)
+	if o.sealed == nil {
+		o.sealed = getBuf(o.hdr.Size)
 	}
-	sealed := o.sealed[:n+tagSize]
+	sealed := (*o.sealed)[:n+tagSize]
 	off := headerSize + o.nseg*hashSize + i*(segmentSize+tagSize)
 	if _, err := o.f.ReadAt(sealed, off); err != nil {
 		return nil, err
@@ -364,15 +368,22 @@ func (o *objectReader) segment(dst []byte, i int64) ([]byte, error) {
 }
 
 // writeRange writes length content bytes from offset to w, decrypting only
-// the segments the range touches. A full read also checks the content hash
-// at the end. offset and length must lie within the object.
+// the segments the range touches, each checked against its hash and tag.
+// offset and length must lie within the object.
 func (o *objectReader) writeRange(w io.Writer, offset, length int64) error {
-	full := offset == 0 && length == o.hdr.Size
+	return o.copyRange(w, offset, length, false)
+}
+
+// copyRange is writeRange; checkContent also checks the content hash (the
+// segment tags already authenticate the content: this is for Scrub).
+func (o *objectReader) copyRange(w io.Writer, offset, length int64, checkContent bool) error {
 	var content hash.Hash
-	if full {
+	if checkContent {
 		content = sha256.New()
 	}
-	buf := make([]byte, 0, min(o.hdr.Size, segmentSize))
+	bp := getBuf(o.hdr.Size)
+	defer putBuf(bp)
+	buf := (*bp)[:0]
 	end := offset + length
 	first := offset / segmentSize
 	if length == 0 {
@@ -402,7 +413,25 @@ func (o *objectReader) writeRange(w io.Writer, offset, length int64) error {
 
 // verify checks every segment and the content hash, as Scrub does.
 func (o *objectReader) verify() error {
-	return o.writeRange(io.Discard, 0, o.hdr.Size)
+	return o.copyRange(io.Discard, 0, o.hdr.Size, true)
+}
+
+// Segment buffers: objects of at least a segment share pooled buffers of
+// a segment and a tag; smaller ones get buffers of their own size.
+var segPool = sync.Pool{New: func() any { b := make([]byte, segmentSize+tagSize); return &b }}
+
+func getBuf(size int64) *[]byte {
+	if size >= segmentSize {
+		return segPool.Get().(*[]byte)
+	}
+	b := make([]byte, size+tagSize)
+	return &b
+}
+
+func putBuf(b *[]byte) {
+	if b != nil && cap(*b) == segmentSize+tagSize {
+		segPool.Put(b)
+	}
 }
 
 // writeError marks a failure to send, as opposed to a failure to read.

@@ -105,9 +105,11 @@ type Server struct {
 	mu          sync.Mutex
 	clients     map[string]serverdb.Client
 	lastRefresh time.Time
-	contacts    map[string]time.Time
-	slots       map[string]chan struct{}
-	usage       map[string]*clientUsage
+	contacts    map[string]time.Time // to be written
+	// contactWritten: when each client's contact was last queued
+	contactWritten map[string]time.Time
+	slots          map[string]chan struct{}
+	usage          map[string]*clientUsage
 
 	enrolLimit *rateLimiter
 
@@ -234,19 +236,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		now:        cfg.Now,
-		store:      &store{root: filepath.Join(cfg.Dir, ObjectsDir), tmp: filepath.Join(cfg.Dir, TempDir), key: key},
-		lock:       lock,
-		refuse:     newRefusalLimiter(cfg.Refusals, 600),
-		clients:    map[string]serverdb.Client{},
-		contacts:   map[string]time.Time{},
-		slots:      map[string]chan struct{}{},
-		usage:      map[string]*clientUsage{},
-		enrolLimit: newRateLimiter(5, 20),
-		stop:       make(chan struct{}),
-		stopped:    make(chan struct{}),
+		cfg:            cfg,
+		log:            cfg.Logger,
+		now:            cfg.Now,
+		store:          &store{root: filepath.Join(cfg.Dir, ObjectsDir), tmp: filepath.Join(cfg.Dir, TempDir), key: key},
+		lock:           lock,
+		refuse:         newRefusalLimiter(cfg.Refusals, 600),
+		clients:        map[string]serverdb.Client{},
+		contacts:       map[string]time.Time{},
+		contactWritten: map[string]time.Time{},
+		slots:          map[string]chan struct{}{},
+		usage:          map[string]*clientUsage{},
+		enrolLimit:     newRateLimiter(5, 20),
+		stop:           make(chan struct{}),
+		stopped:        make(chan struct{}),
 	}
 	fail := func(err error) (*Server, error) {
 		_ = lock.Close()

@@ -144,6 +144,21 @@ func TestBasicObjectLifecycle(t *testing.T) {
 	if r.status != 404 || r.header.Get(wire.HeaderError) != string(wire.CodeNoRepository) {
 		t.Errorf("listing of a missing repository: %d %s", r.status, r.header.Get(wire.HeaderError))
 	}
+	// The request was recorded as the client's last contact.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cl, err := env.DB.Client(context.Background(), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cl.LastContact.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("last contact never recorded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Snapshot objects carry the server's arrival time, which the client cannot set.
@@ -799,5 +814,94 @@ func TestStartRefusals(t *testing.T) {
 		if err := server.CheckTLSConfig(conf); !errors.Is(err, server.ErrInsecureTLS) {
 			t.Errorf("CheckTLSConfig(%+v) = %v", conf, err)
 		}
+	}
+}
+
+// Resumed TLS sessions are checked too: they work, and revocation ends them.
+func TestResumedSessions(t *testing.T) {
+	env := start(t, server.Config{})
+	id := env.Enrol(t, "alice", nil)
+	conf := id.TLS.Clone() // one session cache for every transport below
+	get := func() (*http.Response, error) {
+		tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: true}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest("POST", "https://"+env.Addr+"/v1/repos/r", nil)
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	if resp, err := get(); err != nil || resp.StatusCode != 201 || resp.TLS.DidResume {
+		t.Fatalf("first connection: %v %v", resp, err)
+	}
+	resp, err := get()
+	if err != nil || resp.StatusCode != 409 {
+		t.Fatalf("second connection: %v %v", resp, err)
+	}
+	if !resp.TLS.DidResume {
+		t.Fatal("second connection did not resume; the test would prove nothing")
+	}
+	if err := env.DB.RevokeClient(context.Background(), "alice", time.Now(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Server.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := get(); err == nil && resp.StatusCode != 401 {
+		t.Fatalf("resumed session of a revoked client: %d (resumed %v)", resp.StatusCode, resp.TLS.DidResume)
+	}
+}
+
+// Slow clients are cut off by the timeouts and leave nothing behind.
+func TestSlowClients(t *testing.T) {
+	env := start(t, server.Config{ReadHeaderTimeout: 200 * time.Millisecond, ReadTimeout: 400 * time.Millisecond})
+	id := env.Enrol(t, "alice", nil)
+	newClient(t, env, id).mustStatus("POST", "/v1/repos/r", nil, 201)
+	conf := id.TLS.Clone()
+	conf.NextProtos = []string{"http/1.1"}
+	for _, partial := range []string{
+		"GET /v1/repos/r/data/ HTTP/1.1\r\nHost: x\r\n",                                          // headers never finished
+		"PUT /v1/repos/r/data/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789", // body stalls
+	} {
+		conn, err := tls.Dial("tcp", env.Addr, conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(conn, partial); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadAll(conn)
+		if time.Since(start) > 3*time.Second {
+			t.Errorf("%q: connection held for %v (%v)", partial, time.Since(start), err)
+		}
+		conn.Close()
+	}
+	assertNoTemp(t, env)
+	newClient(t, env, id).mustStatus("HEAD", "/v1/repos/r/data/slow", nil, 404)
+}
+
+// When the database cannot be read, the server stops serving rather than
+// trust a revocation list that may be out of date.
+func TestFailsClosedOnStaleState(t *testing.T) {
+	env := start(t, server.Config{})
+	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c.mustStatus("POST", "/v1/repos/r", nil, 201)
+	if err := env.DB.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := c.do("HEAD", "/v1/repos/r", nil, nil)
+		if r.status == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still serving with an unreadable database: %d %v", r.status, r.err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -219,7 +219,12 @@ func (s *store) open(id objectID) (*objectReader, error) {
 	return o, nil
 }
 
-func (o *objectReader) Close() error { return o.f.Close() }
+// Close closes the file and returns the reader's buffer to the pool.
+func (o *objectReader) Close() error {
+	putBuf(o.sealed)
+	o.sealed = nil
+	return o.f.Close()
+}
 
 // remove deletes id and returns its content size.
 func (s *store) remove(id objectID) error {

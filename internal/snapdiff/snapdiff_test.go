@@ -262,7 +262,7 @@ func TestDiffRealSnapshots(t *testing.T) {
 	modified := filepath.Join(src, "d1", names[0])
 	repotest.WriteFile(t, modified, 7000, rng)
 	chmodded := filepath.Join(src, "d1", names[1])
-	if err := os.Chmod(chmodded, 0o600); err != nil {
+	if err := os.Chmod(chmodded, 0o640); err != nil {
 		t.Fatal(err)
 	}
 	old := time.Unix(1_600_000_000, 0)

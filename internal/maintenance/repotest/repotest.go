@@ -5,6 +5,7 @@ package repotest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -75,14 +76,14 @@ func Backup(t testing.TB, st storage.Storage, paths []string, tags ...string) *r
 // WriteFile writes n random bytes (from rng) to path, creating directories.
 func WriteFile(t testing.TB, path string, n int, rng *rand.Rand) []byte {
 	t.Helper()
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[:], rng.Uint64())
 	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	_, _ = rand.NewChaCha8(seed).Read(b)
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -108,7 +109,7 @@ func Files(t testing.TB, dir string) map[string][]byte {
 			return err
 		}
 		if d.Type().IsRegular() {
-			b, err := os.ReadFile(p) // #nosec G304 -- test helper reading its own temp dir
+			b, err := os.ReadFile(p) // #nosec G304 G122 -- test helper reading its own temp dir
 			if err != nil {
 				return err
 			}

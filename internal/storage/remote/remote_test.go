@@ -384,7 +384,9 @@ func TestBadResponses(t *testing.T) {
 
 	f2 := &fake{mode: "bad-digest"}
 	url, conf = startFake(t, f2)
-	r, err = remote.CreateWithOptions(ctx, url, conf, fast)
+	verify := fast
+	verify.VerifyDigest = true
+	r, err = remote.CreateWithOptions(ctx, url, conf, verify)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,4 +439,97 @@ func TestServerLimitsMapped(t *testing.T) {
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// Many clients back up at once: no errors, and each sees only its own objects.
+func TestManyClients(t *testing.T) {
+	env := servertest.Start(t, servertest.Options{})
+	const clients, objects = 20, 20
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := 0; c < clients; c++ {
+		id := env.Enrol(t, fmt.Sprintf("host-%02d", c), nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := remote.Create(ctx, env.URL("main"), id.TLS)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer r.Close()
+			var inner sync.WaitGroup
+			for i := 0; i < objects; i++ {
+				inner.Add(1)
+				go func() {
+					defer inner.Done()
+					h := storage.Handle{Kind: storage.KindData, Name: fmt.Sprintf("%02x%s", i, id.Name)}
+					if err := r.Save(ctx, h, storagetest.Content(id.Name+h.Name, 1000+i)); err != nil {
+						errs <- err
+					}
+				}()
+			}
+			inner.Wait()
+			n := 0
+			err = r.List(ctx, storage.KindData, func(fi storage.FileInfo) error {
+				n++
+				if !strings.HasSuffix(fi.Name, id.Name) {
+					return fmt.Errorf("%s lists %s", id.Name, fi.Name)
+				}
+				return nil
+			})
+			if err == nil && n != objects {
+				err = fmt.Errorf("%s lists %d objects", id.Name, n)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func BenchmarkSave16MiB(b *testing.B) {
+	env := servertest.Start(b, servertest.Options{})
+	id := env.Enrol(b, "bench", nil)
+	r, err := remote.Create(context.Background(), env.URL("main"), id.TLS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	data := storagetest.Content("bench", 16<<20)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := r.Save(context.Background(), storage.Handle{Kind: storage.KindData, Name: fmt.Sprintf("p%d", i)}, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLoad16MiB(b *testing.B) {
+	env := servertest.Start(b, servertest.Options{})
+	id := env.Enrol(b, "bench", nil)
+	r, err := remote.Create(context.Background(), env.URL("main"), id.TLS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	data := storagetest.Content("bench", 16<<20)
+	h := storage.Handle{Kind: storage.KindData, Name: "p"}
+	if err := r.Save(context.Background(), h, data); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := r.Load(context.Background(), h, 0, -1); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
