@@ -21,22 +21,11 @@ object per change and a final statistics object.`,
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, err := openRepo(ctx)
-			if err != nil {
-				return err
-			}
-			unlock, err := lockRepo(ctx, repo, "diff", false, true)
+			repo, snaps, unlock, err := openReader(ctx, "diff")
 			if err != nil {
 				return err
 			}
 			defer unlock()
-			if err := repo.LoadIndex(ctx); err != nil {
-				return err
-			}
-			snaps, err := loadSnapshots(ctx, repo)
-			if err != nil {
-				return err
-			}
 			a, err := repository.FindSnapshot(snaps, args[0], sf.filter())
 			if err != nil {
 				return err

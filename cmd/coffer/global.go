@@ -235,6 +235,28 @@ func lockRepo(ctx context.Context, r *repository.Repository, op string, exclusiv
 	return func() { _ = l.Unlock(context.Background()) }, nil
 }
 
+// openReader opens the repository for a read-only command: unlock, take a
+// shared lock (unless --no-lock), load the index and the snapshots (with the
+// rollback check). The caller must call unlock.
+func openReader(ctx context.Context, op string) (repo *repository.Repository, snaps []*repository.Snapshot, unlock func(), err error) {
+	repo, err = openRepo(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	unlock, err = lockRepo(ctx, repo, op, false, true)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err = repo.LoadIndex(ctx); err == nil {
+		snaps, err = loadSnapshots(ctx, repo)
+	}
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return repo, snaps, unlock, nil
+}
+
 // loadSnapshots loads snapshots and runs the rollback check against what
 // this client has seen before, then records what it sees now.
 func loadSnapshots(ctx context.Context, r *repository.Repository) ([]*repository.Snapshot, error) {

@@ -19,22 +19,11 @@ func init() {
 		Args:  usageArgs(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, err := openRepo(ctx)
-			if err != nil {
-				return err
-			}
-			unlock, err := lockRepo(ctx, repo, "ls", false, true)
+			repo, snaps, unlock, err := openReader(ctx, "ls")
 			if err != nil {
 				return err
 			}
 			defer unlock()
-			if err := repo.LoadIndex(ctx); err != nil {
-				return err
-			}
-			snaps, err := loadSnapshots(ctx, repo)
-			if err != nil {
-				return err
-			}
 			snap, err := repository.FindSnapshot(snaps, args[0], sf.filter())
 			if err != nil {
 				return err

@@ -43,22 +43,11 @@ restore resumes. Nothing is ever written outside the target.`,
 			if err != nil {
 				return err
 			}
-			repo, err := openRepo(ctx)
-			if err != nil {
-				return err
-			}
-			unlock, err := lockRepo(ctx, repo, "restore", false, true)
+			repo, snaps, unlock, err := openReader(ctx, "restore")
 			if err != nil {
 				return err
 			}
 			defer unlock()
-			if err := repo.LoadIndex(ctx); err != nil {
-				return err
-			}
-			snaps, err := loadSnapshots(ctx, repo)
-			if err != nil {
-				return err
-			}
 			snap, err := repository.FindSnapshot(snaps, args[0], o.snaps.filter())
 			if err != nil {
 				return err

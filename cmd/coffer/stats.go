@@ -22,22 +22,11 @@ shows the unique blobs they reference, their plaintext size, their stored
 			if mode != "restore-size" && mode != "raw-data" {
 				return usageErrorf("--mode must be restore-size or raw-data, not %q", mode)
 			}
-			repo, err := openRepo(ctx)
-			if err != nil {
-				return err
-			}
-			unlock, err := lockRepo(ctx, repo, "stats", false, true)
+			repo, snaps, unlock, err := openReader(ctx, "stats")
 			if err != nil {
 				return err
 			}
 			defer unlock()
-			if err := repo.LoadIndex(ctx); err != nil {
-				return err
-			}
-			snaps, err := loadSnapshots(ctx, repo)
-			if err != nil {
-				return err
-			}
 			var sel []*repository.Snapshot
 			if len(args) > 0 {
 				seen := map[repository.ID]bool{}
