@@ -16,11 +16,19 @@ func init() {
 	var newPassFile, recoveryFile string
 	var kdf kdfFlags
 
-	newPassphrase := func() ([]byte, error) {
-		if newPassFile != "" {
-			return readSecretFile(newPassFile)
+	// newPassphrase validates the KDF flags, then reads the new passphrase.
+	newPassphrase := func() ([]byte, keyring.KDFParams, error) {
+		p, err := kdf.params()
+		if err != nil {
+			return nil, p, err
 		}
-		return promptPassword("enter the new passphrase: ", true)
+		var pass []byte
+		if newPassFile != "" {
+			pass, err = readSecretFile(newPassFile)
+		} else {
+			pass, err = promptPassword("enter the new passphrase: ", true)
+		}
+		return pass, p, err
 	}
 
 	list := &cobra.Command{
@@ -83,11 +91,7 @@ func init() {
 				printf(cmd.OutOrStdout(), "added recovery key slot %s; key written to %s\n", s.ID[:8], recoveryFile)
 				return nil
 			}
-			p, err := kdf.params()
-			if err != nil {
-				return err
-			}
-			pass, err := newPassphrase()
+			pass, p, err := newPassphrase()
 			if err != nil {
 				return err
 			}
@@ -121,15 +125,11 @@ func init() {
 	passwd := &cobra.Command{
 		Use: "passwd", Short: "Change the passphrase of the slot in use", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := kdf.params()
-			if err != nil {
-				return err
-			}
 			repo, err := openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
-			pass, err := newPassphrase()
+			pass, p, err := newPassphrase()
 			if err != nil {
 				return err
 			}
