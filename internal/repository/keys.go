@@ -218,6 +218,11 @@ func Open(ctx context.Context, st storage.Storage, secret []byte) (*Repository, 
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
+	if h, err := crypto.ParseHeader(cfgData); err != nil || h.Kind != crypto.KindConfig {
+		// Another tool's repository, or a damaged config: say so before
+		// asking the key slots, which would only report a wrong passphrase.
+		return nil, fmt.Errorf("%w: %s holds no coffer repository config (foreign or damaged)", storage.ErrNoRepository, st.Location())
+	}
 	slots, slotErrs, err := LoadSlots(ctx, st)
 	if err != nil {
 		return nil, err

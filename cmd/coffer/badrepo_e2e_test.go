@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestForeignRepositoryRefused points coffer at a directory that holds some
+// other tool's "config": a clear error and exit 10, nothing written.
+func TestForeignRepositoryRefused(t *testing.T) {
+	e := newEnv(t)
+	if err := os.MkdirAll(filepath.Join(e.repo, "keys"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(e.repo, "config"), []byte(`{"version":2,"id":"restic-like"}`))
+	_, se, code := e.run("snapshots", "--repo", e.repo)
+	if code != 10 || !strings.Contains(se, "no coffer repository") {
+		t.Fatalf("foreign repository: exit %d, %s", code, se)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.repo, "config")); !bytes.Contains(b, []byte("restic-like")) {
+		t.Fatal("foreign config was modified")
+	}
+}
+
+// TestDiskFullDuringBackup backs up into a repository on a tiny tmpfs: the
+// backup fails with a clear error, the repository stays consistent, and
+// after space is freed the next backup works.
+func TestDiskFullDuringBackup(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	e := newEnv(t)
+	mnt := filepath.Join(e.dir, "small")
+	if err := os.MkdirAll(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	e.repo = filepath.Join(mnt, "repo")
+	e.init()
+	small := filepath.Join(e.dir, "small-src")
+	writeFile(t, filepath.Join(small, "f"), []byte("fits easily"))
+	e.must("backup", "--repo", e.repo, small)
+	big := filepath.Join(e.dir, "big-src")
+	randomTree(t, big, 12, 1<<20) // 12 MiB of random data: does not fit
+	_, se, code := e.run("backup", "--repo", e.repo, big)
+	if code == 0 || !strings.Contains(se, "no space left") {
+		t.Fatalf("backup onto a full disk: exit %d, %s", code, se)
+	}
+	if strings.Contains(se, "panic") {
+		t.Fatalf("panic: %s", se)
+	}
+	// What was committed before is intact.
+	e.must("check", "--repo", e.repo, "--read-data")
+	dst := filepath.Join(e.dir, "dst")
+	e.must("restore", "latest", "--repo", e.repo, "--target", dst)
+	diffTrees(t, small, filepath.Join(dst, small))
+	// Free space (forget nothing; remove the oversized source) and go on.
+	if err := os.RemoveAll(big); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(small, "g"), []byte("more"))
+	e.must("backup", "--repo", e.repo, small)
+	e.must("check", "--repo", e.repo)
+}
