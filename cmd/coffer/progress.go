@@ -47,7 +47,7 @@ func backupProgressLine(p *archiver.Progress) string {
 	total := p.TotalBytes.Load()
 	eta := ""
 	if total > b && rate > 0 {
-		eta = " ETA " + (time.Duration(float64(total-b)/rate) * time.Second / time.Second).Round(time.Second).String()
+		eta = " ETA " + time.Duration(float64(total-b)/rate*float64(time.Second)).Round(time.Second).String()
 	}
 	return fmt.Sprintf("[%s] %d/%d files, %s/%s, %s/s%s, %d errors", el.Round(time.Second), p.Files.Load(), p.TotalFiles.Load(),
 		formatBytes(b), formatBytes(total), formatBytes(uint64(rate)), eta, p.Errors.Load())
