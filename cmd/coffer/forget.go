@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -129,7 +132,7 @@ func runForget(cmd *cobra.Command, o forgetOptions, args []string) error {
 		for _, a := range args {
 			s, err := repository.FindSnapshot(snaps, a, o.snaps.filter())
 			if err != nil {
-				return err
+				return replacedHint(ctx, repo, a, err)
 			}
 			if !seen[s.ID] {
 				seen[s.ID] = true
@@ -222,4 +225,23 @@ func printForgetPlans(w io.Writer, plans []maintenance.ForgetPlan) {
 			}
 		}
 	}
+}
+
+// replacedHint adds to a "no matching snapshot" error the new ID of a
+// snapshot that `prune --rewrite-old-terms` re-sealed under a new ID.
+func replacedHint(ctx context.Context, repo *repository.Repository, sel string, err error) error {
+	if !errors.Is(err, repository.ErrSnapshotNotFound) || sel == "latest" {
+		return err
+	}
+	m, lerr := repo.SnapshotReplacements(ctx)
+	if lerr != nil {
+		return err
+	}
+	for o := range m {
+		if strings.HasPrefix(o.String(), sel) {
+			n := repository.ResolveReplacement(m, o)
+			return fmt.Errorf("%w (snapshot %s was re-sealed by prune --rewrite-old-terms and is now %s)", err, o.Short(), n.Short())
+		}
+	}
+	return err
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/maintenance"
@@ -29,7 +31,7 @@ func (p *pruneFlags) register(f *pflag.FlagSet, withDryRun bool) {
 	f.StringVar(&p.maxUnused, "max-unused", "10%", `unused data tolerated in packs that still hold used data before they are repacked: "N%", a size ("500M") or "unlimited"`)
 	f.DurationVar(&p.safetyMargin, "safety-margin", maintenance.DefaultSafetyMargin, "packs no index names are deleted only after being condemned this long")
 	f.DurationVar(&p.clockSkew, "clock-skew", maintenance.DefaultClockSkew, "locks started up to this long after a condemned record still hold it back (clocks of other hosts)")
-	f.BoolVar(&p.rewriteOldTerms, "rewrite-old-terms", false, "repack every pack sealed with an older key term (takes an exclusive lock)")
+	f.BoolVar(&p.rewriteOldTerms, "rewrite-old-terms", false, "re-seal packs, index files, records and snapshots sealed with an older key term; snapshots get new IDs (takes an exclusive lock)")
 }
 
 func init() {
@@ -42,7 +44,14 @@ unused data when more than --max-unused would stay unused. It runs beside
 backups in two phases: packs are first condemned (backups stop deduplicating
 against them) and deleted only when no process that started before that may
 still rely on them. When no other process holds a lock, both phases happen
-in one run; otherwise a later prune finishes the job.`,
+in one run; otherwise a later prune finishes the job.
+
+--rewrite-old-terms (after "key rotate") moves everything sealed with an
+older key term to the current one: packs are repacked, index files,
+forget and condemned records re-sealed. Snapshots are re-sealed under new
+IDs, because stored objects are never overwritten; a forget record names
+each old ID and its replacement, so clients that saw the old IDs report no
+rollback. What is still on an older term afterwards is listed.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -148,4 +157,42 @@ func printPruneReport(w io.Writer, r *maintenance.PruneReport) {
 			printf(w, "  %s\n", l)
 		}
 	}
+	printTermReport(w, r, would)
+}
+
+// printTermReport says what --rewrite-old-terms did and what is left.
+func printTermReport(w io.Writer, r *maintenance.PruneReport, would string) {
+	if r.CurrentTerm == 0 {
+		return
+	}
+	printf(w, "%d snapshots and %d records %sre-sealed with key term %d\n", r.RewrittenSnapshots, r.RewrittenRecords, would, r.CurrentTerm)
+	olds := make([]string, 0, len(r.ReplacedSnapshots))
+	for o := range r.ReplacedSnapshots {
+		olds = append(olds, o)
+	}
+	slices.Sort(olds)
+	for _, o := range olds {
+		printf(w, "  snapshot %s is now %s\n", shortHex(o), shortHex(r.ReplacedSnapshots[o]))
+	}
+	if r.DryRun {
+		return
+	}
+	if len(r.OldTermObjects) == 0 {
+		printf(w, "every object is sealed with key term %d (config and keyring use the repository key by design)\n", r.CurrentTerm)
+		return
+	}
+	kinds := make([]string, 0, len(r.OldTermObjects))
+	for k, n := range r.OldTermObjects {
+		kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
+	}
+	slices.Sort(kinds)
+	printf(w, "still sealed with an older key term: %s\n", strings.Join(kinds, ", "))
+	printf(w, "(packs in no index wait for --safety-margin, locks for their owners; run prune --rewrite-old-terms again later)\n")
+}
+
+func shortHex(hexID string) string {
+	if len(hexID) > 8 {
+		return hexID[:8]
+	}
+	return hexID
 }

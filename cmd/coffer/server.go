@@ -3,14 +3,9 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"path/filepath"
 
-	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server"
-	"github.com/coffer-backup/coffer/internal/serverdb"
-	"github.com/coffer-backup/coffer/internal/tlspolicy"
 	"github.com/spf13/cobra"
 )
 
@@ -26,55 +21,50 @@ func init() {
 	serverCmd.AddCommand(newServerRunCommand())
 }
 
+// requireDir checks the --dir flag every server command needs.
+func requireDir(dir string) error {
+	if dir == "" {
+		return usageErrorf("--dir is required")
+	}
+	return nil
+}
+
 func newServerRunCommand() *cobra.Command {
 	var dir, listen string
 	cmd := &cobra.Command{
 		Use:   "run --dir DIR [--listen ADDR]",
 		Short: "Serve repositories and enrolment on one mutual-TLS port",
-		Long: `Run serves the storage API (HTTPS, HTTP/2) on ADDR until interrupted.
-Clients must present a certificate issued by the server's CA; refused
-handshakes and requests are recorded in the state database.`,
+		Long: `Run serves the storage API (HTTPS, HTTP/2), enrolment and certificate
+renewal on one port until interrupted, with the TLS policy of the state
+directory's config.json. Clients must present a certificate issued by the
+server's CA; refused handshakes and requests are recorded in the state
+database (see coffer server tls-report). At start and every 24 hours the
+server scans its own port and raises an alert if it offers anything weaker
+than its policy.
+
+Run refuses to start when a key file or the database is accessible to group
+or others, or when the directory belongs to another user.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				return usageErrorf("--dir is required")
+			if err := requireDir(dir); err != nil {
+				return err
 			}
-			ctx := cmd.Context()
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
-			if err != nil {
-				return err
+			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log}
+			// For benchmarks: one JSON line per request with its latency.
+			if p := os.Getenv("COFFER_SERVER_REQUEST_LOG"); p != "" {
+				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600) // #nosec G304 G703 -- the operator names the log file
+				if err != nil {
+					return fmt.Errorf("request log: %w", err)
+				}
+				defer f.Close()
+				opts.RequestLog = f
 			}
-			defer db.Close()
-			srv, err := server.New(server.Config{Dir: dir, DB: db, Logger: log})
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			ca, err := pki.LoadCA(dir)
-			if err != nil {
-				return err
-			}
-			kp, err := pki.LoadKeyPair(dir, pki.ServerCertFile, pki.ServerKeyFile)
-			if err != nil {
-				return err
-			}
-			policy := tlspolicy.Default()
-			conf := policy.ServerConfig(kp.TLSCertificate(ca.Cert), ca.Pool(), srv.VerifyConnection)
-			if err := server.CheckTLSConfig(conf); err != nil {
-				return err
-			}
-			inner, err := net.Listen("tcp", listen)
-			if err != nil {
-				return fmt.Errorf("listen: %w", err)
-			}
-			ln := policy.Listen(inner, conf, db.RefusalLog(), tlspolicy.ListenerOptions{})
-			log.Info("coffer server listening", "addr", inner.Addr().String(), "dir", dir)
-			return srv.Serve(ctx, ln)
+			return server.Run(cmd.Context(), opts)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "server state directory")
-	f.StringVar(&listen, "listen", ":7443", "address to listen on")
+	f.StringVar(&listen, "listen", "", `address to listen on (default: "listen" of config.json, normally :7443)`)
 	return cmd
 }

@@ -61,15 +61,15 @@ type Archiver struct {
 	params chunker.Params
 	secret [32]byte
 
-	mu      sync.Mutex
-	errs    []SourceError
-	summary repository.SnapshotSummary
-	fatal   error
-	cancel  context.CancelFunc
-	blobSem chan struct{}
-	fileSem chan struct{}
-	dirSem  chan struct{} // directories saved concurrently; beyond it, inline
-	workers sync.Pool     // *fileWorker: a chunker and its buffer per file in flight
+	mu       sync.Mutex
+	errs     []SourceError
+	summary  repository.SnapshotSummary
+	fatal    error
+	cancel   context.CancelFunc
+	blobSem  chan struct{}
+	fileJobs chan func()      // run by a fixed set of file workers (Snapshot)
+	dirSem   chan struct{}    // directories saved concurrently; beyond it, inline
+	chunkers chan *fileWorker // one per large file being chunked
 }
 
 // New returns an archiver writing to repo.
@@ -79,22 +79,27 @@ func New(repo *repository.Repository, opts Options) *Archiver {
 	}
 	n := runtime.GOMAXPROCS(0)
 	a := &Archiver{
-		repo:    repo,
-		opts:    opts,
-		params:  repo.Config().Chunker,
-		secret:  repo.ChunkerSecret(),
-		blobSem: make(chan struct{}, 2*n+2),
-		fileSem: make(chan struct{}, max(4, 2*n)),
-		dirSem:  make(chan struct{}, 4*n),
+		repo:     repo,
+		opts:     opts,
+		params:   repo.Config().Chunker,
+		secret:   repo.ChunkerSecret(),
+		blobSem:  make(chan struct{}, n+2),
+		dirSem:   make(chan struct{}, 4*n),
+		chunkers: make(chan *fileWorker, n),
 	}
-	a.workers.New = func() any {
-		return &fileWorker{ch: chunker.New(nil, a.secret, a.params), buf: make([]byte, 0, a.params.Max)}
+	for range n {
+		a.chunkers <- &fileWorker{}
 	}
 	return a
 }
 
-// fileWorker is reused across files: deriving the keyed chunker and
-// allocating a max-size chunk buffer per file would dominate small files.
+// fileWorkers is how many files are read at once: small files cost
+// mostly system calls, so more of them than cores keep the cores busy.
+func fileWorkers() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
+
+// fileWorker chunks one large file at a time. Deriving the keyed chunker is
+// costly, and its chunk buffer grows to the largest chunk seen and is
+// reused; there are only as many as cores, which bounds their memory.
 type fileWorker struct {
 	ch  *chunker.Chunker
 	buf []byte
@@ -184,7 +189,22 @@ func (a *Archiver) Snapshot(ctx context.Context, paths []string) (*repository.Sn
 		parentRoot = &a.opts.Parent.Tree
 	}
 	a.repo.StartWriting(ctx)
+	a.fileJobs = make(chan func(), 64)
+	var workers sync.WaitGroup
+	for range fileWorkers() {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for job := range a.fileJobs {
+				job()
+			}
+		}()
+	}
 	treeID, err := a.saveVirtual(ctx, "/", root, parentRoot)
+	// Every entry saveVirtual started has finished (each directory waits
+	// for its entries, also on error): no more file jobs can come.
+	close(a.fileJobs)
+	workers.Wait()
 	if ferr := a.fatalErr(); ferr != nil {
 		return nil, ferr
 	}
@@ -249,7 +269,7 @@ func (a *Archiver) saveVirtual(ctx context.Context, dir string, v *vnode, parent
 	for _, name := range names {
 		ch := v.children[name]
 		path := filepath.Join(dir, name)
-		meta, err := fsmeta.Lstat(path)
+		meta, err := fsmeta.LstatNoFileFlags(path) // saveEntry reads a file's flags
 		if err != nil && !errors.Is(err, fsmeta.ErrIncomplete) {
 			return repository.ID{}, fmt.Errorf("%s: %w", path, err)
 		}
@@ -301,8 +321,40 @@ func (a *Archiver) saveEntry(ctx context.Context, path, name string, meta *fsmet
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if a.opts.Excludes != nil && a.opts.Excludes.Match(path) {
-		return nil, nil
+	if a.opts.Excludes != nil {
+		switch a.opts.Excludes.ExcludeAction(path, meta.Type == fsmeta.TypeDir) {
+		case filter.Skip:
+			return nil, nil
+		case filter.Descend:
+			// Excluded, but a later "!" pattern may re-include something
+			// below (docs/filters.md): read it, each child deciding for
+			// itself, and keep the directory only as the parent of what
+			// was re-included.
+			skip, err := a.skipDir(path, meta)
+			if err != nil {
+				a.reportError(path, err)
+			}
+			if skip {
+				return nil, nil
+			}
+			var psub *repository.ID
+			if pn != nil && pn.Type == fsmeta.TypeDir {
+				psub = pn.Subtree
+			}
+			id, err := a.saveDir(ctx, path, meta, psub)
+			if err != nil {
+				return nil, err
+			}
+			empty, err := (&repository.Tree{}).Encode()
+			if err != nil {
+				return nil, err
+			}
+			if id == a.repo.Hasher().Sum(empty) {
+				return nil, nil // nothing below was re-included
+			}
+			a.opts.Progress.Dirs.Add(1)
+			return ready(&repository.Node{Name: []byte(name), Meta: *meta, Subtree: &id}), nil
+		}
 	}
 	node := &repository.Node{Name: []byte(name), Meta: *meta}
 	switch meta.Type {
@@ -349,6 +401,8 @@ func (a *Archiver) saveEntry(ctx context.Context, path, name string, meta *fsmet
 		a.opts.Progress.TotalFiles.Add(1)
 		a.opts.Progress.TotalBytes.Add(uint64(meta.Size)) // #nosec G115 -- meta.Size is st_size of a regular file from lstat, never negative
 		if pn != nil && pn.Type == fsmeta.TypeFile && pn.SameContent(meta) && a.allBlobsKnown(pn) {
+			// chattr changes the ctime, so the parent's flags are current.
+			node.Flags = pn.Flags
 			node.Content = pn.Content
 			a.opts.Progress.Files.Add(1)
 			a.opts.Progress.Unchanged.Add(1)
@@ -359,15 +413,9 @@ func (a *Archiver) saveEntry(ctx context.Context, path, name string, meta *fsmet
 			return ready(node), nil
 		}
 		f := &futureNode{node: node, done: make(chan struct{})}
-		select {
-		case a.fileSem <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		go func() {
+		job := func() {
 			defer close(f.done)
-			defer func() { <-a.fileSem }()
-			content, size, err := a.saveFile(ctx, path)
+			content, size, flags, err := a.saveFile(ctx, path)
 			if err != nil {
 				var re repoError
 				switch {
@@ -381,6 +429,7 @@ func (a *Archiver) saveEntry(ctx context.Context, path, name string, meta *fsmet
 			}
 			node.Content = content
 			node.Size = size
+			node.Flags = flags
 			a.opts.Progress.Files.Add(1)
 			a.mu.Lock()
 			if pn != nil {
@@ -389,7 +438,12 @@ func (a *Archiver) saveEntry(ctx context.Context, path, name string, meta *fsmet
 				a.summary.FilesNew++
 			}
 			a.mu.Unlock()
-		}()
+		}
+		select {
+		case a.fileJobs <- job:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		return f, nil
 	default:
 		return ready(node), nil
@@ -435,7 +489,7 @@ func (a *Archiver) saveDirOn(ctx context.Context, path string, dev uint64, paren
 	for _, e := range entries {
 		name := e.Name()
 		p := filepath.Join(path, name)
-		meta, err := fsmeta.Lstat(p)
+		meta, err := fsmeta.LstatNoFileFlags(p) // saveEntry reads a file's flags
 		if err != nil && !errors.Is(err, fsmeta.ErrIncomplete) {
 			a.reportError(p, err)
 			continue
@@ -448,6 +502,11 @@ func (a *Archiver) saveDirOn(ctx context.Context, path string, dev uint64, paren
 		}
 		f, err := a.saveEntry(ctx, p, name, meta, findNode(ptree, name))
 		if err != nil {
+			// Nothing may still run when the walk returns: Snapshot then
+			// stops the file workers.
+			for _, f := range futures {
+				f.wait()
+			}
 			return repository.ID{}, err
 		}
 		if f != nil {
@@ -481,34 +540,78 @@ func (a *Archiver) saveDirOn(ctx context.Context, path string, dev uint64, paren
 }
 
 // saveFile chunks a regular file and stores its blobs; all-zero chunks and
-// holes become hole items so sparse files stay sparse.
-func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.ContentItem, int64, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME, 0) // #nosec G304 -- path is a backup source the user named, or an entry found by walking it
-	if errors.Is(err, unix.EPERM) {
-		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0) // #nosec G304 -- path is a backup source the user named, or an entry found by walking it
-	}
+// holes become hole items so sparse files stay sparse. It also returns the
+// file's size and inode flags, read from the descriptor it opened.
+func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.ContentItem, int64, uint32, error) {
+	f, err := openSource(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, 0, fmt.Errorf("changed type during backup")
+		return nil, 0, 0, fmt.Errorf("changed type during backup")
 	}
+	flags := fsmeta.FileFlags(f)
 	size := fi.Size()
+	if size <= int64(a.params.Min) {
+		items, n, err := a.saveSmallFile(ctx, f, size)
+		return items, n, flags, err
+	}
+	items, err := a.saveLargeFile(ctx, f, size)
+	return items, size, flags, err
+}
+
+// saveSmallFile stores a file no larger than the chunker's minimum, which is
+// always one chunk: it is read whole, with no chunker and no hole search. A
+// file that shrank meanwhile is stored as read; its size is what was read.
+func (a *Archiver) saveSmallFile(ctx context.Context, f *os.File, size int64) ([]repository.ContentItem, int64, error) {
+	if size == 0 {
+		return nil, 0, nil
+	}
+	data := make([]byte, size)
+	n, err := f.ReadAt(data, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, 0, err
+	}
+	data = data[:n]
+	a.opts.Progress.Bytes.Add(uint64(n)) // #nosec G115 -- n is a byte count, not negative
+	if n == 0 {
+		return nil, 0, nil
+	}
+	if fsmeta.IsZero(data) {
+		return []repository.ContentItem{{Hole: uint64(n)}}, int64(n), nil // #nosec G115 -- n is a byte count, not negative
+	}
+	id, _, err := a.repo.SaveBlob(ctx, repository.DataBlob, data)
+	if err != nil {
+		return nil, 0, repoError{err}
+	}
+	return []repository.ContentItem{{ID: &id, Size: uint64(n)}}, int64(n), nil // #nosec G115 -- n is a byte count, not negative
+}
+
+// saveLargeFile chunks f and saves its chunks concurrently.
+func (a *Archiver) saveLargeFile(ctx context.Context, f *os.File, size int64) ([]repository.ContentItem, error) {
 	regions, err := fsmeta.DataRegions(f, size)
 	if err != nil {
 		regions = []fsmeta.Region{{Offset: 0, Length: size}}
+	}
+	var w *fileWorker
+	select {
+	case w = <-a.chunkers:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { a.chunkers <- w }()
+	if w.ch == nil {
+		w.ch = chunker.New(nil, a.secret, a.params)
 	}
 	// Each data item gets its own ID cell before its goroutine starts, so
 	// the goroutines never touch the slices that grow here.
 	var items []repository.ContentItem
 	g, gctx := errgroup.WithContext(ctx)
-	w := a.workers.Get().(*fileWorker)
-	defer a.workers.Put(w)
 	ch := w.ch
 	var pos int64
 	addHole := func(n int64) {
@@ -521,20 +624,22 @@ func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.Cont
 		}
 		items = append(items, repository.ContentItem{Hole: uint64(n)})
 	}
-	buf := w.buf
 	for _, rg := range regions {
 		if rg.Offset > pos {
 			addHole(rg.Offset - pos)
 		}
 		ch.Reset(io.NewSectionReader(f, rg.Offset, rg.Length))
 		for {
-			data, err := ch.Next(buf[:0])
+			data, err := ch.Next(w.buf[:0])
 			if err == io.EOF {
 				break
 			}
 			if err != nil {
 				_ = g.Wait()
-				return nil, 0, err
+				return nil, err
+			}
+			if cap(data) > cap(w.buf) {
+				w.buf = data[:0] // keep the grown buffer for the next chunks
 			}
 			a.opts.Progress.Bytes.Add(uint64(len(data)))
 			if fsmeta.IsZero(data) {
@@ -548,9 +653,9 @@ func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.Cont
 			case a.blobSem <- struct{}{}:
 			case <-gctx.Done():
 				if err := g.Wait(); err != nil {
-					return nil, 0, err
+					return nil, err
 				}
-				return nil, 0, gctx.Err()
+				return nil, gctx.Err()
 			}
 			g.Go(func() error {
 				defer func() { <-a.blobSem }()
@@ -568,7 +673,26 @@ func (a *Archiver) saveFile(ctx context.Context, path string) ([]repository.Cont
 		addHole(size - pos)
 	}
 	if err := g.Wait(); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	return items, size, nil
+	return items, nil
+}
+
+// openSource opens a file to back up without following a symlink and, where
+// allowed (owner or root), without touching its atime. It calls open(2)
+// itself: os.OpenFile would also try to register the file with the network
+// poller, several more system calls per file.
+func openSource(path string) (*os.File, error) {
+	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOATIME
+	for {
+		fd, err := unix.Open(path, flags, 0)
+		switch {
+		case err == nil:
+			return os.NewFile(uintptr(fd), path), nil // #nosec G115 -- open(2) returned a non-negative descriptor
+		case errors.Is(err, unix.EPERM) && flags&unix.O_NOATIME != 0:
+			flags &^= unix.O_NOATIME
+		case !errors.Is(err, unix.EINTR):
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+	}
 }

@@ -3,6 +3,7 @@
 package filter
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -103,6 +104,70 @@ func (m *Matcher) ChildMayMatch(dirPath string) bool {
 // re-include anything below), the directory need not be read at all.
 func (m *Matcher) ChildMayNotMatch(dirPath string) bool {
 	return m.childMay(dirPath, false)
+}
+
+// Action is what a backup does with a path, given its exclude patterns.
+type Action uint8
+
+// Actions of ExcludeAction.
+const (
+	// Keep: the path is not excluded (no pattern matches it, or the last
+	// one that does is negated).
+	Keep Action = iota
+	// Skip: the path is excluded, and nothing below it can be re-included.
+	Skip
+	// Descend: the path is an excluded directory below which a later "!"
+	// pattern may re-include something. A backup reads it and stores it
+	// only as the parent of what is re-included.
+	Descend
+)
+
+func (a Action) String() string {
+	switch a {
+	case Keep:
+		return "keep"
+	case Skip:
+		return "skip"
+	case Descend:
+		return "descend"
+	}
+	return "action(" + strconv.Itoa(int(a)) + ")"
+}
+
+// ExcludeAction decides path for a backup that uses m as its exclude
+// patterns, in one pass over the patterns: Keep when Match(path) is false;
+// otherwise Descend for a directory (isDir) for which ChildMayNotMatch(path)
+// holds, and Skip for anything else. Like ChildMayNotMatch it may answer
+// Descend for a directory below which nothing turns out to be re-included,
+// never Skip for one below which something is.
+//
+// restic and gitignore never look inside an excluded directory, so there
+// "--exclude /cache --exclude '!/cache/keep'" keeps nothing of /cache. Here
+// the last matching pattern decides every path, as Match documents, and
+// Descend lets a backup honour that for /cache/keep.
+func (m *Matcher) ExcludeAction(path string, isDir bool) Action {
+	if m.Empty() {
+		return Keep
+	}
+	comps := splitPath(path)
+	reinclude := false
+	for i := len(m.patterns) - 1; i >= 0; i-- {
+		p := &m.patterns[i]
+		matched, live := p.walk(comps)
+		if matched {
+			switch {
+			case p.negated:
+				return Keep
+			case isDir && reinclude:
+				return Descend
+			}
+			return Skip
+		}
+		if live && p.negated {
+			reinclude = true
+		}
+	}
+	return Keep
 }
 
 // childMay reports whether some descendant of dirPath could have Match ==

@@ -177,6 +177,85 @@ func TestChildMayNotMatch(t *testing.T) {
 	}
 }
 
+func TestExcludeAction(t *testing.T) {
+	cases := []struct {
+		pats  []string
+		path  string
+		isDir bool
+		want  Action
+	}{
+		{nil, "/cache", true, Keep},
+		{[]string{"/cache"}, "/cache", true, Skip},
+		{[]string{"/cache"}, "/home", true, Keep},
+		{[]string{"/cache", "!/cache/keep"}, "/cache", true, Descend},
+		{[]string{"/cache", "!/cache/keep"}, "/cache", false, Skip}, // a file has nothing below it
+		{[]string{"/cache", "!/cache/keep"}, "/cache/keep", true, Keep},
+		{[]string{"/cache", "!/cache/keep"}, "/cache/keep/deep", false, Keep},
+		{[]string{"/cache", "!/cache/keep"}, "/cache/other", true, Skip},
+		{[]string{"/cache", "!/cache/keep"}, "/cache/other", false, Skip},
+		{[]string{"/cache", "!keep"}, "/cache/a/b", true, Descend}, // "keep" may be anywhere below
+		{[]string{"!/cache/keep", "/cache"}, "/cache", true, Skip}, // the later pattern wins
+		{[]string{"/cache", "!/cache/keep", "/cache/keep/tmp"}, "/cache/keep/tmp", true, Skip},
+		{[]string{"/cache", "!/cache/*/keep"}, "/cache/x", true, Descend},
+		{[]string{"*.tmp", "!/a/b.tmp"}, "/a/b.tmp", false, Keep},
+	}
+	for _, c := range cases {
+		m := mustNew(t, c.pats...)
+		if got := m.ExcludeAction(c.path, c.isDir); got != c.want {
+			t.Errorf("%q ExcludeAction(%q, dir %v) = %v, want %v", c.pats, c.path, c.isDir, got, c.want)
+		}
+	}
+	if Action(7).String() != "action(7)" || Descend.String() != "descend" {
+		t.Error("Action.String")
+	}
+}
+
+// TestExcludeActionAgrees: ExcludeAction is Match and ChildMayNotMatch in
+// one pass, on random pattern lists with negations; and a directory it
+// skips holds nothing that Match leaves out (nothing re-included is lost).
+func TestExcludeActionAgrees(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8)) // #nosec G404 -- reproducible test inputs, not secrets
+	var seen [3]int
+	for i := 0; i < 2000; i++ {
+		var pats []string
+		for n := 1 + r.IntN(4); n > 0; n-- {
+			p := randPattern(r)
+			if r.IntN(3) == 0 {
+				p = "!" + p
+			}
+			pats = append(pats, p)
+		}
+		m := mustNew(t, pats...)
+		path := randPath(r, 3)
+		for _, isDir := range []bool{false, true} {
+			got := m.ExcludeAction(path, isDir)
+			want := Keep
+			if m.Match(path) {
+				want = Skip
+				if isDir && m.ChildMayNotMatch(path) {
+					want = Descend
+				}
+			}
+			if got != want {
+				t.Fatalf("%q ExcludeAction(%q, %v) = %v; Match and ChildMayNotMatch say %v", pats, path, isDir, got, want)
+			}
+			seen[got]++
+			if got == Skip && isDir {
+				for _, d := range descendants(path, 2) {
+					if !m.Match(d) {
+						t.Fatalf("%q: %q skipped but %q below it is re-included", pats, path, d)
+					}
+				}
+			}
+		}
+	}
+	for a, n := range seen {
+		if n < 50 {
+			t.Errorf("action %v chosen only %d times: the test explores little", Action(a), n)
+		}
+	}
+}
+
 // refRegexp translates a valid pattern into an equivalent regular
 // expression over "/c1/c2/.../cn", independently of the NFA matcher.
 func refRegexp(t testing.TB, pat string) *regexp.Regexp {
@@ -370,6 +449,9 @@ func checkProperties(t *testing.T, pat, path string) {
 		if !m.Match(strings.TrimSuffix(path, "/") + "/child") {
 			t.Fatalf("%q matches %q but not its child", pat, path)
 		}
+	}
+	if a := m.ExcludeAction(path, true); (a == Keep) == got || (a == Descend && !m.ChildMayNotMatch(path)) {
+		t.Fatalf("%q: ExcludeAction(%q) = %v, Match = %v", pat, path, a, got)
 	}
 	child := strings.TrimSuffix(path, "/") + "/x"
 	if m.Match(child) && !got && !m.ChildMayMatch(path) {

@@ -25,7 +25,32 @@ import (
 // Lstat returns the Meta without them together with an error matching
 // ErrIncomplete. Inode flags that cannot be read (the file is not readable by
 // the caller, or the filesystem has none) are recorded as 0 without an error.
-func Lstat(path string) (*Meta, error) {
+func Lstat(path string) (*Meta, error) { return lstat(path, true) }
+
+// LstatNoFileFlags is Lstat except that a regular file's inode flags are
+// left 0: reading them costs an open(2), and a caller that opens the file
+// anyway (the archiver, to read its content) fills Meta.Flags from that
+// descriptor with FileFlags instead.
+func LstatNoFileFlags(path string) (*Meta, error) { return lstat(path, false) }
+
+// FileFlags returns the RestorableFlags set on an open file or directory,
+// or 0 where the filesystem has no inode flags.
+func FileFlags(f *os.File) uint32 {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var v uint32
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		v, ierr = unix.IoctlGetUint32(int(fd), unix.FS_IOC_GETFLAGS) // #nosec G115 -- a file descriptor fits in an int
+	}); err != nil || ierr != nil {
+		return 0
+	}
+	return v & RestorableFlags
+}
+
+func lstat(path string, fileFlags bool) (*Meta, error) {
 	var st unix.Stat_t
 	if err := retryEINTR(func() error { return unix.Lstat(path, &st) }); err != nil {
 		return nil, &fs.PathError{Op: "lstat", Path: path, Err: err}
@@ -61,7 +86,7 @@ func Lstat(path string) (*Meta, error) {
 	}
 	xs, xerr := readXattrs(path)
 	m.Xattrs = xs
-	if typ == TypeFile || typ == TypeDir {
+	if typ == TypeDir || (typ == TypeFile && fileFlags) {
 		m.Flags = readFlags(path, typ)
 	}
 	m.User = lookupUserName(m.UID)
@@ -164,6 +189,92 @@ func Apply(path string, m *Meta, opt ApplyOptions) error {
 	if err := retryEINTR(func() error { return unix.Lstat(path, &st) }); err != nil {
 		return &fs.PathError{Op: "apply", Path: path, Err: err}
 	}
+	return apply(path, m, opt, &st, pathOps(path, m.Type))
+}
+
+// ApplyFile is Apply for a regular file that the caller has open (a
+// restorer that has just written it; writes must be complete). Owner,
+// xattrs, mode and inode flags are set through f, which spares a path
+// lookup each and an open for the flags, and the owner is left alone when it
+// is already right. path must name f; the times are set through f too where
+// the kernel allows it, else through path without following a symlink.
+// Errors are as for Apply.
+func ApplyFile(f *os.File, path string, m *Meta, opt ApplyOptions) error {
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("apply %q: %w", path, err)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("apply %q: %w", path, err)
+	}
+	var fd int
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil { // #nosec G115 -- a file descriptor fits in an int
+		return fmt.Errorf("apply %q: %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := retryEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
+		return &fs.PathError{Op: "apply", Path: path, Err: err}
+	}
+	// f stays open (the caller closes it after ApplyFile returns), so fd
+	// stays valid for the calls below.
+	ops := applyOps{
+		chown: func(uid, gid uint32) error {
+			if st.Uid == uid && st.Gid == gid {
+				return nil // chown(2) to the same owner would only cost a syscall
+			}
+			return retryEINTR(func() error { return unix.Fchown(fd, int(uid), int(gid)) })
+		},
+		list:   func() ([]string, error) { return listXattrsWith(func() ([]string, error) { return xattr.FList(f) }) },
+		get:    func(n string) ([]byte, error) { return xattr.FGet(f, n) },
+		set:    func(n string, v []byte) error { return xattr.FSet(f, n, v) },
+		remove: func(n string) error { return xattr.FRemove(f, n) },
+		chmod:  func(mode uint32) error { return retryEINTR(func() error { return unix.Fchmod(fd, mode) }) },
+		utimes: func(ts []unix.Timespec) error {
+			err := retryEINTR(func() error { return unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH) })
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) { // kernels without AT_EMPTY_PATH here
+				err = retryEINTR(func() error { return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW) })
+			}
+			return err
+		},
+		flags: func(want uint32) error { return setFlagsFD(fd, path, want) },
+	}
+	return apply(path, m, opt, &st, ops)
+}
+
+// applyOps are the system calls Apply makes on one entry, by path or by
+// descriptor.
+type applyOps struct {
+	chown  func(uid, gid uint32) error
+	list   func() ([]string, error)
+	get    func(name string) ([]byte, error)
+	set    func(name string, value []byte) error
+	remove func(name string) error
+	chmod  func(mode uint32) error
+	utimes func(ts []unix.Timespec) error
+	flags  func(want uint32) error
+}
+
+func pathOps(path string, typ Type) applyOps {
+	return applyOps{
+		chown: func(uid, gid uint32) error {
+			return retryEINTR(func() error { return unix.Lchown(path, int(uid), int(gid)) })
+		},
+		list:   func() ([]string, error) { return listXattrs(path) },
+		get:    func(n string) ([]byte, error) { return xattr.LGet(path, n) },
+		set:    func(n string, v []byte) error { return xattr.LSet(path, n, v) },
+		remove: func(n string) error { return xattr.LRemove(path, n) },
+		chmod:  func(mode uint32) error { return chmodNoFollow(path, mode) },
+		utimes: func(ts []unix.Timespec) error {
+			return retryEINTR(func() error {
+				return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW)
+			})
+		},
+		flags: func(want uint32) error { return applyFlags(path, typ, want) },
+	}
+}
+
+// apply is Apply's policy over ops; st is the entry's current stat.
+func apply(path string, m *Meta, opt ApplyOptions, st *unix.Stat_t, ops applyOps) error {
 	if typ, _ := typeOf(st.Mode); typ != m.Type {
 		return fmt.Errorf("apply %q: is %s, metadata is for %s: %w", path, typ, m.Type, ErrTypeMismatch)
 	}
@@ -179,7 +290,7 @@ func Apply(path string, m *Meta, opt ApplyOptions) error {
 
 	mode := m.Mode
 	uid, gid := resolveOwner(m, opt.ByName)
-	if err := retryEINTR(func() error { return unix.Lchown(path, int(uid), int(gid)) }); err != nil {
+	if err := ops.chown(uid, gid); err != nil {
 		expected := errors.Is(err, unix.EPERM) && os.Geteuid() != 0
 		if opt.Strict || !expected {
 			if err := tolerate(fmt.Errorf("apply %q: chown %d:%d: %w", path, uid, gid, err)); err != nil {
@@ -192,27 +303,25 @@ func Apply(path string, m *Meta, opt ApplyOptions) error {
 		}
 	}
 
-	for _, err := range applyXattrs(path, m) {
+	for _, err := range applyXattrs(path, m, ops) {
 		if err := tolerate(err); err != nil {
 			return err
 		}
 	}
 
 	if m.Type != TypeSymlink {
-		if err := chmodNoFollow(path, mode); err != nil {
+		if err := ops.chmod(mode); err != nil {
 			return &fs.PathError{Op: "chmod", Path: path, Err: err}
 		}
 	}
 
 	ts := []unix.Timespec{unix.NsecToTimespec(m.ATimeNs), unix.NsecToTimespec(m.MTimeNs)}
-	if err := retryEINTR(func() error {
-		return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW)
-	}); err != nil {
+	if err := ops.utimes(ts); err != nil {
 		return &fs.PathError{Op: "utimensat", Path: path, Err: err}
 	}
 
 	if m.Type == TypeFile || m.Type == TypeDir {
-		if err := applyFlags(path, m.Type, m.Flags); err != nil {
+		if err := ops.flags(m.Flags); err != nil {
 			if err := tolerate(err); err != nil {
 				return err
 			}
@@ -341,10 +450,14 @@ func notSupported(err error) bool {
 }
 
 func listXattrs(path string) ([]string, error) {
+	return listXattrsWith(func() ([]string, error) { return xattr.LList(path) })
+}
+
+func listXattrsWith(list func() ([]string, error)) ([]string, error) {
 	var err error
 	for range 3 { // the list can grow between sizing and reading it
 		var names []string
-		if names, err = xattr.LList(path); !errors.Is(err, unix.ERANGE) {
+		if names, err = list(); !errors.Is(err, unix.ERANGE) {
 			return names, err
 		}
 	}
@@ -379,8 +492,8 @@ func readXattrs(path string) ([]Xattr, error) {
 	return xs, errors.Join(errs...)
 }
 
-func applyXattrs(path string, m *Meta) []error {
-	have, err := listXattrs(path)
+func applyXattrs(path string, m *Meta, ops applyOps) []error {
+	have, err := ops.list()
 	if err != nil {
 		if notSupported(err) {
 			if len(m.Xattrs) == 0 {
@@ -402,17 +515,17 @@ func applyXattrs(path string, m *Meta) []error {
 			// without SELinux has none) are the local policy's business.
 			continue
 		}
-		if err := xattr.LRemove(path, n); err != nil && !errors.Is(err, xattr.ENOATTR) {
+		if err := ops.remove(n); err != nil && !errors.Is(err, xattr.ENOATTR) {
 			errs = append(errs, fmt.Errorf("apply %q: remove xattr %q: %w", path, n, err))
 		}
 	}
 	for _, x := range m.Xattrs {
 		if present[x.Name] {
-			if cur, err := xattr.LGet(path, x.Name); err == nil && bytes.Equal(cur, x.Value) {
+			if cur, err := ops.get(x.Name); err == nil && bytes.Equal(cur, x.Value) {
 				continue
 			}
 		}
-		if err := xattr.LSet(path, x.Name, x.Value); err != nil {
+		if err := ops.set(x.Name, x.Value); err != nil {
 			errs = append(errs, fmt.Errorf("apply %q: set xattr %q: %w", path, x.Name, err))
 		}
 	}
@@ -479,6 +592,12 @@ func applyFlags(path string, typ Type, want uint32) error {
 		return fmt.Errorf("apply %q: open for inode flags: %w", path, err)
 	}
 	defer func() { _ = unix.Close(fd) }()
+	return setFlagsFD(fd, path, want)
+}
+
+// setFlagsFD sets the restorable inode flags of the open fd to want.
+func setFlagsFD(fd int, path string, want uint32) error {
+	want &= RestorableFlags
 	cur, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
 	if err != nil {
 		if want == 0 {

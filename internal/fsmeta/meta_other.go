@@ -13,6 +13,17 @@ func Lstat(path string) (*Meta, error) {
 	return nil, fmt.Errorf("lstat %q: %w", path, errors.ErrUnsupported)
 }
 
+// LstatNoFileFlags is implemented on Linux only.
+func LstatNoFileFlags(path string) (*Meta, error) { return Lstat(path) }
+
+// FileFlags reports no inode flags outside Linux.
+func FileFlags(f *os.File) uint32 { return 0 }
+
+// ApplyFile is implemented on Linux only.
+func ApplyFile(f *os.File, path string, m *Meta, opt ApplyOptions) error {
+	return Apply(path, m, opt)
+}
+
 // Create is implemented on Linux only.
 func Create(path string, m *Meta) error {
 	return fmt.Errorf("create %q: %w", path, errors.ErrUnsupported)

@@ -132,8 +132,11 @@ type PruneOptions struct {
 	// with lock start times, to cover clocks of other hosts and the time it
 	// took to store the record. Zero means DefaultClockSkew; negative: none.
 	ClockSkew time.Duration
-	// RewriteOldTerms repacks every pack sealed with an older key term and
-	// writes a new index. The caller should hold an exclusive lock.
+	// RewriteOldTerms moves everything sealed with an older key term to
+	// the current one: packs are repacked, the index rewritten, forget and
+	// condemned records re-sealed, and snapshots replaced under new IDs
+	// (repository.ReplaceSnapshots); the report lists what is left. The
+	// caller should hold an exclusive lock.
 	RewriteOldTerms bool
 	// Lock is prune's own lock (not counted as another process's); nil
 	// when the caller holds none.
@@ -171,7 +174,22 @@ type PruneReport struct {
 	IndexRemoved   int      `json:"index_files_removed"`
 	BlockedByLocks []string `json:"blocked_by_locks,omitempty"`
 	PendingRecords int      `json:"pending_condemned_records"`
+
+	// With RewriteOldTerms: the term everything is moved to, the forget and
+	// condemned records re-sealed, the snapshots replaced (old ID to new
+	// ID, hex) and, by storage kind, what is still sealed with an older
+	// term afterwards (config and keyring/* use term 0 by design and are
+	// not counted).
+	CurrentTerm        uint32            `json:"current_term,omitempty"`
+	RewrittenRecords   int               `json:"rewritten_records,omitempty"`
+	RewrittenSnapshots int               `json:"rewritten_snapshots,omitempty"`
+	ReplacedSnapshots  map[string]string `json:"replaced_snapshots,omitempty"`
+	OldTermObjects     map[string]int    `json:"old_term_objects,omitempty"`
 }
+
+// indexSplitBlobs is how many blobs one index file written by prune holds
+// at most; a variable so that tests split small repositories.
+var indexSplitBlobs = repository.DefaultIndexFileBlobs
 
 type blobLoc struct {
 	pack  repository.ID
@@ -277,6 +295,11 @@ func Prune(ctx context.Context, r *repository.Repository, o PruneOptions) (*Prun
 	}
 	if !o.DryRun {
 		p.removeSuperseded(ctx)
+	}
+	if o.RewriteOldTerms {
+		if err := p.rewriteOldTerms(ctx); err != nil {
+			return p.rep, err
+		}
 	}
 	recs, err := r.LoadCondemned(ctx)
 	if err != nil {
@@ -638,14 +661,16 @@ func (p *pruner) countDeferred(recs []*repository.CondemnedRecord) {
 
 func cmpID(a, b repository.ID) int { return bytes.Compare(a[:], b[:]) }
 
-// writeIndex stores one index file holding every active pack except drop,
-// plus add, superseding every loaded index file, then removes those.
+// writeIndex stores the active packs except drop, plus add, as a set of
+// index files (repository.SaveIndexSet: split at indexSplitBlobs, the last
+// file superseding every loaded index file), then removes the superseded
+// files.
 func (p *pruner) writeIndex(ctx context.Context, drop map[repository.ID]bool, add []repository.IndexPack) error {
-	f := &repository.IndexFile{}
+	old := make([]repository.ID, 0, len(p.files))
 	for id := range p.files {
-		f.Supersedes = append(f.Supersedes, id)
+		old = append(old, id)
 	}
-	slices.SortFunc(f.Supersedes, cmpID)
+	slices.SortFunc(old, cmpID)
 	packs := make([]repository.ID, 0, len(p.active))
 	for id := range p.active {
 		if !drop[id] {
@@ -653,27 +678,35 @@ func (p *pruner) writeIndex(ctx context.Context, drop map[repository.ID]bool, ad
 		}
 	}
 	slices.SortFunc(packs, cmpID)
+	list := make([]repository.IndexPack, 0, len(packs)+len(add))
 	for _, id := range packs {
-		f.Packs = append(f.Packs, p.active[id])
+		list = append(list, p.active[id])
 	}
-	f.Packs = append(f.Packs, add...)
-	id, err := p.r.SaveIndexFile(ctx, f)
+	list = append(list, add...)
+	ids, files, err := p.r.SaveIndexSet(ctx, old, list, indexSplitBlobs)
+	p.rep.IndexWritten += len(ids)
 	if err != nil {
 		return err
 	}
-	p.rep.IndexWritten++
-	old := f.Supersedes
-	p.files = map[repository.ID]*repository.IndexFile{id: f}
-	p.recompute()
+	next := make(map[repository.ID]*repository.IndexFile, len(ids))
+	for i, id := range ids {
+		next[id] = files[i]
+	}
 	for _, o := range old {
 		err := p.r.Storage().Remove(ctx, storage.Handle{Kind: storage.KindIndex, Name: o.String()})
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			// Superseded files are ignored by readers; the next prune retries.
+			// Readers ignore it while the new set's last file exists. It
+			// stays loaded so that any later index this run writes
+			// supersedes it again: were it dropped, removing the file that
+			// supersedes it now would bring its stale content back.
 			p.o.Log("warning: cannot remove superseded index %s: %v", o.Short(), err)
+			next[o] = p.files[o]
 			continue
 		}
 		p.rep.IndexRemoved++
 	}
+	p.files = next
+	p.recompute()
 	return nil
 }
 

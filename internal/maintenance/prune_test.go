@@ -39,7 +39,15 @@ func prune(t *testing.T, st storage.Storage, o PruneOptions) *PruneReport {
 
 func mustCheck(t *testing.T, st storage.Storage) *check.Result {
 	t.Helper()
-	res, err := check.Check(context.Background(), openRepo(t, st), check.Options{ReadData: true})
+	return mustCheckOpts(t, st, check.Options{ReadData: true})
+}
+
+// mustCheckOpts is mustCheck with options: the crash sweeps check the
+// structure of each intermediate state and leave reading every pack to
+// their restores, which read the data they need.
+func mustCheckOpts(t *testing.T, st storage.Storage, o check.Options) *check.Result {
+	t.Helper()
+	res, err := check.Check(context.Background(), openRepo(t, st), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,47 +496,6 @@ func TestPruneOwnLockDoesNotBlock(t *testing.T) {
 	}
 }
 
-func TestRewriteOldTerms(t *testing.T) {
-	ctx := context.Background()
-	f := setupTwo(t)
-	r := openRepo(t, f.st)
-	if _, err := r.RotateKey(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r = openRepo(t, f.st)
-	l, err := AcquireLock(ctx, r, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Prune(ctx, r, PruneOptions{RewriteOldTerms: true, Lock: l, MaxUnused: MaxUnused{Unlimited: true}})
-	_ = l.Unlock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.OldTermPacks == 0 || rep.DeletedPacks == 0 {
-		t.Fatalf("%+v", rep)
-	}
-	r = repotest.Open(t, f.st)
-	for _, p := range r.Index().Packs() {
-		pr, err := r.OpenPackHeader(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if pr.Term() != r.CurrentTerm() {
-			t.Fatalf("pack %s still has term %d", p.Short(), pr.Term())
-		}
-	}
-	mustCheck(t, f.st)
-	repotest.AssertRestores(t, f.st, f.cur, f.wantCur)
-	// A shared lock is refused.
-	r = openRepo(t, f.st)
-	l, _ = AcquireLock(ctx, r, false)
-	defer func() { _ = l.Unlock(ctx) }()
-	if _, err := Prune(ctx, r, PruneOptions{RewriteOldTerms: true, Lock: l}); err == nil {
-		t.Fatal("rewrite-old-terms ran under a shared lock")
-	}
-}
-
 func TestParseMaxUnused(t *testing.T) {
 	for _, c := range []struct {
 		in    string
@@ -612,7 +579,13 @@ func TestPruneCrashAtEveryStep(t *testing.T) {
 	f := setupTwo(t)
 	forget(t, f.st, f.old)
 	opts := PruneOptions{MaxUnused: MaxUnused{Percent: 0}, SafetyMargin: -1}
-	t.Run("fresh", func(t *testing.T) { crashSweep(t, f, f.st, opts) })
+	t.Run("fresh", func(t *testing.T) { crashSweep(t, f, f.st, opts, check.Options{ReadData: true}) })
+	// With index files of at most 12 blobs, every index prune writes is a
+	// set of several files; a crash may come between any two of them.
+	t.Run("split-index", func(t *testing.T) {
+		setIndexSplit(t, 12)
+		crashSweep(t, f, f.st, opts, check.Options{})
+	})
 
 	blocked := cloneMem(t, f.st)
 	ctx := context.Background()
@@ -624,10 +597,60 @@ func TestPruneCrashAtEveryStep(t *testing.T) {
 		t.Fatalf("no record left: %+v", rep)
 	}
 	_ = l.Unlock(ctx)
-	t.Run("pending-record", func(t *testing.T) { crashSweep(t, f, blocked, opts) })
+	t.Run("pending-record", func(t *testing.T) { crashSweep(t, f, blocked, opts, check.Options{ReadData: true}) })
 }
 
-func crashSweep(t *testing.T, f *twoSnaps, base storage.Storage, opts PruneOptions) {
+// setIndexSplit makes prune split index files at n blobs for one test.
+func setIndexSplit(t *testing.T, n int) {
+	old := indexSplitBlobs
+	indexSplitBlobs = n
+	t.Cleanup(func() { indexSplitBlobs = old })
+}
+
+// assertIndexFiles checks the index files a finished prune leaves: none is
+// superseded by another (those were removed), each holds at most
+// indexSplitBlobs blobs unless it lists a single pack, and together they
+// are exactly as many as splitting their packs gives. It returns how many
+// there are.
+func assertIndexFiles(t *testing.T, st storage.Storage) int {
+	t.Helper()
+	ctx := context.Background()
+	r := openRepo(t, st)
+	ids, err := r.ListIDs(ctx, storage.KindIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	present := map[repository.ID]bool{}
+	for _, id := range ids {
+		present[id] = true
+	}
+	var all []repository.IndexPack
+	for _, id := range ids {
+		f, err := r.LoadIndexFile(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range f.Supersedes {
+			if present[s] {
+				t.Fatalf("index %s supersedes %s, which is still stored", id.Short(), s.Short())
+			}
+		}
+		n := 0
+		for _, p := range f.Packs {
+			n += len(p.Blobs)
+		}
+		if n > indexSplitBlobs && len(f.Packs) > 1 {
+			t.Fatalf("index %s holds %d blobs in %d packs; the limit is %d", id.Short(), n, len(f.Packs), indexSplitBlobs)
+		}
+		all = append(all, f.Packs...)
+	}
+	if want := len(repository.SplitIndex(all, indexSplitBlobs)); len(ids) != want {
+		t.Fatalf("%d index files; their packs fit in %d", len(ids), want)
+	}
+	return len(ids)
+}
+
+func crashSweep(t *testing.T, f *twoSnaps, base storage.Storage, opts PruneOptions, co check.Options) {
 	for n := 0; ; n++ {
 		st := cloneMem(t, base)
 		faulty := &crashAfter{Storage: st, n: n}
@@ -642,15 +665,19 @@ func crashSweep(t *testing.T, f *twoSnaps, base storage.Storage, opts PruneOptio
 		if !errors.Is(err, errCrash) {
 			t.Fatalf("crash after %d: unexpected error %v", n, err)
 		}
-		mustCheck(t, st)
+		mustCheckOpts(t, st, co)
 		repotest.AssertRestores(t, st, f.cur, f.wantCur)
 		for i := 0; i < 2; i++ {
 			prune(t, st, opts)
 		}
-		res := mustCheck(t, st)
-		if len(res.UnindexedPacks) != 0 || repotest.Count(t, st, storage.KindCondemned) != 0 || repotest.Count(t, st, storage.KindIndex) != 1 {
-			t.Fatalf("crash after %d: not cleaned up: %d unindexed, %d records, %d index files", n,
-				len(res.UnindexedPacks), repotest.Count(t, st, storage.KindCondemned), repotest.Count(t, st, storage.KindIndex))
+		res := mustCheckOpts(t, st, co)
+		if len(res.UnindexedPacks) != 0 || repotest.Count(t, st, storage.KindCondemned) != 0 {
+			t.Fatalf("crash after %d: not cleaned up: %d unindexed, %d records", n,
+				len(res.UnindexedPacks), repotest.Count(t, st, storage.KindCondemned))
+		}
+		files := assertIndexFiles(t, st)
+		if split := indexSplitBlobs < repository.DefaultIndexFileBlobs; (files > 1) != split {
+			t.Fatalf("crash after %d: %d index files (split limit %d)", n, files, indexSplitBlobs)
 		}
 		repotest.AssertRestores(t, st, f.cur, f.wantCur)
 	}
@@ -674,4 +701,70 @@ func FuzzParseMaxUnused(f *testing.F) {
 			t.Fatalf("%q -> %q does not parse: %v", s, m.String(), err)
 		}
 	})
+}
+
+// failIndexRemoval refuses to remove the index files named in it.
+type failIndexRemoval struct {
+	storage.Storage
+	names map[string]bool
+}
+
+func (f failIndexRemoval) Remove(ctx context.Context, h storage.Handle) error {
+	if h.Kind == storage.KindIndex && f.names[h.Name] {
+		return errors.New("permission denied")
+	}
+	return f.Storage.Remove(ctx, h)
+}
+
+// TestUnremovableIndexStaysSuperseded: prune writes several index sets in
+// one run. An old index file it cannot remove must be superseded by each
+// of them; otherwise, once the first set is replaced, the old file's stale
+// listing (of packs since deleted) would count again.
+func TestUnremovableIndexStaysSuperseded(t *testing.T) {
+	ctx := context.Background()
+	f := setupTwo(t)
+	forget(t, f.st, f.old)
+	l, err := openRepo(t, f.st).Lock(ctx, "backup", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := prune(t, f.st, PruneOptions{MaxUnused: MaxUnused{Percent: 0}}); rep.DeferredPacks == 0 {
+		t.Fatalf("nothing condemned: %+v", rep)
+	}
+	_ = l.Unlock(ctx)
+	// New garbage, so that the next run both finishes the record and
+	// repacks: two index sets in one run.
+	rng := rand.New(rand.NewPCG(41, 42))
+	for p := range f.wantCur {
+		repotest.WriteFile(t, filepath.Join(f.src, p), 200<<10, rng)
+		break
+	}
+	repotest.RandomTree(t, filepath.Join(f.src, "more"), 3, 300<<10, rng)
+	cur := repotest.Backup(t, f.st, []string{f.src})
+	want := repotest.Files(t, f.src)
+	forget(t, f.st, f.cur)
+	stuck := map[string]bool{}
+	for _, n := range repotest.Names(t, f.st, storage.KindIndex) {
+		stuck[n] = true
+	}
+	rep := prune(t, failIndexRemoval{f.st, stuck}, PruneOptions{MaxUnused: MaxUnused{Percent: 0}, SafetyMargin: -1})
+	if rep.DeletedPacks == 0 || rep.IndexWritten < 2 {
+		t.Fatalf("the run should delete packs and write the index more than once: %+v", rep)
+	}
+	for n := range stuck {
+		if _, err := f.st.Stat(ctx, storage.Handle{Kind: storage.KindIndex, Name: n}); err != nil {
+			t.Fatalf("index %s was removed after all: %v", n, err)
+		}
+	}
+	mustCheck(t, f.st)
+	repotest.AssertRestores(t, f.st, cur, want)
+	// Once removal works again, the next prune removes them.
+	prune(t, f.st, PruneOptions{MaxUnused: MaxUnused{Percent: 0}, SafetyMargin: -1})
+	for n := range stuck {
+		if _, err := f.st.Stat(ctx, storage.Handle{Kind: storage.KindIndex, Name: n}); err == nil {
+			t.Fatalf("superseded index %s still stored", n)
+		}
+	}
+	assertIndexFiles(t, f.st)
+	mustCheck(t, f.st)
 }

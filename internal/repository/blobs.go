@@ -68,7 +68,13 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 			return id, false, err
 		}
 	}
-	pw.AddEncoded(t, id, payload, len(data))
+	if err := pw.AddEncoded(t, id, payload, len(data)); err != nil {
+		r.packers <- nil // the pack is lost; its blobs were never indexed
+		r.wmu.Lock()
+		delete(r.inflight, h)
+		r.wmu.Unlock()
+		return id, false, err
+	}
 	if pw.Size() >= r.cfg.PackSize {
 		r.upload(pw)
 		pw = nil
@@ -91,10 +97,13 @@ func (r *Repository) uploadErr() error {
 // upload finishes pw and stores it in the background.
 func (r *Repository) upload(pw *PackWriter) {
 	r.uploads.Go(func() error {
-		data, entries, err := pw.Finish()
+		// Uploads run one at a time (StartWriting), so one pack buffer is
+		// reused for all of them. Save must not keep data after it returns.
+		data, entries, err := pw.finish(r.packBuf)
 		if err != nil {
 			return err
 		}
+		r.packBuf = data
 		if err := VerifyPack(pw.ID, data, r.keys.lookup, r.id, r.hasher, entries); err != nil {
 			return fmt.Errorf("read-back check of new pack failed, nothing was committed: %w", err)
 		}
@@ -137,6 +146,7 @@ func (r *Repository) Flush(ctx context.Context) error {
 		}
 	}
 	err := r.uploads.Wait()
+	r.packBuf = nil
 	r.wmu.Lock()
 	r.packers = nil
 	written := r.written
@@ -157,13 +167,20 @@ func (r *Repository) Flush(ctx context.Context) error {
 // LoadBlob returns a blob's plaintext after checking its keyed hash. If one
 // copy is damaged, other copies are tried.
 func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
+	return r.LoadBlobInto(ctx, t, id, nil)
+}
+
+// LoadBlobInto is LoadBlob storing the plaintext in buf's backing array when
+// it is large enough and the blob is compressed (buf's contents are
+// overwritten either way), so that a caller can reuse its buffers.
+func (r *Repository) LoadBlobInto(ctx context.Context, t BlobType, id ID, buf []byte) ([]byte, error) {
 	locs := r.idx.Lookup(BlobHandle{Type: t, ID: id})
 	if len(locs) == 0 {
 		return nil, fmt.Errorf("%s blob %s: %w", t, id.Short(), ErrBlobNotFound)
 	}
 	var errs []error
 	for _, l := range locs {
-		b, err := r.loadBlobAt(ctx, id, l)
+		b, err := r.loadBlobAt(ctx, id, l, buf)
 		if err == nil {
 			return b, nil
 		}
@@ -175,7 +192,7 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 	return nil, errors.Join(errs...)
 }
 
-func (r *Repository) loadBlobAt(ctx context.Context, id ID, l BlobLocation) ([]byte, error) {
+func (r *Repository) loadBlobAt(ctx context.Context, id ID, l BlobLocation, buf []byte) ([]byte, error) {
 	h := storage.Handle{Kind: storage.KindData, Name: l.Pack.String()}
 	pr, err := r.packReader(ctx, l.Pack)
 	if err != nil {
@@ -186,7 +203,12 @@ func (r *Repository) loadBlobAt(ctx context.Context, id ID, l BlobLocation) ([]b
 		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), l.Pack.Short(), err)
 	}
 	e := PackEntry{Type: l.Type, ID: id, Offset: l.Offset, Length: l.Length, RawLen: l.RawLen}
-	plain, err := pr.OpenBlob(e, sealed)
+	// Load returns a buffer we own: decrypt in place.
+	var inPlace []byte
+	if len(sealed) >= crypto.NonceSize {
+		inPlace = sealed[crypto.NonceSize:crypto.NonceSize]
+	}
+	plain, _, err := pr.openBlob(e, sealed, inPlace, buf[:0])
 	if err != nil {
 		return nil, err
 	}

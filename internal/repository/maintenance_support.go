@@ -83,3 +83,57 @@ func ExpectedPackSize(entries []PackEntry) int64 {
 	unpadded := end + 5 + int64(len(entries))*packEntrySize + crypto.Overhead + 4
 	return padding.Padme(unpadded)
 }
+
+// DefaultIndexFileBlobs is how many blobs one index file written by
+// SaveIndexSet holds at most (unless a single pack has more): about 47 MB
+// of plaintext, far below maxIndexEntries, which readers enforce.
+const DefaultIndexFileBlobs = 1 << 20
+
+// SplitIndex cuts packs, in order, into groups of at most maxBlobs blobs.
+// A pack is never split between groups (readers take the first listing of
+// a pack they meet); a pack with more than maxBlobs blobs forms a group of
+// its own. No packs give one empty group. maxBlobs < 1 means 1.
+func SplitIndex(packs []IndexPack, maxBlobs int) [][]IndexPack {
+	maxBlobs = max(maxBlobs, 1)
+	out := [][]IndexPack{nil}
+	n := 0
+	for _, p := range packs {
+		last := len(out) - 1
+		if len(out[last]) > 0 && n+len(p.Blobs) > maxBlobs {
+			out = append(out, nil)
+			last++
+			n = 0
+		}
+		out[last] = append(out[last], p)
+		n += len(p.Blobs)
+	}
+	return out
+}
+
+// SaveIndexSet stores packs as one or more index files of at most maxBlobs
+// blobs each (SplitIndex) that together replace the index files named in
+// supersedes (docs/format.md §6). Every file but the last is written
+// without a supersedes list; the last one, written only once all the
+// others are stored, lists all of supersedes and so commits the set. If
+// the process stops before that, the files written so far supersede
+// nothing and name only stored packs: readers see the old index plus
+// duplicate listings, which is complete. It returns the files and their
+// IDs in writing order, the committing file last.
+func (r *Repository) SaveIndexSet(ctx context.Context, supersedes []ID, packs []IndexPack, maxBlobs int) ([]ID, []*IndexFile, error) {
+	groups := SplitIndex(packs, maxBlobs)
+	ids := make([]ID, 0, len(groups))
+	files := make([]*IndexFile, 0, len(groups))
+	for i, g := range groups {
+		f := &IndexFile{Packs: g}
+		if i == len(groups)-1 {
+			f.Supersedes = slices.Clone(supersedes)
+		}
+		id, err := r.SaveIndexFile(ctx, f)
+		if err != nil {
+			return ids, files, fmt.Errorf("index file %d of %d: %w", i+1, len(groups), err)
+		}
+		ids = append(ids, id)
+		files = append(files, f)
+	}
+	return ids, files, nil
+}

@@ -1,12 +1,15 @@
 package repository
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
+	"os"
+	"sync"
 
 	"github.com/coffer-backup/coffer/internal/compress"
 	"github.com/coffer-backup/coffer/internal/crypto"
@@ -70,21 +73,29 @@ func blobContext(t BlobType, id ID) []byte {
 
 var dirContext = []byte("dir")
 
-// pendingBlob is a blob sealed into a pack that is not yet finished.
-type pendingBlob struct {
-	entry  PackEntry
-	sealed []byte
-}
-
-// PackWriter assembles one pack in memory. It is not safe for concurrent use.
+// PackWriter assembles one pack. Sealed blobs are spilled to an unlinked
+// temporary file as they arrive, so a pack that fills costs no memory; Finish
+// reads them back in random order into the finished pack. It is not safe for
+// concurrent use.
 type PackWriter struct {
 	ID     ID
 	header crypto.Header
 	sealer *crypto.FileSealer
-	blobs  []pendingBlob
-	size   int
+	blobs  []PackEntry // Offset: in the spill file, until Finish
+	size   int         // header plus sealed blobs
 	mode   compress.Mode
+
+	spill   *os.File
+	w       *bufio.Writer
+	spilled int
+	err     error // sticky spill error
 }
+
+// sealBufs holds scratch buffers for sealing a blob before it is spilled.
+var sealBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// spillBufSize is the write buffer in front of the spill file.
+const spillBufSize = 256 << 10
 
 // NewPackWriter starts a pack sealed with the given term key.
 func NewPackWriter(c crypto.Cipher, term uint32, key crypto.Key, repoID []byte, mode compress.Mode) (*PackWriter, error) {
@@ -130,18 +141,48 @@ func (w *PackWriter) Add(t BlobType, id ID, plaintext []byte) error {
 	if err != nil {
 		return err
 	}
-	w.AddEncoded(t, id, payload, len(plaintext))
-	return nil
+	return w.AddEncoded(t, id, payload, len(plaintext))
 }
 
-// AddEncoded seals a payload made by EncodeBlob.
-func (w *PackWriter) AddEncoded(t BlobType, id ID, payload []byte, rawLen int) {
-	sealed := w.sealer.Seal(make([]byte, 0, len(payload)+crypto.Overhead), payload, blobContext(t, id))
-	w.blobs = append(w.blobs, pendingBlob{
-		entry:  PackEntry{Type: t, ID: id, Length: uint32(len(sealed)), RawLen: uint32(rawLen)}, // #nosec G115 -- bounded by MaxBlobSize
-		sealed: sealed,
+// AddEncoded seals a payload made by EncodeBlob. The payload is not kept.
+// An error (the spill file could not be written) is sticky: the pack is lost.
+func (w *PackWriter) AddEncoded(t BlobType, id ID, payload []byte, rawLen int) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.spill == nil {
+		f, err := os.CreateTemp("", "coffer-pack-*")
+		if err != nil {
+			w.err = fmt.Errorf("pack %s: spill file: %w", w.ID.Short(), err)
+			return w.err
+		}
+		// Unlinked at once: nothing is left behind, whatever happens to us.
+		// The file holds only sealed segments.
+		if err := os.Remove(f.Name()); err != nil {
+			_ = f.Close()
+			w.err = fmt.Errorf("pack %s: spill file: %w", w.ID.Short(), err)
+			return w.err
+		}
+		w.spill, w.w = f, bufio.NewWriterSize(f, spillBufSize)
+	}
+	bp := sealBufs.Get().(*[]byte)
+	*bp = w.sealer.Seal((*bp)[:0], payload, blobContext(t, id))
+	_, err := w.w.Write(*bp)
+	sealBufs.Put(bp)
+	if err != nil {
+		w.err = fmt.Errorf("pack %s: spill: %w", w.ID.Short(), err)
+		return w.err
+	}
+	sealedLen := len(payload) + crypto.Overhead
+	w.blobs = append(w.blobs, PackEntry{
+		Type: t, ID: id,
+		Offset: uint32(w.spilled), // #nosec G115 -- the spill is checked against the 4 GiB limit in Finish
+		Length: uint32(sealedLen), // #nosec G115 -- bounded by MaxBlobSize
+		RawLen: uint32(rawLen),    // #nosec G115 -- bounded by MaxBlobSize
 	})
-	w.size += len(sealed)
+	w.spilled += sealedLen
+	w.size += sealedLen
+	return nil
 }
 
 // Size is the number of bytes the pack holds so far.
@@ -160,46 +201,112 @@ func packUint32(n int, what string) (uint32, error) {
 }
 
 // Finish lays the blobs out in random order, appends the padded directory
-// and returns the pack bytes and its entries (with offsets filled in).
+// and returns the pack bytes and its entries (with offsets filled in). The
+// writer cannot be used afterwards.
 func (w *PackWriter) Finish() ([]byte, []PackEntry, error) {
-	mrand.Shuffle(len(w.blobs), func(i, j int) { w.blobs[i], w.blobs[j] = w.blobs[j], w.blobs[i] })
-	out := make([]byte, 0, w.size+len(w.blobs)*packEntrySize+64)
-	out = append(out, w.header.Marshal()...)
-	entries := make([]PackEntry, len(w.blobs))
-	for i := range w.blobs {
-		b := &w.blobs[i]
-		off, err := packUint32(len(out), "bytes")
-		if err != nil {
-			return nil, nil, err
-		}
-		b.entry.Offset = off
-		out = append(out, b.sealed...)
-		b.sealed = nil // let the collector reclaim it while the pack grows
-		entries[i] = b.entry
+	return w.finish(nil)
+}
+
+// finish is Finish building the pack in buf's backing array when it is
+// large enough.
+func (w *PackWriter) finish(buf []byte) ([]byte, []PackEntry, error) {
+	defer w.closeSpill()
+	if w.err != nil {
+		return nil, nil, w.err
 	}
-	count, err := packUint32(len(entries), "blobs")
+	if _, err := packUint32(w.size, "bytes"); err != nil {
+		return nil, nil, err
+	}
+	count, err := packUint32(len(w.blobs), "blobs")
 	if err != nil {
 		return nil, nil, err
 	}
-	dir := []byte{1}
+	// Random layout: entries[k] is the k-th blob in the pack; src[k] its
+	// offset in the spill file.
+	perm := mrand.Perm(len(w.blobs))
+	entries := make([]PackEntry, len(w.blobs))
+	dst := make([]int, len(w.blobs)) // by arrival: offset in the pack
+	off := crypto.HeaderSize
+	for k, i := range perm {
+		entries[k] = w.blobs[i]
+		entries[k].Offset = uint32(off) // #nosec G115 -- off < w.size, checked above
+		dst[i] = off
+		off += int(w.blobs[i].Length)
+	}
+	dirLen := 1 + 4 + len(entries)*packEntrySize
+	unpadded := int64(w.size + dirLen + crypto.Overhead + 4)
+	total := padding.Padme(unpadded)
+	if total > 1<<32-1 {
+		return nil, nil, fmt.Errorf("pack too large: %d bytes", total)
+	}
+	out := buf[:0]
+	if int64(cap(out)) < total {
+		out = make([]byte, 0, total)
+	}
+	out = append(out, w.header.Marshal()...)
+	out = out[:w.size]
+	if err := w.scatter(out, dst); err != nil {
+		return nil, nil, err
+	}
+	dir := make([]byte, 0, int64(dirLen)+total-unpadded)
+	dir = append(dir, 1)
 	dir = binary.BigEndian.AppendUint32(dir, count)
 	for _, e := range entries {
 		dir = e.encode(dir)
 	}
-	unpadded := int64(len(out) + len(dir) + crypto.Overhead + 4)
-	pad := padding.Padme(unpadded) - unpadded
-	dir = append(dir, make([]byte, pad)...)
-	sealedDir := w.sealer.Seal(nil, dir, dirContext)
-	dirLen, err := packUint32(len(sealedDir), "directory bytes")
+	dir = dir[:cap(dir)] // zero padding up to the Padmé length
+	out = w.sealer.Seal(out, dir, dirContext)
+	sealedDir, err := packUint32(len(out)-w.size, "directory bytes")
 	if err != nil {
 		return nil, nil, err
 	}
-	out = append(out, sealedDir...)
-	out = binary.BigEndian.AppendUint32(out, dirLen)
-	if int64(len(out)) > 1<<32-1 {
-		return nil, nil, fmt.Errorf("pack too large: %d bytes", len(out))
+	out = binary.BigEndian.AppendUint32(out, sealedDir)
+	if int64(len(out)) != total {
+		return nil, nil, fmt.Errorf("pack %s: %d bytes, want %d", w.ID.Short(), len(out), total)
 	}
 	return out, entries, nil
+}
+
+// scatter reads the spill file sequentially and copies every blob to its
+// offset dst[i] in out.
+func (w *PackWriter) scatter(out []byte, dst []int) error {
+	if w.spilled == 0 {
+		return nil
+	}
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("pack %s: spill: %w", w.ID.Short(), err)
+	}
+	chunk := make([]byte, min(w.spilled, spillBufSize))
+	i := 0 // first blob not yet completely copied
+	for pos := 0; pos < w.spilled; {
+		n := min(len(chunk), w.spilled-pos)
+		if _, err := w.spill.ReadAt(chunk[:n], int64(pos)); err != nil {
+			return fmt.Errorf("pack %s: read back spill: %w", w.ID.Short(), err)
+		}
+		for ; i < len(w.blobs); i++ {
+			b := w.blobs[i]
+			start, end := int(b.Offset), int(b.Offset)+int(b.Length)
+			lo, hi := max(start, pos), min(end, pos+n)
+			if lo < hi {
+				copy(out[dst[i]+lo-start:], chunk[lo-pos:hi-pos])
+			}
+			if end > pos+n {
+				break // continues in the next chunk
+			}
+		}
+		pos += n
+	}
+	return nil
+}
+
+func (w *PackWriter) closeSpill() {
+	if w.spill != nil {
+		_ = w.spill.Close()
+		w.spill, w.w = nil, nil
+	}
+	if w.err == nil {
+		w.err = errors.New("pack writer already finished")
+	}
 }
 
 // PackReader opens blobs of one pack.
@@ -274,29 +381,37 @@ func (r *PackReader) ParseDirectory(tail []byte, size int64) ([]PackEntry, error
 // OpenBlob decrypts and decompresses one sealed blob segment and checks its
 // plaintext against the entry's length. The caller verifies the ID.
 func (r *PackReader) OpenBlob(e PackEntry, sealed []byte) ([]byte, error) {
-	p, err := r.sealer.Open(nil, sealed, blobContext(e.Type, e.ID))
+	out, _, err := r.openBlob(e, sealed, nil, nil)
+	return out, err
+}
+
+// openBlob is OpenBlob decrypting into plainBuf's backing array and
+// decompressing into outBuf's when they are large enough. To decrypt in
+// place, destroying sealed, pass sealed[crypto.NonceSize:crypto.NonceSize]
+// as plainBuf. It also returns the decrypted payload, for reuse as scratch.
+func (r *PackReader) openBlob(e PackEntry, sealed, plainBuf, outBuf []byte) (out, plain []byte, err error) {
+	p, err := r.sealer.Open(plainBuf, sealed, blobContext(e.Type, e.ID))
 	if err != nil {
-		return nil, fmt.Errorf("blob %s in pack %s: %w", e.ID.Short(), r.ID.Short(), err)
+		return nil, nil, fmt.Errorf("blob %s in pack %s: %w", e.ID.Short(), r.ID.Short(), err)
 	}
 	if len(p) < 1 {
-		return nil, fmt.Errorf("blob %s: %w: empty segment", e.ID.Short(), ErrCorruptPack)
+		return nil, p, fmt.Errorf("blob %s: %w: empty segment", e.ID.Short(), ErrCorruptPack)
 	}
-	var out []byte
 	switch p[0] {
 	case encodingRaw:
 		out = p[1:]
 	case encodingZstd:
-		out, err = compress.Decompress(make([]byte, 0, e.RawLen), p[1:], int(e.RawLen))
+		out, err = compress.Decompress(outBuf[:0], p[1:], int(e.RawLen))
 		if err != nil {
-			return nil, fmt.Errorf("blob %s in pack %s: decompress: %w", e.ID.Short(), r.ID.Short(), err)
+			return nil, p, fmt.Errorf("blob %s in pack %s: decompress: %w", e.ID.Short(), r.ID.Short(), err)
 		}
 	default:
-		return nil, fmt.Errorf("blob %s: %w: unknown encoding %d", e.ID.Short(), ErrCorruptPack, p[0])
+		return nil, p, fmt.Errorf("blob %s: %w: unknown encoding %d", e.ID.Short(), ErrCorruptPack, p[0])
 	}
 	if len(out) != int(e.RawLen) {
-		return nil, fmt.Errorf("blob %s: %w: length %d, index says %d", e.ID.Short(), ErrCorruptPack, len(out), e.RawLen)
+		return nil, p, fmt.Errorf("blob %s: %w: length %d, index says %d", e.ID.Short(), ErrCorruptPack, len(out), e.RawLen)
 	}
-	return out, nil
+	return out, p, nil
 }
 
 // VerifyPack parses a complete pack and checks every blob against entries
@@ -316,13 +431,22 @@ func VerifyPack(id ID, data []byte, keys crypto.KeyLookup, repoID []byte, hasher
 	if want != nil && len(entries) != len(want) {
 		return fmt.Errorf("pack %s: %w: %d entries, wrote %d", id.Short(), ErrCorruptPack, len(entries), len(want))
 	}
+	// One blob at a time through two scratch buffers: the check must not
+	// hold a second copy of the pack.
+	var plainBuf, outBuf []byte
 	for i, e := range entries {
 		if want != nil && e != want[i] {
 			return fmt.Errorf("pack %s: %w: entry %d differs from what was written", id.Short(), ErrCorruptPack, i)
 		}
-		plain, err := r.OpenBlob(e, data[e.Offset:e.Offset+e.Length])
+		plain, p, err := r.openBlob(e, data[e.Offset:e.Offset+e.Length], plainBuf[:0], outBuf[:0])
 		if err != nil {
 			return err
+		}
+		if cap(p) > cap(plainBuf) {
+			plainBuf = p
+		}
+		if len(plain) > 0 && cap(plain) > cap(outBuf) && (len(p) < 2 || &plain[0] != &p[1]) {
+			outBuf = plain
 		}
 		if got := hasher.Sum(plain); !bytes.Equal(got[:], e.ID[:]) {
 			return fmt.Errorf("pack %s: %w: blob %s hashes to %s", id.Short(), ErrCorruptPack, e.ID.Short(), got.Short())

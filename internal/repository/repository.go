@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/chunker"
@@ -77,6 +78,7 @@ type Repository struct {
 	uploads  *errgroup.Group
 	upCtx    context.Context
 	written  []IndexPack // packs uploaded, not yet in an index file
+	packBuf  []byte      // reused by uploads, which run one at a time
 	stats    WriteStats
 }
 
@@ -174,53 +176,76 @@ func (r *Repository) ListIDs(ctx context.Context, k storage.Kind) ([]ID, error) 
 }
 
 // LoadIndex reads every index file into memory (superseded ones skipped) and
-// excludes condemned packs from deduplication.
+// excludes condemned packs from deduplication. Condemned records are read
+// first (docs/format.md §10): a record that a prune finishes after this point
+// has its packs already gone from the index files read next. If an index file
+// vanishes between listing and loading, a prune replaced it: list again.
 func (r *Repository) LoadIndex(ctx context.Context) error {
-	ids, err := r.ListIDs(ctx, storage.KindIndex)
+	condemned, err := r.LoadCondemned(ctx)
 	if err != nil {
 		return err
 	}
+	for attempt := 0; ; attempt++ {
+		use, vanished, err := r.loadIndexFiles(ctx)
+		if err != nil {
+			return err
+		}
+		if vanished {
+			if attempt < 5 {
+				continue
+			}
+			return errors.New("index files kept changing while loading (a prune is running?); try again")
+		}
+		idx := NewMasterIndex()
+		idx.AddFiles(use)
+		for _, c := range condemned {
+			idx.Exclude(c.Packs)
+		}
+		r.idx = idx
+		return nil
+	}
+}
+
+// loadIndexFiles loads the listed index files that no other one supersedes;
+// vanished reports that a listed file was gone when read.
+func (r *Repository) loadIndexFiles(ctx context.Context) (use []*IndexFile, vanished bool, err error) {
+	ids, err := r.ListIDs(ctx, storage.KindIndex)
+	if err != nil {
+		return nil, false, err
+	}
 	files := make([]*IndexFile, len(ids))
+	var gone atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i, id := range ids {
 		g.Go(func() error {
 			f, err := r.LoadIndexFile(gctx, id)
 			if errors.Is(err, storage.ErrNotFound) {
-				return nil // removed by a concurrent prune after it wrote its replacement
+				gone.Store(true)
+				return nil
 			}
 			files[i] = f
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, false, err
+	}
+	if gone.Load() {
+		return nil, true, nil
 	}
 	superseded := map[ID]bool{}
 	for _, f := range files {
-		if f != nil {
-			for _, s := range f.Supersedes {
-				superseded[s] = true
-			}
+		for _, s := range f.Supersedes {
+			superseded[s] = true
 		}
 	}
-	var use []*IndexFile
 	for i, f := range files {
-		if f != nil && !superseded[ids[i]] {
+		if !superseded[ids[i]] {
 			use = append(use, f)
 		}
 	}
-	idx := NewMasterIndex()
-	idx.AddFiles(use)
-	condemned, err := r.LoadCondemned(ctx)
-	if err != nil {
-		return err
-	}
-	for _, c := range condemned {
-		idx.Exclude(c.Packs)
-	}
-	r.idx = idx
-	return nil
+	return use, false, nil
 }
 
 // LoadIndexFile loads and decodes one index object.

@@ -107,14 +107,27 @@ func (r *Restorer) Restore(ctx context.Context, tree repository.ID) error {
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		return fmt.Errorf("create target: %w", err)
 	}
+	// A fixed set of workers takes the files the walk finds: a goroutine
+	// per file would grow a fresh stack for each of them.
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.opts.Workers)
-	if err := r.walk(gctx, g, target, "", tree); err != nil {
-		_ = g.Wait()
-		return err
+	jobs := make(chan func() error, 4*r.opts.Workers)
+	for range r.opts.Workers {
+		g.Go(func() error {
+			for job := range jobs {
+				if err := job(); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
+	werr := r.walk(gctx, jobs, target, "", tree)
+	close(jobs)
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	if werr != nil {
+		return werr
 	}
 	// Directory metadata last, deepest first, so their times survive.
 	for i := len(r.dirs) - 1; i >= 0; i-- {
@@ -146,7 +159,15 @@ func (r *Restorer) selected(p string, isDir bool) (include, descend bool) {
 // walk restores the tree's entries into dir (an absolute path inside the
 // target). Node names were validated by repository.DecodeTree: no "/", no
 // "..", no NUL, so joined paths cannot leave the target.
-func (r *Restorer) walk(ctx context.Context, g *errgroup.Group, dir, snapPath string, id repository.ID) error {
+func (r *Restorer) walk(ctx context.Context, jobs chan<- func() error, dir, snapPath string, id repository.ID) error {
+	submit := func(job func() error) error {
+		select {
+		case jobs <- job:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	tree, err := r.repo.LoadTree(ctx, id)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -171,7 +192,7 @@ func (r *Restorer) walk(ctx context.Context, g *errgroup.Group, dir, snapPath st
 				r.fail(path, err)
 				continue
 			}
-			if err := r.walk(ctx, g, path, sp, *n.Subtree); err != nil {
+			if err := r.walk(ctx, jobs, path, sp, *n.Subtree); err != nil {
 				return err
 			}
 			if include {
@@ -193,19 +214,27 @@ func (r *Restorer) walk(ctx context.Context, g *errgroup.Group, dir, snapPath st
 			}
 			r.mu.Unlock()
 			if seen {
-				// Link after the first copy is complete: queue behind it.
-				g.Go(func() error {
+				// Link after the first copy is complete: queue behind it. The
+				// first copy was queued earlier, so a worker already has it.
+				if err := submit(func() error {
 					r.linkWhenReady(path, first)
 					return nil
-				})
+				}); err != nil {
+					return err
+				}
 				continue
 			}
 		}
 		node := n
 		if n.Type == fsmeta.TypeFile {
-			r.pending(path)
-			g.Go(func() error {
-				defer r.done(path)
+			linked := n.Links > 1
+			if linked {
+				r.pending(path)
+			}
+			if err := submit(func() error {
+				if linked {
+					defer r.done(path)
+				}
 				if err := r.restoreFile(ctx, path, node); err != nil {
 					if ctx.Err() != nil {
 						return ctx.Err()
@@ -213,7 +242,12 @@ func (r *Restorer) walk(ctx context.Context, g *errgroup.Group, dir, snapPath st
 					r.fail(path, err)
 				}
 				return nil
-			})
+			}); err != nil {
+				if linked {
+					r.done(path)
+				}
+				return err
+			}
 			continue
 		}
 		if err := r.restoreSpecial(path, node); err != nil {
@@ -226,14 +260,19 @@ func (r *Restorer) walk(ctx context.Context, g *errgroup.Group, dir, snapPath st
 // ensureDir makes path a real directory, replacing whatever non-directory
 // (a symlink planted to escape the target, say) is there.
 func ensureDir(path string) error {
+	err := os.Mkdir(path, 0o700)
+	if err == nil || !errors.Is(err, os.ErrExist) {
+		return err
+	}
 	fi, err := os.Lstat(path)
-	if err == nil && fi.IsDir() {
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
 		return nil
 	}
-	if err == nil {
-		if err := os.Remove(path); err != nil {
-			return err
-		}
+	if err := os.Remove(path); err != nil {
+		return err
 	}
 	if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
@@ -395,6 +434,30 @@ type blobResult struct {
 	err  error
 }
 
+// blobBufs recycles blob buffers between files.
+var blobBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// loadBlob loads a data blob into a recycled buffer; hand the result to
+// putBlob once it is written.
+func (r *Restorer) loadBlob(ctx context.Context, id repository.ID) ([]byte, error) {
+	bp := blobBufs.Get().(*[]byte)
+	buf := *bp
+	*bp = nil
+	blobBufs.Put(bp)
+	return r.repo.LoadBlobInto(ctx, repository.DataBlob, id, buf)
+}
+
+func putBlob(b []byte) {
+	if cap(b) == 0 || cap(b) > repository.MaxBlobSize {
+		return
+	}
+	bp := blobBufs.Get().(*[]byte)
+	if cap(*bp) < cap(b) {
+		*bp = b[:0]
+	}
+	blobBufs.Put(bp)
+}
+
 // prefetchWindow is how many blobs of one file are loaded ahead of the
 // writer, so a large file is decrypted and decompressed on several cores.
 const prefetchWindow = 4
@@ -422,7 +485,7 @@ func (r *Restorer) prefetch(ctx context.Context, content []repository.ContentIte
 				return
 			}
 			go func() {
-				data, err := r.repo.LoadBlob(ctx, repository.DataBlob, *c.ID)
+				data, err := r.loadBlob(ctx, *c.ID)
 				results[i] <- blobResult{data, err}
 			}()
 		}
@@ -430,63 +493,47 @@ func (r *Restorer) prefetch(ctx context.Context, content []repository.ContentIte
 	return results, func() { <-sem }
 }
 
-func (r *Restorer) restoreFile(ctx context.Context, path string, n *repository.Node) error {
+// createFile creates path for writing, exclusively. ok is false when path
+// already held the right content: it was left alone and its metadata set.
+func (r *Restorer) createFile(path string, n *repository.Node) (f *os.File, ok bool, err error) {
+	f, err = createExcl(path)
+	if !errors.Is(err, os.ErrExist) {
+		return f, false, err
+	}
 	if r.fileIsCorrect(path, n) {
 		r.opts.Progress.Skipped.Add(1)
 		r.opts.Progress.Files.Add(1)
 		r.opts.Progress.Bytes.Add(uint64(n.Size)) // #nosec G115 -- fileIsCorrect matched n.Size to the file's st_size, so it is not negative
-		return fsmeta.Apply(path, &n.Meta, r.opts.Apply)
+		return nil, true, fsmeta.Apply(path, &n.Meta, r.opts.Apply)
 	}
 	if err := removeExisting(path); err != nil {
+		return nil, false, err
+	}
+	f, err = createExcl(path)
+	return f, false, err
+}
+
+// createExcl creates path exclusively, not following a symlink, mode 0600.
+// It calls open(2) itself: os.OpenFile would also try to register the file
+// with the network poller, several more system calls per restored file.
+func createExcl(path string) (*os.File, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			return os.NewFile(uintptr(fd), path), nil // #nosec G115 -- open(2) returned a non-negative descriptor
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+	}
+}
+
+func (r *Restorer) restoreFile(ctx context.Context, path string, n *repository.Node) error {
+	f, skipped, err := r.createFile(path, n)
+	if skipped || err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600) // #nosec G304 -- path is built by the restorer from validated tree names under the target
-	if err != nil {
-		return err
-	}
-	sw := fsmeta.NewSparseWriter(f)
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	blobs, release := r.prefetch(pctx, n.Content)
-	for i, c := range n.Content {
-		if err := ctx.Err(); err != nil {
-			_ = f.Close()
-			return err
-		}
-		if c.Hole > 0 {
-			hole, err := holeLen(c)
-			if err != nil {
-				_ = f.Close()
-				return err
-			}
-			if err := sw.WriteHole(hole); err != nil {
-				_ = f.Close()
-				return err
-			}
-			continue
-		}
-		res := <-blobs[i]
-		release()
-		data, err := res.data, res.err
-		if err != nil {
-			_ = f.Close()
-			return err
-		}
-		if uint64(len(data)) != c.Size {
-			_ = f.Close()
-			return fmt.Errorf("blob %s has %d bytes, tree says %d", c.ID.Short(), len(data), c.Size)
-		}
-		if _, err := sw.Write(data); err != nil {
-			_ = f.Close()
-			return err
-		}
-		r.opts.Progress.Bytes.Add(uint64(len(data)))
-	}
-	if sw.Offset() != n.Size {
-		_ = f.Close()
-		return fmt.Errorf("content adds up to %d bytes, the snapshot says %d", sw.Offset(), n.Size)
-	}
-	if err := sw.Finish(); err != nil {
+	if err := r.writeContent(ctx, f, n); err != nil {
 		_ = f.Close()
 		return err
 	}
@@ -496,9 +543,77 @@ func (r *Restorer) restoreFile(ctx context.Context, path string, n *repository.N
 			return fmt.Errorf("verify: %w", err)
 		}
 	}
+	aerr := fsmeta.ApplyFile(f, path, &n.Meta, r.opts.Apply)
 	if err := f.Close(); err != nil {
 		return err
 	}
 	r.opts.Progress.Files.Add(1)
-	return fsmeta.Apply(path, &n.Meta, r.opts.Apply)
+	return aerr
+}
+
+// writeContent writes n's content into the new, empty file f.
+func (r *Restorer) writeContent(ctx context.Context, f *os.File, n *repository.Node) error {
+	sw := fsmeta.NewSparseWriter(f)
+	blobs := 0
+	for _, c := range n.Content {
+		if c.ID != nil {
+			blobs++
+		}
+	}
+	var results []chan blobResult
+	release := func() {}
+	if blobs > 1 {
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		results, release = r.prefetch(pctx, n.Content)
+	}
+	trailingHole := false
+	for i, c := range n.Content {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if c.Hole > 0 {
+			hole, err := holeLen(c)
+			if err != nil {
+				return err
+			}
+			if err := sw.WriteHole(hole); err != nil {
+				return err
+			}
+			trailingHole = true
+			continue
+		}
+		if c.ID == nil {
+			return fmt.Errorf("%w: content item with neither blob nor hole", repository.ErrBadTree)
+		}
+		var data []byte
+		var err error
+		if results != nil {
+			res := <-results[i]
+			release()
+			data, err = res.data, res.err
+		} else {
+			data, err = r.loadBlob(ctx, *c.ID)
+		}
+		if err != nil {
+			return err
+		}
+		if uint64(len(data)) != c.Size {
+			return fmt.Errorf("blob %s has %d bytes, tree says %d", c.ID.Short(), len(data), c.Size)
+		}
+		if _, err := sw.Write(data); err != nil {
+			return err
+		}
+		putBlob(data)
+		trailingHole = false
+		r.opts.Progress.Bytes.Add(uint64(len(data)))
+	}
+	if sw.Offset() != n.Size {
+		return fmt.Errorf("content adds up to %d bytes, the snapshot says %d", sw.Offset(), n.Size)
+	}
+	if trailingHole {
+		// Only a trailing hole leaves the new file shorter than its size.
+		return sw.Finish()
+	}
+	return nil
 }

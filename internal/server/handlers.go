@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/pki/enrol"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/wire"
@@ -45,6 +46,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	s.noteContact(client.Name)
+
+	if r.Method == http.MethodPost && r.RequestURI == enrol.RenewPath {
+		s.serveRenew(w, r, client.Name)
+		return
+	}
 
 	route, err := wire.ParseRequest(r.Method, r.RequestURI)
 	if err != nil {
@@ -118,6 +124,16 @@ func (s *Server) serveEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxEnrolBody)
 	s.cfg.Enroll.ServeHTTP(w, r)
+}
+
+// serveRenew hands an authenticated client's renewal to Config.Renew.
+func (s *Server) serveRenew(w http.ResponseWriter, r *http.Request, client string) {
+	if s.cfg.Renew == nil {
+		wire.WriteError(w, fmt.Errorf("%w: renewal", wire.ErrNotImplemented))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxEnrolBody)
+	s.cfg.Renew.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, client)))
 }
 
 func (s *Server) createRepo(ctx context.Context, client, repo string) error {

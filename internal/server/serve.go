@@ -26,7 +26,7 @@ func (s *Server) httpServer() *http.Server {
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	return &http.Server{
-		Handler:           s.Handler(),
+		Handler:           s.logRequests(s.Handler()),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,

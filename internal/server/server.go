@@ -68,6 +68,9 @@ type Config struct {
 	// Enroll answers POST /v1/enroll (on enrolment connections and on the
 	// main port); nil answers 501.
 	Enroll http.Handler
+	// Renew answers POST /v1/renew from an authenticated client (the
+	// request's context carries ClientName); nil answers 501.
+	Renew http.Handler
 	// Refusals records requests refused for want of a valid certificate;
 	// nil uses DB.RefusalLog().
 	Refusals tlspolicy.RefusalLog
@@ -84,6 +87,10 @@ type Config struct {
 	// AppendOnlyRemovable lists the kinds a client without allow-delete may
 	// remove; nil means DefaultAppendOnlyRemovable, an empty non-nil slice none.
 	AppendOnlyRemovable []storage.Kind
+	// RequestLog, if set, receives one JSON line per request with its
+	// time, method, status and duration_ms, for latency measurements.
+	RequestLog io.Writer
+
 	// RefreshInterval is how often clients and revocations are reloaded
 	// from DB (default 1s): a revocation takes effect within it.
 	RefreshInterval time.Duration

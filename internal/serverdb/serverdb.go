@@ -23,6 +23,10 @@ var (
 	ErrNotFound      = errors.New("no such record")
 	ErrSchemaTooNew  = errors.New("database schema is newer than this coffer")
 	ErrInvalidRecord = errors.New("invalid record")
+	// ErrRevoked: the client is revoked as a whole; it cannot renew.
+	ErrRevoked = errors.New("client is revoked")
+	// ErrSuperseded: the certificate is not the client's current one.
+	ErrSuperseded = errors.New("certificate is not the client's current one")
 )
 
 // Client is an enrolled client.
@@ -66,7 +70,16 @@ const (
 	ActionEnrol         = "enrol"
 	ActionRevoke        = "revoke"
 	ActionPolicy        = "policy" // allow-delete or quota changed
+	ActionEnrolRefused  = "enrol-refused"
+	ActionRenew         = "renew"
+	ActionToken         = "token"         // an enrolment token was issued
+	ActionSelfScan      = "tls-self-scan" // detail: the scan's SNI marker
+	ActionAlert         = "alert"         // the TLS self-audit found the server weaker than its policy
 )
+
+// ReasonSuperseded is the revocation reason of a serial replaced by a
+// renewal or a new enrolment.
+const ReasonSuperseded = "superseded"
 
 // DB is the server's state. Implementations are safe for concurrent use,
 // also by several processes sharing one database (the running server and
@@ -77,6 +90,16 @@ type DB interface {
 	// revocation (a new token was issued on purpose). Policy fields
 	// (AllowDelete, QuotaBytes) and Created of an existing client are kept.
 	PutClient(ctx context.Context, c Client) error
+	// EnrolClient records an enrolment like PutClient and, in the same
+	// transaction, revokes the client's previous certificate serial (reason
+	// ReasonSuperseded) and logs an ActionEnrol event.
+	EnrolClient(ctx context.Context, c Client, now time.Time) error
+	// RenewClient replaces the certificate of client name, whose current
+	// serial must be old (ErrSuperseded otherwise), by newSerial expiring at
+	// notAfter, revokes old (ReasonSuperseded) and logs an ActionRenew event,
+	// in one transaction. A revoked client cannot renew (ErrRevoked); an
+	// unknown one is ErrNotFound.
+	RenewClient(ctx context.Context, name string, old, newSerial *big.Int, notAfter, now time.Time) error
 	// Client returns one client or ErrNotFound.
 	Client(ctx context.Context, name string) (Client, error)
 	// Clients returns all clients ordered by name.

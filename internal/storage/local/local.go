@@ -3,6 +3,7 @@
 package local
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -38,8 +40,12 @@ const listBatch = 1024
 // name is its own shard). Directories are 0700, files 0600. Files being
 // written are named ".tmp-*" in their target directory and never listed.
 type Local struct {
-	dir string
+	dir   string
+	packs fileCache
 }
+
+// openPacks bounds how many pack files Load keeps open.
+const openPacks = 64
 
 var _ storage.Storage = (*Local)(nil)
 
@@ -88,7 +94,7 @@ func Create(dir string) (*Local, error) {
 	if err := syncDir(abs); err != nil {
 		return nil, fmt.Errorf("create repository: %w", err)
 	}
-	return &Local{dir: abs}, nil
+	return &Local{dir: abs, packs: newFileCache(openPacks)}, nil
 }
 
 func isEmptyDir(dir string) (bool, error) {
@@ -124,7 +130,7 @@ func Open(dir string) (*Local, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("open repository %s: not a directory: %w", abs, storage.ErrNoRepository)
 	}
-	l := &Local{dir: abs}
+	l := &Local{dir: abs, packs: newFileCache(openPacks)}
 	if _, err := os.Stat(filepath.Join(abs, "config")); err != nil { // #nosec G703 -- the repository directory the user named
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("open repository %s: no config object: %w", abs, storage.ErrNoRepository)
@@ -137,8 +143,12 @@ func Open(dir string) (*Local, error) {
 // Location returns the repository's absolute directory.
 func (l *Local) Location() string { return l.dir }
 
-// Close implements storage.Storage. Local holds no open files between calls.
-func (l *Local) Close() error { return nil }
+// Close implements storage.Storage: it closes the pack files Load keeps
+// open. Load may still be called afterwards; it reopens what it needs.
+func (l *Local) Close() error {
+	l.packs.evictAll()
+	return nil
+}
 
 // dirOf returns the directory holding h and h's path. h must be valid.
 func (l *Local) dirOf(h storage.Handle) (string, string) {
@@ -301,7 +311,9 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// Load implements storage.Storage.
+// Load implements storage.Storage. Pack files stay open between calls (at
+// most openPacks of them, closed by Remove and Close): a restore reads
+// thousands of blobs from each pack, and objects never change once written.
 func (l *Local) Load(ctx context.Context, h storage.Handle, offset, length int64) ([]byte, error) {
 	if err := storage.ValidateHandle(h); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
@@ -310,19 +322,43 @@ func (l *Local) Load(ctx context.Context, h storage.Handle, offset, length int64
 		return nil, fmt.Errorf("load %s: %w", h, err)
 	}
 	_, p := l.dirOf(h)
-	f, err := os.Open(p) // #nosec G304 -- path built from a validated handle
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", h, notFound(err))
+	if h.Kind == storage.KindData && l.packs.files != nil {
+		cf, err := l.packs.acquire(p)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", h, err)
+		}
+		defer l.packs.release(cf)
+		return readRange(h, cf.f, cf.size, offset, length)
 	}
-	defer func() { _ = f.Close() }()
-	fi, err := f.Stat()
+	f, size, err := openObject(p)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", h, err)
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("load %s: not a regular file", h)
+	defer func() { _ = f.Close() }()
+	return readRange(h, f, size, offset, length)
+}
+
+// openObject opens the regular file p and returns its size.
+func openObject(p string) (*os.File, int64, error) {
+	f, err := os.Open(p) // #nosec G304 -- path built from a validated handle
+	if err != nil {
+		return nil, 0, notFound(err)
 	}
-	size := fi.Size()
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, 0, errors.New("not a regular file")
+	}
+	return f, fi.Size(), nil
+}
+
+// readRange reads length bytes at offset of an object of the given size;
+// a negative length reads to the end.
+func readRange(h storage.Handle, f *os.File, size, offset, length int64) ([]byte, error) {
 	if offset < 0 || offset > size {
 		return nil, fmt.Errorf("load %s: offset %d of %d bytes: %w", h, offset, size, storage.ErrRange)
 	}
@@ -341,6 +377,100 @@ func (l *Local) Load(ctx context.Context, h storage.Handle, offset, length int64
 		err = io.ErrUnexpectedEOF
 	}
 	return nil, fmt.Errorf("load %s: read %d of %d bytes at %d: %w", h, n, length, offset, err)
+}
+
+// fileCache keeps up to max files open, least recently used evicted first.
+// A file in use is closed only when its last user releases it.
+type fileCache struct {
+	mu    sync.Mutex
+	max   int
+	files map[string]*cachedFile
+	lru   *list.List // of *cachedFile, most recently used first
+}
+
+type cachedFile struct {
+	f       *os.File
+	size    int64
+	path    string
+	refs    int
+	evicted bool
+	elem    *list.Element
+}
+
+func newFileCache(n int) fileCache {
+	return fileCache{max: n, files: map[string]*cachedFile{}, lru: list.New()}
+}
+
+// acquire returns the open file at p; release it when done.
+func (c *fileCache) acquire(p string) (*cachedFile, error) {
+	c.mu.Lock()
+	if cf, ok := c.files[p]; ok {
+		cf.refs++
+		c.lru.MoveToFront(cf.elem)
+		c.mu.Unlock()
+		return cf, nil
+	}
+	c.mu.Unlock()
+	f, size, err := openObject(p)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cf, ok := c.files[p]; ok { // opened meanwhile by another caller
+		_ = f.Close()
+		cf.refs++
+		c.lru.MoveToFront(cf.elem)
+		return cf, nil
+	}
+	cf := &cachedFile{f: f, size: size, path: p, refs: 1}
+	cf.elem = c.lru.PushFront(cf)
+	c.files[p] = cf
+	for c.lru.Len() > c.max {
+		c.evictLocked(c.lru.Back().Value.(*cachedFile))
+	}
+	return cf, nil
+}
+
+func (c *fileCache) release(cf *cachedFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cf.refs--
+	if cf.evicted && cf.refs == 0 {
+		_ = cf.f.Close()
+	}
+}
+
+func (c *fileCache) evictLocked(cf *cachedFile) {
+	c.lru.Remove(cf.elem)
+	delete(c.files, cf.path)
+	cf.evicted = true
+	if cf.refs == 0 {
+		_ = cf.f.Close()
+	}
+}
+
+// evict closes p's file if it is open (when not in use, else after).
+func (c *fileCache) evict(p string) {
+	if c.files == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cf, ok := c.files[p]; ok {
+		c.evictLocked(cf)
+	}
+}
+
+func (c *fileCache) evictAll() {
+	if c.files == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.lru.Len() > 0 {
+		c.evictLocked(c.lru.Back().Value.(*cachedFile))
+	}
 }
 
 func notFound(err error) error {
@@ -385,6 +515,7 @@ func (l *Local) Remove(ctx context.Context, h storage.Handle) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("remove %s: not a regular file", h)
 	}
+	l.packs.evict(p)
 	if err := os.Remove(p); err != nil {
 		return fmt.Errorf("remove %s: %w", h, notFound(err))
 	}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/pki/enrol"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	var (
+		serverAddr, token, tokenFile, identity string
+		force                                  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "enroll --server HOST:PORT [--token-file FILE | --token T] [--identity DIR]",
+		Short: "Enrol this client with a coffer server using a one-time token",
+		Long: `Enroll makes this client's key pair (the private key never leaves this
+machine), checks that the server at HOST:PORT holds the CA whose fingerprint
+the token carries (before sending anything), then sends the token and a
+certificate request and receives the client certificate. It writes DIR
+(default $COFFER_IDENTITY or ~/.config/coffer/identity): client.key (mode
+0600), client.crt and ca.crt, as PEM. From then on the client trusts only
+that CA for coffer:// repositories, and renews its certificate by itself.
+
+The token is read from --token-file, or COFFER_TOKEN; --token works too but
+shows the token to other users of this machine.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if serverAddr == "" {
+				return usageErrorf("--server HOST:PORT is required")
+			}
+			if _, _, err := net.SplitHostPort(serverAddr); err != nil {
+				return usageErrorf("--server %q is not HOST:PORT: %v", serverAddr, err)
+			}
+			raw, err := enrolToken(token, tokenFile)
+			if err != nil {
+				return err
+			}
+			tok, err := pki.ParseToken(strings.TrimSpace(raw))
+			if err != nil {
+				return err
+			}
+			dir := identity
+			if dir == "" {
+				dir = identityDir()
+			}
+			if !force {
+				for _, f := range []string{pki.ClientKeyFile, pki.ClientCertFile} {
+					if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+						return usageErrorf("%s already holds an identity; use --force to replace it, or --identity for another directory", dir)
+					}
+				}
+			}
+			id, err := enrol.Enrol(cmd.Context(), serverAddr, tok, enrol.Options{})
+			if errors.Is(err, pki.ErrFingerprintMismatch) || errors.Is(err, pki.ErrServerNotTrusted) {
+				return fmt.Errorf("refusing to enrol, nothing was sent: the server at %s is not the one the token was issued for: %w", serverAddr, err)
+			}
+			if err != nil {
+				return err
+			}
+			if err := pki.WriteIdentity(dir, id.KeyPEM, id.CertPEM, id.CAPEM); err != nil {
+				return err
+			}
+			printf(cmd.OutOrStdout(), "enrolled as %q with %s; identity written to %s (certificate valid until %s, renewed automatically)\n",
+				id.ClientName, serverAddr, dir, id.NotAfter.Local().Format(time.DateTime))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&serverAddr, "server", "", "the coffer server, HOST:PORT")
+	f.StringVar(&token, "token", "", "the one-time token (prefer --token-file or COFFER_TOKEN: arguments are visible to other users)")
+	f.StringVar(&tokenFile, "token-file", "", "read the one-time token from this file")
+	f.StringVar(&identity, "identity", "", "identity directory (default $COFFER_IDENTITY or ~/.config/coffer/identity)")
+	f.BoolVar(&force, "force", false, "replace an existing identity")
+	rootCmd.AddCommand(cmd)
+}
+
+// enrolToken returns the token from --token-file, --token (with a warning)
+// or COFFER_TOKEN.
+func enrolToken(token, tokenFile string) (string, error) {
+	switch {
+	case tokenFile != "" && token != "":
+		return "", usageErrorf("give the token once: --token-file or --token")
+	case tokenFile != "":
+		b, err := os.ReadFile(tokenFile) // #nosec G304 -- the user names the token file
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", usageErrorf("token file %s does not exist", tokenFile)
+		}
+		if err != nil {
+			return "", fmt.Errorf("read token file: %w", err)
+		}
+		return string(b), nil
+	case token != "":
+		warnf("--token shows the token to other users of this machine; prefer --token-file or COFFER_TOKEN")
+		return token, nil
+	case os.Getenv("COFFER_TOKEN") != "":
+		return os.Getenv("COFFER_TOKEN"), nil
+	}
+	return "", usageErrorf("no token: use --token-file FILE or set COFFER_TOKEN")
+}

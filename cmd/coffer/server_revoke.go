@@ -1,0 +1,43 @@
+package main
+
+import (
+	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	var dir, client, reason string
+	cmd := &cobra.Command{
+		Use:   "revoke --dir DIR --client NAME",
+		Short: "Revoke every certificate of a client",
+		Long: `Revoke marks the client revoked and adds its certificate to the revocation
+list. A running server picks it up within a second, for new connections,
+resumed sessions and open connections alike. A new token for the same name
+enrols the client again with a new certificate.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireDir(dir); err != nil {
+				return err
+			}
+			if client == "" {
+				return usageErrorf("--client is required")
+			}
+			ctx := cmd.Context()
+			adm, err := server.OpenAdmin(ctx, dir)
+			if err != nil {
+				return err
+			}
+			defer adm.Close()
+			if err := adm.Revoke(ctx, client, reason); err != nil {
+				return err
+			}
+			printf(cmd.OutOrStdout(), "revoked client %q\n", client)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "", "server state directory")
+	f.StringVar(&client, "client", "", "client name")
+	f.StringVar(&reason, "reason", "", "reason, kept in the audit log")
+	serverCmd.AddCommand(cmd)
+}

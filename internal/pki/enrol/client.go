@@ -1,0 +1,284 @@
+package enrol
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/tlspolicy"
+	"github.com/coffer-backup/coffer/internal/wire"
+)
+
+// Sentinel errors of the client.
+var (
+	// ErrNoEnrolment: the server did not negotiate the enrolment protocol.
+	ErrNoEnrolment = errors.New("server does not offer enrolment")
+	// ErrBadAnswer: the server's certificate does not fit the request
+	// (another key, name or CA than the one checked).
+	ErrBadAnswer = errors.New("server answered with an unusable certificate")
+	// ErrRefused: the server refused the request; the error carries its
+	// status and message.
+	ErrRefused = errors.New("server refused")
+)
+
+// Options tune the client. Zero values select the defaults.
+type Options struct {
+	// Policy is the TLS policy (default tlspolicy.Default()).
+	Policy *tlspolicy.Policy
+	// Timeout bounds the whole exchange (default 30s).
+	Timeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Policy == nil {
+		p := tlspolicy.Default()
+		o.Policy = &p
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Identity is an enrolled identity as PEM, ready for pki.WriteIdentity.
+type Identity struct {
+	KeyPEM, CertPEM, CAPEM []byte
+	ClientName             string
+	NotAfter               time.Time
+}
+
+// Enrol makes a new key pair, connects to addr (host:port) offering only
+// the enrolment protocol, and checks the server's chain against the
+// token's CA fingerprint during the handshake: a server that does not
+// match gets nothing (errors wrap pki.ErrFingerprintMismatch or
+// pki.ErrServerNotTrusted). Only then does it send the token and a CSR.
+// The returned identity pins the CA whose fingerprint was checked; the key
+// never leaves this process.
+func Enrol(ctx context.Context, addr string, tok *pki.Token, opts Options) (*Identity, error) {
+	opts.defaults()
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("enrol: server address %q: %w", addr, err)
+	}
+	encoded, err := tok.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("enrol: %w", err)
+	}
+	key, err := pki.NewClientKey()
+	if err != nil {
+		return nil, err
+	}
+	csr, err := pki.NewCSR(key, tok.ClientName)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(Request{Token: encoded, CSR: encodeCSR(csr)})
+	if err != nil {
+		return nil, fmt.Errorf("enrol: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	conf := opts.Policy.EnrolmentConfig(host, pki.FingerprintVerifier(host, tok.CAFingerprint, opts.Now))
+	conn, err := dial(ctx, addr, conf)
+	if err != nil {
+		return nil, fmt.Errorf("enrol with %s: %w", addr, err)
+	}
+	defer conn.Close()
+	cs := conn.ConnectionState()
+	if cs.NegotiatedProtocol != tlspolicy.EnrolmentProto {
+		return nil, fmt.Errorf("enrol with %s: %w (ALPN %q)", addr, ErrNoEnrolment, cs.NegotiatedProtocol)
+	}
+	ca, err := pki.VerifyServerAgainstFingerprint(cs.PeerCertificates, host, tok.CAFingerprint, opts.Now())
+	if err != nil {
+		return nil, fmt.Errorf("enrol with %s: %w", addr, err)
+	}
+	certPEM, err := post(ctx, conn, addr, EnrollPath, body)
+	if err != nil {
+		return nil, fmt.Errorf("enrol with %s: %w", addr, err)
+	}
+	cert, err := checkAnswer(certPEM, ca, key, tok.ClientName, opts.Now())
+	if err != nil {
+		return nil, fmt.Errorf("enrol with %s: %w", addr, err)
+	}
+	keyPEM, err := pki.EncodeKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Identity{KeyPEM: keyPEM, CertPEM: certPEM, CAPEM: pki.EncodeCertPEM(ca.Raw), ClientName: tok.ClientName, NotAfter: cert.NotAfter}, nil
+}
+
+// Renew asks the server at addr, over mutual TLS with the current
+// certificate of id, for a new certificate for the same key. The answer
+// must name the same client and chain to the pinned CA. It returns the new
+// certificate as PEM; the server has revoked the old one when it answers.
+func Renew(ctx context.Context, addr string, id *pki.Identity, opts Options) ([]byte, error) {
+	opts.defaults()
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("renew: server address %q: %w", addr, err)
+	}
+	name, err := id.ClientName()
+	if err != nil {
+		return nil, fmt.Errorf("renew: %w", err)
+	}
+	csr, err := pki.NewCSR(id.Key, name)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(RenewRequest{CSR: encodeCSR(csr)})
+	if err != nil {
+		return nil, fmt.Errorf("renew: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	conf := opts.Policy.ClientConfig(id.TLSCertificate(), id.CAPool(), host)
+	conf.NextProtos = []string{"http/1.1"}
+	conf.ClientSessionCache = nil
+	conn, err := dial(ctx, addr, conf)
+	if err != nil {
+		return nil, fmt.Errorf("renew with %s: %w", addr, err)
+	}
+	defer conn.Close()
+	certPEM, err := post(ctx, conn, addr, RenewPath, body)
+	if err != nil {
+		return nil, fmt.Errorf("renew with %s: %w", addr, err)
+	}
+	if _, err := checkAnswer(certPEM, id.CA, id.Key, name, opts.Now()); err != nil {
+		return nil, fmt.Errorf("renew with %s: %w", addr, err)
+	}
+	return certPEM, nil
+}
+
+// RenewIfDue loads the identity in dir and, once its certificate has
+// passed two thirds of its lifetime (pki.NeedsRenewal), renews it with the
+// server at addr, keeping the key: only client.crt changes, atomically. It
+// returns the identity to use and whether it was renewed. On a failed
+// renewal it returns the current identity with the error; the caller may
+// go on while the certificate is still valid.
+func RenewIfDue(ctx context.Context, dir, addr string, opts Options) (*pki.Identity, bool, error) {
+	opts.defaults()
+	id, err := pki.LoadIdentity(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	if !pki.NeedsRenewal(id.Cert, opts.Now()) {
+		return id, false, nil
+	}
+	certPEM, err := Renew(ctx, addr, id, opts)
+	if err != nil {
+		return id, false, err
+	}
+	keyPEM, err := pki.EncodeKeyPEM(id.Key)
+	if err != nil {
+		return id, false, err
+	}
+	if err := pki.WriteIdentity(dir, keyPEM, certPEM, pki.EncodeCertPEM(id.CA.Raw)); err != nil {
+		return id, false, fmt.Errorf("save renewed certificate: %w", err)
+	}
+	nid, err := pki.LoadIdentity(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	return nid, true, nil
+}
+
+func dial(ctx context.Context, addr string, conf *tls.Config) (*tls.Conn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: conf}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		_ = c.Close()
+		return nil, errors.New("dial: not a TLS connection")
+	}
+	return tc, nil
+}
+
+// post sends one HTTP/1.1 request on conn and returns the certificate of a
+// successful answer.
+func post(ctx context.Context, conn *tls.Conn, addr, path string, body []byte) ([]byte, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Close = true
+	if err := req.Write(conn); err != nil {
+		return nil, fmt.Errorf("send request: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var eb wire.ErrorBody
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		if json.Unmarshal(b, &eb) != nil || eb.Message == "" || len(eb.Message) > 512 || !utf8.ValidString(eb.Message) {
+			return nil, fmt.Errorf("%w (%s)", ErrRefused, resp.Status)
+		}
+		return nil, fmt.Errorf("%w (%s): %s", ErrRefused, resp.Status, printable(eb.Message))
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	certPEM, _, err := ParseResponse(b)
+	return certPEM, err
+}
+
+// checkAnswer accepts a certificate only for our key and name, issued by
+// the CA we checked, for client authentication, valid now.
+func checkAnswer(certPEM []byte, ca *x509.Certificate, key crypto.Signer, name string, now time.Time) (*x509.Certificate, error) {
+	cert, err := pki.ParseCertPEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadAnswer, err)
+	}
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return nil, fmt.Errorf("%w: it is not for our key", ErrBadAnswer)
+	}
+	if got, err := pki.ClientName(cert); err != nil || got != name {
+		return nil, fmt.Errorf("%w: it does not name client %q", ErrBadAnswer, name)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadAnswer, err)
+	}
+	return cert, nil
+}
+
+// printable drops control characters from a server's message before it
+// reaches a terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+}

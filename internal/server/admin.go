@@ -1,0 +1,200 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/serverdb"
+	"github.com/coffer-backup/coffer/internal/tlspolicy"
+)
+
+// DefaultTokenTTL is how long an enrolment token stays valid by default.
+const DefaultTokenTTL = 15 * time.Minute
+
+// Admin runs the administrative commands on a state directory. They share
+// the database with a running server, so they take effect on it: a
+// revocation or a policy change within its refresh interval.
+type Admin struct {
+	Dir      string
+	DB       serverdb.DB
+	Settings Settings
+	Now      func() time.Time
+}
+
+// OpenAdmin opens an initialised state directory as its owner.
+func OpenAdmin(ctx context.Context, dir string) (*Admin, error) {
+	if err := CheckOwner(dir); err != nil {
+		return nil, err
+	}
+	st, err := LoadSettings(dir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
+	if err != nil {
+		return nil, err
+	}
+	return &Admin{Dir: dir, DB: db, Settings: st, Now: time.Now}, nil
+}
+
+// Close closes the database.
+func (a *Admin) Close() error { return a.DB.Close() }
+
+// IssueToken makes a one-time enrolment token for client, valid for ttl,
+// stores its hash and returns the encoded token (the only copy of its
+// secret) and its expiry.
+func (a *Admin) IssueToken(ctx context.Context, client string, ttl time.Duration) (string, time.Time, error) {
+	if err := pki.ValidateClientName(client); err != nil {
+		return "", time.Time{}, err
+	}
+	ca, err := pki.LoadCA(a.Dir)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := a.Now()
+	tok, err := ca.IssueToken(ctx, a.DB.Tokens(), client, ttl, now)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	s, err := tok.Encode()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	exp := now.Add(ttl)
+	if err := a.DB.LogEvent(ctx, serverdb.Event{Time: now, Client: client, Action: serverdb.ActionToken, Detail: "expires=" + exp.UTC().Format(time.RFC3339)}); err != nil {
+		return "", time.Time{}, err
+	}
+	return s, exp, nil
+}
+
+// Revoke revokes every certificate of client.
+func (a *Admin) Revoke(ctx context.Context, client, reason string) error {
+	if reason == "" {
+		reason = "revoked by the administrator"
+	}
+	return a.DB.RevokeClient(ctx, client, a.Now(), reason)
+}
+
+// Clients lists the enrolled clients.
+func (a *Admin) Clients(ctx context.Context) ([]serverdb.Client, error) { return a.DB.Clients(ctx) }
+
+// SetClientPolicy changes what client may do: allowDelete and quota (bytes,
+// 0 = none) are changed when not nil. Both are audit-logged.
+func (a *Admin) SetClientPolicy(ctx context.Context, client string, allowDelete *bool, quota *int64) (serverdb.Client, error) {
+	if _, err := a.DB.Client(ctx, client); err != nil {
+		return serverdb.Client{}, err
+	}
+	if allowDelete != nil {
+		if err := a.DB.SetAllowDelete(ctx, client, *allowDelete, a.Now()); err != nil {
+			return serverdb.Client{}, err
+		}
+	}
+	if quota != nil {
+		if err := a.DB.SetQuota(ctx, client, *quota, a.Now()); err != nil {
+			return serverdb.Client{}, err
+		}
+	}
+	return a.DB.Client(ctx, client)
+}
+
+// TLSReport is the refused-handshake summary of `coffer server tls-report`.
+type TLSReport struct {
+	Days []tlspolicy.DaySummary `json:"days"`
+	// SelfScanExcluded counts the refusals of the server's own scans, left out.
+	SelfScanExcluded int `json:"self_scan_excluded"`
+	// Alerts are the self-audit's alerts in the period.
+	Alerts []Alert `json:"alerts,omitempty"`
+}
+
+// Alert is one alert of the TLS self-audit.
+type Alert struct {
+	Time    time.Time `json:"time"`
+	Message string    `json:"message"`
+}
+
+// TLSReport summarises the refused handshakes and requests of the last
+// days days (UTC, today included) against the configured policy, without
+// the server's own self-scans.
+func (a *Admin) TLSReport(ctx context.Context, days int) (*TLSReport, error) {
+	if days < 1 {
+		return nil, fmt.Errorf("days must be at least 1, not %d", days)
+	}
+	now := a.Now()
+	since := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -(days - 1))
+	recs, err := a.DB.Refusals(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	// A scan recorded just before midnight may have refusals after it.
+	events, err := a.DB.Events(ctx, since.Add(-time.Hour), 0)
+	if err != nil {
+		return nil, err
+	}
+	scans := map[string]bool{}
+	rep := &TLSReport{}
+	for _, e := range events {
+		switch e.Action {
+		case serverdb.ActionSelfScan:
+			scans[e.Detail] = true
+		case serverdb.ActionAlert:
+			if !e.Time.Before(since) {
+				rep.Alerts = append(rep.Alerts, Alert{Time: e.Time, Message: e.Detail})
+			}
+		}
+	}
+	kept := recs[:0]
+	for _, r := range recs {
+		if r.SNI != "" && strings.HasSuffix(r.SNI, selfScanDomain) && scans[r.SNI] {
+			rep.SelfScanExcluded++
+			continue
+		}
+		kept = append(kept, r)
+	}
+	rep.Days = a.Settings.Policy.Summarize(kept, days, now)
+	return rep, nil
+}
+
+// ErrSize is returned by ParseSize.
+var ErrSize = errors.New("invalid size")
+
+// ParseSize reads a byte count: digits with an optional K, M, G or T
+// suffix (powers of 1024), optionally followed by "B" or "iB"
+// ("500M", "10GiB", "0").
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "iB"), "B")
+	if t == "" {
+		return 0, fmt.Errorf("%w: %q", ErrSize, s)
+	}
+	mult := int64(1)
+	switch t[len(t)-1] {
+	case 'k', 'K':
+		mult = 1 << 10
+	case 'm', 'M':
+		mult = 1 << 20
+	case 'g', 'G':
+		mult = 1 << 30
+	case 't', 'T':
+		mult = 1 << 40
+	}
+	if mult > 1 {
+		t = t[:len(t)-1]
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] < '0' || t[i] > '9' {
+			return 0, fmt.Errorf("%w: %q: want digits with an optional K, M, G or T suffix", ErrSize, s)
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%w: %q", ErrSize, s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,62 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// requestRecord is one line of Config.RequestLog.
+type requestRecord struct {
+	Time       time.Time `json:"time"`
+	Method     string    `json:"method"`
+	Status     int       `json:"status"`
+	DurationMS float64   `json:"duration_ms"`
+}
+
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRequests wraps h so that every request is timed into Config.RequestLog.
+func (s *Server) logRequests(h http.Handler) http.Handler {
+	if s.cfg.RequestLog == nil {
+		return h
+	}
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			rec := requestRecord{Time: start.UTC(), Method: r.Method, Status: sw.status, DurationMS: float64(time.Since(start).Microseconds()) / 1000}
+			b, err := json.Marshal(rec)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			_, _ = s.cfg.RequestLog.Write(append(b, '\n'))
+			mu.Unlock()
+		}()
+		h.ServeHTTP(sw, r)
+	})
+}

@@ -1,0 +1,63 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/server"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestRequestLog(t *testing.T) {
+	var log lockedBuffer
+	env := start(t, server.Config{RequestLog: &log})
+	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c.mustStatus("POST", "/v1/repos/r", nil, 201)
+	c.mustStatus("HEAD", "/v1/repos/nope", nil, 404)
+	// A line is written when its handler returns, just after the response.
+	var lines []string
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if lines = strings.Split(strings.TrimSpace(log.String()), "\n"); len(lines) == 2 {
+			break
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("request log: %q", log.String())
+	}
+	for i, want := range []struct {
+		method string
+		status int
+	}{{"POST", 201}, {"HEAD", 404}} {
+		var rec struct {
+			Method     string  `json:"method"`
+			Status     int     `json:"status"`
+			DurationMS float64 `json:"duration_ms"`
+		}
+		if err := json.Unmarshal([]byte(lines[i]), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Method != want.method || rec.Status != want.status || rec.DurationMS < 0 {
+			t.Errorf("line %d: %+v", i, rec)
+		}
+	}
+}

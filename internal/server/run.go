@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/serverdb"
+	"github.com/coffer-backup/coffer/internal/tlspolicy"
+)
+
+// RunOptions configure Run.
+type RunOptions struct {
+	Dir string
+	// Listen overrides the configuration file's listen address.
+	Listen string
+	// Logger receives the server's log (default slog.Default()).
+	Logger *slog.Logger
+	// SelfAuditInterval is how often the server scans its own port (default
+	// DefaultSelfAuditInterval); negative disables the self-audit.
+	SelfAuditInterval time.Duration
+	// RequestLog, if set, receives a JSON line per request (Config.RequestLog).
+	RequestLog io.Writer
+}
+
+// Run serves a state directory made by InitState until ctx is done: the
+// storage API, enrolment and renewal on one mutual-TLS port with the
+// configured policy, and the TLS self-audit. It refuses to start when the
+// directory belongs to another user or a secret file is accessible to
+// group or others.
+func Run(ctx context.Context, opts RunOptions) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dir := opts.Dir
+	if err := CheckOwner(dir); err != nil {
+		return err
+	}
+	if err := CheckSecrets(dir); err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+	st, err := LoadSettings(dir)
+	if err != nil {
+		return err
+	}
+	listen := st.Listen
+	if opts.Listen != "" {
+		listen = opts.Listen
+	}
+	ca, err := pki.LoadCA(dir)
+	if err != nil {
+		return err
+	}
+	kp, err := pki.LoadKeyPair(dir, pki.ServerCertFile, pki.ServerKeyFile)
+	if err != nil {
+		return fmt.Errorf("load server certificate: %w", err)
+	}
+	db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = db.Close() }()
+
+	enr := &Enroller{CA: ca, DB: db, ClientTTL: st.ClientCertTTL, Logger: log}
+	srv, err := New(Config{Dir: dir, DB: db, Logger: log, Enroll: enr, Renew: http.HandlerFunc(enr.Renew), RequestLog: opts.RequestLog})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = srv.Close() }()
+	enr.Changed = srv.Refresh
+
+	conf := st.Policy.ServerConfig(kp.TLSCertificate(ca.Cert), ca.Pool(), srv.VerifyConnection)
+	if err := CheckTLSConfig(conf); err != nil {
+		return err
+	}
+	inner, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	ln := st.Policy.Listen(inner, conf, db.RefusalLog(), tlspolicy.ListenerOptions{})
+	log.Info("coffer server listening", "addr", inner.Addr().String(), "dir", dir,
+		"min_tls", tlsVersionName(st.Policy.MinVersion), "server_cert_expires", kp.Cert.NotAfter.UTC().Format(time.DateOnly))
+
+	var wg sync.WaitGroup
+	actx, stopAudit := context.WithCancel(ctx)
+	if opts.SelfAuditInterval >= 0 {
+		audit := &SelfAudit{Addr: SelfScanAddr(inner.Addr()), Policy: st.Policy, DB: db, Logger: log, Interval: opts.SelfAuditInterval}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			audit.Run(actx)
+		}()
+	}
+	err = srv.Serve(ctx, ln)
+	stopAudit()
+	wg.Wait()
+	return err
+}
+
+func tlsVersionName(v uint16) string {
+	if v == 0x0304 {
+		return "1.3"
+	}
+	return "1.2"
+}

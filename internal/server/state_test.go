@@ -1,0 +1,175 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/tlspolicy"
+)
+
+func TestParseConfig(t *testing.T) {
+	st, err := server.ParseConfig([]byte(`{"version":1,"listen":":7443"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ClientCertTTL != server.DefaultClientCertTTL || st.Policy.MinVersion != tls.VersionTLS12 {
+		t.Fatalf("defaults: %+v", st)
+	}
+	st, err = server.ParseConfig([]byte(`{"version":1,"listen":"127.0.0.1:9","client_cert_ttl":"720h","tls":{"min_version":"1.3"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Listen != "127.0.0.1:9" || st.ClientCertTTL != 720*time.Hour || st.Policy.MinVersion != tls.VersionTLS13 {
+		t.Fatalf("tightened: %+v", st)
+	}
+	// Loosening the policy is refused, naming the setting.
+	for _, tlsSection := range []string{
+		`{"min_version":"1.0"}`,
+		`{"cipher_suites":["TLS_RSA_WITH_AES_128_CBC_SHA"]}`,
+		`{"cipher_suites":["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"]}`,
+		`{"curves":["P-521"]}`,
+	} {
+		_, err := server.ParseConfig([]byte(`{"version":1,"listen":":1","tls":` + tlsSection + `}`))
+		if !errors.Is(err, tlspolicy.ErrLooserThanPolicy) {
+			t.Errorf("%s: %v", tlsSection, err)
+		}
+	}
+	for _, bad := range []string{
+		``, `[]`, `{"version":2,"listen":":1"}`, `{"version":1}`, `{"version":1,"listen":":1","extra":true}`,
+		`{"version":1,"listen":":1","client_cert_ttl":"1s"}`, `{"version":1,"listen":":1","client_cert_ttl":"soon"}`,
+		`{"version":1,"listen":":1"} {}`, `{"version":1,"listen":":1","tls":{"min_versoin":"1.3"}}`,
+	} {
+		if _, err := server.ParseConfig([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(`{"version":1,"listen":":7443","client_cert_ttl":"2160h","tls":{}}`))
+	f.Add([]byte(`{"version":1,"listen":":7443","tls":{"min_version":"1.3","curves":["X25519"]}}`))
+	f.Add([]byte(`{"version":1,"listen":":7443","tls":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := server.ParseConfig(b)
+		if err != nil {
+			return
+		}
+		if err := st.Policy.Validate(); err != nil {
+			t.Fatalf("accepted a policy looser than the default: %v", err)
+		}
+		if st.Listen == "" || st.ClientCertTTL < server.MinClientCertTTL || st.ClientCertTTL > server.MaxClientCertTTL {
+			t.Fatalf("accepted out-of-bounds settings %+v", st)
+		}
+	})
+}
+
+func TestInitState(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "state")
+	res, err := server.InitState(ctx, dir, server.InitOptions{Names: []string{"backup.example", "192.0.2.7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(res.ServerNames, ",") != "backup.example,192.0.2.7" {
+		t.Fatalf("names %v", res.ServerNames)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("directory mode: %v %v", fi.Mode(), err)
+	}
+	for _, name := range server.SecretFiles[:4] {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v", name, fi.Mode(), err)
+		}
+	}
+	ca, err := pki.LoadCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.Fingerprint() != res.CAFingerprint {
+		t.Fatal("reported fingerprint differs from the CA's")
+	}
+	kp, err := pki.LoadKeyPair(dir, pki.ServerCertFile, pki.ServerKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kp.Cert.VerifyHostname("backup.example"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.LoadSettings(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.CheckSecrets(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.CheckOwner(dir); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, pki.CAKeyFile))
+	if _, err := server.InitState(ctx, dir, server.InitOptions{}); !errors.Is(err, server.ErrAlreadyInitialised) {
+		t.Fatalf("second init: %v", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, pki.CAKeyFile)); string(after) != string(before) {
+		t.Fatal("second init replaced the CA key")
+	}
+}
+
+func TestCheckSecrets(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if _, err := server.InitState(context.Background(), dir, server.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{pki.CAKeyFile, pki.ServerKeyFile, server.KeyFile, "state.db"} {
+		path := filepath.Join(dir, name)
+		for _, mode := range []os.FileMode{0o640, 0o604, 0o644} {
+			if err := os.Chmod(path, mode); err != nil {
+				t.Fatal(err)
+			}
+			err := server.CheckSecrets(dir)
+			if !errors.Is(err, server.ErrInsecureFile) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "chmod 600 "+path) {
+				t.Errorf("%s mode %o: %v", name, mode, err)
+			}
+		}
+		if err := os.Chmod(path, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Public files may be readable.
+	if err := os.Chmod(filepath.Join(dir, pki.CACertFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.CheckSecrets(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.CheckSecrets(dir); !errors.Is(err, server.ErrInsecureFile) || !strings.Contains(err.Error(), "chmod 700") {
+		t.Errorf("world-writable directory: %v", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "123": 123, "1K": 1024, "500M": 500 << 20, "10GiB": 10 << 30, "2TB": 2 << 40, "7B": 7} {
+		if got, err := server.ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "B", "-1", "1.5G", "G", "99999999999T", "1X", "1 G"} {
+		if _, err := server.ParseSize(in); !errors.Is(err, server.ErrSize) {
+			t.Errorf("ParseSize(%q): %v", in, err)
+		}
+	}
+}
