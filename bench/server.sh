@@ -39,7 +39,7 @@ done
 enrol() { # name -> identity dir
 	local id="$work/id-$1"
 	rm -rf "$id"
-	"$c" server token --dir "$work/srv" --client "$1" >"$work/token-$1"
+	"$c" server token --dir "$work/srv" --client "$1" >"$work/token-$1" 2>/dev/null
 	"$c" enroll --server "127.0.0.1:$port" --token-file "$work/token-$1" --identity "$id" >/dev/null
 	echo "$id"
 }
@@ -90,8 +90,7 @@ for i in $(seq "$clients"); do
 		echo "change $i" >"$src/change-$i"
 		COFFER_IDENTITY="$work/id-c$i" "$c" backup --repo "coffer://127.0.0.1:$port/r" -q "$src" 2>"$work/client-$i.err" || echo "client $i failed: $(cat "$work/client-$i.err")"
 	) &
-done | tee "$work/failures"
-wait $(jobs -p | grep -v "^$srv$") 2>/dev/null || true
+done | tee "$work/failures" # tee returns once every client has closed its output
 failed=$(grep -c failed "$work/failures" || true)
 rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$srv/status")
 echo "clients: $clients, failed: $failed, server peak RSS: ${rss} MiB"

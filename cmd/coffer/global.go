@@ -207,6 +207,10 @@ func openRepo(ctx context.Context) (*repository.Repository, error) {
 	if err != nil {
 		return nil, err
 	}
+	if strings.Contains(loc, "://") {
+		// A request costs far more than its bytes: read whole packs.
+		r.UsePackCache(3)
+	}
 	// Argon2id just used 64 MiB; hand it back before the real work starts
 	// so that it does not add to the peak.
 	debug.FreeOSMemory()

@@ -198,9 +198,18 @@ func (r *Repository) loadBlobAt(ctx context.Context, id ID, l BlobLocation, buf 
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := r.st.Load(ctx, h, int64(l.Offset), int64(l.Length))
-	if err != nil {
-		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), l.Pack.Short(), err)
+	var sealed []byte
+	if r.packs != nil {
+		s, err := r.packs.slice(ctx, r.st, l.Pack, int64(l.Offset), int64(l.Length))
+		if err != nil {
+			return nil, err
+		}
+		sealed = append([]byte(nil), s...) // decrypted in place below; the cache stays intact
+	} else {
+		sealed, err = r.st.Load(ctx, h, int64(l.Offset), int64(l.Length))
+		if err != nil {
+			return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), l.Pack.Short(), err)
+		}
 	}
 	e := PackEntry{Type: l.Type, ID: id, Offset: l.Offset, Length: l.Length, RawLen: l.RawLen}
 	// Load returns a buffer we own: decrypt in place.
@@ -226,7 +235,13 @@ func (r *Repository) packReader(ctx context.Context, pack ID) (*PackReader, erro
 	if ok {
 		return pr, nil
 	}
-	hdr, err := r.st.Load(ctx, storage.Handle{Kind: storage.KindData, Name: pack.String()}, 0, crypto.HeaderSize)
+	var hdr []byte
+	var err error
+	if r.packs != nil {
+		hdr, err = r.packs.slice(ctx, r.st, pack, 0, crypto.HeaderSize)
+	} else {
+		hdr, err = r.st.Load(ctx, storage.Handle{Kind: storage.KindData, Name: pack.String()}, 0, crypto.HeaderSize)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load pack %s: %w", pack.Short(), err)
 	}

@@ -68,6 +68,7 @@ type Repository struct {
 	idx      *MasterIndex
 	compress compress.Mode
 
+	packs   *packCache // nil unless UsePackCache
 	prmu    sync.Mutex
 	readers map[ID]*PackReader
 
