@@ -486,23 +486,32 @@ func TestServerKilledMidBackup(t *testing.T) {
 	diffTrees(t, src, filepath.Join(dst, src))
 
 	// Bit rot on the server is found by scrub, naming the object.
+	// The largest stored object, flipped in its middle: a small pack may be
+	// shorter than any fixed offset.
 	var victim string
+	var victimSize int64
 	_ = filepath.WalkDir(dataDir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && victim == "" {
-			victim = p
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && fi.Size() > victimSize {
+			victim, victimSize = p, fi.Size()
 		}
 		return nil
 	})
+	if victim == "" {
+		t.Fatal("no stored object found")
+	}
 	f, err := os.OpenFile(victim, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, 4096); err != nil {
+	if _, err := f.ReadAt(b, victimSize/2); err != nil {
 		t.Fatal(err)
 	}
 	b[0] ^= 1
-	if _, err := f.WriteAt(b, 4096); err != nil {
+	if _, err := f.WriteAt(b, victimSize/2); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

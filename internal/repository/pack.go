@@ -221,9 +221,9 @@ func (w *PackWriter) finish(buf []byte) ([]byte, []PackEntry, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// Random layout: entries[k] is the k-th blob in the pack; src[k] its
-	// offset in the spill file.
-	perm := mrand.Perm(len(w.blobs))
+	// Random layout: entries[k] is the k-th blob in the pack; dst[i] is
+	// where the i-th blob to arrive goes.
+	perm := mrand.Perm(len(w.blobs)) // #nosec G404 -- math/rand/v2 draws from a ChaCha8 stream seeded by the OS; a layout is not a key
 	entries := make([]PackEntry, len(w.blobs))
 	dst := make([]int, len(w.blobs)) // by arrival: offset in the pack
 	off := crypto.HeaderSize
