@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/coffer-backup/coffer/internal/crypto"
 	"github.com/zeebo/blake3"
@@ -64,21 +65,33 @@ func NewRandomID() ID {
 	return id
 }
 
-// BlobHasher computes keyed blob IDs.
-type BlobHasher struct{ key crypto.Key }
+// BlobHasher computes keyed blob IDs. It is safe for concurrent use.
+type BlobHasher struct {
+	key  crypto.Key
+	pool sync.Pool // *blake3.Hasher keyed with key, reset after each use
+}
 
 // NewBlobHasher returns a hasher keyed with the repository's BlobIDKey.
-func NewBlobHasher(key crypto.Key) *BlobHasher { return &BlobHasher{key: key} }
+func NewBlobHasher(key crypto.Key) *BlobHasher {
+	b := &BlobHasher{key: key}
+	b.pool.New = func() any {
+		h, err := blake3.NewKeyed(b.key[:])
+		if err != nil {
+			panic("blake3: " + err.Error())
+		}
+		return h
+	}
+	return b
+}
 
 // Sum returns the keyed BLAKE3-256 of data.
 func (b *BlobHasher) Sum(data []byte) ID {
-	h, err := blake3.NewKeyed(b.key[:])
-	if err != nil {
-		panic("blake3: " + err.Error())
-	}
+	h := b.pool.Get().(*blake3.Hasher)
 	_, _ = h.Write(data)
 	var id ID
 	h.Sum(id[:0])
+	h.Reset() // back to the keyed initial state
+	b.pool.Put(h)
 	return id
 }
 
