@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -38,16 +39,30 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// logRequests wraps h so that every request is timed into Config.RequestLog.
+// logRequests wraps h so that every refused request (status 400 and up) is
+// logged with its peer, client and target, and, when Config.RequestLog is
+// set, every request is timed into it.
 func (s *Server) logRequests(h http.Handler) http.Handler {
-	if s.cfg.RequestLog == nil {
-		return h
-	}
 	var mu sync.Mutex
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
+			if sw.status >= 400 {
+				client := ""
+				if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+					client = r.TLS.PeerCertificates[0].Subject.CommonName
+				}
+				target := r.RequestURI
+				if len(target) > 256 {
+					target = target[:256] + "..."
+				}
+				s.log.Warn("request refused", "peer", r.RemoteAddr, "client", client, "method", r.Method,
+					"target", strconv.Quote(target), "status", sw.status)
+			}
+			if s.cfg.RequestLog == nil {
+				return
+			}
 			rec := requestRecord{Time: start.UTC(), Method: r.Method, Status: sw.status, DurationMS: float64(time.Since(start).Microseconds()) / 1000}
 			b, err := json.Marshal(rec)
 			if err != nil {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -59,5 +60,27 @@ func TestRequestLog(t *testing.T) {
 		if rec.Method != want.method || rec.Status != want.status || rec.DurationMS < 0 {
 			t.Errorf("line %d: %+v", i, rec)
 		}
+	}
+}
+
+func TestRefusedRequestsLogged(t *testing.T) {
+	var out lockedBuffer
+	env := start(t, server.Config{Logger: slog.New(slog.NewTextHandler(&out, nil))})
+	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c.mustStatus("POST", "/v1/repos/r", nil, 201)
+	c.mustStatus("HEAD", "/v1/repos/nope", nil, 404)
+	var got string
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if got = out.String(); strings.Contains(got, "request refused") {
+			break
+		}
+	}
+	for _, want := range []string{"request refused", "client=alice", "status=404", "/v1/repos/nope"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("refusal log lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Count(got, "request refused") != 1 {
+		t.Fatalf("a successful request was logged as refused:\n%s", got)
 	}
 }
