@@ -158,7 +158,7 @@ func (r *Repository) Flush(ctx context.Context) error {
 	if len(written) == 0 {
 		return nil
 	}
-	if _, err := r.SaveIndexFile(ctx, &IndexFile{Packs: written}); err != nil {
+	if _, _, err := r.SaveIndexSet(ctx, nil, written, DefaultIndexFileBlobs); err != nil {
 		return err
 	}
 	return nil
