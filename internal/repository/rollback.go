@@ -76,10 +76,23 @@ func (r *Repository) CheckRollback(ctx context.Context, stateDir string, present
 	if err != nil {
 		return err
 	}
+	replacements, err := r.SnapshotReplacements(ctx)
+	if err != nil {
+		return err
+	}
 	var unexplained []string
 	for _, id := range missing {
 		if !forgotten[id] {
 			unexplained = append(unexplained, id.Short())
+			continue
+		}
+		// A snapshot re-sealed under a new key term is forgotten with a
+		// replacement, which is written before the old one is removed:
+		// the replacement (or what replaced it in turn) must be there too.
+		if _, replaced := replacements[id]; replaced {
+			if n := ResolveReplacement(replacements, id); !have[n] && !forgotten[n] {
+				unexplained = append(unexplained, id.Short()+" (replaced by "+n.Short()+", which is gone)")
+			}
 		}
 	}
 	if len(unexplained) > 0 {
