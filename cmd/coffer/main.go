@@ -35,6 +35,12 @@ func main() {
 		// keeps peak memory near the live set.
 		debug.SetGCPercent(40)
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft ceiling: above it the collector runs more often rather
+		// than let the heap grow with its garbage. The live set of a backup
+		// is well below it; a larger one still works, only collected harder.
+		debug.SetMemoryLimit(96 << 20)
+	}
 	stopProfile := startProfile()
 	err := rootCmd.ExecuteContext(ctx)
 	stopProfile()
