@@ -9,6 +9,14 @@
 # files. Peers: restic and borg from the distribution (apt-get install restic
 # borgbackup). Results go to WORKDIR/results.tsv; every figure is the median
 # of RUNS runs (default 3). Times are wall-clock seconds, RSS in MiB.
+#
+# Every run restores into a new directory, and the restored trees are deleted
+# only when a data set is done, after its last restore: on ext4 without a
+# journal (common on VMs), the kernel avoids reusing inodes deleted in the
+# last 60 to 300 seconds and scans past them on every file it creates, so a
+# restore that follows the deletion of a 100k-file tree pays a cost that
+# depends on where the kernel happens to place the new tree, not on the tool.
+# Each phase starts after a sync, so no tool pays for another's writeback.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-$(mktemp -d /tmp/coffer-bench.XXXXXX)}
@@ -67,6 +75,7 @@ PY
 measure() {
 	local label=$1; shift
 	local out="$work/time.out"
+	sync
 	/usr/bin/time -f "%e %M" -o "$out" "$@" >/dev/null 2>"$work/last.err" || { echo "FAILED: $label" >&2; cat "$work/last.err" >&2; return 1; }
 	read -r wall rss <"$out"
 	echo -e "$label\t$wall\t$((rss / 1024))" >>"$work/raw.tsv"
@@ -76,8 +85,9 @@ repo_size() { du -sb "$1" | cut -f1; }
 
 run_tool() { # tool set run
 	local tool=$1 set=$2 run=$3 src="$work/data/$2"
-	local repo="$work/repo-$tool-$set" dst="$work/restore-$tool-$set"
+	local repo="$work/repo-$tool-$set" dst="$work/restore-$set/$tool-$run"
 	rm -rf "$repo" "$dst" "$work/state" "$work/borgbase" "$work/restic-cache"
+	mkdir -p "$work/restore-$set"
 	case $tool in
 	coffer)
 		"$coffer" init --repo "$repo" -q
@@ -100,7 +110,6 @@ run_tool() { # tool set run
 		;;
 	esac
 	echo -e "$tool/$set/size\t$(repo_size "$repo")\t0" >>"$work/raw.tsv"
-	rm -rf "$dst"
 }
 
 make_data
@@ -112,6 +121,7 @@ for set in $sets; do
 			run_tool "$tool" "$set" "$run"
 		done
 	done
+	rm -rf "$work/restore-$set"
 done
 
 # Medians per label, then ratios coffer/peer.
