@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -208,6 +210,54 @@ func TestRollbackDetected(t *testing.T) {
 	if code != 13 || !strings.Contains(se, "rolled back") {
 		t.Fatalf("rollback not reported: exit %d, %s", code, se)
 	}
+}
+
+// TestKeyTermRollbackDetected: the storage serves a copy from before a key
+// rotation (same snapshots, older keyring). A backup would seal new data
+// under the older key, so every command refuses with exit 13.
+func TestKeyTermRollbackDetected(t *testing.T) {
+	e := newEnv(t)
+	e.init()
+	src := filepath.Join(e.dir, "src")
+	writeFile(t, filepath.Join(src, "f"), []byte("one"))
+	e.must("backup", "--repo", e.repo, src)
+	old := filepath.Join(e.dir, "old-copy")
+	if out, err := exec.Command("cp", "-a", e.repo, old).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	e.must("key", "rotate", "--repo", e.repo)
+	if err := os.RemoveAll(e.repo); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(old, e.repo); err != nil {
+		t.Fatal(err)
+	}
+	before := listTree(t, e.repo)
+	for _, args := range [][]string{{"backup", src}, {"snapshots"}, {"prune"}} {
+		_, se, code := e.run(append(args, "--repo", e.repo)...)
+		if code != 13 || !strings.Contains(se, "data-key term 2") {
+			t.Fatalf("%s on a keyring that hides the rotation: exit %d, %s", args[0], code, se)
+		}
+	}
+	if after := listTree(t, e.repo); !slices.Equal(before, after) {
+		t.Fatalf("refused commands changed the repository:\n%v\n%v", before, after)
+	}
+}
+
+func listTree(t *testing.T, root string) []string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		names = append(names, p)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
 }
 
 func TestDefaultRepositoryFirstRun(t *testing.T) {

@@ -207,6 +207,11 @@ func openRepo(ctx context.Context) (*repository.Repository, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A keyring older than one this client saw hides a rotation: refuse
+	// before anything is sealed under the older key.
+	if err := r.CheckTerm(stateDir()); err != nil {
+		return nil, err
+	}
 	if strings.Contains(loc, "://") {
 		// A request costs far more than its bytes: read whole packs.
 		r.UsePackCache(3)

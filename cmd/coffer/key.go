@@ -158,6 +158,9 @@ func init() {
 			if err != nil {
 				return err
 			}
+			if err := repo.RecordTerm(stateDir()); err != nil {
+				warnf("cannot record the new term: %v", err)
+			}
 			if gopts.json {
 				return printJSON(cmd.OutOrStdout(), map[string]any{"term": t.Number, "created": t.Created})
 			}

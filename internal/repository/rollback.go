@@ -23,6 +23,10 @@ func init() { exitcode.Register(ErrRolledBack, exitcode.RolledBack) }
 // SeenState is the client's memory of one repository (docs/format.md §8).
 type SeenState struct {
 	Seen []ID `json:"seen"`
+	// Term is the newest data-key term this client has seen. A keyring
+	// whose newest term is older means the storage hides a rotation, and
+	// new data would be sealed under an older key.
+	Term uint32 `json:"term,omitempty"`
 }
 
 // StateFile returns the path of the local state for a repository ID.
@@ -30,23 +34,42 @@ func StateFile(stateDir string, repoID []byte) string {
 	return filepath.Join(stateDir, "repos", hex.EncodeToString(repoID)+".json")
 }
 
-func loadSeen(path string) (map[ID]bool, error) {
+func loadState(path string) (SeenState, error) {
+	var s SeenState
 	b, err := os.ReadFile(path) // #nosec G304 -- path is built from the state dir and a hex repository ID
 	if errors.Is(err, os.ErrNotExist) {
-		return map[ID]bool{}, nil
+		return s, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read local state: %w", err)
+		return s, fmt.Errorf("read local state: %w", err)
 	}
-	var s SeenState
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("local state %s is corrupt: %w", path, err)
+		return s, fmt.Errorf("local state %s is corrupt: %w", path, err)
 	}
-	m := make(map[ID]bool, len(s.Seen))
-	for _, id := range s.Seen {
-		m[id] = true
+	return s, nil
+}
+
+// checkTerm refuses a keyring whose newest term is older than one this
+// client has seen.
+func (r *Repository) checkTerm(stateDir string, st SeenState) error {
+	if cur, _ := r.keys.current(); st.Term > cur {
+		return fmt.Errorf("%w: this client has seen data-key term %d, but the keyring's newest term is %d; the storage may be hiding a key rotation (if you restored the repository from an older copy on purpose, remove %s)",
+			ErrRolledBack, st.Term, cur, StateFile(stateDir, r.id))
 	}
-	return m, nil
+	return nil
+}
+
+// CheckTerm runs the key-term part of the rollback check alone, for
+// commands that write without listing snapshots. stateDir "" disables it.
+func (r *Repository) CheckTerm(stateDir string) error {
+	if stateDir == "" {
+		return nil
+	}
+	st, err := loadState(StateFile(stateDir, r.id))
+	if err != nil {
+		return err
+	}
+	return r.checkTerm(stateDir, st)
 }
 
 // CheckRollback compares the snapshots present now with those this client
@@ -55,9 +78,16 @@ func (r *Repository) CheckRollback(ctx context.Context, stateDir string, present
 	if stateDir == "" {
 		return nil
 	}
-	seen, err := loadSeen(StateFile(stateDir, r.id))
+	st, err := loadState(StateFile(stateDir, r.id))
 	if err != nil {
 		return err
+	}
+	if err := r.checkTerm(stateDir, st); err != nil {
+		return err
+	}
+	seen := make(map[ID]bool, len(st.Seen))
+	for _, id := range st.Seen {
+		seen[id] = true
 	}
 	have := make(map[ID]bool, len(present))
 	for _, id := range present {
@@ -103,18 +133,39 @@ func (r *Repository) CheckRollback(ctx context.Context, stateDir string, present
 	return nil
 }
 
-// RecordSeen stores the snapshot IDs present now as seen, atomically.
+// RecordSeen stores the snapshot IDs present now as seen, and the
+// keyring's newest term if it is newer than the one recorded, atomically.
 func (r *Repository) RecordSeen(stateDir string, present []ID) error {
 	if stateDir == "" {
 		return nil
 	}
+	ids := slices.Clone(present)
+	slices.SortFunc(ids, func(a, b ID) int { return strings.Compare(a.String(), b.String()) })
+	return r.updateState(stateDir, func(s *SeenState) { s.Seen = ids })
+}
+
+// RecordTerm records the keyring's newest term, keeping the seen snapshots.
+func (r *Repository) RecordTerm(stateDir string) error {
+	if stateDir == "" {
+		return nil
+	}
+	return r.updateState(stateDir, func(*SeenState) {})
+}
+
+func (r *Repository) updateState(stateDir string, change func(*SeenState)) error {
 	path := StateFile(stateDir, r.id)
+	st, err := loadState(path)
+	if err != nil {
+		return err
+	}
+	change(&st)
+	if cur, _ := r.keys.current(); cur > st.Term {
+		st.Term = cur
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("local state: %w", err)
 	}
-	ids := slices.Clone(present)
-	slices.SortFunc(ids, func(a, b ID) int { return strings.Compare(a.String(), b.String()) })
-	b, err := json.Marshal(SeenState{Seen: ids})
+	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/storage"
 )
 
@@ -42,5 +43,51 @@ func TestRollbackFollowsReplacements(t *testing.T) {
 	}
 	if err := r.CheckRollback(ctx, state, nil); err != nil {
 		t.Fatalf("properly forgotten replacement reported: %v", err)
+	}
+}
+
+// TestKeyTermRollback: a storage that hides the newest key term is
+// refused, before anything could be sealed under the older one.
+func TestKeyTermRollback(t *testing.T) {
+	ctx := context.Background()
+	r := testRepo(t)
+	state := t.TempDir()
+	if err := r.RecordSeen(state, nil); err != nil {
+		t.Fatal(err)
+	}
+	term, err := r.RotateKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CheckTerm(state); err != nil {
+		t.Fatalf("current keyring refused: %v", err)
+	}
+	if err := r.RecordTerm(state); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened through storage that no longer shows the new term.
+	if err := r.st.Remove(ctx, keyring.TermHandle(term.Number)); err != nil {
+		t.Fatal(err)
+	}
+	old, err := Open(ctx, r.st, []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.CheckTerm(state); !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("hidden term not reported: %v", err)
+	}
+	if err := old.CheckRollback(ctx, state, nil); !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("hidden term not reported by the full check: %v", err)
+	}
+	// Recording what the old keyring shows never lowers the term.
+	if err := old.RecordSeen(state, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.CheckTerm(state); !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("recording the old keyring lowered the pinned term: %v", err)
+	}
+	// A client without state has nothing to compare with.
+	if err := old.CheckTerm(t.TempDir()); err != nil {
+		t.Fatalf("fresh client refused: %v", err)
 	}
 }

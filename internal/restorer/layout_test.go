@@ -16,7 +16,7 @@ import (
 // several directories, some walked before the first copy's directory is
 // written, and again over the restored tree (resume).
 func TestHardlinksAcrossDirectories(t *testing.T) {
-	r, s, src := setup(t, map[string]string{"m/first": "shared content", "a/other": "x"})
+	r, _, src := setup(t, map[string]string{"m/first": "shared content", "a/other": "x"})
 	for _, l := range []string{"a/l1", "m/l2", "z/deep/l3"} {
 		p := filepath.Join(src, l)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
