@@ -192,20 +192,11 @@ func TestRollbackDetected(t *testing.T) {
 	src := filepath.Join(e.dir, "src")
 	writeFile(t, filepath.Join(src, "f"), []byte("one"))
 	e.must("backup", "--repo", e.repo, src)
-	old := filepath.Join(e.dir, "old-copy")
-	if out, err := exec.Command("cp", "-a", e.repo, old).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v %s", err, out)
-	}
+	serveOld := e.keepOldCopy()
 	writeFile(t, filepath.Join(src, "f"), []byte("two"))
 	e.must("backup", "--repo", e.repo, src)
 	e.must("snapshots", "--repo", e.repo)
-	// The storage now serves the older state.
-	if err := os.RemoveAll(e.repo); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(old, e.repo); err != nil {
-		t.Fatal(err)
-	}
+	serveOld()
 	_, se, code := e.run("snapshots", "--repo", e.repo)
 	if code != 13 || !strings.Contains(se, "rolled back") {
 		t.Fatalf("rollback not reported: exit %d, %s", code, se)
@@ -221,17 +212,9 @@ func TestKeyTermRollbackDetected(t *testing.T) {
 	src := filepath.Join(e.dir, "src")
 	writeFile(t, filepath.Join(src, "f"), []byte("one"))
 	e.must("backup", "--repo", e.repo, src)
-	old := filepath.Join(e.dir, "old-copy")
-	if out, err := exec.Command("cp", "-a", e.repo, old).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v %s", err, out)
-	}
+	serveOld := e.keepOldCopy()
 	e.must("key", "rotate", "--repo", e.repo)
-	if err := os.RemoveAll(e.repo); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(old, e.repo); err != nil {
-		t.Fatal(err)
-	}
+	serveOld()
 	before := listTree(t, e.repo)
 	for _, args := range [][]string{{"backup", src}, {"snapshots"}, {"prune"}} {
 		_, se, code := e.run(append(args, "--repo", e.repo)...)
@@ -241,6 +224,24 @@ func TestKeyTermRollbackDetected(t *testing.T) {
 	}
 	if after := listTree(t, e.repo); !slices.Equal(before, after) {
 		t.Fatalf("refused commands changed the repository:\n%v\n%v", before, after)
+	}
+}
+
+// keepOldCopy copies the repository aside; the returned function puts the
+// copy back in its place, as a storage serving an older state would.
+func (e *env) keepOldCopy() func() {
+	e.t.Helper()
+	old := filepath.Join(e.dir, "old-copy")
+	if out, err := exec.Command("cp", "-a", e.repo, old).CombinedOutput(); err != nil {
+		e.t.Fatalf("cp: %v %s", err, out)
+	}
+	return func() {
+		if err := os.RemoveAll(e.repo); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := os.Rename(old, e.repo); err != nil {
+			e.t.Fatal(err)
+		}
 	}
 }
 

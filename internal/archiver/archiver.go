@@ -288,6 +288,16 @@ func (a *Archiver) saveVirtual(ctx context.Context, dir string, v *vnode, parent
 			}
 			continue
 		}
+		if meta.Type == fsmeta.TypeSymlink {
+			// A directory on the way to a target, reached through a
+			// symlink (/var/run, a data disk linked in): the snapshot keeps
+			// the path as given, with the metadata of the directory the
+			// link leads to, as if the link were that directory.
+			meta, err = followedDir(path)
+			if err != nil {
+				return repository.ID{}, err
+			}
+		}
 		if meta.Type != fsmeta.TypeDir {
 			return repository.ID{}, fmt.Errorf("%s: not a directory", path)
 		}
@@ -299,6 +309,19 @@ func (a *Archiver) saveVirtual(ctx context.Context, dir string, v *vnode, parent
 	}
 	tree.Sort()
 	return a.repo.SaveTree(ctx, tree)
+}
+
+// followedDir returns the metadata of what the symlink at path leads to.
+func followedDir(path string) (*fsmeta.Meta, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	meta, err := fsmeta.LstatNoFileFlags(real)
+	if err != nil && !errors.Is(err, fsmeta.ErrIncomplete) {
+		return nil, fmt.Errorf("%s (through its symlink to %s): %w", path, real, err)
+	}
+	return meta, nil
 }
 
 // futureNode is a node whose file content may still be being saved.
