@@ -16,7 +16,10 @@
 # last 60 to 300 seconds and scans past them on every file it creates, so a
 # restore that follows the deletion of a 100k-file tree pays a cost that
 # depends on where the kernel happens to place the new tree, not on the tool.
-# Each phase starts after a sync, so no tool pays for another's writeback.
+# Each phase starts after a sync, so no tool pays for another's writeback,
+# and each backup after the source was read once, so that every tool finds
+# it in the page cache (the first tool of a round would otherwise read it
+# cold after the restores of the round before pushed it out).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-$(mktemp -d /tmp/coffer-bench.XXXXXX)}
@@ -81,6 +84,8 @@ measure() {
 	echo -e "$label\t$wall\t$((rss / 1024))" >>"$work/raw.tsv"
 }
 
+warm() { find "$1" -type f -print0 | xargs -0 -r cat >/dev/null; }
+
 repo_size() { du -sb "$1" | cut -f1; }
 
 run_tool() { # tool set run
@@ -91,18 +96,21 @@ run_tool() { # tool set run
 	case $tool in
 	coffer)
 		"$coffer" init --repo "$repo" -q
+		warm "$src"
 		measure "$tool/$set/backup" "$coffer" backup --repo "$repo" -q "$src"
 		measure "$tool/$set/rebackup" "$coffer" backup --repo "$repo" -q "$src"
 		measure "$tool/$set/restore" "$coffer" restore latest --repo "$repo" -q --target "$dst"
 		;;
 	restic)
 		restic init --repo "$repo" -q
+		warm "$src"
 		measure "$tool/$set/backup" restic backup --repo "$repo" -q "$src"
 		measure "$tool/$set/rebackup" restic backup --repo "$repo" -q "$src"
 		measure "$tool/$set/restore" restic restore latest --repo "$repo" -q --target "$dst"
 		;;
 	borg)
 		borg init -e repokey-blake2 "$repo"
+		warm "$src"
 		measure "$tool/$set/backup" borg create --compression zstd,3 "$repo::a1" "$src"
 		measure "$tool/$set/rebackup" borg create --compression zstd,3 "$repo::a2" "$src"
 		mkdir -p "$dst"

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/bits"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
 
+	"github.com/coffer-backup/coffer/internal/bufpool"
 	"github.com/coffer-backup/coffer/internal/filter"
 	"github.com/coffer-backup/coffer/internal/fsmeta"
 	"github.com/coffer-backup/coffer/internal/repository"
@@ -433,41 +433,10 @@ type blobResult struct {
 	err  error
 }
 
-// Blob buffers are recycled through pools by size class (powers of two
-// from 4 KiB up to MaxBlobSize): chunk sizes vary, and a buffer from one
-// pool always holds any blob of its class, so a large file's restore
-// allocates (and the kernel zeroes) almost nothing after its first blobs.
-const minBufClass = 12
-
-var blobBufs [bits.UintSize]sync.Pool
-
-// bufClass returns the smallest class whose buffers hold n bytes.
-func bufClass(n int) int {
-	return max(bits.Len(uint(max(n, 1)-1)), minBufClass) // #nosec G115 -- n >= 1 after max
-}
-
 // loadBlob loads a data blob of size bytes into a recycled buffer; hand
-// the result to putBlob once it is written.
+// the result to bufpool.Put once it is written.
 func (r *Restorer) loadBlob(ctx context.Context, id repository.ID, size int) ([]byte, error) {
-	c := bufClass(size)
-	var buf []byte
-	if bp, ok := blobBufs[c].Get().(*[]byte); ok {
-		buf = *bp
-	} else {
-		buf = make([]byte, 0, 1<<c)
-	}
-	return r.repo.LoadBlobInto(ctx, repository.DataBlob, id, buf)
-}
-
-// putBlob returns b's backing array to the pool of the largest class it
-// fully holds.
-func putBlob(b []byte) {
-	if cap(b) < 1<<minBufClass || cap(b) > repository.MaxBlobSize {
-		return
-	}
-	c := bits.Len(uint(cap(b))) - 1 // #nosec G115 -- cap is positive
-	b = b[:0]
-	blobBufs[c].Put(&b)
+	return r.repo.LoadBlobInto(ctx, repository.DataBlob, id, bufpool.Get(size))
 }
 
 // prefetchWindow is how many blobs of one file are loaded ahead of the
@@ -623,7 +592,7 @@ func (r *Restorer) writeContent(ctx context.Context, f *os.File, n *repository.N
 		if _, err := sw.Write(data); err != nil {
 			return err
 		}
-		putBlob(data)
+		bufpool.Put(data)
 		trailingHole = false
 		r.opts.Progress.Bytes.Add(uint64(len(data)))
 	}

@@ -1,0 +1,53 @@
+// Package bufpool recycles large byte buffers by power-of-two size class.
+//
+// Backup and restore move every byte through buffers of about a chunk's size
+// (a chunk, its compressed form, a restored blob). Allocating each afresh
+// makes the garbage collector hand memory back to the kernel and the next
+// allocation fault it in again, which costs more system time than the copy
+// itself. A buffer from class c holds any request of up to 2^c bytes, so
+// chunks of varying size reuse each other's buffers.
+package bufpool
+
+import (
+	"math/bits"
+	"sync"
+)
+
+const (
+	minClass = 12 // 4 KiB: smaller requests are not worth pooling
+	maxClass = 27 // 128 MiB, the largest blob
+)
+
+var pools [maxClass + 1]sync.Pool
+
+// class returns the smallest class whose buffers hold n bytes.
+func class(n int) int {
+	if n <= 1 {
+		return minClass
+	}
+	return max(bits.Len(uint(n-1)), minClass) // #nosec G115 -- n > 1
+}
+
+// Get returns an empty buffer with capacity for at least n bytes.
+func Get(n int) []byte {
+	c := class(n)
+	if c > maxClass {
+		return make([]byte, 0, n)
+	}
+	if bp, ok := pools[c].Get().(*[]byte); ok {
+		return (*bp)[:0]
+	}
+	return make([]byte, 0, 1<<c)
+}
+
+// Put hands b's backing array back for reuse; the caller must not touch b
+// (or any slice of the same array) afterwards. Buffers of other origins are
+// welcome: each goes to the largest class it fully holds.
+func Put(b []byte) {
+	if cap(b) < 1<<minClass {
+		return
+	}
+	c := min(bits.Len(uint(cap(b)))-1, maxClass) // #nosec G115 -- cap is positive
+	b = b[:0]
+	pools[c].Put(&b)
+}

@@ -1,0 +1,34 @@
+package bufpool
+
+import (
+	"math/rand"
+	"testing"
+)
+
+// TestGetHoldsRequest: every buffer Get returns holds the request, whatever
+// sizes went back into the pools before.
+func TestGetHoldsRequest(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for range 5000 {
+		n := rng.Intn(3 << 20)
+		b := Get(n)
+		if len(b) != 0 || cap(b) < n {
+			t.Fatalf("Get(%d): len %d cap %d", n, len(b), cap(b))
+		}
+		b = append(b, make([]byte, n)...)
+		// Return buffers of arbitrary capacity, as callers may.
+		Put(b[:rng.Intn(len(b)+1)])
+		Put(make([]byte, rng.Intn(2<<20)))
+	}
+}
+
+func TestClass(t *testing.T) {
+	for _, c := range []struct{ n, want int }{{0, 12}, {1, 12}, {4096, 12}, {4097, 13}, {1 << 20, 20}, {1<<20 + 1, 21}} {
+		if got := class(c.n); got != c.want {
+			t.Errorf("class(%d) = %d, want %d", c.n, got, c.want)
+		}
+	}
+	if b := Get(200 << 20); cap(b) < 200<<20 {
+		t.Fatalf("oversized request: cap %d", cap(b))
+	}
+}
