@@ -55,11 +55,13 @@ type Restorer struct {
 	repo *repository.Repository
 	opts Options
 
-	mu        sync.Mutex
-	errs      []Error
-	hardlinks map[[2]uint64]string
-	links     []link
-	dirs      []entry // directories, their metadata applied last
+	mu   sync.Mutex // guards errs, which workers append to
+	errs []Error
+
+	// Only the walk touches these, before the workers are waited for.
+	hardlinks map[[2]uint64]string // first path restored per inode
+	links     []link               // later paths, linked after all files
+	dirs      []entry              // directories, their metadata applied last
 }
 
 // New returns a restorer.
@@ -213,17 +215,11 @@ func (r *Restorer) walk(ctx context.Context, jobs chan<- func() error, dir, snap
 		}
 		if n.Type == fsmeta.TypeFile && n.Links > 1 {
 			key := [2]uint64{n.Device, n.Inode}
-			r.mu.Lock()
-			first, seen := r.hardlinks[key]
-			if seen {
+			if first, seen := r.hardlinks[key]; seen {
 				r.links = append(r.links, link{path: path, first: first})
-			} else {
-				r.hardlinks[key] = path
-			}
-			r.mu.Unlock()
-			if seen {
 				continue // linked once every file is written
 			}
+			r.hardlinks[key] = path
 		}
 		batch = append(batch, entry{path: path, node: n})
 	}
@@ -240,9 +236,7 @@ func (r *Restorer) walk(ctx context.Context, jobs chan<- func() error, dir, snap
 			return err
 		}
 		if d.include {
-			r.mu.Lock()
 			r.dirs = append(r.dirs, entry{path: d.path, node: d.node})
-			r.mu.Unlock()
 		}
 	}
 	return nil
