@@ -70,6 +70,7 @@ type Archiver struct {
 	fileJobs chan func()      // run by a fixed set of file workers (Snapshot)
 	dirSem   chan struct{}    // directories saved concurrently; beyond it, inline
 	chunkers chan *fileWorker // one per large file being chunked
+	chunks   chan []byte      // free chunk buffers (New)
 }
 
 // New returns an archiver writing to repo.
@@ -90,9 +91,15 @@ func New(repo *repository.Repository, opts Options) *Archiver {
 		blobSem:  make(chan struct{}, n),
 		dirSem:   make(chan struct{}, 4*n),
 		chunkers: make(chan *fileWorker, n),
+		// A chunk buffer per chunk in flight and per file being chunked.
+		// They are reused, each growing to the largest chunk it has held:
+		// fresh memory for every chunk costs page faults and collections.
+		chunks: make(chan []byte, 2*n),
 	}
 	for range n {
 		a.chunkers <- &fileWorker{}
+		a.chunks <- nil
+		a.chunks <- nil
 	}
 	return a
 }
@@ -102,11 +109,10 @@ func New(repo *repository.Repository, opts Options) *Archiver {
 func fileWorkers() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 
 // fileWorker chunks one large file at a time. Deriving the keyed chunker is
-// costly, and its chunk buffer grows to the largest chunk seen and is
-// reused; there are only as many as cores, which bounds their memory.
+// costly, so it is reused; there are only as many as cores, which bounds
+// the memory of their read buffers.
 type fileWorker struct {
-	ch  *chunker.Chunker
-	buf []byte
+	ch *chunker.Chunker
 }
 
 // Errors returns the sources that could not be read.
@@ -657,35 +663,46 @@ func (a *Archiver) saveLargeFile(ctx context.Context, f *os.File, size int64) ([
 		}
 		ch.Reset(io.NewSectionReader(f, rg.Offset, rg.Length))
 		for {
-			data, err := ch.Next(w.buf[:0])
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				_ = g.Wait()
-				return nil, err
-			}
-			if cap(data) > cap(w.buf) {
-				w.buf = data[:0] // keep the grown buffer for the next chunks
-			}
-			a.opts.Progress.Bytes.Add(uint64(len(data)))
-			if fsmeta.IsZero(data) {
-				addHole(int64(len(data)))
-				continue
-			}
-			chunk := append([]byte(nil), data...)
-			cell := new(repository.ID)
-			items = append(items, repository.ContentItem{ID: cell, Size: uint64(len(chunk))})
+			var buf []byte
 			select {
-			case a.blobSem <- struct{}{}:
+			case buf = <-a.chunks:
 			case <-gctx.Done():
 				if err := g.Wait(); err != nil {
 					return nil, err
 				}
 				return nil, gctx.Err()
 			}
+			chunk, err := ch.Next(buf[:0])
+			if err != nil {
+				a.chunks <- buf
+				if err == io.EOF {
+					break
+				}
+				_ = g.Wait()
+				return nil, err
+			}
+			a.opts.Progress.Bytes.Add(uint64(len(chunk)))
+			if fsmeta.IsZero(chunk) {
+				a.chunks <- chunk[:0]
+				addHole(int64(len(chunk)))
+				continue
+			}
+			cell := new(repository.ID)
+			items = append(items, repository.ContentItem{ID: cell, Size: uint64(len(chunk))})
+			select {
+			case a.blobSem <- struct{}{}:
+			case <-gctx.Done():
+				a.chunks <- chunk[:0]
+				if err := g.Wait(); err != nil {
+					return nil, err
+				}
+				return nil, gctx.Err()
+			}
 			g.Go(func() error {
-				defer func() { <-a.blobSem }()
+				defer func() {
+					<-a.blobSem
+					a.chunks <- chunk[:0] // SaveBlob keeps no reference to it
+				}()
 				id, _, err := a.repo.SaveBlob(gctx, repository.DataBlob, chunk)
 				if err != nil {
 					return repoError{err}

@@ -51,3 +51,35 @@ func Put(b []byte) {
 	b = b[:0]
 	pools[c].Put(&b)
 }
+
+// List is a bounded free list of buffers of any size. Unlike the size-class
+// pools it is not emptied by garbage collections, so a buffer that grew to
+// the largest chunk keeps its pages across collections; and it holds at
+// most its capacity, which bounds the memory it keeps. A List is safe for
+// concurrent use.
+type List struct{ free chan []byte }
+
+// NewList returns a list that keeps up to n buffers.
+func NewList(n int) *List { return &List{free: make(chan []byte, n)} }
+
+// Get returns a free buffer, emptied, or nil when the list has none.
+func (l *List) Get() []byte {
+	select {
+	case b := <-l.free:
+		return b[:0]
+	default:
+		return nil
+	}
+}
+
+// Put keeps b for a later Get, unless the list is full; the caller must
+// not touch b (or any slice of the same array) afterwards.
+func (l *List) Put(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	select {
+	case l.free <- b[:0]:
+	default:
+	}
+}

@@ -2,6 +2,7 @@ package bufpool
 
 import (
 	"math/rand"
+	"runtime"
 	"testing"
 )
 
@@ -30,5 +31,35 @@ func TestClass(t *testing.T) {
 	}
 	if b := Get(200 << 20); cap(b) < 200<<20 {
 		t.Fatalf("oversized request: cap %d", cap(b))
+	}
+}
+
+// TestList: a list hands back the buffers put into it, emptied, keeps no
+// more than its bound, survives garbage collections and ignores nil.
+func TestList(t *testing.T) {
+	l := NewList(2)
+	if b := l.Get(); b != nil {
+		t.Fatalf("empty list returned a buffer of cap %d", cap(b))
+	}
+	a, b, c := make([]byte, 5, 100), make([]byte, 0, 200), make([]byte, 0, 300)
+	l.Put(nil)
+	l.Put(a)
+	l.Put(b)
+	l.Put(c) // beyond the bound: dropped
+	runtime.GC()
+	runtime.GC()
+	seen := map[int]bool{}
+	for range 2 {
+		g := l.Get()
+		if g == nil || len(g) != 0 {
+			t.Fatalf("got %v (len %d), want an emptied kept buffer", g == nil, len(g))
+		}
+		seen[cap(g)] = true
+	}
+	if !seen[100] || !seen[200] {
+		t.Fatalf("got capacities %v, want 100 and 200", seen)
+	}
+	if g := l.Get(); g != nil {
+		t.Fatalf("list kept more than its bound: cap %d", cap(g))
 	}
 }

@@ -110,12 +110,10 @@ func (p Params) Validate() error {
 	return nil
 }
 
-// Initial and largest size of the internal read buffer. It starts small so
-// that chunking many small files stays cheap, and doubles while reads fill it.
-const (
-	minReadBuf = 16 << 10
-	maxReadBuf = 512 << 10
-)
+// readStep is how much Next reads at a time once a chunk has reached Min
+// bytes. Reads go straight into the chunk; what a read brings past the cut
+// (readStep/2 on average) is kept for the next chunk, the only bytes copied.
+const readStep = 128 << 10
 
 // Chunker cuts the bytes of one reader into chunks. It is not safe for
 // concurrent use; use one Chunker per stream (Reset reuses one).
@@ -130,9 +128,8 @@ type Chunker struct {
 	maskS uint64 // PRF bits that must be zero for lengths in [Min, Avg)
 	maskL uint64 // PRF bits that must be zero for lengths in [Avg, Max)
 
-	buf      []byte // read buffer; buf[pos:end] not yet chunked
-	pos, end int
-	eof      bool
+	ahead []byte // read past the last cut, not yet chunked
+	eof   bool
 
 	in, out [aes.BlockSize]byte
 }
@@ -172,7 +169,7 @@ func New(r io.Reader, secret [32]byte, p Params) *Chunker {
 // and the buffers. A sticky read error is cleared; invalid Params stay invalid.
 func (c *Chunker) Reset(r io.Reader) {
 	c.r = r
-	c.pos, c.end, c.eof = 0, 0, false
+	c.ahead, c.eof = c.ahead[:0], false
 	if c.prf != nil {
 		c.err = nil
 	}
@@ -180,32 +177,46 @@ func (c *Chunker) Reset(r io.Reader) {
 
 // Next returns the next chunk, stored in buf's backing array when it is big
 // enough (else in a new one); pass the previous chunk back as buf to reuse
-// its memory. The chunk is valid until the next call. After the last chunk, and at once for an empty stream, Next
-// returns nil, io.EOF. A read error is returned as is (wrapped) and is
-// sticky; bytes read before it are not returned.
+// its memory. The chunk is valid until buf is reused. After the last chunk,
+// and at once for an empty stream, Next returns nil, io.EOF. A read error is
+// returned as is (wrapped) and is sticky; bytes read before it are not
+// returned.
+//
+// The reader's bytes are read into the chunk itself: at first exactly up to
+// Min (no chunk ends earlier), then readStep bytes at a time.
 func (c *Chunker) Next(buf []byte) ([]byte, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
 	out := buf[:0]
 	var fp uint64
-	for {
-		if c.pos == c.end {
-			if c.eof {
-				break
-			}
-			if err := c.fill(); err != nil {
-				c.err = err
-				return nil, err
-			}
-			continue
-		}
-		data := c.buf[c.pos:c.end]
-		n, cut, nfp := c.scan(data, len(out), fp)
+	if len(c.ahead) > 0 {
+		n, cut, nfp := c.scan(c.ahead, 0, fp)
 		fp = nfp
-		out = append(out, data[:n]...)
-		c.pos += n
+		out = append(out, c.ahead[:n]...)
+		c.ahead = c.ahead[:copy(c.ahead, c.ahead[n:])]
 		if cut {
+			return out, nil
+		}
+	}
+	for !c.eof {
+		want := readStep
+		if len(out) < c.p.Min {
+			want = c.p.Min - len(out)
+		}
+		want = min(want, c.p.Max-len(out))
+		out = reserve(out, want, c.p.Max)
+		n, err := c.read(out[len(out) : len(out)+want])
+		if err != nil {
+			c.err = err
+			return nil, err
+		}
+		data := out[len(out) : len(out)+n]
+		k, cut, nfp := c.scan(data, len(out), fp)
+		fp = nfp
+		out = out[:len(out)+k]
+		if cut {
+			c.ahead = append(c.ahead[:0], data[k:]...)
 			return out, nil
 		}
 	}
@@ -215,40 +226,48 @@ func (c *Chunker) Next(buf []byte) ([]byte, error) {
 	return out, nil
 }
 
-// fill reads more input into the empty read buffer.
-func (c *Chunker) fill() error {
-	if c.buf == nil {
-		c.buf = make([]byte, minReadBuf)
-	} else if c.end == len(c.buf) && len(c.buf) < maxReadBuf {
-		// The last read filled the buffer: the stream is not tiny.
-		c.buf = make([]byte, 2*len(c.buf))
+// reserve returns b with room for n more bytes, growing its capacity at
+// least twofold (but not past limit, unless n needs it) when it must.
+func reserve(b []byte, n, limit int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
 	}
-	c.pos, c.end = 0, 0
-	for empty := 0; c.end < len(c.buf); {
-		n, err := c.r.Read(c.buf[c.end:])
-		if n < 0 || n > len(c.buf)-c.end {
-			return fmt.Errorf("chunker: reader returned invalid count %d", n)
+	c := max(len(b)+n, min(2*cap(b), limit))
+	nb := make([]byte, len(b), c)
+	copy(nb, b)
+	return nb
+}
+
+// read fills p from the reader as far as it can: it stops at the end of the
+// stream (setting c.eof) or when a read returns no bytes after some were
+// read. It returns how many bytes it read.
+func (c *Chunker) read(p []byte) (int, error) {
+	got := 0
+	for empty := 0; got < len(p); {
+		n, err := c.r.Read(p[got:])
+		if n < 0 || n > len(p)-got {
+			return 0, fmt.Errorf("chunker: reader returned invalid count %d", n)
 		}
-		c.end += n
+		got += n
 		if errors.Is(err, io.EOF) {
 			c.eof = true
-			return nil
+			return got, nil
 		}
 		if err != nil {
-			return fmt.Errorf("chunker: read: %w", err)
+			return 0, fmt.Errorf("chunker: read: %w", err)
 		}
 		if n == 0 {
 			// Hand over what we have; do not spin forever on a reader
 			// that keeps returning nothing.
-			if c.end > 0 {
-				return nil
+			if got > 0 {
+				return got, nil
 			}
 			if empty++; empty >= 100 {
-				return fmt.Errorf("chunker: read: %w", io.ErrNoProgress)
+				return 0, fmt.Errorf("chunker: read: %w", io.ErrNoProgress)
 			}
 		}
 	}
-	return nil
+	return got, nil
 }
 
 // scan hashes data, which continues a chunk already have bytes long, with

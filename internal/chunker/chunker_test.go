@@ -131,7 +131,7 @@ func TestEmptyInput(t *testing.T) {
 }
 
 func TestSmallInputsAreOneChunk(t *testing.T) {
-	for _, n := range []int{1, 63, 64, 65, minReadBuf - 1, minReadBuf, minReadBuf + 1, smallParams.Min - 1, smallParams.Min} {
+	for _, n := range []int{1, 63, 64, 65, readStep - 1, readStep, readStep + 1, smallParams.Min - 1, smallParams.Min} {
 		data := randomData(uint64(n), n)
 		chunks := chunkAll(t, bytes.NewReader(data), secretFrom(2), smallParams)
 		if len(chunks) != 1 {

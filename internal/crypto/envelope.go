@@ -159,6 +159,20 @@ func (s *FileSealer) Seal(dst, plaintext, context []byte) []byte {
 	return Seal(s.aead, dst, plaintext, s.aad(context))
 }
 
+// SealInPlace encrypts one segment without another buffer: buf holds the
+// n-byte plaintext at buf[NonceSize:NonceSize+n] and has room for
+// n+Overhead bytes. It returns buf[:n+Overhead], holding what Seal returns
+// for that plaintext (nonce||ciphertext||tag). It panics if buf is too
+// small, which is a programming error.
+func (s *FileSealer) SealInPlace(buf []byte, n int, context []byte) []byte {
+	if n < 0 || cap(buf) < n+Overhead {
+		panic("crypto: SealInPlace buffer too small")
+	}
+	// The nonce goes to buf[:NonceSize], before the plaintext, and the
+	// ciphertext overlaps the plaintext exactly, which AEADs allow.
+	return Seal(s.aead, buf[:0], buf[NonceSize:NonceSize+n], s.aad(context))
+}
+
 // Open decrypts one segment; ErrAuthFailed if it does not authenticate.
 func (s *FileSealer) Open(dst, sealed, context []byte) ([]byte, error) {
 	return Open(s.aead, dst, sealed, s.aad(context))

@@ -202,6 +202,47 @@ func TestFileSealerSegmentsBound(t *testing.T) {
 	}
 }
 
+func TestSealInPlace(t *testing.T) {
+	for _, c := range ciphers {
+		k, _ := NewRandomKey()
+		h, _ := NewHeader(KindPack, c, 1)
+		s, err := NewFileSealer(h, k, testRepo, "data/p1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{0, 1, 100, 1 << 16} {
+			plain := make([]byte, n)
+			for i := range plain {
+				plain[i] = byte(i * 7)
+			}
+			buf := make([]byte, n+Overhead+5) // spare capacity is left alone
+			copy(buf[NonceSize:], plain)
+			sealed := s.SealInPlace(buf, n, []byte("ctx"))
+			if len(sealed) != n+Overhead || &sealed[0] != &buf[0] {
+				t.Fatalf("%s n=%d: sealed %d bytes, not in buf", c, n, len(sealed))
+			}
+			if n > 16 && bytes.Contains(sealed, plain[:16]) {
+				t.Fatalf("%s n=%d: plaintext left in the sealed segment", c, n)
+			}
+			got, err := s.Open(nil, sealed, []byte("ctx"))
+			if err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("%s n=%d: round trip: %v", c, n, err)
+			}
+			if _, err := s.Open(nil, sealed, []byte("other")); !errors.Is(err, ErrAuthFailed) {
+				t.Fatalf("%s n=%d: opened under another context: %v", c, n, err)
+			}
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: a buffer without room for the tag was accepted", c)
+				}
+			}()
+			s.SealInPlace(make([]byte, 10+Overhead-1), 10, nil)
+		}()
+	}
+}
+
 func FuzzParseHeader(f *testing.F) {
 	h, _ := NewHeader(KindConfig, AES256GCM, 0)
 	f.Add(h.Marshal())

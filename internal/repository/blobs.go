@@ -32,7 +32,8 @@ func (r *Repository) StartWriting(ctx context.Context) {
 }
 
 // SaveBlob stores a blob unless the repository already has it. It returns
-// the blob's ID and whether it was new. Safe for concurrent use.
+// the blob's ID and whether it was new. data is not kept after SaveBlob
+// returns, so callers may reuse it. Safe for concurrent use.
 func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID, bool, error) {
 	id := r.hasher.Sum(data)
 	h := BlobHandle{Type: t, ID: id}
@@ -47,10 +48,11 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 	r.inflight[h] = true
 	r.wmu.Unlock()
 
-	payload, err := EncodeBlob(data, r.compress)
+	buf, n, err := encodeBlob(blobBufs.Get(), data, r.compress)
 	if err != nil {
 		return id, false, err
 	}
+	defer blobBufs.Put(buf)
 	var pw *PackWriter
 	select {
 	case pw = <-r.packers:
@@ -68,7 +70,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 			return id, false, err
 		}
 	}
-	if err := pw.AddEncoded(t, id, payload, len(data)); err != nil {
+	if err := pw.addEncoded(t, id, buf, n, len(data)); err != nil {
 		r.packers <- nil // the pack is lost; its blobs were never indexed
 		r.wmu.Lock()
 		delete(r.inflight, h)
@@ -97,23 +99,16 @@ func (r *Repository) uploadErr() error {
 // upload finishes pw and stores it in the background.
 func (r *Repository) upload(pw *PackWriter) {
 	r.uploads.Go(func() error {
-		// Uploads run one at a time (StartWriting), so one pack buffer is
-		// reused for all of them. Save must not keep data after it returns.
-		data, entries, err := pw.finish(r.packBuf)
+		// Uploads run one at a time (StartWriting), so they share one
+		// read-back scratch and one pack buffer.
+		entries, size, err := r.commitPack(r.upCtx, pw, &r.upScratch)
 		if err != nil {
 			return err
-		}
-		r.packBuf = data
-		if err := VerifyPack(pw.ID, data, r.keys.lookup, r.id, r.hasher, entries); err != nil {
-			return fmt.Errorf("read-back check of new pack failed, nothing was committed: %w", err)
-		}
-		if err := r.st.Save(r.upCtx, storage.Handle{Kind: storage.KindData, Name: pw.ID.String()}, data); err != nil {
-			return fmt.Errorf("save pack %s: %w", pw.ID.Short(), err)
 		}
 		r.idx.AddPending(pw.ID, entries)
 		r.wmu.Lock()
 		r.written = append(r.written, IndexPack{ID: pw.ID, Blobs: entries})
-		r.stats.BytesPacked += uint64(len(data))
+		r.stats.BytesPacked += uint64(size) // #nosec G115 -- a pack size, not negative
 		r.stats.Packs++
 		for _, e := range entries {
 			delete(r.inflight, BlobHandle{e.Type, e.ID})
@@ -121,6 +116,44 @@ func (r *Repository) upload(pw *PackWriter) {
 		r.wmu.Unlock()
 		return nil
 	})
+}
+
+// commitScratch is memory a pack commit reuses: the read-back check's
+// buffers, and the assembled pack for storage that takes objects in memory.
+type commitScratch struct {
+	verify verifyScratch
+	pack   []byte
+}
+
+// commitPack finishes pw, reads every blob back from the spill file and
+// checks it (decrypt, decompress, hash: the restic #4523 guard), then
+// stores the pack. Storage that can stream (storage.StreamSaver) gets the
+// pack straight from the spill file; other storage gets it assembled in
+// scratch.pack. It returns the pack's entries and size; the pack is in no
+// index yet.
+func (r *Repository) commitPack(ctx context.Context, pw *PackWriter, scratch *commitScratch) ([]PackEntry, int64, error) {
+	p, err := pw.finishStream()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer p.Close()
+	if err := p.verify(r.keys.lookup, r.id, r.hasher, &scratch.verify); err != nil {
+		return nil, 0, fmt.Errorf("read-back check of new pack failed, nothing was committed: %w", err)
+	}
+	h := storage.Handle{Kind: storage.KindData, Name: pw.ID.String()}
+	if ss, ok := r.st.(storage.StreamSaver); ok {
+		err = ss.SaveStream(ctx, h, p, p.Size())
+	} else {
+		var data []byte
+		if data, err = p.Bytes(scratch.pack); err == nil {
+			scratch.pack = data[:0]
+			err = r.st.Save(ctx, h, data)
+		}
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("save pack %s: %w", pw.ID.Short(), err)
+	}
+	return p.entries, p.Size(), nil
 }
 
 // Flush uploads all open packs, waits for every upload and writes an index
@@ -146,7 +179,7 @@ func (r *Repository) Flush(ctx context.Context) error {
 		}
 	}
 	err := r.uploads.Wait()
-	r.packBuf = nil
+	r.upScratch = commitScratch{}
 	r.wmu.Lock()
 	r.packers = nil
 	written := r.written

@@ -38,22 +38,16 @@ func (r *Repository) NewPackWriter() (*PackWriter, error) {
 	return NewPackWriter(r.cipher, term, key, r.id, r.compress)
 }
 
-// SavePack finishes pw, parses the result back and checks every blob
-// (VerifyPack: the restic #4523 guard), then stores it. It returns the
-// pack's index entry and its size. The pack is in no index file yet: the
-// caller writes one.
+// SavePack finishes pw, reads every blob back and checks it, then stores
+// the pack (commitPack). It returns the pack's index entry and its size.
+// The pack is in no index file yet: the caller writes one.
 func (r *Repository) SavePack(ctx context.Context, pw *PackWriter) (IndexPack, int64, error) {
-	data, entries, err := pw.Finish()
+	var scratch commitScratch
+	entries, size, err := r.commitPack(ctx, pw, &scratch)
 	if err != nil {
 		return IndexPack{}, 0, err
 	}
-	if err := VerifyPack(pw.ID, data, r.keys.lookup, r.id, r.hasher, entries); err != nil {
-		return IndexPack{}, 0, fmt.Errorf("read-back check of new pack failed, nothing was committed: %w", err)
-	}
-	if err := r.st.Save(ctx, storage.Handle{Kind: storage.KindData, Name: pw.ID.String()}, data); err != nil {
-		return IndexPack{}, 0, fmt.Errorf("save pack %s: %w", pw.ID.Short(), err)
-	}
-	return IndexPack{ID: pw.ID, Blobs: entries}, int64(len(data)), nil
+	return IndexPack{ID: pw.ID, Blobs: entries}, size, nil
 }
 
 // OpenPackHeader loads a pack's envelope header and returns a reader for it

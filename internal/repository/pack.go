@@ -9,8 +9,9 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
-	"sync"
+	"runtime"
 
+	"github.com/coffer-backup/coffer/internal/bufpool"
 	"github.com/coffer-backup/coffer/internal/compress"
 	"github.com/coffer-backup/coffer/internal/crypto"
 	"github.com/coffer-backup/coffer/internal/padding"
@@ -91,8 +92,10 @@ type PackWriter struct {
 	err     error // sticky spill error
 }
 
-// sealBufs holds scratch buffers for sealing a blob before it is spilled.
-var sealBufs = sync.Pool{New: func() any { return new([]byte) }}
+// blobBufs holds buffers in which blobs are encoded and sealed in place
+// (encodeBlob), a few per core: one per blob being encoded, and some for
+// tree and small-file blobs; each grows to the largest blob it has held.
+var blobBufs = bufpool.NewList(2*runtime.GOMAXPROCS(0) + 2)
 
 // spillBufSize is the write buffer in front of the spill file.
 const spillBufSize = 256 << 10
@@ -113,40 +116,51 @@ func NewPackWriter(c crypto.Cipher, term uint32, key crypto.Key, repoID []byte, 
 
 func packName(id ID) string { return "data/" + id.String() }
 
-// EncodeBlob compresses a blob's plaintext into the payload a blob segment
-// seals: encoding byte, then raw or zstd bytes. It needs no pack, so callers
+// encodeBlob compresses a blob's plaintext into the payload a blob segment
+// seals (encoding byte, then raw or zstd bytes), laid out in buf's backing
+// array (a new one if it is too small) so that it can be sealed in place:
+// crypto.NonceSize bytes of room, the payload, then room for the tag. It
+// returns the buffer and the payload's length. It needs no pack, so callers
 // run it concurrently before taking a pack writer.
-func EncodeBlob(plaintext []byte, mode compress.Mode) ([]byte, error) {
+func encodeBlob(buf, plaintext []byte, mode compress.Mode) ([]byte, int, error) {
 	if len(plaintext) > MaxBlobSize {
-		return nil, fmt.Errorf("blob of %d bytes exceeds the maximum %d", len(plaintext), MaxBlobSize)
+		return nil, 0, fmt.Errorf("blob of %d bytes exceeds the maximum %d", len(plaintext), MaxBlobSize)
 	}
-	// Compress straight behind the encoding byte to avoid another copy.
-	buf := make([]byte, 1+len(plaintext)/2+64)
-	out, compressed := compress.Compress(buf[1:1], plaintext, mode)
-	switch {
-	case compressed && len(out) > 0 && &out[0] == &buf[1]:
-		buf[0] = encodingZstd
-		return buf[:1+len(out)], nil
-	case compressed:
-		return append([]byte{encodingZstd}, out...), nil
+	need := crypto.Overhead + 1 + len(plaintext)
+	if cap(buf) < need {
+		buf = make([]byte, need)
 	}
-	payload := make([]byte, 0, len(plaintext)+1)
-	payload = append(payload, encodingRaw)
-	return append(payload, plaintext...), nil
+	buf = buf[:need]
+	body := buf[crypto.NonceSize+1:]
+	out, compressed := compress.Compress(body[:0], plaintext, mode)
+	if compressed {
+		// Smaller than the plaintext, so it fits even if the encoder
+		// had to move it.
+		if &out[0] != &body[0] {
+			copy(body, out)
+		}
+		buf[crypto.NonceSize] = encodingZstd
+		return buf, 1 + len(out), nil
+	}
+	buf[crypto.NonceSize] = encodingRaw
+	copy(body, plaintext)
+	return buf, 1 + len(plaintext), nil
 }
 
 // Add compresses and seals a blob whose ID the caller computed.
 func (w *PackWriter) Add(t BlobType, id ID, plaintext []byte) error {
-	payload, err := EncodeBlob(plaintext, w.mode)
+	buf, n, err := encodeBlob(blobBufs.Get(), plaintext, w.mode)
 	if err != nil {
 		return err
 	}
-	return w.AddEncoded(t, id, payload, len(plaintext))
+	defer blobBufs.Put(buf)
+	return w.addEncoded(t, id, buf, n, len(plaintext))
 }
 
-// AddEncoded seals a payload made by EncodeBlob. The payload is not kept.
-// An error (the spill file could not be written) is sticky: the pack is lost.
-func (w *PackWriter) AddEncoded(t BlobType, id ID, payload []byte, rawLen int) error {
+// addEncoded seals, in place, the n-byte payload encodeBlob laid out in buf
+// and appends it to the spill file; buf is not kept. An error (the spill
+// file could not be written) is sticky: the pack is lost.
+func (w *PackWriter) addEncoded(t BlobType, id ID, buf []byte, n, rawLen int) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -165,15 +179,12 @@ func (w *PackWriter) AddEncoded(t BlobType, id ID, payload []byte, rawLen int) e
 		}
 		w.spill, w.w = f, bufio.NewWriterSize(f, spillBufSize)
 	}
-	bp := sealBufs.Get().(*[]byte)
-	*bp = w.sealer.Seal((*bp)[:0], payload, blobContext(t, id))
-	_, err := w.w.Write(*bp)
-	sealBufs.Put(bp)
-	if err != nil {
+	sealed := w.sealer.SealInPlace(buf, n, blobContext(t, id))
+	if _, err := w.w.Write(sealed); err != nil {
 		w.err = fmt.Errorf("pack %s: spill: %w", w.ID.Short(), err)
 		return w.err
 	}
-	sealedLen := len(payload) + crypto.Overhead
+	sealedLen := len(sealed)
 	w.blobs = append(w.blobs, PackEntry{
 		Type: t, ID: id,
 		Offset: uint32(w.spilled), // #nosec G115 -- the spill is checked against the 4 GiB limit in Finish
@@ -204,49 +215,64 @@ func packUint32(n int, what string) (uint32, error) {
 // and returns the pack bytes and its entries (with offsets filled in). The
 // writer cannot be used afterwards.
 func (w *PackWriter) Finish() ([]byte, []PackEntry, error) {
-	return w.finish(nil)
-}
-
-// finish is Finish building the pack in buf's backing array when it is
-// large enough.
-func (w *PackWriter) finish(buf []byte) ([]byte, []PackEntry, error) {
-	defer w.closeSpill()
-	if w.err != nil {
-		return nil, nil, w.err
-	}
-	if _, err := packUint32(w.size, "bytes"); err != nil {
-		return nil, nil, err
-	}
-	count, err := packUint32(len(w.blobs), "blobs")
+	p, err := w.finishStream()
 	if err != nil {
 		return nil, nil, err
 	}
-	// Random layout: entries[k] is the k-th blob in the pack; dst[i] is
-	// where the i-th blob to arrive goes.
+	defer p.Close()
+	data, err := p.Bytes(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, p.entries, nil
+}
+
+// finishStream lays the blobs out in random order and seals the padded
+// directory, leaving the blobs in the spill file: the returned pack streams
+// them from there. The writer cannot be used afterwards; the pack owns the
+// spill file and must be closed.
+func (w *PackWriter) finishStream() (*finishedPack, error) {
+	spill := w.spill
+	w.spill = nil // the pack owns it now
+	fail := func(err error) (*finishedPack, error) {
+		if spill != nil {
+			_ = spill.Close()
+		}
+		return nil, err
+	}
+	defer w.closeSpill()
+	if w.err != nil {
+		return fail(w.err)
+	}
+	if w.w != nil {
+		if err := w.w.Flush(); err != nil {
+			return fail(fmt.Errorf("pack %s: spill: %w", w.ID.Short(), err))
+		}
+	}
+	if _, err := packUint32(w.size, "bytes"); err != nil {
+		return fail(err)
+	}
+	count, err := packUint32(len(w.blobs), "blobs")
+	if err != nil {
+		return fail(err)
+	}
+	// Random layout: entries[k] is the k-th blob in the pack, and from[k]
+	// is where its sealed segment lies in the spill file.
 	perm := mrand.Perm(len(w.blobs)) // #nosec G404 -- math/rand/v2 draws from a ChaCha8 stream seeded by the OS; a layout is not a key
 	entries := make([]PackEntry, len(w.blobs))
-	dst := make([]int, len(w.blobs)) // by arrival: offset in the pack
+	from := make([]int64, len(w.blobs))
 	off := crypto.HeaderSize
 	for k, i := range perm {
 		entries[k] = w.blobs[i]
 		entries[k].Offset = uint32(off) // #nosec G115 -- off < w.size, checked above
-		dst[i] = off
+		from[k] = int64(w.blobs[i].Offset)
 		off += int(w.blobs[i].Length)
 	}
 	dirLen := 1 + 4 + len(entries)*packEntrySize
 	unpadded := int64(w.size + dirLen + crypto.Overhead + 4)
 	total := padding.Padme(unpadded)
 	if total > 1<<32-1 {
-		return nil, nil, fmt.Errorf("pack too large: %d bytes", total)
-	}
-	out := buf[:0]
-	if int64(cap(out)) < total {
-		out = make([]byte, 0, total)
-	}
-	out = append(out, w.header.Marshal()...)
-	out = out[:w.size]
-	if err := w.scatter(out, dst); err != nil {
-		return nil, nil, err
+		return fail(fmt.Errorf("pack too large: %d bytes", total))
 	}
 	dir := make([]byte, 0, int64(dirLen)+total-unpadded)
 	dir = append(dir, 1)
@@ -255,48 +281,19 @@ func (w *PackWriter) finish(buf []byte) ([]byte, []PackEntry, error) {
 		dir = e.encode(dir)
 	}
 	dir = dir[:cap(dir)] // zero padding up to the Padmé length
-	out = w.sealer.Seal(out, dir, dirContext)
-	sealedDir, err := packUint32(len(out)-w.size, "directory bytes")
+	tail := w.sealer.Seal(make([]byte, 0, len(dir)+crypto.Overhead+4), dir, dirContext)
+	sealedDir, err := packUint32(len(tail), "directory bytes")
 	if err != nil {
-		return nil, nil, err
+		return fail(err)
 	}
-	out = binary.BigEndian.AppendUint32(out, sealedDir)
-	if int64(len(out)) != total {
-		return nil, nil, fmt.Errorf("pack %s: %d bytes, want %d", w.ID.Short(), len(out), total)
+	tail = binary.BigEndian.AppendUint32(tail, sealedDir)
+	if int64(w.size+len(tail)) != total {
+		return fail(fmt.Errorf("pack %s: %d bytes, want %d", w.ID.Short(), w.size+len(tail), total))
 	}
-	return out, entries, nil
-}
-
-// scatter reads the spill file sequentially and copies every blob to its
-// offset dst[i] in out.
-func (w *PackWriter) scatter(out []byte, dst []int) error {
-	if w.spilled == 0 {
-		return nil
-	}
-	if err := w.w.Flush(); err != nil {
-		return fmt.Errorf("pack %s: spill: %w", w.ID.Short(), err)
-	}
-	chunk := make([]byte, min(w.spilled, spillBufSize))
-	i := 0 // first blob not yet completely copied
-	for pos := 0; pos < w.spilled; {
-		n := min(len(chunk), w.spilled-pos)
-		if _, err := w.spill.ReadAt(chunk[:n], int64(pos)); err != nil {
-			return fmt.Errorf("pack %s: read back spill: %w", w.ID.Short(), err)
-		}
-		for ; i < len(w.blobs); i++ {
-			b := w.blobs[i]
-			start, end := int(b.Offset), int(b.Offset)+int(b.Length)
-			lo, hi := max(start, pos), min(end, pos+n)
-			if lo < hi {
-				copy(out[dst[i]+lo-start:], chunk[lo-pos:hi-pos])
-			}
-			if end > pos+n {
-				break // continues in the next chunk
-			}
-		}
-		pos += n
-	}
-	return nil
+	return &finishedPack{
+		id: w.ID, entries: entries, from: from,
+		head: w.header.Marshal(), tail: tail, size: total, spill: spill,
+	}, nil
 }
 
 func (w *PackWriter) closeSpill() {

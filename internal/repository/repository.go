@@ -73,14 +73,14 @@ type Repository struct {
 	readers map[ID]*PackReader
 
 	// writing
-	wmu      sync.Mutex
-	inflight map[BlobHandle]bool
-	packers  chan *PackWriter
-	uploads  *errgroup.Group
-	upCtx    context.Context
-	written  []IndexPack // packs uploaded, not yet in an index file
-	packBuf  []byte      // reused by uploads, which run one at a time
-	stats    WriteStats
+	wmu       sync.Mutex
+	inflight  map[BlobHandle]bool
+	packers   chan *PackWriter
+	uploads   *errgroup.Group
+	upCtx     context.Context
+	written   []IndexPack   // packs uploaded, not yet in an index file
+	upScratch commitScratch // reused by uploads, which run one at a time
+	stats     WriteStats
 }
 
 // WriteStats counts what this session added.

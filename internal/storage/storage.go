@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -83,6 +84,15 @@ type Storage interface {
 	List(ctx context.Context, kind Kind, fn func(FileInfo) error) error
 	Remove(ctx context.Context, h Handle) error
 	Close() error
+}
+
+// StreamSaver is implemented by backends that can store an object streamed
+// from src, so the caller need not hold it in memory. SaveStream has Save's
+// contract; src writes exactly size bytes, and anything else fails the save
+// with nothing visible under h. Callers fall back to Save when a backend
+// does not implement it.
+type StreamSaver interface {
+	SaveStream(ctx context.Context, h Handle, src io.WriterTo, size int64) error
 }
 
 // ValidKind reports whether k is one of Kinds.

@@ -176,7 +176,42 @@ func shard(name string) string {
 // file beside its final name, synced, published with a no-replace rename
 // (or hard link) and its directory synced. On any error the temporary file
 // is removed and nothing is visible under h.
-func (l *Local) Save(ctx context.Context, h storage.Handle, data []byte) (err error) {
+func (l *Local) Save(ctx context.Context, h storage.Handle, data []byte) error {
+	return l.save(ctx, h, func(f *os.File) error {
+		for rest := data; len(rest) > 0; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n := min(len(rest), writeChunk)
+			if _, err := f.Write(rest[:n]); err != nil {
+				return err
+			}
+			rest = rest[n:]
+		}
+		return nil
+	})
+}
+
+// SaveStream implements storage.StreamSaver with Save's guarantees. src
+// writes straight into the temporary file, so a source backed by a file can
+// be copied in the kernel (copy_file_range).
+func (l *Local) SaveStream(ctx context.Context, h storage.Handle, src io.WriterTo, size int64) error {
+	return l.save(ctx, h, func(f *os.File) error {
+		n, err := src.WriteTo(f)
+		if err != nil {
+			return err
+		}
+		if n != size {
+			return fmt.Errorf("source wrote %d bytes, want %d: %w", n, size, io.ErrUnexpectedEOF)
+		}
+		return nil
+	})
+}
+
+// save writes an object through fill into a temporary file beside its
+// final name, syncs it, publishes it without replacing and syncs its
+// directory. On any error the temporary file is removed.
+func (l *Local) save(ctx context.Context, h storage.Handle, fill func(*os.File) error) (err error) {
 	if err := storage.ValidateHandle(h); err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
@@ -215,15 +250,8 @@ func (l *Local) Save(ctx context.Context, h storage.Handle, data []byte) (err er
 		}
 	}()
 
-	for rest := data; len(rest) > 0; {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("save %s: %w", h, err)
-		}
-		n := min(len(rest), writeChunk)
-		if _, err := f.Write(rest[:n]); err != nil {
-			return fmt.Errorf("save %s: %w", h, err)
-		}
-		rest = rest[n:]
+	if err := fill(f); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("save %s: sync: %w", h, err)
@@ -685,3 +713,5 @@ func (l *Local) CleanTemp(olderThan time.Duration) (int, error) {
 	}
 	return removed, nil
 }
+
+var _ storage.StreamSaver = (*Local)(nil)

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +69,7 @@ func RunWithOptions(t *testing.T, opts Options, newStorage func(t *testing.T) st
 		{"CanceledContext", testCanceledContext},
 		{"CancelDuringList", testCancelDuringList},
 		{"BufferOwnership", testBufferOwnership},
+		{"SaveStream", testSaveStream},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -643,5 +645,78 @@ func testBufferOwnership(t *testing.T, _ Options, st storage.Storage) {
 	copy(got, "YYYYYYYY")
 	if again := mustLoad(t, st, h, 0, -1); string(again) != "original content" {
 		t.Errorf("changing a Load result changed the object: %q", again)
+	}
+}
+
+// chunkedSource writes its data in pieces of step bytes, then fails with
+// err if set, having written what it wrote.
+type chunkedSource struct {
+	data []byte
+	step int
+	err  error
+}
+
+func (c chunkedSource) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for rest := c.data; len(rest) > 0; {
+		k := min(c.step, len(rest))
+		m, err := w.Write(rest[:k])
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+		rest = rest[k:]
+	}
+	return n, c.err
+}
+
+// testSaveStream checks storage.StreamSaver for backends that have it: the
+// object is stored as streamed; an existing name is refused and left
+// untouched; a source that fails, or writes fewer or more bytes than
+// announced, or a canceled context, leaves nothing visible.
+func testSaveStream(t *testing.T, _ Options, st storage.Storage) {
+	ss, ok := st.(storage.StreamSaver)
+	if !ok {
+		t.Skip("backend does not stream saves")
+	}
+	ctx := context.Background()
+	data := Content("stream", 3<<20+17)
+	h := storage.Handle{Kind: storage.KindData, Name: "streamed"}
+	if err := ss.SaveStream(ctx, h, chunkedSource{data: data, step: 100003}, int64(len(data))); err != nil {
+		t.Fatalf("SaveStream: %v", err)
+	}
+	if got := mustLoad(t, st, h, 0, -1); !bytes.Equal(got, data) {
+		t.Fatalf("streamed object differs: %d bytes, want %d", len(got), len(data))
+	}
+	other := Content("other", 10)
+	if err := ss.SaveStream(ctx, h, chunkedSource{data: other, step: 4}, int64(len(other))); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("SaveStream over an existing object: %v, want ErrExists", err)
+	}
+	if got := mustLoad(t, st, h, 0, -1); !bytes.Equal(got, data) {
+		t.Fatal("a refused SaveStream changed the existing object")
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	bad := map[string]struct {
+		ctx  context.Context
+		src  io.WriterTo
+		size int64
+	}{
+		"source fails":   {ctx, chunkedSource{data: data[:1000], step: 300, err: errors.New("source broke")}, int64(len(data))},
+		"short source":   {ctx, chunkedSource{data: data[:1000], step: 300}, 1001},
+		"long source":    {ctx, chunkedSource{data: data[:1000], step: 300}, 999},
+		"canceled first": {canceled, chunkedSource{data: data[:1000], step: 300}, 1000},
+	}
+	for name, c := range bad {
+		bh := storage.Handle{Kind: storage.KindData, Name: "bad-" + strings.ReplaceAll(name, " ", "-")}
+		if err := ss.SaveStream(c.ctx, bh, c.src, c.size); err == nil {
+			t.Errorf("%s: SaveStream succeeded", name)
+		}
+		if _, err := st.Stat(ctx, bh); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s: object visible after a failed SaveStream (Stat: %v)", name, err)
+		}
+	}
+	if got := listAll(t, st, storage.KindData); len(got) != 1 {
+		t.Errorf("after failed streams the data kind lists %v, want only the streamed object", got)
 	}
 }
