@@ -77,15 +77,21 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 		r.wmu.Unlock()
 		return id, false, err
 	}
-	if pw.Size() >= r.cfg.PackSize {
-		r.upload(pw)
-		pw = nil
+	full := pw.Size() >= r.cfg.PackSize
+	if full {
+		r.packers <- nil
+	} else {
+		r.packers <- pw
 	}
-	r.packers <- pw
 	r.wmu.Lock()
 	r.stats.Blobs[t]++
 	r.stats.BytesRaw += uint64(len(data))
 	r.wmu.Unlock()
+	if full {
+		// Queued after the next pack is open: while this waits for the
+		// upload before it, the other writers go on filling that pack.
+		r.upload(pw)
+	}
 	return id, true, nil
 }
 
@@ -158,7 +164,8 @@ func (r *Repository) commitPack(ctx context.Context, pw *PackWriter, scratch *co
 
 // Flush uploads all open packs, waits for every upload and writes an index
 // file naming the new packs. After Flush returns nil, every blob SaveBlob
-// returned is durably stored and indexed.
+// returned is durably stored and indexed. It must not run concurrently with
+// SaveBlob: call it once every SaveBlob has returned.
 func (r *Repository) Flush(ctx context.Context) error {
 	r.wmu.Lock()
 	started := r.packers != nil
