@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/bufpool"
 	"github.com/coffer-backup/coffer/internal/chunker"
 	"github.com/coffer-backup/coffer/internal/filter"
 	"github.com/coffer-backup/coffer/internal/fsmeta"
@@ -605,12 +606,13 @@ func (a *Archiver) saveSmallFile(ctx context.Context, f *os.File, size int64) ([
 	if size == 0 {
 		return nil, 0, nil
 	}
-	data := make([]byte, size)
-	n, err := f.ReadAt(data, 0)
+	buf := bufpool.Get(int(size))[:size]
+	defer bufpool.Put(buf) // SaveBlob keeps no reference to it
+	n, err := f.ReadAt(buf, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, 0, err
 	}
-	data = data[:n]
+	data := buf[:n]
 	a.opts.Progress.Bytes.Add(uint64(n)) // #nosec G115 -- n is a byte count, not negative
 	if n == 0 {
 		return nil, 0, nil
