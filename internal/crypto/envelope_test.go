@@ -169,14 +169,28 @@ func TestOpenObjectUsesHeaderTerm(t *testing.T) {
 	}
 }
 
+// packSealer returns a sealer for pack "data/p1" under a new key, with the
+// header and key it was made from.
+func packSealer(t *testing.T, c Cipher) (*FileSealer, Header, Key) {
+	t.Helper()
+	k, err := NewRandomKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHeader(KindPack, c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewFileSealer(h, k, testRepo, "data/p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, h, k
+}
+
 func TestFileSealerSegmentsBound(t *testing.T) {
 	for _, c := range ciphers {
-		k, _ := NewRandomKey()
-		h, _ := NewHeader(KindPack, c, 1)
-		s, err := NewFileSealer(h, k, testRepo, "data/p1")
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, h, k := packSealer(t, c)
 		seg := s.Seal(nil, []byte("blob A"), []byte("\x01idA"))
 		if got, err := s.Open(nil, seg, []byte("\x01idA")); err != nil || string(got) != "blob A" {
 			t.Fatalf("segment round trip: %v", err)
@@ -204,12 +218,7 @@ func TestFileSealerSegmentsBound(t *testing.T) {
 
 func TestSealInPlace(t *testing.T) {
 	for _, c := range ciphers {
-		k, _ := NewRandomKey()
-		h, _ := NewHeader(KindPack, c, 1)
-		s, err := NewFileSealer(h, k, testRepo, "data/p1")
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, _, _ := packSealer(t, c)
 		for _, n := range []int{0, 1, 100, 1 << 16} {
 			plain := make([]byte, n)
 			for i := range plain {
