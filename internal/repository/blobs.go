@@ -128,6 +128,7 @@ func (r *Repository) upload(pw *PackWriter) {
 // buffers, and the assembled pack for storage that takes objects in memory.
 type commitScratch struct {
 	verify verifyScratch
+	stage  []byte // finishedPack's copy buffer
 	pack   []byte
 }
 
@@ -143,6 +144,8 @@ func (r *Repository) commitPack(ctx context.Context, pw *PackWriter, scratch *co
 		return nil, 0, err
 	}
 	defer p.Close()
+	p.stage = scratch.stage
+	defer func() { scratch.stage = p.stage }()
 	if err := p.verify(r.keys.lookup, r.id, r.hasher, &scratch.verify); err != nil {
 		return nil, 0, fmt.Errorf("read-back check of new pack failed, nothing was committed: %w", err)
 	}

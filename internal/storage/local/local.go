@@ -47,7 +47,10 @@ type Local struct {
 // openPacks bounds how many pack files Load keeps open.
 const openPacks = 64
 
-var _ storage.Storage = (*Local)(nil)
+var (
+	_ storage.Storage     = (*Local)(nil)
+	_ storage.StreamSaver = (*Local)(nil)
+)
 
 // Create makes a new, empty repository layout in dir with mode 0700. dir
 // may be missing (it and its parents are created) or an empty directory;
@@ -713,5 +716,3 @@ func (l *Local) CleanTemp(olderThan time.Duration) (int, error) {
 	}
 	return removed, nil
 }
-
-var _ storage.StreamSaver = (*Local)(nil)
