@@ -30,18 +30,8 @@ func TestForeignRepositoryRefused(t *testing.T) {
 // backup fails with a clear error, the repository stays consistent, and
 // after space is freed the next backup works.
 func TestDiskFullDuringBackup(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
 	e := newEnv(t)
-	mnt := filepath.Join(e.dir, "small")
-	if err := os.MkdirAll(mnt, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	mnt := mountTmpfs(t, filepath.Join(e.dir, "small"), "6m")
 	e.repo = filepath.Join(mnt, "repo")
 	e.init()
 	small := filepath.Join(e.dir, "small-src")
@@ -68,6 +58,59 @@ func TestDiskFullDuringBackup(t *testing.T) {
 	writeFile(t, filepath.Join(small, "g"), []byte("more"))
 	e.must("backup", "--repo", e.repo, small)
 	e.must("check", "--repo", e.repo)
+}
+
+// mountTmpfs mounts a tmpfs of the given size on dir (created), unmounted
+// when the test ends; it skips the test where that is not possible.
+func mountTmpfs(t *testing.T, dir, size string) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestSpillDirFullDuringBackup runs a backup whose temporary directory,
+// where packs wait before they are stored, fills up: the backup fails with
+// a clear error, commits nothing, and the repository stays consistent and
+// usable.
+func TestSpillDirFullDuringBackup(t *testing.T) {
+	e := newEnv(t)
+	tmp := mountTmpfs(t, filepath.Join(e.dir, "tmp"), "2m")
+	e.init()
+	small := filepath.Join(e.dir, "small-src")
+	writeFile(t, filepath.Join(small, "f"), []byte("fits easily"))
+	e.must("backup", "--repo", e.repo, small)
+	before := listPacks(t, e.repo)
+	big := filepath.Join(e.dir, "big-src")
+	randomTree(t, big, 6, 1<<20) // 6 MiB of random data: its packs do not fit in 2 MiB
+	e.extra = []string{"TMPDIR=" + tmp}
+	_, se, code := e.run("backup", "--repo", e.repo, big)
+	e.extra = nil
+	if code == 0 || !strings.Contains(se, "no space left") || !strings.Contains(se, "TMPDIR") {
+		t.Fatalf("backup with a full temporary directory: exit %d, %s", code, se)
+	}
+	if strings.Contains(se, "panic") {
+		t.Fatalf("panic: %s", se)
+	}
+	if after := listPacks(t, e.repo); len(after) != len(before) {
+		t.Fatalf("%d packs after the failed backup, %d before", len(after), len(before))
+	}
+	if out := e.must("snapshots", "--repo", e.repo, "--json"); strings.Count(out, `"id"`) != 1 {
+		t.Fatalf("want the one earlier snapshot, got %s", out)
+	}
+	e.must("check", "--repo", e.repo, "--read-data")
+	e.must("backup", "--repo", e.repo, big)
+	dst := filepath.Join(e.dir, "dst")
+	e.must("restore", "latest", "--repo", e.repo, "--target", dst)
+	diffTrees(t, big, filepath.Join(dst, big))
 }
 
 func listPacks(t *testing.T, repo string) map[string]bool {

@@ -167,21 +167,21 @@ func (w *PackWriter) addEncoded(t BlobType, id ID, buf []byte, n, rawLen int) er
 	if w.spill == nil {
 		f, err := os.CreateTemp("", "coffer-pack-*")
 		if err != nil {
-			w.err = fmt.Errorf("pack %s: spill file: %w", w.ID.Short(), err)
+			w.err = spillError(w.ID, err)
 			return w.err
 		}
 		// Unlinked at once: nothing is left behind, whatever happens to us.
 		// The file holds only sealed segments.
 		if err := os.Remove(f.Name()); err != nil {
 			_ = f.Close()
-			w.err = fmt.Errorf("pack %s: spill file: %w", w.ID.Short(), err)
+			w.err = spillError(w.ID, err)
 			return w.err
 		}
 		w.spill, w.w = f, bufio.NewWriterSize(f, spillBufSize)
 	}
 	sealed := w.sealer.SealInPlace(buf, n, blobContext(t, id))
 	if _, err := w.w.Write(sealed); err != nil {
-		w.err = fmt.Errorf("pack %s: spill: %w", w.ID.Short(), err)
+		w.err = spillError(w.ID, err)
 		return w.err
 	}
 	sealedLen := len(sealed)
@@ -194,6 +194,13 @@ func (w *PackWriter) addEncoded(t BlobType, id ID, buf []byte, n, rawLen int) er
 	w.spilled += sealedLen
 	w.size += sealedLen
 	return nil
+}
+
+// spillError explains a failure of the spill file, which lives in the
+// temporary directory rather than the repository, so the user knows which
+// disk is full.
+func spillError(pack ID, err error) error {
+	return fmt.Errorf("pack %s: temporary spill file in %s (set TMPDIR to move it): %w", pack.Short(), os.TempDir(), err)
 }
 
 // Size is the number of bytes the pack holds so far.
@@ -246,7 +253,7 @@ func (w *PackWriter) finishStream() (*finishedPack, error) {
 	}
 	if w.w != nil {
 		if err := w.w.Flush(); err != nil {
-			return fail(fmt.Errorf("pack %s: spill: %w", w.ID.Short(), err))
+			return fail(spillError(w.ID, err))
 		}
 	}
 	if _, err := packUint32(w.size, "bytes"); err != nil {
