@@ -2,7 +2,6 @@ package repository
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -218,22 +217,6 @@ func packUint32(n int, what string) (uint32, error) {
 	return uint32(n), nil
 }
 
-// Finish lays the blobs out in random order, appends the padded directory
-// and returns the pack bytes and its entries (with offsets filled in). The
-// writer cannot be used afterwards.
-func (w *PackWriter) Finish() ([]byte, []PackEntry, error) {
-	p, err := w.finishStream()
-	if err != nil {
-		return nil, nil, err
-	}
-	defer p.Close()
-	data, err := p.Bytes(nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	return data, p.entries, nil
-}
-
 // finishStream lays the blobs out in random order and seals the padded
 // directory, leaving the blobs in the spill file: the returned pack streams
 // them from there. The writer cannot be used afterwards; the pack owns the
@@ -303,11 +286,10 @@ func (w *PackWriter) finishStream() (*finishedPack, error) {
 	}, nil
 }
 
+// closeSpill ends the writer after finishStream, which has handed the spill
+// file to the finished pack or closed it.
 func (w *PackWriter) closeSpill() {
-	if w.spill != nil {
-		_ = w.spill.Close()
-		w.spill, w.w = nil, nil
-	}
+	w.w = nil // the spill file itself went to the finished pack
 	if w.err == nil {
 		w.err = errors.New("pack writer already finished")
 	}
@@ -416,45 +398,4 @@ func (r *PackReader) openBlob(e PackEntry, sealed, plainBuf, outBuf []byte) (out
 		return nil, p, fmt.Errorf("blob %s: %w: length %d, index says %d", e.ID.Short(), ErrCorruptPack, len(out), e.RawLen)
 	}
 	return out, p, nil
-}
-
-// VerifyPack parses a complete pack and checks every blob against entries
-// and the hasher: the read-back check before a pack is committed.
-func VerifyPack(id ID, data []byte, keys crypto.KeyLookup, repoID []byte, hasher *BlobHasher, want []PackEntry) error {
-	if len(data) < crypto.HeaderSize+4 {
-		return fmt.Errorf("pack %s: %w: truncated", id.Short(), ErrCorruptPack)
-	}
-	r, err := NewPackReader(id, data[:crypto.HeaderSize], keys, repoID)
-	if err != nil {
-		return err
-	}
-	entries, err := r.ParseDirectory(data, int64(len(data)))
-	if err != nil {
-		return err
-	}
-	if want != nil && len(entries) != len(want) {
-		return fmt.Errorf("pack %s: %w: %d entries, wrote %d", id.Short(), ErrCorruptPack, len(entries), len(want))
-	}
-	// One blob at a time through two scratch buffers: the check must not
-	// hold a second copy of the pack.
-	var plainBuf, outBuf []byte
-	for i, e := range entries {
-		if want != nil && e != want[i] {
-			return fmt.Errorf("pack %s: %w: entry %d differs from what was written", id.Short(), ErrCorruptPack, i)
-		}
-		plain, p, err := r.openBlob(e, data[e.Offset:e.Offset+e.Length], plainBuf[:0], outBuf[:0])
-		if err != nil {
-			return err
-		}
-		if cap(p) > cap(plainBuf) {
-			plainBuf = p
-		}
-		if len(plain) > 0 && cap(plain) > cap(outBuf) && (len(p) < 2 || &plain[0] != &p[1]) {
-			outBuf = plain
-		}
-		if got := hasher.Sum(plain); !bytes.Equal(got[:], e.ID[:]) {
-			return fmt.Errorf("pack %s: %w: blob %s hashes to %s", id.Short(), ErrCorruptPack, e.ID.Short(), got.Short())
-		}
-	}
-	return nil
 }
