@@ -10,7 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
+	"runtime"
 	"strings"
 
 	"github.com/coffer-backup/coffer/internal/exitcode"
@@ -216,9 +216,12 @@ func openRepo(ctx context.Context) (*repository.Repository, error) {
 		// A request costs far more than its bytes: read whole packs.
 		r.UsePackCache(3)
 	}
-	// Argon2id just used 64 MiB; hand it back before the real work starts
-	// so that it does not add to the peak.
-	debug.FreeOSMemory()
+	// Argon2id just used 64 MiB. Collect it now, so the real work reuses
+	// those pages instead of growing the heap past them (raising the
+	// peak); they are not handed back to the kernel at once, which would
+	// make that work fault every page in again (the background scavenger
+	// returns what stays unused).
+	runtime.GC()
 	return r, nil
 }
 

@@ -38,28 +38,43 @@ func TestClass(t *testing.T) {
 // more than its bound, survives garbage collections and ignores nil.
 func TestList(t *testing.T) {
 	l := NewList(2)
-	if b := l.Get(); b != nil {
-		t.Fatalf("empty list returned a buffer of cap %d", cap(b))
+	if b := l.Get(100); len(b) != 0 || cap(b) < 100 {
+		t.Fatalf("empty list: len %d cap %d, want a new buffer for 100 bytes", len(b), cap(b))
 	}
-	a, b, c := make([]byte, 5, 100), make([]byte, 0, 200), make([]byte, 0, 300)
+	a, b, c := make([]byte, 5, 100<<10), make([]byte, 0, 200<<10), make([]byte, 0, 300<<10)
 	l.Put(nil)
 	l.Put(a)
 	l.Put(b)
-	l.Put(c) // beyond the bound: dropped
+	l.Put(c)                       // full: replaces the smallest (a)
+	l.Put(make([]byte, 0, 50<<10)) // full and smaller than all kept: dropped
 	runtime.GC()
 	runtime.GC()
-	seen := map[int]bool{}
-	for range 2 {
-		g := l.Get()
-		if g == nil || len(g) != 0 {
-			t.Fatalf("got %v (len %d), want an emptied kept buffer", g == nil, len(g))
-		}
-		seen[cap(g)] = true
+	// The smallest fitting buffer is handed out, emptied.
+	if g := l.Get(150 << 10); len(g) != 0 || cap(g) != 200<<10 {
+		t.Fatalf("Get(150 KiB): len %d cap %d, want the kept 200 KiB buffer", len(g), cap(g))
 	}
-	if !seen[100] || !seen[200] {
-		t.Fatalf("got capacities %v, want 100 and 200", seen)
+	// Nothing kept fits: a new buffer, rounded up.
+	if g := l.Get(400 << 10); cap(g) != Round(400<<10) {
+		t.Fatalf("Get(400 KiB): cap %d, want a new one of %d", cap(g), Round(400<<10))
 	}
-	if g := l.Get(); g != nil {
+	if g := l.Get(1); cap(g) != 300<<10 {
+		t.Fatalf("Get(1): cap %d, want the kept 300 KiB buffer", cap(g))
+	}
+	if g := l.Get(1); cap(g) != Round(1) {
 		t.Fatalf("list kept more than its bound: cap %d", cap(g))
+	}
+}
+
+func TestRound(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	for range 10000 {
+		n := rng.Intn(16 << 20)
+		r := Round(n)
+		if r < n || r < 1<<minClass || (n > 1<<minClass && r > n+n/8+1) {
+			t.Fatalf("Round(%d) = %d", n, r)
+		}
+		if Round(r) != r {
+			t.Fatalf("Round(Round(%d)) = %d, want %d", n, Round(r), r)
+		}
 	}
 }

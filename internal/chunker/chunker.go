@@ -205,7 +205,7 @@ func (c *Chunker) Next(buf []byte) ([]byte, error) {
 			want = c.p.Min - len(out)
 		}
 		want = min(want, c.p.Max-len(out))
-		out = reserve(out, want, c.p.Max)
+		out = reserve(out, want, 2*c.p.Avg, c.p.Max)
 		n, err := c.read(out[len(out) : len(out)+want])
 		if err != nil {
 			c.err = err
@@ -226,13 +226,15 @@ func (c *Chunker) Next(buf []byte) ([]byte, error) {
 	return out, nil
 }
 
-// reserve returns b with room for n more bytes, growing its capacity at
-// least twofold (but not past limit, unless n needs it) when it must.
-func reserve(b []byte, n, limit int) []byte {
+// reserve returns b with room for n more bytes. When it must grow, the new
+// capacity is at least twice the old and at least floor (most chunks fit
+// 2×Avg, so a fresh buffer is not regrown chunk after chunk), but not past
+// limit unless n needs it.
+func reserve(b []byte, n, floor, limit int) []byte {
 	if cap(b)-len(b) >= n {
 		return b
 	}
-	c := max(len(b)+n, min(2*cap(b), limit))
+	c := max(len(b)+n, min(max(2*cap(b), floor), limit))
 	nb := make([]byte, len(b), c)
 	copy(nb, b)
 	return nb

@@ -2,9 +2,12 @@
 // caller-given size bound, so a hostile frame cannot exhaust memory.
 //
 // A compressed blob is exactly one zstd frame (RFC 8878) as written by
-// github.com/klauspost/compress/zstd's EncodeAll: no dictionary, content
-// checksum on, frame content size present whenever the frame holds 256 bytes
-// or more. Decompress accepts any single frame without a dictionary.
+// github.com/klauspost/compress/zstd's EncodeAll: no dictionary, no content
+// checksum (the AEAD tag and the keyed blob ID already cover every byte, as
+// in restic), frame content size present whenever the frame holds 256 bytes
+// or more. Decompress accepts any single frame without a dictionary, and
+// checks a content checksum when the frame has one (blobs written before
+// coffer dropped it).
 //
 // Encoders and the decoder are shared package-level values; every function
 // here is safe for concurrent use.
@@ -89,7 +92,7 @@ func newEncoder(level zstd.EncoderLevel) *zstd.Encoder {
 	// option bounds how many block encoders (and their memory) exist.
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(level),
-		zstd.WithEncoderCRC(true),
+		zstd.WithEncoderCRC(false),
 		zstd.WithZeroFrames(false),
 		zstd.WithWindowSize(encoderWindow),
 	)

@@ -273,9 +273,9 @@ func TestDecompressRejects(t *testing.T) {
 		"twoframes": append(bytes.Clone(good), good...),
 		"skippable": {0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4},
 	}
-	flipped := bytes.Clone(good)
-	flipped[len(flipped)/2] ^= 0x40
-	cases["flipped"] = flipped
+	// A flipped bit inside a frame without a checksum may decode to other
+	// bytes: the AEAD tag and the blob ID catch that (TestChecksummedFrames
+	// covers frames that carry a checksum).
 	for name, in := range cases {
 		out, err := Decompress(nil, in, 1<<20)
 		if err == nil {
@@ -360,5 +360,33 @@ func BenchmarkDecompressText(b *testing.B) {
 		if dst, err = Decompress(dst, c, len(in)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Frames with a content checksum (written before coffer dropped it) still
+// decode, and a checksum that does not match their content is refused.
+func TestChecksummedFrames(t *testing.T) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := bytes.Repeat([]byte("coffer checksummed frame "), 4000)
+	frame := enc.EncodeAll(src, nil)
+	var h zstd.Header
+	if err := h.Decode(frame); err != nil || !h.HasCheckSum {
+		t.Fatalf("test frame: checksum %v, err %v", h.HasCheckSum, err)
+	}
+	got, err := Decompress(nil, frame, len(src))
+	if err != nil || !bytes.Equal(got, src) {
+		t.Fatalf("checksummed frame: %v", err)
+	}
+	frame[len(frame)-1] ^= 1 // the checksum's last byte
+	if _, err := Decompress(nil, frame, len(src)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("bad checksum: got %v, want ErrCorrupt", err)
+	}
+	// What Compress writes now carries none.
+	out, ok := Compress(nil, src, Auto)
+	if err := h.Decode(out); !ok || err != nil || h.HasCheckSum {
+		t.Fatalf("Compress: compressed %v, checksum %v, err %v", ok, h.HasCheckSum, err)
 	}
 }

@@ -48,7 +48,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 	r.inflight[h] = true
 	r.wmu.Unlock()
 
-	buf, n, err := encodeBlob(blobBufs.Get(), data, r.compress)
+	buf, n, err := encodeBlob(blobBufs.Get(blobBufSize(len(data))), data, r.compress)
 	if err != nil {
 		return id, false, err
 	}

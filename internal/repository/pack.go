@@ -115,6 +115,9 @@ func NewPackWriter(c crypto.Cipher, term uint32, key crypto.Key, repoID []byte, 
 
 func packName(id ID) string { return "data/" + id.String() }
 
+// blobBufSize is the buffer encodeBlob needs for n bytes of plaintext.
+func blobBufSize(n int) int { return crypto.Overhead + 1 + n }
+
 // encodeBlob compresses a blob's plaintext into the payload a blob segment
 // seals (encoding byte, then raw or zstd bytes), laid out in buf's backing
 // array (a new one if it is too small) so that it can be sealed in place:
@@ -125,9 +128,9 @@ func encodeBlob(buf, plaintext []byte, mode compress.Mode) ([]byte, int, error) 
 	if len(plaintext) > MaxBlobSize {
 		return nil, 0, fmt.Errorf("blob of %d bytes exceeds the maximum %d", len(plaintext), MaxBlobSize)
 	}
-	need := crypto.Overhead + 1 + len(plaintext)
+	need := blobBufSize(len(plaintext))
 	if cap(buf) < need {
-		buf = make([]byte, need)
+		buf = make([]byte, need, bufpool.Round(need))
 	}
 	buf = buf[:need]
 	body := buf[crypto.NonceSize+1:]
@@ -148,7 +151,7 @@ func encodeBlob(buf, plaintext []byte, mode compress.Mode) ([]byte, int, error) 
 
 // Add compresses and seals a blob whose ID the caller computed.
 func (w *PackWriter) Add(t BlobType, id ID, plaintext []byte) error {
-	buf, n, err := encodeBlob(blobBufs.Get(), plaintext, w.mode)
+	buf, n, err := encodeBlob(blobBufs.Get(blobBufSize(len(plaintext))), plaintext, w.mode)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/coffer-backup/coffer/internal/bufpool"
 	"github.com/coffer-backup/coffer/internal/crypto"
 )
 
@@ -82,6 +83,9 @@ func (p *finishedPack) verify(keys crypto.KeyLookup, repoID []byte, hasher *Blob
 		if _, err := p.spill.ReadAt(sealed, p.from[k]); err != nil {
 			return fmt.Errorf("pack %s: read back blob %s: %w", p.id.Short(), e.ID.Short(), err)
 		}
+		if cap(scratch.out) < int(e.RawLen) {
+			scratch.out = make([]byte, 0, bufpool.Round(int(e.RawLen)))
+		}
 		// Decrypt in place: the segment is not needed afterwards.
 		plain, _, err := r.openBlob(e, sealed, sealed[crypto.NonceSize:crypto.NonceSize], scratch.out[:0])
 		if err != nil {
@@ -102,12 +106,13 @@ type verifyScratch struct {
 	sealed, out []byte
 }
 
-// grow returns b resized to n bytes, reusing its backing array if it fits.
+// grow returns b resized to n bytes, reusing its backing array if it fits;
+// a new one is rounded up (bufpool.Round) so that it fits the next few.
 func grow(b []byte, n int) []byte {
 	if cap(b) >= n {
 		return b[:n]
 	}
-	return make([]byte, n)
+	return make([]byte, n, bufpool.Round(n))
 }
 
 // WriteTo writes the pack to w. Large segments go through w's ReadFrom
