@@ -207,6 +207,7 @@ func newSlot(m *Master, kind SlotKind, c crypto.Cipher, info SlotInfo) (*Slot, e
 
 func passphraseKey(passphrase, salt []byte, p KDFParams) crypto.Key {
 	var k crypto.Key
+	prepareWorkArea(int(p.MemoryKiB) << 10)
 	out := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, crypto.KeySize)
 	copy(k[:], out)
 	clear(out)

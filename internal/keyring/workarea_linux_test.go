@@ -1,0 +1,92 @@
+package keyring
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// vmaFlags returns the VmFlags of the mapping holding addr, from
+// /proc/self/smaps.
+func vmaFlags(t *testing.T, addr uintptr) []string {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Skipf("no smaps: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	in := false
+	for sc.Scan() {
+		line := sc.Text()
+		if lo, hi, ok := strings.Cut(strings.Fields(line + " x")[0], "-"); ok && !strings.HasSuffix(strings.Fields(line)[0], ":") {
+			l, err1 := strconv.ParseUint(lo, 16, 64)
+			h, err2 := strconv.ParseUint(hi, 16, 64)
+			in = err1 == nil && err2 == nil && uint64(addr) >= l && uint64(addr) < h
+			continue
+		}
+		if in && strings.HasPrefix(line, "VmFlags:") {
+			return strings.Fields(strings.TrimPrefix(line, "VmFlags:"))
+		}
+	}
+	t.Fatalf("no mapping holds %#x", addr)
+	return nil
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// The allocation that follows prepareWorkArea (Argon2id's, in
+// passphraseKey) lands in memory marked for huge pages; a plain one, or one
+// after GODEBUG=disablethp=1, does not. The test fails if a Go runtime stops
+// reusing the freed span. It runs in a fresh process, whose heap no earlier
+// test has hinted.
+func TestWorkAreaHugePageHint(t *testing.T) {
+	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil || strings.Contains(string(mode), "[never]") {
+		t.Skipf("transparent huge pages unavailable (%q, %v)", mode, err)
+	}
+	if os.Getenv("COFFER_WORKAREA_CHILD") != "1" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestWorkAreaHugePageHint$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "COFFER_WORKAREA_CHILD=1", "GODEBUG=")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS") {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	const n = 64 << 20
+	type block [128]uint64 // what x/crypto/argon2 allocates
+	plain := make([]block, n/1024)
+	if hasFlag(vmaFlags(t, uintptr(unsafe.Pointer(&plain[0]))), "hg") {
+		t.Fatal("a plain allocation is already marked for huge pages: the test proves nothing here")
+	}
+	runtime.KeepAlive(plain)
+
+	t.Setenv("GODEBUG", "disablethp=1")
+	prepareWorkArea(n)
+	off := make([]block, n/1024)
+	if hasFlag(vmaFlags(t, uintptr(unsafe.Pointer(&off[0]))), "hg") {
+		t.Fatal("GODEBUG=disablethp=1 still hinted huge pages")
+	}
+	runtime.KeepAlive(off)
+
+	t.Setenv("GODEBUG", "")
+	prepareWorkArea(n)
+	area := make([]block, n/1024)
+	if flags := vmaFlags(t, uintptr(unsafe.Pointer(&area[0]))); !hasFlag(flags, "hg") {
+		t.Fatalf("the work area's mapping has flags %v, want hg (MADV_HUGEPAGE)", flags)
+	}
+	runtime.KeepAlive(area)
+}
