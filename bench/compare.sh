@@ -30,7 +30,7 @@ mkdir -p "$work"
 export COFFER_PASSWORD=bench-passphrase RESTIC_PASSWORD=bench-passphrase BORG_PASSPHRASE=bench-passphrase
 export COFFER_STATE_DIR="$work/state" BORG_BASE_DIR="$work/borgbase" RESTIC_CACHE_DIR="$work/restic-cache"
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
-(cd "$here" && go build -o "$work/coffer" ./cmd/coffer)
+(cd "$here" && CGO_ENABLED=0 go build -o "$work/coffer" ./cmd/coffer) # the static binary that ships
 coffer="$work/coffer"
 
 make_data() {

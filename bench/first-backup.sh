@@ -18,7 +18,7 @@ runs=${2:-5}
 work=${3:-$(mktemp -d /tmp/coffer-first.XXXXXX)}
 mkdir -p "$work"
 export COFFER_PASSWORD=bench-passphrase RESTIC_PASSWORD=bench-passphrase
-(cd "$here" && go build -o "$work/coffer" ./cmd/coffer)
+(cd "$here" && CGO_ENABLED=0 go build -o "$work/coffer" ./cmd/coffer) # the static binary that ships
 
 rm -rf "$work/tmpl-coffer" "$work/tmpl-restic" "$work/state-init"
 COFFER_STATE_DIR="$work/state-init" "$work/coffer" init -q --repo "$work/tmpl-coffer"

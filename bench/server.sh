@@ -18,7 +18,7 @@ data=${DATA:-$(go env GOROOT)}
 clients=${CLIENTS:-50}
 runs=${RUNS:-3}
 mkdir -p "$work"
-(cd "$here" && go build -o "$work/coffer" ./cmd/coffer)
+(cd "$here" && CGO_ENABLED=0 go build -o "$work/coffer" ./cmd/coffer) # the static binary that ships
 c="$work/coffer"
 export COFFER_PASSWORD=bench-passphrase COFFER_STATE_DIR="$work/state"
 kdf=(--kdf-time 1 --kdf-memory 8192 --kdf-threads 1)
