@@ -56,9 +56,9 @@ import (
 // Params are the chunk size bounds. They are stored in the repository config:
 // changing them changes every cut point.
 type Params struct {
-	Min int // smallest chunk, except the last one of a stream
-	Avg int // target size; a power of two
-	Max int // largest chunk
+	Min int `json:"min"` // smallest chunk, except the last one of a stream
+	Avg int `json:"avg"` // target size; a power of two
+	Max int `json:"max"` // largest chunk
 }
 
 // DefaultParams gives chunks of about 1 MiB: on random data the mean is

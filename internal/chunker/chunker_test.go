@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -521,5 +522,19 @@ func BenchmarkNew(b *testing.B) {
 	secret := secretFrom(13)
 	for b.Loop() {
 		_ = New(nil, secret, DefaultParams)
+	}
+}
+
+// Configs written before Params had JSON tags spelled the fields "Min",
+// "Avg" and "Max"; they must still read (encoding/json matches names
+// without regard to case), and new ones are written in lower case.
+func TestParamsJSON(t *testing.T) {
+	var old Params
+	if err := json.Unmarshal([]byte(`{"Min":262144,"Avg":1048576,"Max":8388608}`), &old); err != nil || old != DefaultParams {
+		t.Fatalf("old spelling: got %+v, %v", old, err)
+	}
+	b, err := json.Marshal(DefaultParams)
+	if err != nil || string(b) != `{"min":262144,"avg":1048576,"max":8388608}` {
+		t.Fatalf("written as %s, %v", b, err)
 	}
 }
