@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -476,5 +478,44 @@ func TestKDFParamsValidate(t *testing.T) {
 		if p.Validate() == nil {
 			t.Errorf("%+v accepted", p)
 		}
+	}
+}
+
+// A recovery (random) key, as scheduled backups use per host, opens its slot
+// without running Argon2id: a passphrase slot whose parameters would need 4
+// GiB and 16 passes sits first in the list and is never derived.
+func TestRecoveryKeySkipsArgon2(t *testing.T) {
+	m := testMaster(t)
+	ps, pb := newTestSlot(t, m, "pw", crypto.AES256GCM)
+	heavy := strings.Replace(string(pb), fmt.Sprintf(`"memory_kib":%d`, cheapKDF.MemoryKiB), `"memory_kib":4194304`, 1)
+	heavy = strings.Replace(heavy, fmt.Sprintf(`"time":%d`, cheapKDF.Time), `"time":16`, 1)
+	if heavy == string(pb) {
+		t.Fatalf("slot JSON not rewritten: %s", pb)
+	}
+	rk, err := NewRecoveryKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := NewRecoverySlot(m, rk, crypto.AES256GCM, testInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := rs.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := []*Slot{mustParse(t, ps.ID, []byte(heavy)), mustParse(t, rs.ID, rb)}
+	if slots[0].KDF.MemoryKiB != 4<<20 || slots[0].KDF.Time != 16 {
+		t.Fatalf("heavy slot parsed as %+v", slots[0].KDF)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	got, which, err := Unlock(slots, []byte(rk.String()), nil)
+	runtime.ReadMemStats(&after)
+	if err != nil || !got.Equal(m) || which.ID != rs.ID {
+		t.Fatalf("recovery key: slot %v, err %v", which, err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("unlocking with a recovery key allocated %d bytes: Argon2id ran", n)
 	}
 }
