@@ -33,6 +33,24 @@ func newTestSlot(t testing.TB, m *Master, pass string, c crypto.Cipher) (*Slot, 
 	return s, b
 }
 
+// newTestRecoverySlot makes a recovery slot with a fresh key, and its JSON.
+func newTestRecoverySlot(t testing.TB, m *Master, c crypto.Cipher) (*Slot, []byte, RecoveryKey) {
+	t.Helper()
+	rk, err := NewRecoveryKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewRecoverySlot(m, rk, c, testInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, b, rk
+}
+
 func mustParse(t testing.TB, id string, b []byte) *Slot {
 	t.Helper()
 	s, err := ParseSlot(id, b)
@@ -256,18 +274,7 @@ func TestSlotMovedDoesNotOpen(t *testing.T) {
 
 func TestRecoverySlot(t *testing.T) {
 	m := testMaster(t)
-	rk, err := NewRecoveryKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := NewRecoverySlot(m, rk, crypto.ChaCha20Poly1305, testInfo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := rs.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs, rb, rk := newTestRecoverySlot(t, m, crypto.ChaCha20Poly1305)
 	if strings.Contains(string(rb), `"kdf"`) {
 		t.Errorf("recovery slot has a kdf: %s", rb)
 	}
@@ -492,18 +499,7 @@ func TestRecoveryKeySkipsArgon2(t *testing.T) {
 	if heavy == string(pb) {
 		t.Fatalf("slot JSON not rewritten: %s", pb)
 	}
-	rk, err := NewRecoveryKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := NewRecoverySlot(m, rk, crypto.AES256GCM, testInfo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := rs.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs, rb, rk := newTestRecoverySlot(t, m, crypto.AES256GCM)
 	slots := []*Slot{mustParse(t, ps.ID, []byte(heavy)), mustParse(t, rs.ID, rb)}
 	if slots[0].KDF.MemoryKiB != 4<<20 || slots[0].KDF.Time != 16 {
 		t.Fatalf("heavy slot parsed as %+v", slots[0].KDF)
