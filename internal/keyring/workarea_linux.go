@@ -23,7 +23,7 @@ const minHugeWorkArea = 8 << 20
 // 0.14 s of system time with 4 KiB pages, and 0.16 s and 0.04 s with huge
 // pages. Go's runtime no longer asks for huge pages itself, and on systems
 // where they are given only on request (transparent_hugepage=madvise, the
-// common default) the work area never gets them.
+// default on Debian and Ubuntu among others) the work area never gets them.
 //
 // x/crypto/argon2 allocates the area itself, so this reserves a heap span
 // of the same size without touching it (reserveUntouched), marks it
