@@ -23,15 +23,22 @@ func vmaFlags(t *testing.T, addr uintptr) []string {
 	sc := bufio.NewScanner(f)
 	in := false
 	for sc.Scan() {
-		line := sc.Text()
-		if lo, hi, ok := strings.Cut(strings.Fields(line + " x")[0], "-"); ok && !strings.HasSuffix(strings.Fields(line)[0], ":") {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if fields[0] == "VmFlags:" {
+			if in {
+				return fields[1:]
+			}
+			continue
+		}
+		// A mapping's header line starts with its range, "lo-hi"; the
+		// lines of its fields start with "Name:".
+		if lo, hi, ok := strings.Cut(fields[0], "-"); ok && !strings.HasSuffix(fields[0], ":") {
 			l, err1 := strconv.ParseUint(lo, 16, 64)
 			h, err2 := strconv.ParseUint(hi, 16, 64)
 			in = err1 == nil && err2 == nil && uint64(addr) >= l && uint64(addr) < h
-			continue
-		}
-		if in && strings.HasPrefix(line, "VmFlags:") {
-			return strings.Fields(strings.TrimPrefix(line, "VmFlags:"))
 		}
 	}
 	t.Fatalf("no mapping holds %#x", addr)

@@ -83,6 +83,7 @@ func (p *finishedPack) verify(keys crypto.KeyLookup, repoID []byte, hasher *Blob
 		if _, err := p.spill.ReadAt(sealed, p.from[k]); err != nil {
 			return fmt.Errorf("pack %s: read back blob %s: %w", p.id.Short(), e.ID.Short(), err)
 		}
+		// Room for the whole plaintext, so decompressing never allocates.
 		if cap(scratch.out) < int(e.RawLen) {
 			scratch.out = make([]byte, 0, bufpool.Round(int(e.RawLen)))
 		}
@@ -90,9 +91,6 @@ func (p *finishedPack) verify(keys crypto.KeyLookup, repoID []byte, hasher *Blob
 		plain, _, err := r.openBlob(e, sealed, sealed[crypto.NonceSize:crypto.NonceSize], scratch.out[:0])
 		if err != nil {
 			return err
-		}
-		if len(plain) > 0 && cap(plain) > cap(scratch.out) && &plain[0] != &sealed[crypto.NonceSize+1] {
-			scratch.out = plain[:0]
 		}
 		if got := hasher.Sum(plain); !bytes.Equal(got[:], e.ID[:]) {
 			return fmt.Errorf("pack %s: %w: blob %s hashes to %s", p.id.Short(), ErrCorruptPack, e.ID.Short(), got.Short())
