@@ -38,7 +38,7 @@ type backupOptions struct {
 	progress         bool
 }
 
-func init() {
+func newBackupCommand(g *globalOptions) *cobra.Command {
 	var o backupOptions
 	cmd := &cobra.Command{
 		Use:   "backup [flags] PATH... | --stdin | --stdin-from-command -- CMD [ARG...]",
@@ -48,7 +48,7 @@ repository is used and created on first use (its recovery key is shown once).
 
 Exit status 3 means the snapshot was written but some sources could not be read.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runBackup(cmd, o, args)
+			return g.runBackup(cmd, o, args)
 		},
 	}
 	f := cmd.Flags()
@@ -68,29 +68,29 @@ Exit status 3 means the snapshot was written but some sources could not be read.
 	f.StringVar(&o.postHook, "post-hook", "", "command to run after the backup (COFFER_BACKUP_STATUS holds the result)")
 	f.StringVar(&o.compression, "compression", "", "compression for this backup: auto, off or max (default: the repository's)")
 	f.BoolVar(&o.progress, "progress", false, "show progress even when not on a terminal")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 // openOrCreateDefault opens the repository; the default one is created on
 // first use so that a first-time user types one command.
-func openOrCreateDefault(cmd *cobra.Command) (*repository.Repository, error) {
-	loc, isDefault := repoLocation()
+func (g *globalOptions) openOrCreateDefault(cmd *cobra.Command) (*repository.Repository, error) {
+	loc, isDefault := g.repoLocation()
 	if isDefault {
 		if _, err := os.Stat(loc); errors.Is(err, os.ErrNotExist) {
-			return createDefault(cmd, loc)
+			return g.createDefault(cmd, loc)
 		}
 	}
-	return openRepo(cmd.Context())
+	return g.openRepo(cmd.Context())
 }
 
-func createDefault(cmd *cobra.Command, loc string) (*repository.Repository, error) {
+func (g *globalOptions) createDefault(cmd *cobra.Command, loc string) (*repository.Repository, error) {
 	fmt.Fprintf(os.Stderr, "creating the default repository at %s\n", loc)
 	o := initOptions{cipher: "aes-256-gcm", compression: "auto", chunkAvg: 1 << 20}
 	o.kdf.time, o.kdf.memory, o.kdf.threads = 3, 64*1024, 4
 	if err := os.MkdirAll(dataHome()+"/coffer", 0o700); err != nil {
 		return nil, err
 	}
-	r, _, err := initRepository(cmd, loc, o)
+	r, _, err := g.initRepository(cmd, loc, o)
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +115,9 @@ func runHook(ctx context.Context, name, command string, env ...string) error {
 	return nil
 }
 
-func runBackup(cmd *cobra.Command, o backupOptions, args []string) (err error) {
+func (g *globalOptions) runBackup(cmd *cobra.Command, o backupOptions, args []string) (err error) {
 	ctx := cmd.Context()
+	start := time.Now()
 	var cmdArgs []string
 	if o.stdinFromCommand {
 		dash := cmd.ArgsLenAtDash()
@@ -160,7 +161,7 @@ func runBackup(cmd *cobra.Command, o backupOptions, args []string) (err error) {
 		}
 	}()
 
-	repo, err := openOrCreateDefault(cmd)
+	repo, err := g.openOrCreateDefault(cmd)
 	if err != nil {
 		return err
 	}
@@ -179,7 +180,7 @@ func runBackup(cmd *cobra.Command, o backupOptions, args []string) (err error) {
 	if err := repo.LoadIndex(ctx); err != nil {
 		return err
 	}
-	snaps, err := loadSnapshots(ctx, repo)
+	snaps, err := g.loadSnapshots(ctx, repo)
 	if err != nil {
 		return err
 	}
@@ -192,7 +193,7 @@ func runBackup(cmd *cobra.Command, o backupOptions, args []string) (err error) {
 	aopts := archiver.Options{Excludes: excl, ExcludeCaches: o.excludeCaches, ExcludeIfPresent: o.excludeIfPresent,
 		OneFileSystem: o.oneFileSystem, Progress: prog}
 	var snap *repository.Snapshot
-	stop := startProgress(o.progress, func() string { return backupProgressLine(prog) })
+	stop := g.startProgress(o.progress, func() string { return backupProgressLine(start, prog) })
 	if o.stdin || o.stdinFromCommand {
 		snap, err = backupStream(ctx, repo, aopts, o.stdinFilename, cmdArgs)
 	} else {
@@ -233,7 +234,7 @@ func runBackup(cmd *cobra.Command, o backupOptions, args []string) (err error) {
 		return err
 	}
 	recordSnapshot(ctx, repo, snap.ID)
-	return printBackupSummary(cmd.OutOrStdout(), snap)
+	return g.printBackupSummary(cmd.OutOrStdout(), snap)
 }
 
 func backupStream(ctx context.Context, repo *repository.Repository, aopts archiver.Options, name string, cmdArgs []string) (*repository.Snapshot, error) {
@@ -287,9 +288,9 @@ func findParent(snaps []*repository.Snapshot, sel, host string, paths []string) 
 	return best
 }
 
-func printBackupSummary(w io.Writer, s *repository.Snapshot) error {
+func (g *globalOptions) printBackupSummary(w io.Writer, s *repository.Snapshot) error {
 	sum := s.Summary
-	if gopts.json {
+	if g.json {
 		return printJSON(w, map[string]any{"message_type": "summary", "snapshot_id": s.ID.String(), "files_new": sum.FilesNew,
 			"files_changed": sum.FilesChanged, "files_unmodified": sum.FilesUnmodified, "dirs_new": sum.DirsNew,
 			"dirs_changed": sum.DirsChanged, "dirs_unmodified": sum.DirsUnmodified, "data_blobs": sum.DataBlobs,
@@ -297,10 +298,10 @@ func printBackupSummary(w io.Writer, s *repository.Snapshot) error {
 			"total_files_processed": sum.TotalFilesProcessed, "total_bytes_processed": sum.TotalBytesProcessed,
 			"total_duration": sum.BackupEnd.Sub(sum.BackupStart).Seconds(), "errors": sum.Errors})
 	}
-	printf(w, "Files:       %d new, %d changed, %d unmodified\n", sum.FilesNew, sum.FilesChanged, sum.FilesUnmodified)
-	printf(w, "Dirs:        %d new, %d changed, %d unmodified\n", sum.DirsNew, sum.DirsChanged, sum.DirsUnmodified)
-	printf(w, "Added:       %s (%s stored)\n", formatBytes(sum.DataAdded), formatBytes(sum.DataAddedPacked))
-	printf(w, "Processed:   %d files, %s in %s\n", sum.TotalFilesProcessed, formatBytes(sum.TotalBytesProcessed), sum.BackupEnd.Sub(sum.BackupStart).Round(time.Millisecond))
-	printf(w, "snapshot %s saved\n", s.ID.Short())
+	g.printf(w, "Files:       %d new, %d changed, %d unmodified\n", sum.FilesNew, sum.FilesChanged, sum.FilesUnmodified)
+	g.printf(w, "Dirs:        %d new, %d changed, %d unmodified\n", sum.DirsNew, sum.DirsChanged, sum.DirsUnmodified)
+	g.printf(w, "Added:       %s (%s stored)\n", formatBytes(sum.DataAdded), formatBytes(sum.DataAddedPacked))
+	g.printf(w, "Processed:   %d files, %s in %s\n", sum.TotalFilesProcessed, formatBytes(sum.TotalBytesProcessed), sum.BackupEnd.Sub(sum.BackupStart).Round(time.Millisecond))
+	g.printf(w, "snapshot %s saved\n", s.ID.Short())
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newCatCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:       "cat config|snapshot ID",
 		Short:     "Print repository objects as JSON (decrypted)",
@@ -16,7 +16,7 @@ func init() {
 		ValidArgs: []string{"config", "snapshot"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, err := openRepo(ctx)
+			repo, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
@@ -31,7 +31,7 @@ func init() {
 				if len(args) != 2 {
 					return usageErrorf("cat snapshot needs an ID")
 				}
-				snaps, err := loadSnapshots(ctx, repo)
+				snaps, err := g.loadSnapshots(ctx, repo)
 				if err != nil {
 					return err
 				}
@@ -49,5 +49,5 @@ func init() {
 			return usageErrorf("cat: unknown object type %q (want config or snapshot)", args[0])
 		},
 	}
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

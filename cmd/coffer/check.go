@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newCheckCommand(g *globalOptions) *cobra.Command {
 	var readData bool
 	var subset string
 	cmd := &cobra.Command{
@@ -35,31 +35,31 @@ Exit status 1 means damage was found.`,
 				}
 				o.Subset, o.ReadData = s, true
 			}
-			if !gopts.quiet && !gopts.json {
+			if !g.quiet && !g.json {
 				o.Log = func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
 			}
-			repo, err := openRepo(ctx)
+			repo, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
-			unlock, err := lockRepo(ctx, repo, "check", false, true)
+			unlock, err := g.lockRepo(ctx, repo, "check", false, true)
 			if err != nil {
 				return err
 			}
 			defer unlock()
-			if _, err := loadSnapshots(ctx, repo); err != nil {
+			if _, err := g.loadSnapshots(ctx, repo); err != nil {
 				return err
 			}
 			res, err := check.Check(ctx, repo, o)
 			if err != nil {
 				return err
 			}
-			if gopts.json {
+			if g.json {
 				if err := printJSON(cmd.OutOrStdout(), res); err != nil {
 					return err
 				}
 			} else {
-				printCheckResult(cmd.OutOrStdout(), res)
+				g.printCheckResult(cmd.OutOrStdout(), res)
 			}
 			return res.Err()
 		},
@@ -67,13 +67,13 @@ Exit status 1 means damage was found.`,
 	f := cmd.Flags()
 	f.BoolVar(&readData, "read-data", false, "read all packs and verify every blob")
 	f.StringVar(&subset, "read-data-subset", "", `read only a subset of the packs: "N%" (random) or "n/m" (group n of m)`)
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
-func printAffected(w io.Writer, aff []check.AffectedFile) {
+func (g *globalOptions) printAffected(w io.Writer, aff []check.AffectedFile) {
 	const limit = 20
 	for i, a := range aff {
-		if i == limit && !gopts.quiet {
+		if i == limit && !g.quiet {
 			fmt.Fprintf(w, "      ... and %d more (see --json)\n", len(aff)-limit)
 			return
 		}
@@ -81,17 +81,17 @@ func printAffected(w io.Writer, aff []check.AffectedFile) {
 	}
 }
 
-func printCheckResult(w io.Writer, r *check.Result) {
-	printf(w, "checked %d index files, %d packs, %d snapshots, %d trees, %d data blobs", r.IndexFiles, r.Packs, r.Snapshots, r.Trees, r.DataBlobs)
+func (g *globalOptions) printCheckResult(w io.Writer, r *check.Result) {
+	g.printf(w, "checked %d index files, %d packs, %d snapshots, %d trees, %d data blobs", r.IndexFiles, r.Packs, r.Snapshots, r.Trees, r.DataBlobs)
 	if r.PacksRead > 0 {
-		printf(w, "; read %d packs", r.PacksRead)
+		g.printf(w, "; read %d packs", r.PacksRead)
 	}
-	printf(w, "\n")
+	g.printf(w, "\n")
 	for _, x := range r.Warnings {
-		printf(w, "warning: %s\n", x)
+		g.printf(w, "warning: %s\n", x)
 	}
 	if n := len(r.UnindexedPacks); n > 0 {
-		printf(w, "warning: %d packs are in no index (left by an interrupted backup, or a backup in progress); prune removes them\n", n)
+		g.printf(w, "warning: %d packs are in no index (left by an interrupted backup, or a backup in progress); prune removes them\n", n)
 	}
 	// Errors are printed even with --quiet.
 	for _, e := range r.ObjectErrors {
@@ -104,15 +104,15 @@ func printCheckResult(w io.Writer, r *check.Result) {
 			fmt.Fprintf(w, "error: pack %s: %s\n", p.Pack, p.Problem)
 			if len(p.Affected) > 0 {
 				fmt.Fprintf(w, "    data lost in:\n")
-				printAffected(w, p.Affected)
+				g.printAffected(w, p.Affected)
 			}
 		}
 	}
 	for _, b := range r.LostBlobs {
 		fmt.Fprintf(w, "error: %s blob %s: %s\n", b.TypeName, b.ID, b.Problem)
-		printAffected(w, b.Affected)
+		g.printAffected(w, b.Affected)
 	}
 	if !r.Damaged() {
-		printf(w, "no errors were found\n")
+		g.printf(w, "no errors were found\n")
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newDiffCommand(g *globalOptions) *cobra.Command {
 	var sf snapshotFilterFlags
 	cmd := &cobra.Command{
 		Use:   "diff SNAPSHOT-A SNAPSHOT-B",
@@ -21,7 +21,7 @@ object per change and a final statistics object.`,
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, snaps, unlock, err := openReader(ctx, "diff")
+			repo, snaps, unlock, err := g.openReader(ctx, "diff")
 			if err != nil {
 				return err
 			}
@@ -35,9 +35,9 @@ object per change and a final statistics object.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
-			printf(w, "comparing snapshot %s to %s:\n\n", a.ID.Short(), b.ID.Short())
+			g.printf(w, "comparing snapshot %s to %s:\n\n", a.ID.Short(), b.ID.Short())
 			stats, err := snapdiff.Diff(ctx, repo, a.Tree, b.Tree, func(c snapdiff.Change) error {
-				if gopts.json {
+				if g.json {
 					return printJSONLine(w, struct {
 						MessageType string `json:"message_type"`
 						snapdiff.Change
@@ -47,7 +47,7 @@ object per change and a final statistics object.`,
 				if c.Type == fsmeta.TypeDir {
 					p += "/"
 				}
-				if !gopts.quiet {
+				if !g.quiet {
 					_, err := fmt.Fprintf(w, "%c    %s\n", byte(c.Kind), p)
 					return err
 				}
@@ -56,7 +56,7 @@ object per change and a final statistics object.`,
 			if err != nil {
 				return err
 			}
-			if gopts.json {
+			if g.json {
 				return printJSONLine(w, struct {
 					MessageType    string `json:"message_type"`
 					SourceSnapshot string `json:"source_snapshot"`
@@ -64,15 +64,15 @@ object per change and a final statistics object.`,
 					*snapdiff.Stats
 				}{"statistics", a.ID.String(), b.ID.String(), stats})
 			}
-			printf(w, "\nFiles:       %5d new, %5d removed, %5d changed\n", stats.Added.Files, stats.Removed.Files, stats.Modified)
-			printf(w, "Dirs:        %5d new, %5d removed\n", stats.Added.Dirs, stats.Removed.Dirs)
-			printf(w, "Others:      %5d new, %5d removed\n", stats.Added.Others, stats.Removed.Others)
-			printf(w, "Metadata:    %5d changed, %d type changes\n", stats.MetadataChanged, stats.TypeChanged)
-			printf(w, "Data Blobs:  %5d new, %5d removed\n", stats.BlobsAdded, stats.BlobsRemoved)
-			printf(w, "Added:   %s\nRemoved: %s\n", formatBytes(stats.BytesAdded), formatBytes(stats.BytesRemoved))
+			g.printf(w, "\nFiles:       %5d new, %5d removed, %5d changed\n", stats.Added.Files, stats.Removed.Files, stats.Modified)
+			g.printf(w, "Dirs:        %5d new, %5d removed\n", stats.Added.Dirs, stats.Removed.Dirs)
+			g.printf(w, "Others:      %5d new, %5d removed\n", stats.Added.Others, stats.Removed.Others)
+			g.printf(w, "Metadata:    %5d changed, %d type changes\n", stats.MetadataChanged, stats.TypeChanged)
+			g.printf(w, "Data Blobs:  %5d new, %5d removed\n", stats.BlobsAdded, stats.BlobsRemoved)
+			g.printf(w, "Added:   %s\nRemoved: %s\n", formatBytes(stats.BytesAdded), formatBytes(stats.BytesRemoved))
 			return nil
 		},
 	}
 	sf.register(cmd.Flags())
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newEnrollCommand(g *globalOptions) *cobra.Command {
 	var (
 		serverAddr, token, tokenFile, identity string
 		force                                  bool
@@ -70,7 +70,7 @@ shows the token to other users of this machine.`,
 			if err := pki.WriteIdentity(dir, id.KeyPEM, id.CertPEM, id.CAPEM); err != nil {
 				return err
 			}
-			printf(cmd.OutOrStdout(), "enrolled as %q with %s; identity written to %s (certificate valid until %s, renewed automatically)\n",
+			g.printf(cmd.OutOrStdout(), "enrolled as %q with %s; identity written to %s (certificate valid until %s, renewed automatically)\n",
 				id.ClientName, serverAddr, dir, id.NotAfter.Local().Format(time.DateTime))
 			return nil
 		},
@@ -81,7 +81,7 @@ shows the token to other users of this machine.`,
 	f.StringVar(&tokenFile, "token-file", "", "read the one-time token from this file")
 	f.StringVar(&identity, "identity", "", "identity directory (default $COFFER_IDENTITY or ~/.config/coffer/identity)")
 	f.BoolVar(&force, "force", false, "replace an existing identity")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 // enrolToken returns the token from --token-file, --token (with a warning)

@@ -22,7 +22,7 @@ type forgetOptions struct {
 	pf      pruneFlags
 }
 
-func init() {
+func newForgetCommand(g *globalOptions) *cobra.Command {
 	var o forgetOptions
 	cmd := &cobra.Command{
 		Use:   "forget [SNAPSHOT...] [--keep-* ...]",
@@ -37,7 +37,7 @@ rule is kept; -1 as a count keeps all. --host, --tag and --path choose which
 snapshots are considered at all. Snapshots dated in the future are kept and
 count for nothing. An authenticated forget record is written before the
 snapshots are removed. Data is freed by prune (--prune runs it afterwards).`,
-		RunE: func(cmd *cobra.Command, args []string) error { return runForget(cmd, o, args) },
+		RunE: func(cmd *cobra.Command, args []string) error { return g.runForget(cmd, o, args) },
 	}
 	f := cmd.Flags()
 	p := &o.policy
@@ -59,7 +59,7 @@ snapshots are removed. Data is freed by prune (--prune runs it afterwards).`,
 	f.BoolVar(&o.prune, "prune", false, "run prune afterwards if snapshots were removed")
 	o.snaps.register(f)
 	o.pf.register(f, false)
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 // forgetSnapJSON is a snapshot in forget's JSON output.
@@ -89,7 +89,7 @@ type forgetReasonJSON struct {
 	Matches  []string       `json:"matches"`
 }
 
-func runForget(cmd *cobra.Command, o forgetOptions, args []string) error {
+func (g *globalOptions) runForget(cmd *cobra.Command, o forgetOptions, args []string) error {
 	ctx := cmd.Context()
 	by, err := maintenance.ParseGroupBy(o.groupBy)
 	if err != nil {
@@ -102,15 +102,15 @@ func runForget(cmd *cobra.Command, o forgetOptions, args []string) error {
 		return usageErrorf("give snapshot IDs or a --keep-* policy, not both")
 	}
 	if o.prune {
-		if _, err := o.pf.options(); err != nil {
+		if _, err := g.pruneOptions(o.pf); err != nil {
 			return err
 		}
 	}
-	repo, err := openRepo(ctx)
+	repo, err := g.openRepo(ctx)
 	if err != nil {
 		return err
 	}
-	unlock, err := lockRepo(ctx, repo, "forget", false, false)
+	unlock, err := g.lockRepo(ctx, repo, "forget", false, false)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func runForget(cmd *cobra.Command, o forgetOptions, args []string) error {
 			unlock()
 		}
 	}()
-	snaps, err := loadSnapshots(ctx, repo)
+	snaps, err := g.loadSnapshots(ctx, repo)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func runForget(cmd *cobra.Command, o forgetOptions, args []string) error {
 				remove = append(remove, s)
 			}
 		}
-		if gopts.json {
+		if g.json {
 			var out []forgetSnapJSON
 			for _, s := range remove {
 				out = append(out, toForgetJSON(s))
@@ -149,7 +149,7 @@ func runForget(cmd *cobra.Command, o forgetOptions, args []string) error {
 			}
 		}
 	case o.policy.Empty():
-		printf(w, "no policy given: no snapshots are removed (use --keep-* or give snapshot IDs)\n")
+		g.printf(w, "no policy given: no snapshots are removed (use --keep-* or give snapshot IDs)\n")
 		return nil
 	default:
 		plans, err := maintenance.PlanForget(snaps, o.snaps.filter(), by, o.policy, time.Now())
@@ -159,21 +159,21 @@ func runForget(cmd *cobra.Command, o forgetOptions, args []string) error {
 		for _, p := range plans {
 			remove = append(remove, p.Remove...)
 		}
-		if gopts.json {
+		if g.json {
 			if err := printJSON(w, forgetJSON(plans)); err != nil {
 				return err
 			}
 		} else {
-			printf(w, "applying policy: %s\n", o.policy)
-			printForgetPlans(w, plans)
+			g.printf(w, "applying policy: %s\n", o.policy)
+			g.printForgetPlans(w, plans)
 		}
 	}
 	if len(remove) == 0 {
-		printf(w, "no snapshots to remove\n")
+		g.printf(w, "no snapshots to remove\n")
 		return nil
 	}
 	if o.dryRun {
-		printf(w, "dry run: would remove %d snapshots\n", len(remove))
+		g.printf(w, "dry run: would remove %d snapshots\n", len(remove))
 		return nil
 	}
 	ids := make([]repository.ID, len(remove))
@@ -183,15 +183,15 @@ func runForget(cmd *cobra.Command, o forgetOptions, args []string) error {
 	if err := repo.ForgetSnapshots(ctx, repository.Hostname(), ids); err != nil {
 		return err
 	}
-	printf(w, "removed %d snapshots\n", len(remove))
+	g.printf(w, "removed %d snapshots\n", len(remove))
 	if !o.prune {
 		return nil
 	}
 	// Our own forget lock would hold prune back: release it first.
 	unlock()
 	locked = false
-	printf(w, "\n")
-	return runPrune(ctx, w, repo, o.pf)
+	g.printf(w, "\n")
+	return g.runPrune(ctx, w, repo, o.pf)
 }
 
 func forgetJSON(plans []maintenance.ForgetPlan) []forgetGroupJSON {
@@ -210,18 +210,18 @@ func forgetJSON(plans []maintenance.ForgetPlan) []forgetGroupJSON {
 	return out
 }
 
-func printForgetPlans(w io.Writer, plans []maintenance.ForgetPlan) {
+func (g *globalOptions) printForgetPlans(w io.Writer, plans []maintenance.ForgetPlan) {
 	for _, p := range plans {
-		printf(w, "\nsnapshots for %s:\n", p.Key)
-		printf(w, "keep %d snapshots:\n", len(p.Keep))
+		g.printf(w, "\nsnapshots for %s:\n", p.Key)
+		g.printf(w, "keep %d snapshots:\n", len(p.Keep))
 		for _, k := range p.Keep {
 			s := k.Snapshot
-			printf(w, "  %s  %s  %-10s  %s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(s.Tags, ","), strings.Join(k.Reasons, ", "))
+			g.printf(w, "  %s  %s  %-10s  %s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(s.Tags, ","), strings.Join(k.Reasons, ", "))
 		}
 		if len(p.Remove) > 0 {
-			printf(w, "remove %d snapshots:\n", len(p.Remove))
+			g.printf(w, "remove %d snapshots:\n", len(p.Remove))
 			for _, s := range p.Remove {
-				printf(w, "  %s  %s  %s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(s.Tags, ","))
+				g.printf(w, "  %s  %s  %s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(s.Tags, ","))
 			}
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/storage/local"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 )
 
@@ -31,16 +32,14 @@ type globalOptions struct {
 	noLock          bool
 }
 
-var gopts globalOptions
-
-func init() {
-	f := rootCmd.PersistentFlags()
-	f.StringVarP(&gopts.repo, "repo", "r", "", "repository location (env COFFER_REPO; default: a local repository under $XDG_DATA_HOME/coffer/default)")
-	f.StringVar(&gopts.passwordFile, "password-file", "", "read the passphrase (or recovery key) from this file (env COFFER_PASSWORD_FILE)")
-	f.StringVar(&gopts.passwordCommand, "password-command", "", "run this command and read the passphrase from its output (env COFFER_PASSWORD_COMMAND)")
-	f.BoolVar(&gopts.json, "json", false, "print machine-readable JSON")
-	f.BoolVarP(&gopts.quiet, "quiet", "q", false, "print only errors")
-	f.BoolVar(&gopts.noLock, "no-lock", false, "do not lock the repository (read-only commands only)")
+// register adds the global flags to the root command's persistent flags.
+func (g *globalOptions) register(f *pflag.FlagSet) {
+	f.StringVarP(&g.repo, "repo", "r", "", "repository location (env COFFER_REPO; default: a local repository under $XDG_DATA_HOME/coffer/default)")
+	f.StringVar(&g.passwordFile, "password-file", "", "read the passphrase (or recovery key) from this file (env COFFER_PASSWORD_FILE)")
+	f.StringVar(&g.passwordCommand, "password-command", "", "run this command and read the passphrase from its output (env COFFER_PASSWORD_COMMAND)")
+	f.BoolVar(&g.json, "json", false, "print machine-readable JSON")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
+	f.BoolVar(&g.noLock, "no-lock", false, "do not lock the repository (read-only commands only)")
 }
 
 // usageArgs wraps a cobra argument validator so its errors exit with code 2.
@@ -87,9 +86,9 @@ func stateDir() string {
 func defaultRepo() string { return filepath.Join(dataHome(), "coffer", "default") }
 
 // repoLocation returns the repository location and whether it is the default.
-func repoLocation() (string, bool) {
-	if gopts.repo != "" {
-		return gopts.repo, false
+func (g *globalOptions) repoLocation() (string, bool) {
+	if g.repo != "" {
+		return g.repo, false
 	}
 	if r := os.Getenv("COFFER_REPO"); r != "" {
 		return r, false
@@ -98,9 +97,9 @@ func repoLocation() (string, bool) {
 }
 
 // openStorage opens (or, with create, creates) the backend for a location.
-func openStorage(ctx context.Context, loc string, create bool) (storage.Storage, error) {
+func (g *globalOptions) openStorage(ctx context.Context, loc string, create bool) (storage.Storage, error) {
 	if strings.Contains(loc, "://") {
-		return openRemoteStorage(ctx, loc, create)
+		return g.openRemoteStorage(ctx, loc, create)
 	}
 	loc = strings.TrimPrefix(loc, "local:")
 	if create {
@@ -112,12 +111,12 @@ func openStorage(ctx context.Context, loc string, create bool) (storage.Storage,
 // readPassword returns the passphrase from, in order: --password-file,
 // COFFER_PASSWORD_FILE, --password-command, COFFER_PASSWORD_COMMAND,
 // COFFER_PASSWORD, a terminal prompt.
-func readPassword(prompt string, confirm bool) ([]byte, error) {
-	file := firstNonEmpty(gopts.passwordFile, os.Getenv("COFFER_PASSWORD_FILE"))
+func (g *globalOptions) readPassword(prompt string, confirm bool) ([]byte, error) {
+	file := firstNonEmpty(g.passwordFile, os.Getenv("COFFER_PASSWORD_FILE"))
 	if file != "" {
 		return readSecretFile(file)
 	}
-	if c := firstNonEmpty(gopts.passwordCommand, os.Getenv("COFFER_PASSWORD_COMMAND")); c != "" {
+	if c := firstNonEmpty(g.passwordCommand, os.Getenv("COFFER_PASSWORD_COMMAND")); c != "" {
 		return passwordFromCommand(c)
 	}
 	if p := os.Getenv("COFFER_PASSWORD"); p != "" {
@@ -192,13 +191,13 @@ func promptPassword(prompt string, confirm bool) ([]byte, error) {
 }
 
 // openRepo opens and unlocks the repository for a command.
-func openRepo(ctx context.Context) (*repository.Repository, error) {
-	loc, _ := repoLocation()
-	st, err := openStorage(ctx, loc, false)
+func (g *globalOptions) openRepo(ctx context.Context) (*repository.Repository, error) {
+	loc, _ := g.repoLocation()
+	st, err := g.openStorage(ctx, loc, false)
 	if err != nil {
 		return nil, err
 	}
-	pass, err := readPassword("enter the passphrase for repository "+loc+": ", false)
+	pass, err := g.readPassword("enter the passphrase for repository "+loc+": ", false)
 	if err != nil {
 		return nil, err
 	}
@@ -236,8 +235,8 @@ func lockRepoHeld(ctx context.Context, r *repository.Repository, op string) (*re
 }
 
 // lockRepo takes a lock unless --no-lock was given for a read-only command.
-func lockRepo(ctx context.Context, r *repository.Repository, op string, exclusive, readOnly bool) (func(), error) {
-	if readOnly && gopts.noLock {
+func (g *globalOptions) lockRepo(ctx context.Context, r *repository.Repository, op string, exclusive, readOnly bool) (func(), error) {
+	if readOnly && g.noLock {
 		return func() {}, nil
 	}
 	l, err := r.Lock(ctx, op, exclusive)
@@ -250,17 +249,17 @@ func lockRepo(ctx context.Context, r *repository.Repository, op string, exclusiv
 // openReader opens the repository for a read-only command: unlock, take a
 // shared lock (unless --no-lock), load the index and the snapshots (with the
 // rollback check). The caller must call unlock.
-func openReader(ctx context.Context, op string) (repo *repository.Repository, snaps []*repository.Snapshot, unlock func(), err error) {
-	repo, err = openRepo(ctx)
+func (g *globalOptions) openReader(ctx context.Context, op string) (repo *repository.Repository, snaps []*repository.Snapshot, unlock func(), err error) {
+	repo, err = g.openRepo(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	unlock, err = lockRepo(ctx, repo, op, false, true)
+	unlock, err = g.lockRepo(ctx, repo, op, false, true)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if err = repo.LoadIndex(ctx); err == nil {
-		snaps, err = loadSnapshots(ctx, repo)
+		snaps, err = g.loadSnapshots(ctx, repo)
 	}
 	if err != nil {
 		unlock()
@@ -271,7 +270,7 @@ func openReader(ctx context.Context, op string) (repo *repository.Repository, sn
 
 // loadSnapshots loads snapshots and runs the rollback check against what
 // this client has seen before, then records what it sees now.
-func loadSnapshots(ctx context.Context, r *repository.Repository) ([]*repository.Snapshot, error) {
+func (g *globalOptions) loadSnapshots(ctx context.Context, r *repository.Repository) ([]*repository.Snapshot, error) {
 	snaps, bad, err := r.LoadSnapshots(ctx)
 	if err != nil {
 		return nil, err
@@ -315,8 +314,8 @@ func warnf(format string, a ...any) {
 }
 
 // printf writes human output unless --quiet or --json.
-func printf(w io.Writer, format string, a ...any) {
-	if gopts.quiet || gopts.json {
+func (g *globalOptions) printf(w io.Writer, format string, a ...any) {
+	if g.quiet || g.json {
 		return
 	}
 	fmt.Fprintf(w, format, a...)

@@ -20,7 +20,7 @@ type initOptions struct {
 	kdf             kdfFlags
 }
 
-func init() {
+func newInitCommand(g *globalOptions) *cobra.Command {
 	var o initOptions
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -30,20 +30,20 @@ location). With --recovery-key-file, a recovery key is written to that file
 (mode 0600); it opens the repository like a passphrase and should be kept offline.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			loc, _ := repoLocation()
-			r, rk, err := initRepository(cmd, loc, o)
+			loc, _ := g.repoLocation()
+			r, rk, err := g.initRepository(cmd, loc, o)
 			if err != nil {
 				return err
 			}
 			if err := writeRecoveryKey(o.recoveryKeyFile, rk); err != nil {
 				return err
 			}
-			if gopts.json {
+			if g.json {
 				return printJSON(cmd.OutOrStdout(), map[string]any{"id": r.Config().ID, "location": loc, "cipher": r.Config().Cipher})
 			}
-			printf(cmd.OutOrStdout(), "created coffer repository %s at %s\n", r.Config().ID[:8], loc)
+			g.printf(cmd.OutOrStdout(), "created coffer repository %s at %s\n", r.Config().ID[:8], loc)
 			if rk != nil {
-				printf(cmd.OutOrStdout(), "recovery key written to %s: keep it offline; it opens the repository\n", o.recoveryKeyFile)
+				g.printf(cmd.OutOrStdout(), "recovery key written to %s: keep it offline; it opens the repository\n", o.recoveryKeyFile)
 			}
 			return nil
 		},
@@ -54,10 +54,10 @@ location). With --recovery-key-file, a recovery key is written to that file
 	f.IntVar(&o.chunkAvg, "chunk-size", chunker.DefaultParams.Avg, "average chunk size in bytes (a power of two)")
 	f.StringVar(&o.recoveryKeyFile, "recovery-key-file", "", "write a recovery key to this file (mode 0600)")
 	o.kdf.register(f)
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
-func initRepository(cmd *cobra.Command, loc string, o initOptions) (*repository.Repository, *keyring.RecoveryKey, error) {
+func (g *globalOptions) initRepository(cmd *cobra.Command, loc string, o initOptions) (*repository.Repository, *keyring.RecoveryKey, error) {
 	c, err := crypto.ParseCipher(o.cipher)
 	if err != nil {
 		return nil, nil, usageErrorf("%v", err)
@@ -79,12 +79,12 @@ func initRepository(cmd *cobra.Command, loc string, o initOptions) (*repository.
 			return nil, nil, fmt.Errorf("recovery key file %s already exists; refusing to overwrite it", o.recoveryKeyFile)
 		}
 	}
-	pass, err := readPassword("enter a passphrase for the new repository: ", true)
+	pass, err := g.readPassword("enter a passphrase for the new repository: ", true)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer clear(pass)
-	st, err := openStorage(cmd.Context(), loc, true)
+	st, err := g.openStorage(cmd.Context(), loc, true)
 	if err != nil {
 		return nil, nil, err
 	}

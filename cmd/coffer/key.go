@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newKeyCommand(g *globalOptions) *cobra.Command {
 	keyCmd := &cobra.Command{Use: "key", Short: "Manage key slots (passphrases, recovery keys) and data-key terms"}
 	var newPassFile, recoveryFile string
 	var kdf kdfFlags
@@ -34,7 +34,7 @@ func init() {
 	list := &cobra.Command{
 		Use: "list", Short: "List key slots", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := openRepo(cmd.Context())
+			repo, err := g.openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -46,7 +46,7 @@ func init() {
 				warnf("%v", b)
 			}
 			cur := repo.CurrentSlot().ID
-			if gopts.json {
+			if g.json {
 				type js struct {
 					ID      string    `json:"id"`
 					Current bool      `json:"current"`
@@ -76,7 +76,7 @@ func init() {
 	add := &cobra.Command{
 		Use: "add", Short: "Add a passphrase (or, with --recovery-key-file, a recovery key)", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := openRepo(cmd.Context())
+			repo, err := g.openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -88,7 +88,7 @@ func init() {
 				if err := writeRecoveryKey(recoveryFile, &k); err != nil {
 					return fmt.Errorf("slot %s was added but the key could not be written; remove the slot: %w", s.ID[:8], err)
 				}
-				printf(cmd.OutOrStdout(), "added recovery key slot %s; key written to %s\n", s.ID[:8], recoveryFile)
+				g.printf(cmd.OutOrStdout(), "added recovery key slot %s; key written to %s\n", s.ID[:8], recoveryFile)
 				return nil
 			}
 			pass, p, err := newPassphrase()
@@ -100,14 +100,14 @@ func init() {
 			if err != nil {
 				return err
 			}
-			printf(cmd.OutOrStdout(), "added key slot %s\n", s.ID[:8])
+			g.printf(cmd.OutOrStdout(), "added key slot %s\n", s.ID[:8])
 			return nil
 		},
 	}
 	remove := &cobra.Command{
 		Use: "remove ID", Short: "Remove a key slot (never the last one)", Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, err := openRepo(cmd.Context())
+			repo, err := g.openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -118,14 +118,14 @@ func init() {
 			if err := repo.RemoveSlot(cmd.Context(), id); err != nil {
 				return err
 			}
-			printf(cmd.OutOrStdout(), "removed key slot %s\n", id[:8])
+			g.printf(cmd.OutOrStdout(), "removed key slot %s\n", id[:8])
 			return nil
 		},
 	}
 	passwd := &cobra.Command{
 		Use: "passwd", Short: "Change the passphrase of the slot in use", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := openRepo(cmd.Context())
+			repo, err := g.openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -138,18 +138,18 @@ func init() {
 			if err != nil {
 				return err
 			}
-			printf(cmd.OutOrStdout(), "passphrase changed (new key slot %s)\n", s.ID[:8])
+			g.printf(cmd.OutOrStdout(), "passphrase changed (new key slot %s)\n", s.ID[:8])
 			return nil
 		},
 	}
 	rotate := &cobra.Command{
 		Use: "rotate", Short: "Start a new data-key term; old data stays readable", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := openRepo(cmd.Context())
+			repo, err := g.openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
-			unlock, err := lockRepo(cmd.Context(), repo, "key rotate", true, false)
+			unlock, err := g.lockRepo(cmd.Context(), repo, "key rotate", true, false)
 			if err != nil {
 				return err
 			}
@@ -161,10 +161,10 @@ func init() {
 			if err := repo.RecordTerm(stateDir()); err != nil {
 				warnf("cannot record the new term: %v", err)
 			}
-			if gopts.json {
+			if g.json {
 				return printJSON(cmd.OutOrStdout(), map[string]any{"term": t.Number, "created": t.Created})
 			}
-			printf(cmd.OutOrStdout(), "new data-key term %d; new data is sealed with it, older terms stay readable\n", t.Number)
+			g.printf(cmd.OutOrStdout(), "new data-key term %d; new data is sealed with it, older terms stay readable\n", t.Number)
 			return nil
 		},
 	}
@@ -174,7 +174,7 @@ func init() {
 	}
 	add.Flags().StringVar(&recoveryFile, "recovery-key-file", "", "add a recovery key and write it to this file (mode 0600)")
 	keyCmd.AddCommand(list, add, remove, passwd, rotate)
-	rootCmd.AddCommand(keyCmd)
+	return keyCmd
 }
 
 func resolveSlot(cmd *cobra.Command, repo *repository.Repository, prefix string) (string, error) {

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newListCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:       "list blobs|packs|index|snapshots|keys",
 		Short:     "List objects in the repository",
@@ -16,7 +16,7 @@ func init() {
 		ValidArgs: []string{"blobs", "packs", "index", "snapshots", "keys", "locks"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, err := openRepo(ctx)
+			repo, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
@@ -29,7 +29,7 @@ func init() {
 				}
 				var werr error
 				repo.Index().Each(func(l repository.BlobLocation, id repository.ID) bool {
-					if gopts.json {
+					if g.json {
 						werr = printJSONLine(w, map[string]any{"type": l.Type.String(), "id": id.String(), "size": l.RawLen, "pack": l.Pack.String()})
 					} else {
 						_, werr = fmt.Fprintf(w, "%s %s\n", l.Type, id)
@@ -43,7 +43,7 @@ func init() {
 				return usageErrorf("list: unknown type %q", args[0])
 			}
 			return repo.Storage().List(ctx, k, func(fi storage.FileInfo) error {
-				if gopts.json {
+				if g.json {
 					return printJSONLine(w, map[string]any{"id": fi.Name, "size": fi.Size})
 				}
 				_, err := fmt.Fprintln(w, fi.Name)
@@ -51,5 +51,5 @@ func init() {
 			})
 		},
 	}
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

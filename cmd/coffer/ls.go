@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newLsCommand(g *globalOptions) *cobra.Command {
 	var sf snapshotFilterFlags
 	var long bool
 	cmd := &cobra.Command{
@@ -19,7 +19,7 @@ func init() {
 		Args:  usageArgs(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, snaps, unlock, err := openReader(ctx, "ls")
+			repo, snaps, unlock, err := g.openReader(ctx, "ls")
 			if err != nil {
 				return err
 			}
@@ -40,7 +40,7 @@ func init() {
 					}
 					return repository.ErrSkipDir
 				}
-				if gopts.json {
+				if g.json {
 					return printJSONLine(w, map[string]any{"path": p, "type": n.Type, "mode": n.Mode, "size": n.Size,
 						"uid": n.UID, "gid": n.GID, "user": n.User, "group": n.Group, "mtime": time.Unix(0, n.MTimeNs).UTC()})
 				}
@@ -56,7 +56,7 @@ func init() {
 	}
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "long listing")
 	sf.register(cmd.Flags())
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 func orID(name string, id uint32) string {

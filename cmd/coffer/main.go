@@ -17,19 +17,45 @@ import (
 	"github.com/spf13/cobra"
 )
 
-var rootCmd = &cobra.Command{
-	Use:           "coffer",
-	Short:         "Encrypted, deduplicated, verifiable backups",
-	SilenceUsage:  true,
-	SilenceErrors: true,
+// newRootCommand builds the command tree with a fresh set of global options.
+func newRootCommand() *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:           "coffer",
+		Short:         "Encrypted, deduplicated, verifiable backups",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	g.register(root.PersistentFlags())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
+	})
+	root.AddCommand(
+		newBackupCommand(g),
+		newCatCommand(g),
+		newCheckCommand(g),
+		newDiffCommand(g),
+		newEnrollCommand(g),
+		newForgetCommand(g),
+		newInitCommand(g),
+		newKeyCommand(g),
+		newListCommand(g),
+		newLsCommand(g),
+		newPruneCommand(g),
+		newRestoreCommand(g),
+		newServerCommand(g),
+		newSnapshotsCommand(g),
+		newStatsCommand(g),
+		newTLSCommand(),
+		newUnlockCommand(g),
+		newVersionCommand(),
+	)
+	return root
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rootCmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
-	})
 	if os.Getenv("GOGC") == "" {
 		// Backups churn through chunk-sized buffers; collecting earlier
 		// keeps peak memory near the live set.
@@ -42,7 +68,7 @@ func main() {
 		debug.SetMemoryLimit(96 << 20)
 	}
 	stopProfile := startProfile()
-	err := rootCmd.ExecuteContext(ctx)
+	err := newRootCommand().ExecuteContext(ctx)
 	stopProfile()
 	if err != nil && (strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "required flag")) {
 		err = fmt.Errorf("%w: %v", exitcode.ErrUsage, err)

@@ -13,8 +13,8 @@ import (
 
 // startProgress prints line() every half second on a terminal (or when
 // forced) and returns a function that stops it.
-func startProgress(force bool, line func() string) func() {
-	if gopts.quiet || gopts.json || (!force && !isTerminal(os.Stderr)) {
+func (g *globalOptions) startProgress(force bool, line func() string) func() {
+	if g.quiet || g.json || (!force && !isTerminal(os.Stderr)) {
 		return func() {}
 	}
 	done := make(chan struct{})
@@ -38,10 +38,9 @@ func startProgress(force bool, line func() string) func() {
 	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
-var progressStart = time.Now()
-
-func backupProgressLine(p *archiver.Progress) string {
-	el := time.Since(progressStart)
+// backupProgressLine describes a backup that began at start.
+func backupProgressLine(start time.Time, p *archiver.Progress) string {
+	el := time.Since(start)
 	b := p.Bytes.Load()
 	rate := float64(b) / max(el.Seconds(), 0.001)
 	total := p.TotalBytes.Load()

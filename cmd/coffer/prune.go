@@ -34,7 +34,7 @@ func (p *pruneFlags) register(f *pflag.FlagSet, withDryRun bool) {
 	f.BoolVar(&p.rewriteOldTerms, "rewrite-old-terms", false, "re-seal packs, index files, records and snapshots sealed with an older key term; snapshots get new IDs (takes an exclusive lock)")
 }
 
-func init() {
+func newPruneCommand(g *globalOptions) *cobra.Command {
 	var p pruneFlags
 	cmd := &cobra.Command{
 		Use:   "prune",
@@ -55,18 +55,19 @@ rollback. What is still on an older term afterwards is listed.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := openRepo(ctx)
+			repo, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
-			return runPrune(ctx, cmd.OutOrStdout(), repo, p)
+			return g.runPrune(ctx, cmd.OutOrStdout(), repo, p)
 		},
 	}
 	p.register(cmd.Flags(), true)
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
-func (p *pruneFlags) options() (maintenance.PruneOptions, error) {
+// pruneOptions turns the flags into maintenance.PruneOptions.
+func (g *globalOptions) pruneOptions(p pruneFlags) (maintenance.PruneOptions, error) {
 	mu, err := maintenance.ParseMaxUnused(p.maxUnused)
 	if err != nil {
 		return maintenance.PruneOptions{}, usageErrorf("%v", err)
@@ -83,15 +84,15 @@ func (p *pruneFlags) options() (maintenance.PruneOptions, error) {
 	if o.ClockSkew == 0 {
 		o.ClockSkew = -1
 	}
-	if !gopts.quiet && !gopts.json {
+	if !g.quiet && !g.json {
 		o.Log = func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
 	}
 	return o, nil
 }
 
 // runPrune takes prune's lock (refusing when another prune runs) and prunes.
-func runPrune(ctx context.Context, w io.Writer, repo *repository.Repository, p pruneFlags) error {
-	o, err := p.options()
+func (g *globalOptions) runPrune(ctx context.Context, w io.Writer, repo *repository.Repository, p pruneFlags) error {
+	o, err := g.pruneOptions(p)
 	if err != nil {
 		return err
 	}
@@ -103,82 +104,82 @@ func runPrune(ctx context.Context, w io.Writer, repo *repository.Repository, p p
 	o.Lock = lock
 	rep, err := maintenance.Prune(ctx, repo, o)
 	if rep != nil {
-		if gopts.json {
+		if g.json {
 			if jerr := printJSON(w, rep); jerr != nil && err == nil {
 				err = jerr
 			}
 		} else {
-			printPruneReport(w, rep)
+			g.printPruneReport(w, rep)
 		}
 	}
 	return err
 }
 
-func printPruneReport(w io.Writer, r *maintenance.PruneReport) {
+func (g *globalOptions) printPruneReport(w io.Writer, r *maintenance.PruneReport) {
 	would := ""
 	if r.DryRun {
 		would = "would be "
-		printf(w, "dry run: nothing is changed\n")
+		g.printf(w, "dry run: nothing is changed\n")
 	}
-	printf(w, "%d snapshots use %d blobs; %d packs, %s before\n", r.Snapshots, r.UsedBlobs, r.PacksBefore, formatBytes(uint64(max(r.BytesBefore, 0))))
+	g.printf(w, "%d snapshots use %d blobs; %d packs, %s before\n", r.Snapshots, r.UsedBlobs, r.PacksBefore, formatBytes(uint64(max(r.BytesBefore, 0))))
 	if r.RescuedPacks > 0 {
-		printf(w, "%d condemned packs are in use again and %skept\n", r.RescuedPacks, would)
+		g.printf(w, "%d condemned packs are in use again and %skept\n", r.RescuedPacks, would)
 	}
 	if r.UnusedPacks > 0 {
-		printf(w, "%d unused packs (%s) %scondemned\n", r.UnusedPacks, formatBytes(uint64(max(r.UnusedBytes, 0))), would)
+		g.printf(w, "%d unused packs (%s) %scondemned\n", r.UnusedPacks, formatBytes(uint64(max(r.UnusedBytes, 0))), would)
 	}
 	if r.RepackedPacks > 0 {
-		printf(w, "%d packs %srepacked: %d used blobs (%s) copied", r.RepackedPacks, would, r.RepackedBlobs, formatBytes(uint64(max(r.RepackedBytes, 0))))
+		g.printf(w, "%d packs %srepacked: %d used blobs (%s) copied", r.RepackedPacks, would, r.RepackedBlobs, formatBytes(uint64(max(r.RepackedBytes, 0))))
 		if r.OldTermPacks > 0 {
-			printf(w, ", %d of them for an older key term", r.OldTermPacks)
+			g.printf(w, ", %d of them for an older key term", r.OldTermPacks)
 		}
-		printf(w, "\n")
+		g.printf(w, "\n")
 	}
 	if r.UnindexedPacks > 0 {
-		printf(w, "%d packs in no index %scondemned\n", r.UnindexedPacks, would)
+		g.printf(w, "%d packs in no index %scondemned\n", r.UnindexedPacks, would)
 	}
 	if r.UnindexedKept > 0 {
-		printf(w, "%d packs in no index left alone: other processes hold locks\n", r.UnindexedKept)
+		g.printf(w, "%d packs in no index left alone: other processes hold locks\n", r.UnindexedKept)
 	}
 	if r.MissingPacks > 0 {
-		printf(w, "%d index entries for missing packs %sdropped\n", r.MissingPacks, would)
+		g.printf(w, "%d index entries for missing packs %sdropped\n", r.MissingPacks, would)
 	}
-	printf(w, "%d packs (%s) %sdeleted\n", r.DeletedPacks, formatBytes(uint64(max(r.DeletedBytes, 0))), would)
+	g.printf(w, "%d packs (%s) %sdeleted\n", r.DeletedPacks, formatBytes(uint64(max(r.DeletedBytes, 0))), would)
 	if r.DryRun && r.CondemnedPacks > 0 {
-		printf(w, "packs condemned now are deleted in the same run when no other process holds a lock\n")
+		g.printf(w, "packs condemned now are deleted in the same run when no other process holds a lock\n")
 	}
 	if r.DeferredPacks > 0 {
-		printf(w, "%d condemned packs wait for a later prune", r.DeferredPacks)
+		g.printf(w, "%d condemned packs wait for a later prune", r.DeferredPacks)
 		if len(r.BlockedByLocks) > 0 {
-			printf(w, " (held back by %d locks that started before they were condemned)", len(r.BlockedByLocks))
+			g.printf(w, " (held back by %d locks that started before they were condemned)", len(r.BlockedByLocks))
 		}
-		printf(w, "\n")
+		g.printf(w, "\n")
 		for _, l := range r.BlockedByLocks {
-			printf(w, "  %s\n", l)
+			g.printf(w, "  %s\n", l)
 		}
 	}
-	printTermReport(w, r, would)
+	g.printTermReport(w, r, would)
 }
 
 // printTermReport says what --rewrite-old-terms did and what is left.
-func printTermReport(w io.Writer, r *maintenance.PruneReport, would string) {
+func (g *globalOptions) printTermReport(w io.Writer, r *maintenance.PruneReport, would string) {
 	if r.CurrentTerm == 0 {
 		return
 	}
-	printf(w, "%d snapshots and %d records %sre-sealed with key term %d\n", r.RewrittenSnapshots, r.RewrittenRecords, would, r.CurrentTerm)
+	g.printf(w, "%d snapshots and %d records %sre-sealed with key term %d\n", r.RewrittenSnapshots, r.RewrittenRecords, would, r.CurrentTerm)
 	olds := make([]string, 0, len(r.ReplacedSnapshots))
 	for o := range r.ReplacedSnapshots {
 		olds = append(olds, o)
 	}
 	slices.Sort(olds)
 	for _, o := range olds {
-		printf(w, "  snapshot %s is now %s\n", shortHex(o), shortHex(r.ReplacedSnapshots[o]))
+		g.printf(w, "  snapshot %s is now %s\n", shortHex(o), shortHex(r.ReplacedSnapshots[o]))
 	}
 	if r.DryRun {
 		return
 	}
 	if len(r.OldTermObjects) == 0 {
-		printf(w, "every object is sealed with key term %d (config and keyring use the repository key by design)\n", r.CurrentTerm)
+		g.printf(w, "every object is sealed with key term %d (config and keyring use the repository key by design)\n", r.CurrentTerm)
 		return
 	}
 	kinds := make([]string, 0, len(r.OldTermObjects))
@@ -186,8 +187,8 @@ func printTermReport(w io.Writer, r *maintenance.PruneReport, would string) {
 		kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
 	}
 	slices.Sort(kinds)
-	printf(w, "still sealed with an older key term: %s\n", strings.Join(kinds, ", "))
-	printf(w, "(packs in no index wait for --safety-margin, locks for their owners; run prune --rewrite-old-terms again later)\n")
+	g.printf(w, "still sealed with an older key term: %s\n", strings.Join(kinds, ", "))
+	g.printf(w, "(packs in no index wait for --safety-margin, locks for their owners; run prune --rewrite-old-terms again later)\n")
 }
 
 func shortHex(hexID string) string {

@@ -37,7 +37,7 @@ func identityDir() string {
 // openRemoteStorage opens (or creates) a repository on a coffer server with
 // the client's enrolled identity; only the pinned CA is trusted. A
 // certificate past two thirds of its lifetime is renewed first.
-func openRemoteStorage(ctx context.Context, loc string, create bool) (storage.Storage, error) {
+func (g *globalOptions) openRemoteStorage(ctx context.Context, loc string, create bool) (storage.Storage, error) {
 	host, _, err := remote.ParseURL(loc)
 	if err != nil {
 		return nil, err
@@ -53,7 +53,7 @@ func openRemoteStorage(ctx context.Context, loc string, create bool) (storage.St
 		return nil, fmt.Errorf("the client certificate expired at %s and could not be renewed: %w", id.Cert.NotAfter.Local().Format(time.DateTime), explainRemote(err))
 	case err != nil:
 		warnf("could not renew the client certificate (valid until %s): %v", id.Cert.NotAfter.Local().Format(time.DateTime), explainRemote(err))
-	case renewed && !gopts.quiet:
+	case renewed && !g.quiet:
 		fmt.Fprintf(os.Stderr, "renewed the client certificate, valid until %s\n", id.Cert.NotAfter.Local().Format(time.DateTime))
 	}
 	conf := tlspolicy.Default().ClientConfig(id.TLSCertificate(), id.CAPool(), "")

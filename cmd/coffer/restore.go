@@ -20,7 +20,7 @@ type restoreOptions struct {
 	snaps    snapshotFilterFlags
 }
 
-func init() {
+func newRestoreCommand(g *globalOptions) *cobra.Command {
 	var o restoreOptions
 	cmd := &cobra.Command{
 		Use:   "restore SNAPSHOT --target DIR",
@@ -43,7 +43,7 @@ restore resumes. Nothing is ever written outside the target.`,
 			if err != nil {
 				return err
 			}
-			repo, snaps, unlock, err := openReader(ctx, "restore")
+			repo, snaps, unlock, err := g.openReader(ctx, "restore")
 			if err != nil {
 				return err
 			}
@@ -55,7 +55,7 @@ restore resumes. Nothing is ever written outside the target.`,
 			prog := &restorer.Progress{}
 			res := restorer.New(repo, restorer.Options{Target: o.target, Include: inc, Exclude: exc, Verify: o.verify, Progress: prog})
 			start := time.Now()
-			stop := startProgress(o.progress, func() string {
+			stop := g.startProgress(o.progress, func() string {
 				return fmt.Sprintf("[%s] %d files, %s restored, %d skipped, %d errors", time.Since(start).Round(time.Second),
 					prog.Files.Load(), formatBytes(prog.Bytes.Load()), prog.Skipped.Load(), prog.Errors.Load())
 			})
@@ -68,14 +68,14 @@ restore resumes. Nothing is ever written outside the target.`,
 			for _, e := range errs {
 				fmt.Fprintf(os.Stderr, "error: %v\n", e)
 			}
-			if gopts.json {
+			if g.json {
 				if err := printJSON(cmd.OutOrStdout(), map[string]any{"message_type": "summary", "snapshot_id": snap.ID.String(),
 					"files_restored": prog.Files.Load(), "bytes_restored": prog.Bytes.Load(), "files_skipped": prog.Skipped.Load(),
 					"errors": len(errs), "verified": o.verify}); err != nil {
 					return err
 				}
 			} else {
-				printf(cmd.OutOrStdout(), "restored snapshot %s to %s: %d files, %s (%d already correct) in %s\n", snap.ID.Short(), o.target,
+				g.printf(cmd.OutOrStdout(), "restored snapshot %s to %s: %d files, %s (%d already correct) in %s\n", snap.ID.Short(), o.target,
 					prog.Files.Load(), formatBytes(prog.Bytes.Load()), prog.Skipped.Load(), time.Since(start).Round(time.Millisecond))
 			}
 			if len(errs) > 0 {
@@ -91,7 +91,7 @@ restore resumes. Nothing is ever written outside the target.`,
 	f.BoolVar(&o.verify, "verify", false, "re-read every restored file and check it against the snapshot")
 	f.BoolVar(&o.progress, "progress", false, "show progress even when not on a terminal")
 	o.snaps.register(f)
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 func compileFilter(patterns []string) (*filter.Matcher, error) {

@@ -9,16 +9,24 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// serverCmd is the parent of the storage server's commands; each
-// subcommand lives in its own file and adds itself in init.
-var serverCmd = &cobra.Command{
-	Use:   "server",
-	Short: "Run and administer a coffer storage server",
-}
-
-func init() {
-	rootCmd.AddCommand(serverCmd)
-	serverCmd.AddCommand(newServerRunCommand())
+// newServerCommand is the parent of the storage server's commands; each
+// subcommand lives in its own file.
+func newServerCommand(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run and administer a coffer storage server",
+	}
+	cmd.AddCommand(
+		newServerRunCommand(),
+		newServerInitCommand(g),
+		newServerTokenCommand(g),
+		newServerClientsCommand(g),
+		newServerClientCommand(g),
+		newServerRevokeCommand(g),
+		newServerScrubCommand(g),
+		newServerTLSReportCommand(g),
+	)
+	return cmd
 }
 
 // requireDir checks the --dir flag every server command needs.

@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newServerClientCommand(g *globalOptions) *cobra.Command {
 	var (
 		dir, client, quota    string
 		allowDelete, noDelete bool
@@ -58,7 +58,7 @@ the audit log.`,
 			if err != nil {
 				return err
 			}
-			if gopts.json {
+			if g.json {
 				return printJSON(cmd.OutOrStdout(), toClientJSON(c))
 			}
 			return printClients(cmd.OutOrStdout(), []serverdb.Client{c})
@@ -70,5 +70,5 @@ the audit log.`,
 	f.BoolVar(&allowDelete, "allow-delete", false, "allow the client to delete objects")
 	f.BoolVar(&noDelete, "no-allow-delete", false, "make the client append-only again")
 	f.StringVar(&quota, "quota", "", `storage quota over all the client's repositories ("500G"; 0: none)`)
-	serverCmd.AddCommand(cmd)
+	return cmd
 }

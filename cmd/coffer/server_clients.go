@@ -61,7 +61,7 @@ func printClients(out io.Writer, clients []serverdb.Client) error {
 	return w.Flush()
 }
 
-func init() {
+func newServerClientsCommand(g *globalOptions) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "clients --dir DIR [--json]",
@@ -81,7 +81,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			if gopts.json {
+			if g.json {
 				out := make([]clientJSON, 0, len(clients))
 				for _, c := range clients {
 					out = append(out, toClientJSON(c))
@@ -92,5 +92,5 @@ func init() {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "server state directory")
-	serverCmd.AddCommand(cmd)
+	return cmd
 }

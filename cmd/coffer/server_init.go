@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newServerInitCommand(g *globalOptions) *cobra.Command {
 	var (
 		dir, listen string
 		names       []string
@@ -40,7 +40,7 @@ overwritten.`,
 			if err != nil {
 				return err
 			}
-			if gopts.json {
+			if g.json {
 				return printJSON(cmd.OutOrStdout(), map[string]any{
 					"dir": dir, "ca_fingerprint": server.FormatFingerprint(res.CAFingerprint),
 					"server_names": res.ServerNames, "server_cert_expires": res.ServerExpiry,
@@ -58,5 +58,5 @@ overwritten.`,
 	f.StringVar(&dir, "dir", "", "server state directory to create")
 	f.StringSliceVar(&names, "name", nil, "DNS names and IP addresses of the server certificate, comma-separated (default localhost,127.0.0.1,::1)")
 	f.StringVar(&listen, "listen", server.DefaultListen, "listen address written to config.json")
-	serverCmd.AddCommand(cmd)
+	return cmd
 }

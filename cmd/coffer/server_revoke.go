@@ -5,7 +5,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newServerRevokeCommand(g *globalOptions) *cobra.Command {
 	var dir, client, reason string
 	cmd := &cobra.Command{
 		Use:   "revoke --dir DIR --client NAME",
@@ -31,7 +31,7 @@ enrols the client again with a new certificate.`,
 			if err := adm.Revoke(ctx, client, reason); err != nil {
 				return err
 			}
-			printf(cmd.OutOrStdout(), "revoked client %q\n", client)
+			g.printf(cmd.OutOrStdout(), "revoked client %q\n", client)
 			return nil
 		},
 	}
@@ -39,5 +39,5 @@ enrols the client again with a new certificate.`,
 	f.StringVar(&dir, "dir", "", "server state directory")
 	f.StringVar(&client, "client", "", "client name")
 	f.StringVar(&reason, "reason", "", "reason, kept in the audit log")
-	serverCmd.AddCommand(cmd)
+	return cmd
 }

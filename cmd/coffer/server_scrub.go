@@ -12,7 +12,7 @@ import (
 // errBitRot is returned when scrub finds damaged objects: exit status 1.
 var errBitRot = errors.New("damaged objects found")
 
-func init() {
+func newServerScrubCommand(g *globalOptions) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "scrub --dir DIR [--json]",
@@ -34,7 +34,7 @@ Exit status 1 means damaged objects were found.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if gopts.json {
+			if g.json {
 				type damage struct {
 					Path   string `json:"path"`
 					Client string `json:"client"`
@@ -64,7 +64,7 @@ Exit status 1 means damaged objects were found.`,
 				for _, s := range rep.Stray {
 					fmt.Fprintf(os.Stderr, "warning: %s is not an object\n", s)
 				}
-				printf(out, "%d objects verified (%d bytes), %d damaged\n", rep.Objects, rep.Bytes, len(rep.Damaged))
+				g.printf(out, "%d objects verified (%d bytes), %d damaged\n", rep.Objects, rep.Bytes, len(rep.Damaged))
 			}
 			if len(rep.Damaged) > 0 {
 				return fmt.Errorf("%w: %d objects", errBitRot, len(rep.Damaged))
@@ -73,5 +73,5 @@ Exit status 1 means damaged objects were found.`,
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "server state directory")
-	serverCmd.AddCommand(cmd)
+	return cmd
 }

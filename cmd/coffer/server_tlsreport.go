@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newServerTLSReportCommand(g *globalOptions) *cobra.Command {
 	var (
 		dir  string
 		days int
@@ -43,7 +43,7 @@ listed.`,
 			if err != nil {
 				return err
 			}
-			if gopts.json {
+			if g.json {
 				return printJSON(cmd.OutOrStdout(), rep)
 			}
 			return printTLSRefusals(cmd.OutOrStdout(), rep)
@@ -52,7 +52,7 @@ listed.`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "server state directory")
 	f.IntVar(&days, "days", 7, "number of days, today included")
-	serverCmd.AddCommand(cmd)
+	return cmd
 }
 
 func printTLSRefusals(out io.Writer, rep *server.TLSReport) error {

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newServerTokenCommand(g *globalOptions) *cobra.Command {
 	var (
 		dir, client string
 		ttl         time.Duration
@@ -40,11 +40,11 @@ Hand it over as you would a password.`,
 			if err != nil {
 				return err
 			}
-			if gopts.json {
+			if g.json {
 				return printJSON(cmd.OutOrStdout(), map[string]any{"client": client, "token": tok, "expires": exp.UTC()})
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), tok)
-			if !gopts.quiet {
+			if !g.quiet {
 				fmt.Fprintf(os.Stderr, "one-time token for client %q, valid until %s\non the client: coffer enroll --server HOST:PORT --token-file FILE (or COFFER_TOKEN)\n", client, exp.Format(time.RFC3339))
 			}
 			return nil
@@ -54,5 +54,5 @@ Hand it over as you would a password.`,
 	f.StringVar(&dir, "dir", "", "server state directory")
 	f.StringVar(&client, "client", "", "client name (a-z, 0-9, '.', '_', '-')")
 	f.DurationVar(&ttl, "ttl", server.DefaultTokenTTL, "how long the token stays valid (at most 720h)")
-	serverCmd.AddCommand(cmd)
+	return cmd
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 	var sf snapshotFilterFlags
 	cmd := &cobra.Command{
 		Use:   "snapshots",
@@ -16,16 +16,16 @@ func init() {
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := openRepo(ctx)
+			repo, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
-			unlock, err := lockRepo(ctx, repo, "snapshots", false, true)
+			unlock, err := g.lockRepo(ctx, repo, "snapshots", false, true)
 			if err != nil {
 				return err
 			}
 			defer unlock()
-			snaps, err := loadSnapshots(ctx, repo)
+			snaps, err := g.loadSnapshots(ctx, repo)
 			if err != nil {
 				return err
 			}
@@ -43,7 +43,7 @@ func init() {
 			}
 			out := []js{}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			if !gopts.json {
+			if !g.json {
 				fmt.Fprintln(tw, "ID\tTime\tHost\tTags\tPaths")
 			}
 			n := 0
@@ -52,7 +52,7 @@ func init() {
 					continue
 				}
 				n++
-				if gopts.json {
+				if g.json {
 					j := js{ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time.Format("2006-01-02T15:04:05.999999999Z07:00"),
 						Hostname: s.Hostname, Username: s.Username, Paths: s.Paths, Tags: s.Tags, Tree: s.Tree.String()}
 					if s.Parent != nil {
@@ -64,10 +64,10 @@ func init() {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), s.Hostname,
 					strings.Join(s.Tags, ","), strings.Join(s.Paths, ", "))
 			}
-			if gopts.json {
+			if g.json {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
-			if !gopts.quiet {
+			if !g.quiet {
 				if err := tw.Flush(); err != nil {
 					return err
 				}
@@ -77,5 +77,5 @@ func init() {
 		},
 	}
 	sf.register(cmd.Flags())
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

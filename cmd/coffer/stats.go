@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newStatsCommand(g *globalOptions) *cobra.Command {
 	var sf snapshotFilterFlags
 	var mode string
 	cmd := &cobra.Command{
@@ -22,7 +22,7 @@ shows the unique blobs they reference, their plaintext size, their stored
 			if mode != "restore-size" && mode != "raw-data" {
 				return usageErrorf("--mode must be restore-size or raw-data, not %q", mode)
 			}
-			repo, snaps, unlock, err := openReader(ctx, "stats")
+			repo, snaps, unlock, err := g.openReader(ctx, "stats")
 			if err != nil {
 				return err
 			}
@@ -53,23 +53,23 @@ shows the unique blobs they reference, their plaintext size, their stored
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if gopts.json {
+			if g.json {
 				return printJSON(w, struct {
 					Mode string `json:"mode"`
 					*maintenance.RepoStats
 				}{mode, st})
 			}
-			printf(w, "Stats in %s mode:\n", mode)
-			printf(w, "  Snapshots processed:  %d\n", st.Snapshots)
+			g.printf(w, "Stats in %s mode:\n", mode)
+			g.printf(w, "  Snapshots processed:  %d\n", st.Snapshots)
 			if mode == "restore-size" {
-				printf(w, "  Total file count:     %d\n", st.Files)
-				printf(w, "  Total size:           %s\n", formatBytes(st.RestoreSize))
+				g.printf(w, "  Total file count:     %d\n", st.Files)
+				g.printf(w, "  Total size:           %s\n", formatBytes(st.RestoreSize))
 				return nil
 			}
-			printf(w, "  Total blob count:     %d (%d data, %d tree)\n", st.DataBlobs+st.TreeBlobs, st.DataBlobs, st.TreeBlobs)
-			printf(w, "  Total uncompressed:   %s\n", formatBytes(st.RawSize))
-			printf(w, "  Total stored size:    %s\n", formatBytes(st.StoredSize))
-			printf(w, "  Compression ratio:    %.2fx\n", st.CompressionRatio)
+			g.printf(w, "  Total blob count:     %d (%d data, %d tree)\n", st.DataBlobs+st.TreeBlobs, st.DataBlobs, st.TreeBlobs)
+			g.printf(w, "  Total uncompressed:   %s\n", formatBytes(st.RawSize))
+			g.printf(w, "  Total stored size:    %s\n", formatBytes(st.StoredSize))
+			g.printf(w, "  Compression ratio:    %.2fx\n", st.CompressionRatio)
 			if st.MissingBlobs > 0 {
 				warnf("%d referenced blobs are not in the index; run coffer check", st.MissingBlobs)
 			}
@@ -78,5 +78,5 @@ shows the unique blobs they reference, their plaintext size, their stored
 	}
 	cmd.Flags().StringVar(&mode, "mode", "restore-size", "restore-size or raw-data")
 	sf.register(cmd.Flags())
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

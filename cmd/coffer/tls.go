@@ -15,13 +15,13 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	tlsCmd := &cobra.Command{
+func newTLSCommand() *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "tls",
 		Short: "Inspect TLS servers against coffer's TLS policy",
 	}
-	tlsCmd.AddCommand(newTLSScanCommand())
-	rootCmd.AddCommand(tlsCmd)
+	cmd.AddCommand(newTLSScanCommand())
+	return cmd
 }
 
 func newTLSScanCommand() *cobra.Command {

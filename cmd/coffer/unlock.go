@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newUnlockCommand(g *globalOptions) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "unlock",
@@ -15,17 +15,17 @@ commands do this automatically; --remove-all removes every lock.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := openRepo(ctx)
+			repo, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
 			if !all {
 				removed, err := repo.RemoveStaleLocks(ctx)
 				for _, l := range removed {
-					printf(cmd.OutOrStdout(), "removed stale %s\n", l)
+					g.printf(cmd.OutOrStdout(), "removed stale %s\n", l)
 				}
 				if err == nil && len(removed) == 0 {
-					printf(cmd.OutOrStdout(), "no stale locks\n")
+					g.printf(cmd.OutOrStdout(), "no stale locks\n")
 				}
 				return err
 			}
@@ -37,11 +37,11 @@ commands do this automatically; --remove-all removes every lock.`,
 				if err := repo.RemoveLock(ctx, l.ID); err != nil {
 					return err
 				}
-				printf(cmd.OutOrStdout(), "removed %s\n", l)
+				g.printf(cmd.OutOrStdout(), "removed %s\n", l)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&all, "remove-all", false, "remove all locks, even those of running processes")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

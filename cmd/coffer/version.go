@@ -10,8 +10,8 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
-func init() {
-	rootCmd.AddCommand(&cobra.Command{
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of coffer",
 		Args:  cobra.NoArgs,
@@ -19,5 +19,5 @@ func init() {
 			_, err := fmt.Fprintf(cmd.OutOrStdout(), "coffer %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return err
 		},
-	})
+	}
 }
