@@ -85,7 +85,13 @@ func Publish(tmp, final string) error {
 	if !errors.Is(err, errNoReplaceUnsupported) {
 		return err
 	}
-	// link(2) never replaces.
+	return PublishLink(tmp, final)
+}
+
+// PublishLink is Publish by link(2), which never replaces, then removal of
+// tmp: the path Publish takes where the filesystem cannot rename without
+// replacing. Callers use Publish; tests call this to cover that path.
+func PublishLink(tmp, final string) error {
 	if err := os.Link(tmp, final); err != nil {
 		return err
 	}

@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/coffer-backup/coffer/internal/atomicfile"
 )
 
 // File names inside the server's state directory.
@@ -126,10 +128,10 @@ func (ca *CA) SaveFiles(dir string) error {
 	if err != nil {
 		return fmt.Errorf("save CA: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, CAKeyFile), keyPEM, 0o600, false); err != nil {
+	if err := atomicfile.WriteNew(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("save CA: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, CACertFile), ca.CertPEM(), 0o644, false); err != nil {
+	if err := atomicfile.WriteNew(filepath.Join(dir, CACertFile), ca.CertPEM(), 0o644); err != nil {
 		return fmt.Errorf("save CA: %w", err)
 	}
 	return nil
@@ -240,10 +242,10 @@ func (kp *KeyPair) SaveFiles(dir, certFile, keyFile string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, keyFile), keyPEM, 0o600, true); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, keyFile), keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, certFile), EncodeCertPEM(kp.Cert.Raw), 0o644, true)
+	return atomicfile.Write(filepath.Join(dir, certFile), EncodeCertPEM(kp.Cert.Raw), 0o644)
 }
 
 // LoadKeyPair reads certFile and keyFile from dir, refusing a key file that

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/coffer-backup/coffer/internal/atomicfile"
 )
 
 // File names inside a client's identity directory.
@@ -139,13 +141,13 @@ func WriteIdentity(dir string, keyPEM, certPEM, caPEM []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("write identity: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, CACertFile), caPEM, 0o644, true); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, CACertFile), caPEM, 0o644); err != nil {
 		return fmt.Errorf("write identity: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ClientKeyFile), keyPEM, 0o600, true); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, ClientKeyFile), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("write identity: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ClientCertFile), certPEM, 0o644, true); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, ClientCertFile), certPEM, 0o644); err != nil {
 		return fmt.Errorf("write identity: %w", err)
 	}
 	return nil

@@ -3,6 +3,8 @@ package repository
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -89,5 +91,38 @@ func TestKeyTermRollback(t *testing.T) {
 	// A client without state has nothing to compare with.
 	if err := old.CheckTerm(t.TempDir()); err != nil {
 		t.Fatalf("fresh client refused: %v", err)
+	}
+}
+
+// TestStateFileWrite: the local state is owner-only, replaced whole on
+// every update, and leaves no temporary file beside it.
+func TestStateFileWrite(t *testing.T) {
+	t.Parallel()
+	r := testRepo(t)
+	state := t.TempDir()
+	ids := []ID{NewRandomID(), NewRandomID()}
+	for i := range ids {
+		if err := r.RecordSeen(state, ids[:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := StateFile(state, r.id)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode %v, want 0600", fi.Mode().Perm())
+	}
+	st, err := loadState(path)
+	if err != nil || len(st.Seen) != 2 {
+		t.Fatalf("state after two updates: %+v, %v", st, err)
+	}
+	ents, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 {
+		t.Errorf("state directory holds %d entries, want only the state file", len(ents))
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/atomicfile"
 	"github.com/coffer-backup/coffer/internal/storage"
 )
 
@@ -67,7 +68,7 @@ func Create(dir string) (*Local, error) {
 		if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, fmt.Errorf("create repository: %w", err)
 		}
-		if err := syncDir(filepath.Dir(abs)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(abs)); err != nil {
 			return nil, fmt.Errorf("create repository: %w", err)
 		}
 	case err != nil:
@@ -94,7 +95,7 @@ func Create(dir string) (*Local, error) {
 			return nil, fmt.Errorf("create repository: %w", err)
 		}
 	}
-	if err := syncDir(abs); err != nil {
+	if err := atomicfile.SyncDir(abs); err != nil {
 		return nil, fmt.Errorf("create repository: %w", err)
 	}
 	return &Local{dir: abs, packs: newFileCache(openPacks)}, nil
@@ -271,7 +272,7 @@ func (l *Local) save(ctx context.Context, h storage.Handle, fill func(*os.File) 
 	}
 	// From here on the object exists: a failing directory sync is reported
 	// but the published file is not taken back.
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("save %s: object written but directory sync failed: %w", h, err)
 	}
 	return nil
@@ -295,51 +296,24 @@ func (l *Local) mkdirs(dir string) error {
 		if err != nil {
 			return err
 		}
-		if err := syncDir(parent); err != nil {
+		if err := atomicfile.SyncDir(parent); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// publishFile is atomicfile.Publish; tests swap in atomicfile.PublishLink
+// to run on the path filesystems without RENAME_NOREPLACE take.
+var publishFile = atomicfile.Publish
+
 // publish gives tmp the name final unless final exists, atomically.
 func publish(tmp, final string) error {
-	err := renameNoReplace(tmp, final)
-	if err == nil {
-		return nil
-	}
+	err := publishFile(tmp, final)
 	if errors.Is(err, fs.ErrExist) {
 		return storage.ErrExists
 	}
-	if !errors.Is(err, errNoReplaceUnsupported) {
-		return err
-	}
-	// The filesystem cannot rename without replacing; link(2) never replaces.
-	if err := os.Link(tmp, final); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return storage.ErrExists
-		}
-		return err
-	}
-	// The object is complete under its name; a leftover temporary file is
-	// invisible to List and removed later by CleanTemp.
-	_ = os.Remove(tmp) // #nosec G703 -- our own temporary file
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir) // #nosec G304 G703 -- a directory of the repository
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
+	return err
 }
 
 // Load implements storage.Storage. Pack files stay open between calls (at
@@ -550,7 +524,7 @@ func (l *Local) Remove(ctx context.Context, h storage.Handle) error {
 	if err := os.Remove(p); err != nil {
 		return fmt.Errorf("remove %s: %w", h, notFound(err))
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("remove %s: %w", h, err)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/atomicfile"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/storage/storagetest"
 )
@@ -32,9 +33,9 @@ func TestContract(t *testing.T) {
 // TestContractLinkFallback runs the suite on the path taken by filesystems
 // that refuse RENAME_NOREPLACE.
 func TestContractLinkFallback(t *testing.T) {
-	orig := renameNoReplace
-	renameNoReplace = func(string, string) error { return errNoReplaceUnsupported }
-	t.Cleanup(func() { renameNoReplace = orig })
+	orig := publishFile
+	publishFile = atomicfile.PublishLink
+	t.Cleanup(func() { publishFile = orig })
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
 		l := newRepo(t)
 		t.Cleanup(func() {
@@ -410,12 +411,12 @@ func TestSaveExistingFastPathAndRace(t *testing.T) {
 		if err := os.WriteFile(tmp, []byte("second"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		orig := renameNoReplace
+		orig := publishFile
 		if fallback {
-			renameNoReplace = func(string, string) error { return errNoReplaceUnsupported }
+			publishFile = atomicfile.PublishLink
 		}
 		err := publish(tmp, final)
-		renameNoReplace = orig
+		publishFile = orig
 		if !errors.Is(err, storage.ErrExists) {
 			t.Errorf("publish over existing (fallback %v): %v", fallback, err)
 		}
