@@ -13,7 +13,6 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/archiver"
 	"github.com/coffer-backup/coffer/internal/compress"
-	"github.com/coffer-backup/coffer/internal/exitcode"
 	"github.com/coffer-backup/coffer/internal/filter"
 	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/spf13/cobra"
@@ -208,7 +207,7 @@ func (g *globalOptions) runBackup(cmd *cobra.Command, o backupOptions, args []st
 		if err == nil && len(arch.Errors()) > 0 {
 			defer func() {
 				if err == nil {
-					err = fmt.Errorf("%w: %d source(s) unreadable, snapshot %s written without them", exitcode.ErrPartialBackup, len(arch.Errors()), snap.ID.Short())
+					err = fmt.Errorf("%w: %d source(s) unreadable, snapshot %s written without them", errPartialBackup, len(arch.Errors()), snap.ID.Short())
 				}
 			}()
 		}

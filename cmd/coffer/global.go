@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/coffer-backup/coffer/internal/exitcode"
 	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/storage/local"
@@ -46,14 +45,14 @@ func (g *globalOptions) register(f *pflag.FlagSet) {
 func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := v(cmd, args); err != nil {
-			return fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
+			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 		return nil
 	}
 }
 
 func usageErrorf(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", exitcode.ErrUsage, fmt.Sprintf(format, a...))
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
 }
 
 func dataHome() string {

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/coffer-backup/coffer/internal/exitcode"
 	"github.com/spf13/cobra"
 )
 
@@ -28,7 +27,7 @@ func newRootCommand() *cobra.Command {
 	}
 	g.register(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
+		return fmt.Errorf("%w: %v", errUsage, err)
 	})
 	root.AddCommand(
 		newBackupCommand(g),
@@ -71,7 +70,7 @@ func main() {
 	err := newRootCommand().ExecuteContext(ctx)
 	stopProfile()
 	if err != nil && (strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "required flag")) {
-		err = fmt.Errorf("%w: %v", exitcode.ErrUsage, err)
+		err = fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
@@ -79,5 +78,5 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "coffer: %v\n", err)
 	}
-	os.Exit(exitcode.For(err))
+	os.Exit(exitCode(err))
 }

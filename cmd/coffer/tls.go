@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/coffer-backup/coffer/internal/exitcode"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 	"github.com/spf13/cobra"
 )
@@ -42,7 +41,7 @@ It exits with code 20 when the server is weaker than the policy.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr := args[0]
 			if _, _, err := net.SplitHostPort(addr); err != nil {
-				return fmt.Errorf("%w: %q is not HOST:PORT: %v", exitcode.ErrUsage, addr, err)
+				return fmt.Errorf("%w: %q is not HOST:PORT: %v", errUsage, addr, err)
 			}
 			report, err := tlspolicy.Scan(cmd.Context(), addr, tlspolicy.ScanOptions{
 				Timeout: timeout, MaxDuration: maxTime, ServerName: serverName,
@@ -70,7 +69,7 @@ It exits with code 20 when the server is weaker than the policy.`,
 						n++
 					}
 				}
-				return fmt.Errorf("%s: %w (%d findings)", addr, exitcode.ErrTLSPolicy, n)
+				return fmt.Errorf("%s: %w (%d findings)", addr, errTLSPolicy, n)
 			}
 			return err
 		},

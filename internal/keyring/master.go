@@ -12,7 +12,6 @@ import (
 	"fmt"
 
 	"github.com/coffer-backup/coffer/internal/crypto"
-	"github.com/coffer-backup/coffer/internal/exitcode"
 )
 
 // MasterSecretSize is the size of a repository's master secret.
@@ -50,10 +49,6 @@ var (
 	// ErrLastSlot: removing the slot would lock everyone out.
 	ErrLastSlot = errors.New("refusing to remove the last key slot")
 )
-
-func init() {
-	exitcode.Register(ErrWrongPassword, exitcode.WrongPassword)
-}
 
 // MasterSecret is the root of a repository's key hierarchy. It is generated
 // once at init and only ever stored wrapped inside key slots.

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/coffer-backup/coffer/internal/crypto"
-	"github.com/coffer-backup/coffer/internal/exitcode"
 	"golang.org/x/crypto/hkdf"
 )
 
@@ -123,12 +122,5 @@ func TestWipe(t *testing.T) {
 	m.Wipe()
 	if m.secret != (MasterSecret{}) {
 		t.Error("Wipe left the secret in place")
-	}
-}
-
-func TestWrongPasswordExitCode(t *testing.T) {
-	err := errors.Join(errors.New("context"), ErrWrongPassword)
-	if got := exitcode.For(err); got != exitcode.WrongPassword {
-		t.Errorf("exit code %d, want %d", got, exitcode.WrongPassword)
 	}
 }

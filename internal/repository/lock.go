@@ -13,14 +13,11 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/crypto"
-	"github.com/coffer-backup/coffer/internal/exitcode"
 	"github.com/coffer-backup/coffer/internal/storage"
 )
 
 // ErrLocked is returned when a conflicting lock is held.
 var ErrLocked = errors.New("repository is locked")
-
-func init() { exitcode.Register(ErrLocked, exitcode.Locked) }
 
 // Lock timing; variables so tests can shorten them.
 var (

@@ -12,17 +12,12 @@ import (
 	"github.com/coffer-backup/coffer/internal/chunker"
 	"github.com/coffer-backup/coffer/internal/compress"
 	"github.com/coffer-backup/coffer/internal/crypto"
-	"github.com/coffer-backup/coffer/internal/exitcode"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"golang.org/x/sync/errgroup"
 )
 
 // ErrNoRepository is returned when the location holds no coffer repository.
 var ErrNoRepository = storage.ErrNoRepository
-
-func init() {
-	exitcode.Register(storage.ErrNoRepository, exitcode.NoRepository)
-}
 
 // DefaultPackSize is the size at which packs are closed.
 const DefaultPackSize = 16 << 20

@@ -12,14 +12,11 @@ import (
 	"strings"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
-	"github.com/coffer-backup/coffer/internal/exitcode"
 )
 
 // ErrRolledBack is returned when the storage no longer shows snapshots this
 // client has seen and no authenticated forget record explains it.
 var ErrRolledBack = errors.New("repository was rolled back")
-
-func init() { exitcode.Register(ErrRolledBack, exitcode.RolledBack) }
 
 // SeenState is the client's memory of one repository (docs/format.md §8).
 type SeenState struct {

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/coffer-backup/coffer/internal/keyring"
+	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/storage"
+)
+
+// Exit codes. They are part of coffer's interface: scripts branch on them.
+// docs/exit-codes.md documents the same table for users.
+const (
+	exitOK              = 0   // success
+	exitError           = 1   // any other error
+	exitUsage           = 2   // bad command line
+	exitPartialBackup   = 3   // backup finished but some sources were unreadable
+	exitNoRepository    = 10  // repository does not exist
+	exitLocked          = 11  // repository is locked by another process
+	exitWrongPassword   = 12  // no key slot opens with the given secret
+	exitRolledBack      = 13  // repository no longer shows snapshots this client has seen
+	exitTLSPolicyFailed = 20  // tls scan: the server offers something weaker than the policy
+	exitInterrupted     = 130 // SIGINT/SIGTERM
+)
+
+// Errors the commands themselves return; the packages below define their
+// own sentinels, mapped in exitCodes.
+var (
+	errUsage         = errors.New("usage error")
+	errPartialBackup = errors.New("some sources could not be read")
+	errTLSPolicy     = errors.New("server is weaker than the TLS policy")
+)
+
+// exitCode returns the exit code for err; nil maps to exitOK. Its table,
+// tested with errors.Is in order, is the one place that maps errors to exit
+// codes.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	table := [...]struct {
+		err  error
+		code int
+	}{
+		{errUsage, exitUsage},
+		{errPartialBackup, exitPartialBackup},
+		{errTLSPolicy, exitTLSPolicyFailed},
+		{context.Canceled, exitInterrupted},
+		{storage.ErrNoRepository, exitNoRepository},
+		{repository.ErrLocked, exitLocked},
+		{keyring.ErrWrongPassword, exitWrongPassword},
+		{repository.ErrRolledBack, exitRolledBack},
+	}
+	for _, e := range table {
+		if errors.Is(err, e.err) {
+			return e.code
+		}
+	}
+	return exitError
+}
