@@ -360,128 +360,154 @@ func (a *Archiver) saveEntry(ctx context.Context, path, name string, meta *fsmet
 		case filter.Skip:
 			return nil, nil
 		case filter.Descend:
-			// Excluded, but a later "!" pattern may re-include something
-			// below (docs/filters.md): read it, each child deciding for
-			// itself, and keep the directory only as the parent of what
-			// was re-included.
-			skip, err := a.skipDir(path, meta)
-			if err != nil {
-				a.reportError(path, err)
-			}
-			if skip {
-				return nil, nil
-			}
-			var psub *repository.ID
-			if pn != nil && pn.Type == fsmeta.TypeDir {
-				psub = pn.Subtree
-			}
-			id, err := a.saveDir(ctx, path, meta, psub)
-			if err != nil {
-				return nil, err
-			}
-			empty, err := (&repository.Tree{}).Encode()
-			if err != nil {
-				return nil, err
-			}
-			if id == a.repo.Hasher().Sum(empty) {
-				return nil, nil // nothing below was re-included
-			}
-			a.opts.Progress.Dirs.Add(1)
-			return ready(&repository.Node{Name: []byte(name), Meta: *meta, Subtree: &id}), nil
+			return a.saveExcludedDir(ctx, path, name, meta, pn)
 		}
 	}
 	node := &repository.Node{Name: []byte(name), Meta: *meta}
 	switch meta.Type {
 	case fsmeta.TypeDir:
-		skip, err := a.skipDir(path, meta)
-		if err != nil {
-			a.reportError(path, err)
-		}
-		if skip {
-			return nil, nil
-		}
-		var psub *repository.ID
-		if pn != nil && pn.Type == fsmeta.TypeDir {
-			psub = pn.Subtree
-		}
-		select {
-		case a.dirSem <- struct{}{}:
-			// Save the directory concurrently so that one directory's slow
-			// files do not idle the other workers.
-			f := &futureNode{node: node, done: make(chan struct{})}
-			go func() {
-				defer close(f.done)
-				defer func() { <-a.dirSem }()
-				id, err := a.saveDir(ctx, path, meta, psub)
-				if err != nil {
-					a.setFatal(err)
-					f.node = nil
-					return
-				}
-				node.Subtree = &id
-				a.opts.Progress.Dirs.Add(1)
-			}()
-			return f, nil
-		default:
-		}
-		id, err := a.saveDir(ctx, path, meta, psub)
-		if err != nil {
-			return nil, err
-		}
-		node.Subtree = &id
-		a.opts.Progress.Dirs.Add(1)
-		return ready(node), nil
+		return a.saveDirEntry(ctx, path, meta, pn, node)
 	case fsmeta.TypeFile:
-		a.opts.Progress.TotalFiles.Add(1)
-		a.opts.Progress.TotalBytes.Add(uint64(meta.Size)) // #nosec G115 -- meta.Size is st_size of a regular file from lstat, never negative
-		if pn != nil && pn.Type == fsmeta.TypeFile && pn.SameContent(meta) && a.allBlobsKnown(pn) {
-			// chattr changes the ctime, so the parent's flags are current.
-			node.Flags = pn.Flags
-			node.Content = pn.Content
-			a.opts.Progress.Files.Add(1)
-			a.opts.Progress.Unchanged.Add(1)
-			a.opts.Progress.Bytes.Add(uint64(meta.Size)) // #nosec G115 -- meta.Size is st_size of a regular file from lstat, never negative
-			a.mu.Lock()
-			a.summary.FilesUnmodified++
-			a.mu.Unlock()
-			return ready(node), nil
-		}
-		f := &futureNode{node: node, done: make(chan struct{})}
-		job := func() {
-			defer close(f.done)
-			content, size, flags, err := a.saveFile(ctx, path)
-			if err != nil {
-				var re repoError
-				switch {
-				case errors.As(err, &re):
-					a.setFatal(re.err)
-				case ctx.Err() == nil:
-					a.reportError(path, err)
-				}
-				f.node = nil
-				return
-			}
-			node.Content = content
-			node.Size = size
-			node.Flags = flags
-			a.opts.Progress.Files.Add(1)
-			a.mu.Lock()
-			if pn != nil {
-				a.summary.FilesChanged++
-			} else {
-				a.summary.FilesNew++
-			}
-			a.mu.Unlock()
-		}
-		select {
-		case a.fileJobs <- job:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		return f, nil
+		return a.saveFileEntry(ctx, path, meta, pn, node)
 	default:
 		return ready(node), nil
 	}
+}
+
+// parentSubtree returns the parent snapshot's subtree for a directory, if
+// the parent had a directory there.
+func parentSubtree(pn *repository.Node) *repository.ID {
+	if pn != nil && pn.Type == fsmeta.TypeDir {
+		return pn.Subtree
+	}
+	return nil
+}
+
+// saveExcludedDir handles a directory that is excluded but may hold
+// re-included entries: a later "!" pattern may re-include something below
+// (docs/filters.md), so it is read, each child deciding for itself, and the
+// directory is kept only as the parent of what was re-included.
+func (a *Archiver) saveExcludedDir(ctx context.Context, path, name string, meta *fsmeta.Meta, pn *repository.Node) (*futureNode, error) {
+	skip, err := a.skipDir(path, meta)
+	if err != nil {
+		a.reportError(path, err)
+	}
+	if skip {
+		return nil, nil
+	}
+	id, err := a.saveDir(ctx, path, meta, parentSubtree(pn))
+	if err != nil {
+		return nil, err
+	}
+	empty, err := (&repository.Tree{}).Encode()
+	if err != nil {
+		return nil, err
+	}
+	if id == a.repo.Hasher().Sum(empty) {
+		return nil, nil // nothing below was re-included
+	}
+	a.opts.Progress.Dirs.Add(1)
+	return ready(&repository.Node{Name: []byte(name), Meta: *meta, Subtree: &id}), nil
+}
+
+// saveDirEntry stores a directory, concurrently when a directory slot is
+// free so that one directory's slow files do not idle the other workers.
+func (a *Archiver) saveDirEntry(ctx context.Context, path string, meta *fsmeta.Meta, pn, node *repository.Node) (*futureNode, error) {
+	skip, err := a.skipDir(path, meta)
+	if err != nil {
+		a.reportError(path, err)
+	}
+	if skip {
+		return nil, nil
+	}
+	psub := parentSubtree(pn)
+	select {
+	case a.dirSem <- struct{}{}:
+		f := &futureNode{node: node, done: make(chan struct{})}
+		go func() {
+			defer close(f.done)
+			defer func() { <-a.dirSem }()
+			id, err := a.saveDir(ctx, path, meta, psub)
+			if err != nil {
+				a.setFatal(err)
+				f.node = nil
+				return
+			}
+			node.Subtree = &id
+			a.opts.Progress.Dirs.Add(1)
+		}()
+		return f, nil
+	default:
+	}
+	id, err := a.saveDir(ctx, path, meta, psub)
+	if err != nil {
+		return nil, err
+	}
+	node.Subtree = &id
+	a.opts.Progress.Dirs.Add(1)
+	return ready(node), nil
+}
+
+// saveFileEntry stores a regular file: unchanged since the parent snapshot,
+// it reuses the parent's content; otherwise a file worker reads it.
+func (a *Archiver) saveFileEntry(ctx context.Context, path string, meta *fsmeta.Meta, pn, node *repository.Node) (*futureNode, error) {
+	a.opts.Progress.TotalFiles.Add(1)
+	a.opts.Progress.TotalBytes.Add(uint64(meta.Size)) // #nosec G115 -- meta.Size is st_size of a regular file from lstat, never negative
+	if pn != nil && pn.Type == fsmeta.TypeFile && pn.SameContent(meta) && a.allBlobsKnown(pn) {
+		// chattr changes the ctime, so the parent's flags are current.
+		node.Flags = pn.Flags
+		node.Content = pn.Content
+		a.opts.Progress.Files.Add(1)
+		a.opts.Progress.Unchanged.Add(1)
+		a.opts.Progress.Bytes.Add(uint64(meta.Size)) // #nosec G115 -- meta.Size is st_size of a regular file from lstat, never negative
+		a.mu.Lock()
+		a.summary.FilesUnmodified++
+		a.mu.Unlock()
+		return ready(node), nil
+	}
+	f := &futureNode{node: node, done: make(chan struct{})}
+	job := func() {
+		defer close(f.done)
+		if !a.readFileInto(ctx, path, node) {
+			f.node = nil
+			return
+		}
+		a.opts.Progress.Files.Add(1)
+		a.mu.Lock()
+		if pn != nil {
+			a.summary.FilesChanged++
+		} else {
+			a.summary.FilesNew++
+		}
+		a.mu.Unlock()
+	}
+	select {
+	case a.fileJobs <- job:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return f, nil
+}
+
+// readFileInto stores the file's content and fills node's content, size
+// and flags; it reports false when the file is left out, after recording
+// why (a repository failure is fatal, an unreadable file is reported).
+func (a *Archiver) readFileInto(ctx context.Context, path string, node *repository.Node) bool {
+	content, size, flags, err := a.saveFile(ctx, path)
+	if err != nil {
+		var re repoError
+		switch {
+		case errors.As(err, &re):
+			a.setFatal(re.err)
+		case ctx.Err() == nil:
+			a.reportError(path, err)
+		}
+		return false
+	}
+	node.Content = content
+	node.Size = size
+	node.Flags = flags
+	return true
 }
 
 func (a *Archiver) allBlobsKnown(n *repository.Node) bool {
