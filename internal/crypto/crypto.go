@@ -14,6 +14,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -112,8 +113,14 @@ func NewAEAD(c Cipher, key Key) (cipher.AEAD, error) {
 // Seal encrypts plaintext with a fresh random nonce and returns
 // nonce || ciphertext || tag, appended to dst.
 func Seal(a cipher.AEAD, dst, plaintext, aad []byte) []byte {
+	return sealFrom(rand.Reader, a, dst, plaintext, aad)
+}
+
+// sealFrom is Seal reading the nonce from rnd: crypto/rand in coffer, a
+// fixed reader in the known-answer tests.
+func sealFrom(rnd io.Reader, a cipher.AEAD, dst, plaintext, aad []byte) []byte {
 	var nonce [NonceSize]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
+	if _, err := io.ReadFull(rnd, nonce[:]); err != nil {
 		panic("crypto/rand failed: " + err.Error())
 	}
 	dst = append(dst, nonce[:]...)

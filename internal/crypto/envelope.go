@@ -3,9 +3,11 @@ package crypto
 import (
 	"bytes"
 	"crypto/cipher"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // ObjectKind is the type of a stored object; it is written into every
@@ -50,7 +52,7 @@ func (k ObjectKind) String() string {
 const (
 	// SchemeSymmetric: file key = HKDF(term key, salt, "coffer/v1/file").
 	SchemeSymmetric uint8 = 1
-	// SchemeSealed is reserved for write-only keys (docs/format.md §7):
+	// SchemeSealed is reserved for write-only keys (docs/format.md §11):
 	// the file key comes from X25519 with the repository public key.
 	SchemeSealed uint8 = 2
 )
@@ -75,12 +77,15 @@ type Header struct {
 
 // NewHeader returns a header with a fresh random salt.
 func NewHeader(kind ObjectKind, c Cipher, term uint32) (Header, error) {
+	return newHeaderFrom(rand.Reader, kind, c, term)
+}
+
+// newHeaderFrom is NewHeader reading the salt from rnd (see sealFrom).
+func newHeaderFrom(rnd io.Reader, kind ObjectKind, c Cipher, term uint32) (Header, error) {
 	h := Header{Kind: kind, Scheme: SchemeSymmetric, Cipher: c, Term: term}
-	s, err := RandomBytes(len(h.Salt))
-	if err != nil {
-		return Header{}, err
+	if _, err := io.ReadFull(rnd, h.Salt[:]); err != nil {
+		return Header{}, fmt.Errorf("read random bytes: %w", err)
 	}
-	copy(h.Salt[:], s)
 	return h, nil
 }
 
@@ -156,7 +161,12 @@ func (s *FileSealer) aad(context []byte) []byte {
 
 // Seal encrypts one segment, appending nonce||ciphertext||tag to dst.
 func (s *FileSealer) Seal(dst, plaintext, context []byte) []byte {
-	return Seal(s.aead, dst, plaintext, s.aad(context))
+	return s.sealFrom(rand.Reader, dst, plaintext, context)
+}
+
+// sealFrom is Seal reading the nonce from rnd (see the function sealFrom).
+func (s *FileSealer) sealFrom(rnd io.Reader, dst, plaintext, context []byte) []byte {
+	return sealFrom(rnd, s.aead, dst, plaintext, s.aad(context))
 }
 
 // SealInPlace encrypts one segment without another buffer: buf holds the
@@ -180,7 +190,13 @@ func (s *FileSealer) Open(dst, sealed, context []byte) ([]byte, error) {
 
 // SealObject returns header || Seal(plaintext) for a single-segment object.
 func SealObject(kind ObjectKind, c Cipher, term uint32, termKey Key, repoID []byte, name string, plaintext []byte) ([]byte, error) {
-	h, err := NewHeader(kind, c, term)
+	return sealObjectFrom(rand.Reader, kind, c, term, termKey, repoID, name, plaintext)
+}
+
+// sealObjectFrom is SealObject reading the salt, then the nonce, from rnd
+// (see sealFrom).
+func sealObjectFrom(rnd io.Reader, kind ObjectKind, c Cipher, term uint32, termKey Key, repoID []byte, name string, plaintext []byte) ([]byte, error) {
+	h, err := newHeaderFrom(rnd, kind, c, term)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +206,7 @@ func SealObject(kind ObjectKind, c Cipher, term uint32, termKey Key, repoID []by
 	}
 	out := make([]byte, 0, HeaderSize+len(plaintext)+Overhead)
 	out = append(out, h.Marshal()...)
-	return s.Seal(out, plaintext, nil), nil
+	return s.sealFrom(rnd, out, plaintext, nil), nil
 }
 
 // KeyLookup returns the key for a term number.
