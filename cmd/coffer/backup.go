@@ -1,17 +1,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"os/user"
 	"slices"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/archiver"
+	"github.com/coffer-backup/coffer/internal/client"
 	"github.com/coffer-backup/coffer/internal/compress"
 	"github.com/coffer-backup/coffer/internal/filter"
 	"github.com/coffer-backup/coffer/internal/repository"
@@ -72,7 +70,7 @@ Exit status 3 means the snapshot was written but some sources could not be read.
 
 // openOrCreateDefault opens the repository; the default one is created on
 // first use so that a first-time user types one command.
-func (g *globalOptions) openOrCreateDefault(cmd *cobra.Command) (*repository.Repository, error) {
+func (g *globalOptions) openOrCreateDefault(cmd *cobra.Command) (*client.Client, error) {
 	loc, isDefault := g.repoLocation()
 	if isDefault {
 		if _, err := os.Stat(loc); errors.Is(err, os.ErrNotExist) {
@@ -82,209 +80,118 @@ func (g *globalOptions) openOrCreateDefault(cmd *cobra.Command) (*repository.Rep
 	return g.openRepo(cmd.Context())
 }
 
-func (g *globalOptions) createDefault(cmd *cobra.Command, loc string) (*repository.Repository, error) {
+func (g *globalOptions) createDefault(cmd *cobra.Command, loc string) (*client.Client, error) {
 	fmt.Fprintf(os.Stderr, "creating the default repository at %s\n", loc)
 	o := initOptions{cipher: "aes-256-gcm", compression: "auto", chunkAvg: 1 << 20}
 	o.kdf.time, o.kdf.memory, o.kdf.threads = 3, 64*1024, 4
 	if err := os.MkdirAll(dataHome()+"/coffer", 0o700); err != nil {
 		return nil, err
 	}
-	r, _, err := g.initRepository(cmd, loc, o)
+	c, _, err := g.initRepository(cmd, loc, o)
 	if err != nil {
 		return nil, err
 	}
-	k, _, err := r.AddRecoveryKey(cmd.Context())
+	k, _, err := c.Repository().AddRecoveryKey(cmd.Context())
 	if err != nil {
+		_ = c.Close()
 		return nil, err
 	}
 	fmt.Fprintf(os.Stderr, "\nRECOVERY KEY (shown once; store it offline, it opens this repository):\n\n    %s\n\n", k.String())
-	return r, nil
+	return c, nil
 }
 
-func runHook(ctx context.Context, name, command string, env ...string) error {
-	if command == "" {
-		return nil
-	}
-	c := exec.CommandContext(ctx, "/bin/sh", "-c", command) // #nosec G204 -- hooks are the user's own commands
-	c.Stdout, c.Stderr = os.Stderr, os.Stderr
-	c.Env = append(os.Environ(), env...)
-	if err := c.Run(); err != nil {
-		return fmt.Errorf("%s hook failed: %w", name, err)
-	}
-	return nil
-}
-
-func (g *globalOptions) runBackup(cmd *cobra.Command, o backupOptions, args []string) (err error) {
-	ctx := cmd.Context()
-	start := time.Now()
-	var cmdArgs []string
+// backupSource splits the arguments into paths and the command of
+// --stdin-from-command, and checks that exactly one source is given.
+func backupSource(cmd *cobra.Command, o backupOptions, args []string) (paths, command []string, err error) {
 	if o.stdinFromCommand {
 		dash := cmd.ArgsLenAtDash()
 		if dash < 0 || dash >= len(args) {
-			return usageErrorf("--stdin-from-command needs a command after --")
+			return nil, nil, usageErrorf("--stdin-from-command needs a command after --")
 		}
-		cmdArgs, args = args[dash:], args[:dash]
+		command, args = args[dash:], args[:dash]
 	}
 	switch {
 	case (o.stdin || o.stdinFromCommand) && len(args) > 0:
-		return usageErrorf("paths cannot be combined with --stdin or --stdin-from-command")
+		return nil, nil, usageErrorf("paths cannot be combined with --stdin or --stdin-from-command")
 	case o.stdin && o.stdinFromCommand:
-		return usageErrorf("--stdin and --stdin-from-command exclude each other")
+		return nil, nil, usageErrorf("--stdin and --stdin-from-command exclude each other")
 	case !o.stdin && !o.stdinFromCommand && len(args) == 0:
-		return usageErrorf("nothing to back up: give at least one path")
+		return nil, nil, usageErrorf("nothing to back up: give at least one path")
 	}
+	return args, command, nil
+}
+
+// backupOptions turns the flags into the library's options.
+func (o backupOptions) clientOptions(paths, command []string) (client.BackupOptions, error) {
 	patterns := slices.Clone(o.excludes)
 	for _, f := range o.excludeFiles {
 		p, err := filter.ReadPatternFile(f)
 		if err != nil {
-			return usageErrorf("%v", err)
+			return client.BackupOptions{}, usageErrorf("%v", err)
 		}
 		patterns = append(patterns, p...)
 	}
-	var excl *filter.Matcher
+	bo := client.BackupOptions{Paths: paths, Command: command, CommandStderr: os.Stderr, StreamName: o.stdinFilename,
+		Host: o.host, Tags: splitTags(o.tags), ExcludePatterns: patterns, ExcludeCaches: o.excludeCaches,
+		ExcludeIfPresent: o.excludeIfPresent, OneFileSystem: o.oneFileSystem, Parent: o.parent, Force: o.force,
+		ProgramVersion: "coffer " + version}
+	if o.stdin {
+		bo.Stream = os.Stdin
+	}
 	if len(patterns) > 0 {
-		if excl, err = filter.New(patterns); err != nil {
-			return usageErrorf("exclude: %v", err)
-		}
-	}
-	if err := runHook(ctx, "pre", o.preHook); err != nil {
-		return err
-	}
-	defer func() {
-		status := "success"
+		m, err := filter.New(patterns)
 		if err != nil {
-			status = "failure"
+			return bo, usageErrorf("exclude: %v", err)
 		}
-		if herr := runHook(context.WithoutCancel(ctx), "post", o.postHook, "COFFER_BACKUP_STATUS="+status); herr != nil && err == nil {
-			err = herr
-		}
-	}()
-
-	repo, err := g.openOrCreateDefault(cmd)
-	if err != nil {
-		return err
+		bo.Exclude = m
 	}
 	if o.compression != "" {
 		m, err := compress.ParseMode(o.compression)
 		if err != nil {
-			return usageErrorf("%v", err)
+			return bo, usageErrorf("%v", err)
 		}
-		repo.SetCompression(m)
+		bo.Compression = &m
 	}
-	lock, unlock, err := lockRepoHeld(ctx, repo, "backup")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := repo.LoadIndex(ctx); err != nil {
-		return err
-	}
-	snaps, err := g.loadSnapshots(ctx, repo)
-	if err != nil {
-		return err
-	}
-	host := o.host
-	if host == "" {
-		host = repository.Hostname()
-	}
+	return bo, nil
+}
 
-	prog := &archiver.Progress{}
-	aopts := archiver.Options{Excludes: excl, ExcludeCaches: o.excludeCaches, ExcludeIfPresent: o.excludeIfPresent,
-		OneFileSystem: o.oneFileSystem, Progress: prog}
-	var snap *repository.Snapshot
-	stop := g.startProgress(o.progress, func() string { return backupProgressLine(start, prog) })
-	if o.stdin || o.stdinFromCommand {
-		snap, err = backupStream(ctx, repo, aopts, o.stdinFilename, cmdArgs)
-	} else {
-		if !o.force {
-			aopts.Parent = findParent(snaps, o.parent, host, args)
+func (g *globalOptions) runBackup(cmd *cobra.Command, o backupOptions, args []string) error {
+	ctx := cmd.Context()
+	start := time.Now()
+	paths, command, err := backupSource(cmd, o, args)
+	if err != nil {
+		return err
+	}
+	bo, err := o.clientOptions(paths, command)
+	if err != nil {
+		return err
+	}
+	hooks := client.Hooks{Pre: o.preHook, Post: o.postHook, Out: os.Stderr}
+	return hooks.Run(ctx, func() error {
+		c, err := g.openOrCreateDefault(cmd)
+		if err != nil {
+			return err
 		}
-		arch := archiver.New(repo, aopts)
-		snap, err = arch.Snapshot(ctx, args)
-		for _, e := range arch.Errors() {
+		defer c.Close()
+		prog := &archiver.Progress{}
+		bo.Progress = prog
+		stop := g.startProgress(o.progress, func() string { return backupProgressLine(start, prog) })
+		res, err := c.Backup(ctx, bo)
+		stop()
+		if err != nil {
+			return err
+		}
+		for _, e := range res.Errors {
 			fmt.Fprintf(os.Stderr, "error: %v\n", e)
 		}
-		if err == nil && len(arch.Errors()) > 0 {
-			defer func() {
-				if err == nil {
-					err = fmt.Errorf("%w: %d source(s) unreadable, snapshot %s written without them", errPartialBackup, len(arch.Errors()), snap.ID.Short())
-				}
-			}()
+		if err := g.printBackupSummary(cmd.OutOrStdout(), res.Snapshot); err != nil {
+			return err
 		}
-	}
-	stop()
-	if err != nil {
-		return err
-	}
-	snap.Hostname = host
-	snap.Tags = splitTags(o.tags)
-	snap.Excludes = patterns
-	snap.ProgramVersion = "coffer " + version
-	if u, uerr := user.Current(); uerr == nil {
-		snap.Username = u.Username
-	}
-	snap.UID, snap.GID = uint32(os.Getuid()), uint32(os.Getgid()) // #nosec G115 -- ids are 32-bit on Linux
-	// A prune may have deleted what we deduplicated against if our lock
-	// went stale while we were suspended: then write no snapshot.
-	if err := lock.Valid(ctx); err != nil {
-		return err
-	}
-	if err := repo.SaveSnapshot(ctx, snap); err != nil {
-		return err
-	}
-	recordSnapshot(ctx, repo, snap.ID)
-	return g.printBackupSummary(cmd.OutOrStdout(), snap)
-}
-
-func backupStream(ctx context.Context, repo *repository.Repository, aopts archiver.Options, name string, cmdArgs []string) (*repository.Snapshot, error) {
-	arch := archiver.New(repo, aopts)
-	if len(cmdArgs) == 0 {
-		return arch.SnapshotStream(ctx, name, os.Stdin)
-	}
-	c := exec.CommandContext(ctx, cmdArgs[0], cmdArgs[1:]...) // #nosec G204 -- the user's own command
-	c.Stderr = os.Stderr
-	out, err := c.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := c.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", cmdArgs[0], err)
-	}
-	snap, serr := arch.SnapshotStream(ctx, name, out)
-	if serr != nil {
-		_, _ = io.Copy(io.Discard, out)
-	}
-	werr := c.Wait()
-	if serr != nil {
-		return nil, serr
-	}
-	if werr != nil {
-		// Nothing references the data yet: no snapshot is written.
-		return nil, fmt.Errorf("command %s failed, no snapshot written: %w", cmdArgs[0], werr)
-	}
-	return snap, nil
-}
-
-func findParent(snaps []*repository.Snapshot, sel, host string, paths []string) *repository.Snapshot {
-	if sel != "" {
-		s, err := repository.FindSnapshot(snaps, sel, repository.SnapshotFilter{})
-		if err != nil {
-			warnf("parent %s: %v; reading all files", sel, err)
-			return nil
+		if len(res.Errors) > 0 {
+			return fmt.Errorf("%w: %d source(s) unreadable, snapshot %s written without them", errPartialBackup, len(res.Errors), res.Snapshot.ID.Short())
 		}
-		return s
-	}
-	abs, err := absPaths(paths)
-	if err != nil {
 		return nil
-	}
-	var best *repository.Snapshot
-	for _, s := range snaps {
-		if s.Hostname == host && slices.Equal(s.Paths, abs) && (best == nil || s.Time.After(best.Time)) {
-			best = s
-		}
-	}
-	return best
+	})
 }
 
 func (g *globalOptions) printBackupSummary(w io.Writer, s *repository.Snapshot) error {

@@ -16,10 +16,12 @@ func newCatCommand(g *globalOptions) *cobra.Command {
 		ValidArgs: []string{"config", "snapshot"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, err := g.openRepo(ctx)
+			c, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
+			defer c.Close()
+			repo := c.Repository()
 			w := cmd.OutOrStdout()
 			switch args[0] {
 			case "config":
@@ -31,7 +33,7 @@ func newCatCommand(g *globalOptions) *cobra.Command {
 				if len(args) != 2 {
 					return usageErrorf("cat snapshot needs an ID")
 				}
-				snaps, err := g.loadSnapshots(ctx, repo)
+				snaps, err := c.LoadSnapshots(ctx)
 				if err != nil {
 					return err
 				}

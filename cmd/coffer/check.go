@@ -38,19 +38,12 @@ Exit status 1 means damage was found.`,
 			if !g.quiet && !g.json {
 				o.Log = func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
 			}
-			repo, err := g.openRepo(ctx)
+			c, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
-			unlock, err := g.lockRepo(ctx, repo, "check", false, true)
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			if _, err := g.loadSnapshots(ctx, repo); err != nil {
-				return err
-			}
-			res, err := check.Check(ctx, repo, o)
+			defer c.Close()
+			res, err := c.Check(ctx, o, g.noLock)
 			if err != nil {
 				return err
 			}

@@ -21,11 +21,12 @@ object per change and a final statistics object.`,
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, snaps, unlock, err := g.openReader(ctx, "diff")
+			c, snaps, done, err := g.openReader(ctx, "diff")
 			if err != nil {
 				return err
 			}
-			defer unlock()
+			defer done()
+			repo := c.Repository()
 			a, err := repository.FindSnapshot(snaps, args[0], sf.filter())
 			if err != nil {
 				return err

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/client"
 	"github.com/coffer-backup/coffer/internal/maintenance"
 	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/spf13/cobra"
@@ -106,92 +104,60 @@ func (g *globalOptions) runForget(cmd *cobra.Command, o forgetOptions, args []st
 			return err
 		}
 	}
-	repo, err := g.openRepo(ctx)
+	c, err := g.openRepo(ctx)
 	if err != nil {
 		return err
 	}
-	unlock, err := g.lockRepo(ctx, repo, "forget", false, false)
-	if err != nil {
-		return err
-	}
-	locked := true
-	defer func() {
-		if locked {
-			unlock()
-		}
-	}()
-	snaps, err := g.loadSnapshots(ctx, repo)
-	if err != nil {
-		return err
-	}
-	var remove []*repository.Snapshot
+	defer c.Close()
 	w := cmd.OutOrStdout()
-	switch {
-	case len(args) > 0:
-		seen := map[repository.ID]bool{}
-		for _, a := range args {
-			s, err := repository.FindSnapshot(snaps, a, o.snaps.filter())
-			if err != nil {
-				return replacedHint(ctx, repo, a, err)
-			}
-			if !seen[s.ID] {
-				seen[s.ID] = true
-				remove = append(remove, s)
-			}
-		}
-		if g.json {
-			var out []forgetSnapJSON
-			for _, s := range remove {
-				out = append(out, toForgetJSON(s))
-			}
-			if err := printJSON(w, map[string]any{"remove": out, "dry_run": o.dryRun}); err != nil {
-				return err
-			}
-		}
-	case o.policy.Empty():
+	if len(args) == 0 && o.policy.Empty() {
 		g.printf(w, "no policy given: no snapshots are removed (use --keep-* or give snapshot IDs)\n")
 		return nil
-	default:
-		plans, err := maintenance.PlanForget(snaps, o.snaps.filter(), by, o.policy, time.Now())
-		if err != nil {
-			return usageErrorf("%v", err)
-		}
-		for _, p := range plans {
-			remove = append(remove, p.Remove...)
-		}
-		if g.json {
-			if err := printJSON(w, forgetJSON(plans)); err != nil {
-				return err
-			}
-		} else {
-			g.printf(w, "applying policy: %s\n", o.policy)
-			g.printForgetPlans(w, plans)
-		}
 	}
-	if len(remove) == 0 {
-		g.printf(w, "no snapshots to remove\n")
-		return nil
-	}
-	if o.dryRun {
-		g.printf(w, "dry run: would remove %d snapshots\n", len(remove))
-		return nil
-	}
-	ids := make([]repository.ID, len(remove))
-	for i, s := range remove {
-		ids[i] = s.ID
-	}
-	if err := repo.ForgetSnapshots(ctx, repository.Hostname(), ids); err != nil {
+	res, err := c.Forget(ctx, client.ForgetOptions{IDs: args, Filter: o.snaps.filter(), Policy: o.policy, GroupBy: by, DryRun: o.dryRun})
+	if res == nil {
 		return err
 	}
-	g.printf(w, "removed %d snapshots\n", len(remove))
+	if perr := g.printForget(w, o, len(args) > 0, res); perr != nil {
+		return perr
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(res.Remove) == 0:
+		g.printf(w, "no snapshots to remove\n")
+		return nil
+	case o.dryRun:
+		g.printf(w, "dry run: would remove %d snapshots\n", len(res.Remove))
+		return nil
+	}
+	g.printf(w, "removed %d snapshots\n", len(res.Remove))
 	if !o.prune {
 		return nil
 	}
-	// Our own forget lock would hold prune back: release it first.
-	unlock()
-	locked = false
 	g.printf(w, "\n")
-	return g.runPrune(ctx, w, repo, o.pf)
+	return g.runPrune(ctx, w, c, o.pf)
+}
+
+// printForget prints what forget chose: the snapshots given by ID (only
+// with --json) or the policy's plans.
+func (g *globalOptions) printForget(w io.Writer, o forgetOptions, byID bool, res *client.ForgetResult) error {
+	switch {
+	case byID && g.json:
+		var out []forgetSnapJSON
+		for _, s := range res.Remove {
+			out = append(out, toForgetJSON(s))
+		}
+		return printJSON(w, map[string]any{"remove": out, "dry_run": o.dryRun})
+	case byID:
+		return nil
+	case g.json:
+		return printJSON(w, forgetJSON(res.Plans))
+	}
+	g.printf(w, "applying policy: %s\n", o.policy)
+	g.printForgetPlans(w, res.Plans)
+	return nil
 }
 
 func forgetJSON(plans []maintenance.ForgetPlan) []forgetGroupJSON {
@@ -225,23 +191,4 @@ func (g *globalOptions) printForgetPlans(w io.Writer, plans []maintenance.Forget
 			}
 		}
 	}
-}
-
-// replacedHint adds to a "no matching snapshot" error the new ID of a
-// snapshot that `prune --rewrite-old-terms` re-sealed under a new ID.
-func replacedHint(ctx context.Context, repo *repository.Repository, sel string, err error) error {
-	if !errors.Is(err, repository.ErrSnapshotNotFound) || sel == "latest" {
-		return err
-	}
-	m, lerr := repo.SnapshotReplacements(ctx)
-	if lerr != nil {
-		return err
-	}
-	for o := range m {
-		if strings.HasPrefix(o.String(), sel) {
-			n := repository.ResolveReplacement(m, o)
-			return fmt.Errorf("%w (snapshot %s was re-sealed by prune --rewrite-old-terms and is now %s)", err, o.Short(), n.Short())
-		}
-	}
-	return err
 }

@@ -10,12 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 
+	"github.com/coffer-backup/coffer/internal/client"
+	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
-	"github.com/coffer-backup/coffer/internal/storage"
-	"github.com/coffer-backup/coffer/internal/storage/local"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -29,6 +27,10 @@ type globalOptions struct {
 	json            bool
 	quiet           bool
 	noLock          bool
+
+	// Set by main: process-wide tuning around the key derivation.
+	beforeKDF   keyring.KDFHook
+	afterUnlock func()
 }
 
 // register adds the global flags to the root command's persistent flags.
@@ -95,42 +97,41 @@ func (g *globalOptions) repoLocation() (string, bool) {
 	return defaultRepo(), true
 }
 
-// openStorage opens (or, with create, creates) the backend for a location.
-func (g *globalOptions) openStorage(ctx context.Context, loc string, create bool) (storage.Storage, error) {
-	if strings.Contains(loc, "://") {
-		return g.openRemoteStorage(ctx, loc, create)
+// credential returns where the passphrase comes from, in order:
+// --password-file, COFFER_PASSWORD_FILE, --password-command,
+// COFFER_PASSWORD_COMMAND, COFFER_PASSWORD, a terminal prompt.
+func (g *globalOptions) credential(prompt string, confirm bool) client.Credential {
+	switch {
+	case g.passwordFile != "":
+		return fileCredential(g.passwordFile, "--password-file "+g.passwordFile)
+	case os.Getenv("COFFER_PASSWORD_FILE") != "":
+		f := os.Getenv("COFFER_PASSWORD_FILE")
+		return fileCredential(f, "COFFER_PASSWORD_FILE="+f)
+	case g.passwordCommand != "":
+		return commandCredential(g.passwordCommand, "--password-command")
+	case os.Getenv("COFFER_PASSWORD_COMMAND") != "":
+		return commandCredential(os.Getenv("COFFER_PASSWORD_COMMAND"), "COFFER_PASSWORD_COMMAND")
+	case os.Getenv("COFFER_PASSWORD") != "":
+		return client.Credential{Source: "COFFER_PASSWORD", Secret: func(context.Context) ([]byte, error) {
+			return []byte(os.Getenv("COFFER_PASSWORD")), nil
+		}}
 	}
-	loc = strings.TrimPrefix(loc, "local:")
-	if create {
-		return local.Create(loc)
-	}
-	return local.Open(loc)
+	return client.Credential{Source: "the terminal", Secret: func(context.Context) ([]byte, error) {
+		return promptPassword(prompt, confirm)
+	}}
 }
 
-// readPassword returns the passphrase from, in order: --password-file,
-// COFFER_PASSWORD_FILE, --password-command, COFFER_PASSWORD_COMMAND,
-// COFFER_PASSWORD, a terminal prompt.
-func (g *globalOptions) readPassword(prompt string, confirm bool) ([]byte, error) {
-	file := firstNonEmpty(g.passwordFile, os.Getenv("COFFER_PASSWORD_FILE"))
-	if file != "" {
-		return readSecretFile(file)
-	}
-	if c := firstNonEmpty(g.passwordCommand, os.Getenv("COFFER_PASSWORD_COMMAND")); c != "" {
-		return passwordFromCommand(c)
-	}
-	if p := os.Getenv("COFFER_PASSWORD"); p != "" {
-		return []byte(p), nil
-	}
-	return promptPassword(prompt, confirm)
+func fileCredential(path, source string) client.Credential {
+	return client.Credential{Source: source, Secret: func(context.Context) ([]byte, error) { return readSecretFile(path) }}
 }
 
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
+func commandCredential(c, source string) client.Credential {
+	return client.Credential{Source: source, Secret: func(context.Context) ([]byte, error) { return passwordFromCommand(c) }}
+}
+
+// readPassword reads the passphrase from the credential of credential().
+func (g *globalOptions) readPassword(ctx context.Context, prompt string, confirm bool) ([]byte, error) {
+	return g.credential(prompt, confirm).Secret(ctx)
 }
 
 // readSecretFile reads a secret file and strips one trailing newline.
@@ -189,56 +190,36 @@ func promptPassword(prompt string, confirm bool) ([]byte, error) {
 	return p, nil
 }
 
-// openRepo opens and unlocks the repository for a command.
-func (g *globalOptions) openRepo(ctx context.Context) (*repository.Repository, error) {
-	loc, _ := g.repoLocation()
-	st, err := g.openStorage(ctx, loc, false)
-	if err != nil {
-		return nil, err
+// clientOptions are the options of client.Open for a location.
+func (g *globalOptions) clientOptions(loc string) client.Options {
+	o := client.Options{
+		Location:    loc,
+		Credential:  g.credential("enter the passphrase for repository "+loc+": ", false),
+		StateDir:    stateDir(),
+		IdentityDir: identityDir(),
+		BeforeKDF:   g.beforeKDF,
+		AfterUnlock: g.afterUnlock,
+		Warnf:       warnf,
 	}
-	pass, err := g.readPassword("enter the passphrase for repository "+loc+": ", false)
-	if err != nil {
-		return nil, err
+	if !g.quiet {
+		o.Infof = func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
 	}
-	r, err := repository.Open(ctx, st, pass)
-	clear(pass)
-	if err != nil {
-		return nil, err
-	}
-	// A keyring older than one this client saw hides a rotation: refuse
-	// before anything is sealed under the older key.
-	if err := r.CheckTerm(stateDir()); err != nil {
-		return nil, err
-	}
-	if strings.Contains(loc, "://") {
-		// A request costs far more than its bytes: read whole packs.
-		r.UsePackCache(3)
-	}
-	// Argon2id just used 64 MiB. Collect it now, so the real work reuses
-	// those pages instead of growing the heap past them (raising the
-	// peak); they are not handed back to the kernel at once, which would
-	// make that work fault every page in again (the background scavenger
-	// returns what stays unused).
-	runtime.GC()
-	return r, nil
+	return o
 }
 
-// lockRepoHeld takes a shared lock and returns it, for writers that must
-// check before committing that they did not lose it while suspended.
-func lockRepoHeld(ctx context.Context, r *repository.Repository, op string) (*repository.HeldLock, func(), error) {
-	l, err := r.Lock(ctx, op, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	return l, func() { _ = l.Unlock(context.Background()) }, nil
+// openRepo opens and unlocks the repository for a command; the caller
+// closes it.
+func (g *globalOptions) openRepo(ctx context.Context) (*client.Client, error) {
+	loc, _ := g.repoLocation()
+	return client.Open(ctx, g.clientOptions(loc))
 }
 
 // lockRepo takes a lock unless --no-lock was given for a read-only command.
-func (g *globalOptions) lockRepo(ctx context.Context, r *repository.Repository, op string, exclusive, readOnly bool) (func(), error) {
+func (g *globalOptions) lockRepo(ctx context.Context, c *client.Client, op string, exclusive, readOnly bool) (func(), error) {
 	if readOnly && g.noLock {
 		return func() {}, nil
 	}
-	l, err := r.Lock(ctx, op, exclusive)
+	l, err := c.Lock(ctx, op, exclusive)
 	if err != nil {
 		return nil, err
 	}
@@ -247,65 +228,18 @@ func (g *globalOptions) lockRepo(ctx context.Context, r *repository.Repository, 
 
 // openReader opens the repository for a read-only command: unlock, take a
 // shared lock (unless --no-lock), load the index and the snapshots (with the
-// rollback check). The caller must call unlock.
-func (g *globalOptions) openReader(ctx context.Context, op string) (repo *repository.Repository, snaps []*repository.Snapshot, unlock func(), err error) {
-	repo, err = g.openRepo(ctx)
+// rollback check). The caller must call done.
+func (g *globalOptions) openReader(ctx context.Context, op string) (c *client.Client, snaps []*repository.Snapshot, done func(), err error) {
+	c, err = g.openRepo(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	unlock, err = g.lockRepo(ctx, repo, op, false, true)
+	snaps, end, err := c.BeginRead(ctx, op, g.noLock)
 	if err != nil {
+		_ = c.Close()
 		return nil, nil, nil, err
 	}
-	if err = repo.LoadIndex(ctx); err == nil {
-		snaps, err = g.loadSnapshots(ctx, repo)
-	}
-	if err != nil {
-		unlock()
-		return nil, nil, nil, err
-	}
-	return repo, snaps, unlock, nil
-}
-
-// loadSnapshots loads snapshots and runs the rollback check against what
-// this client has seen before, then records what it sees now.
-func (g *globalOptions) loadSnapshots(ctx context.Context, r *repository.Repository) ([]*repository.Snapshot, error) {
-	snaps, bad, err := r.LoadSnapshots(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, b := range bad {
-		warnf("snapshot %s cannot be read: %v", b.ID.Short(), b.Err)
-	}
-	ids := make([]repository.ID, 0, len(snaps)+len(bad))
-	for _, s := range snaps {
-		ids = append(ids, s.ID)
-	}
-	for _, b := range bad {
-		ids = append(ids, b.ID)
-	}
-	if err := r.CheckRollback(ctx, stateDir(), ids); err != nil {
-		return nil, err
-	}
-	if err := r.RecordSeen(stateDir(), ids); err != nil {
-		warnf("cannot record seen snapshots: %v", err)
-	}
-	return snaps, nil
-}
-
-// recordSnapshot adds a snapshot this client just wrote to its seen set.
-func recordSnapshot(ctx context.Context, r *repository.Repository, id repository.ID) {
-	snaps, _, err := r.LoadSnapshots(ctx)
-	if err != nil {
-		return
-	}
-	ids := []repository.ID{id}
-	for _, s := range snaps {
-		ids = append(ids, s.ID)
-	}
-	if err := r.RecordSeen(stateDir(), ids); err != nil {
-		warnf("cannot record seen snapshots: %v", err)
-	}
+	return c, snaps, func() { end(); _ = c.Close() }, nil
 }
 
 func warnf(format string, a ...any) {

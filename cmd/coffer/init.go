@@ -5,10 +5,10 @@ import (
 	"os"
 
 	"github.com/coffer-backup/coffer/internal/chunker"
+	"github.com/coffer-backup/coffer/internal/client"
 	"github.com/coffer-backup/coffer/internal/compress"
 	"github.com/coffer-backup/coffer/internal/crypto"
 	"github.com/coffer-backup/coffer/internal/keyring"
-	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/spf13/cobra"
 )
 
@@ -31,10 +31,12 @@ location). With --recovery-key-file, a recovery key is written to that file
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			loc, _ := g.repoLocation()
-			r, rk, err := g.initRepository(cmd, loc, o)
+			c, rk, err := g.initRepository(cmd, loc, o)
 			if err != nil {
 				return err
 			}
+			defer c.Close()
+			r := c.Repository()
 			if err := writeRecoveryKey(o.recoveryKeyFile, rk); err != nil {
 				return err
 			}
@@ -57,7 +59,7 @@ location). With --recovery-key-file, a recovery key is written to that file
 	return cmd
 }
 
-func (g *globalOptions) initRepository(cmd *cobra.Command, loc string, o initOptions) (*repository.Repository, *keyring.RecoveryKey, error) {
+func (g *globalOptions) initRepository(cmd *cobra.Command, loc string, o initOptions) (*client.Client, *keyring.RecoveryKey, error) {
 	c, err := crypto.ParseCipher(o.cipher)
 	if err != nil {
 		return nil, nil, usageErrorf("%v", err)
@@ -79,16 +81,12 @@ func (g *globalOptions) initRepository(cmd *cobra.Command, loc string, o initOpt
 			return nil, nil, fmt.Errorf("recovery key file %s already exists; refusing to overwrite it", o.recoveryKeyFile)
 		}
 	}
-	pass, err := g.readPassword("enter a passphrase for the new repository: ", true)
+	pass, err := g.readPassword(cmd.Context(), "enter a passphrase for the new repository: ", true)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer clear(pass)
-	st, err := g.openStorage(cmd.Context(), loc, true)
-	if err != nil {
-		return nil, nil, err
-	}
-	return repository.Init(cmd.Context(), st, repository.InitOptions{
+	return client.Init(cmd.Context(), g.clientOptions(loc), client.InitOptions{
 		Passphrase: pass, Cipher: c, Chunker: params, Compression: mode, KDF: kdf, Recovery: o.recoveryKeyFile != "",
 	})
 }

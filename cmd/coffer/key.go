@@ -9,35 +9,51 @@ import (
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func newKeyCommand(g *globalOptions) *cobra.Command {
-	keyCmd := &cobra.Command{Use: "key", Short: "Manage key slots (passphrases, recovery keys) and data-key terms"}
-	var newPassFile, recoveryFile string
-	var kdf kdfFlags
+	cmd := &cobra.Command{Use: "key", Short: "Manage key slots (passphrases, recovery keys) and data-key terms"}
+	cmd.AddCommand(newKeyListCommand(g), newKeyAddCommand(g), newKeyRemoveCommand(g), newKeyPasswdCommand(g), newKeyRotateCommand(g))
+	return cmd
+}
 
-	// newPassphrase validates the KDF flags, then reads the new passphrase.
-	newPassphrase := func() ([]byte, keyring.KDFParams, error) {
-		p, err := kdf.params()
-		if err != nil {
-			return nil, p, err
-		}
-		var pass []byte
-		if newPassFile != "" {
-			pass, err = readSecretFile(newPassFile)
-		} else {
-			pass, err = promptPassword("enter the new passphrase: ", true)
-		}
-		return pass, p, err
+// newPassphraseFlags are the flags of commands that set a new passphrase.
+type newPassphraseFlags struct {
+	file string
+	kdf  kdfFlags
+}
+
+func (n *newPassphraseFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&n.file, "new-password-file", "", "read the new passphrase from this file")
+	n.kdf.register(f)
+}
+
+// read validates the KDF flags, then reads the new passphrase.
+func (n *newPassphraseFlags) read() ([]byte, keyring.KDFParams, error) {
+	p, err := n.kdf.params()
+	if err != nil {
+		return nil, p, err
 	}
+	var pass []byte
+	if n.file != "" {
+		pass, err = readSecretFile(n.file)
+	} else {
+		pass, err = promptPassword("enter the new passphrase: ", true)
+	}
+	return pass, p, err
+}
 
-	list := &cobra.Command{
+func newKeyListCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
 		Use: "list", Short: "List key slots", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := g.openRepo(cmd.Context())
+			c, err := g.openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
+			defer c.Close()
+			repo := c.Repository()
 			slots, bad, err := repository.LoadSlots(cmd.Context(), repo.Storage())
 			if err != nil {
 				return err
@@ -73,13 +89,20 @@ func newKeyCommand(g *globalOptions) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	add := &cobra.Command{
+}
+
+func newKeyAddCommand(g *globalOptions) *cobra.Command {
+	var np newPassphraseFlags
+	var recoveryFile string
+	cmd := &cobra.Command{
 		Use: "add", Short: "Add a passphrase (or, with --recovery-key-file, a recovery key)", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := g.openRepo(cmd.Context())
+			c, err := g.openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
+			defer c.Close()
+			repo := c.Repository()
 			if recoveryFile != "" {
 				k, s, err := repo.AddRecoveryKey(cmd.Context())
 				if err != nil {
@@ -91,7 +114,7 @@ func newKeyCommand(g *globalOptions) *cobra.Command {
 				g.printf(cmd.OutOrStdout(), "added recovery key slot %s; key written to %s\n", s.ID[:8], recoveryFile)
 				return nil
 			}
-			pass, p, err := newPassphrase()
+			pass, p, err := np.read()
 			if err != nil {
 				return err
 			}
@@ -104,13 +127,21 @@ func newKeyCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
-	remove := &cobra.Command{
+	np.register(cmd.Flags())
+	cmd.Flags().StringVar(&recoveryFile, "recovery-key-file", "", "add a recovery key and write it to this file (mode 0600)")
+	return cmd
+}
+
+func newKeyRemoveCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
 		Use: "remove ID", Short: "Remove a key slot (never the last one)", Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, err := g.openRepo(cmd.Context())
+			c, err := g.openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
+			defer c.Close()
+			repo := c.Repository()
 			id, err := resolveSlot(cmd, repo, args[0])
 			if err != nil {
 				return err
@@ -122,14 +153,20 @@ func newKeyCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
-	passwd := &cobra.Command{
+}
+
+func newKeyPasswdCommand(g *globalOptions) *cobra.Command {
+	var np newPassphraseFlags
+	cmd := &cobra.Command{
 		Use: "passwd", Short: "Change the passphrase of the slot in use", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := g.openRepo(cmd.Context())
+			c, err := g.openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
-			pass, p, err := newPassphrase()
+			defer c.Close()
+			repo := c.Repository()
+			pass, p, err := np.read()
 			if err != nil {
 				return err
 			}
@@ -142,14 +179,21 @@ func newKeyCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
-	rotate := &cobra.Command{
+	np.register(cmd.Flags())
+	return cmd
+}
+
+func newKeyRotateCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
 		Use: "rotate", Short: "Start a new data-key term; old data stays readable", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := g.openRepo(cmd.Context())
+			c, err := g.openRepo(cmd.Context())
 			if err != nil {
 				return err
 			}
-			unlock, err := g.lockRepo(cmd.Context(), repo, "key rotate", true, false)
+			defer c.Close()
+			repo := c.Repository()
+			unlock, err := g.lockRepo(cmd.Context(), c, "key rotate", true, false)
 			if err != nil {
 				return err
 			}
@@ -158,7 +202,7 @@ func newKeyCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := repo.RecordTerm(stateDir()); err != nil {
+			if err := c.RecordTerm(); err != nil {
 				warnf("cannot record the new term: %v", err)
 			}
 			if g.json {
@@ -168,13 +212,6 @@ func newKeyCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
-	for _, c := range []*cobra.Command{add, passwd} {
-		c.Flags().StringVar(&newPassFile, "new-password-file", "", "read the new passphrase from this file")
-		kdf.register(c.Flags())
-	}
-	add.Flags().StringVar(&recoveryFile, "recovery-key-file", "", "add a recovery key and write it to this file (mode 0600)")
-	keyCmd.AddCommand(list, add, remove, passwd, rotate)
-	return keyCmd
 }
 
 func resolveSlot(cmd *cobra.Command, repo *repository.Repository, prefix string) (string, error) {

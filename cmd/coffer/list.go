@@ -16,10 +16,12 @@ func newListCommand(g *globalOptions) *cobra.Command {
 		ValidArgs: []string{"blobs", "packs", "index", "snapshots", "keys", "locks"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, err := g.openRepo(ctx)
+			c, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
+			defer c.Close()
+			repo := c.Repository()
 			w := cmd.OutOrStdout()
 			kinds := map[string]storage.Kind{"packs": storage.KindData, "index": storage.KindIndex,
 				"snapshots": storage.KindSnapshots, "keys": storage.KindKeys, "locks": storage.KindLocks}

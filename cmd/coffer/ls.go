@@ -19,11 +19,12 @@ func newLsCommand(g *globalOptions) *cobra.Command {
 		Args:  usageArgs(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, snaps, unlock, err := g.openReader(ctx, "ls")
+			c, snaps, done, err := g.openReader(ctx, "ls")
 			if err != nil {
 				return err
 			}
-			defer unlock()
+			defer done()
+			repo := c.Repository()
 			snap, err := repository.FindSnapshot(snaps, args[0], sf.filter())
 			if err != nil {
 				return err

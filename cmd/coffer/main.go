@@ -9,16 +9,28 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
 
+	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/spf13/cobra"
 )
 
 // newRootCommand builds the command tree with a fresh set of global options.
 func newRootCommand() *cobra.Command {
-	g := &globalOptions{}
+	g := &globalOptions{
+		// Argon2id's 64 MiB work area, on huge pages where the kernel
+		// gives them only on request: see keyring.PrepareWorkArea.
+		beforeKDF: keyring.PrepareWorkArea,
+		// Argon2id just used 64 MiB. Collect it now, so the real work
+		// reuses those pages instead of growing the heap past them
+		// (raising the peak); they are not handed back to the kernel at
+		// once, which would make that work fault every page in again (the
+		// background scavenger returns what stays unused).
+		afterUnlock: runtime.GC,
+	}
 	root := &cobra.Command{
 		Use:           "coffer",
 		Short:         "Encrypted, deduplicated, verifiable backups",

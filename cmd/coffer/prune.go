@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/client"
 	"github.com/coffer-backup/coffer/internal/maintenance"
-	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -55,11 +55,12 @@ rollback. What is still on an older term afterwards is listed.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := g.openRepo(ctx)
+			c, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
-			return g.runPrune(ctx, cmd.OutOrStdout(), repo, p)
+			defer c.Close()
+			return g.runPrune(ctx, cmd.OutOrStdout(), c, p)
 		},
 	}
 	p.register(cmd.Flags(), true)
@@ -91,18 +92,12 @@ func (g *globalOptions) pruneOptions(p pruneFlags) (maintenance.PruneOptions, er
 }
 
 // runPrune takes prune's lock (refusing when another prune runs) and prunes.
-func (g *globalOptions) runPrune(ctx context.Context, w io.Writer, repo *repository.Repository, p pruneFlags) error {
+func (g *globalOptions) runPrune(ctx context.Context, w io.Writer, c *client.Client, p pruneFlags) error {
 	o, err := g.pruneOptions(p)
 	if err != nil {
 		return err
 	}
-	lock, err := maintenance.AcquireLock(ctx, repo, p.rewriteOldTerms)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = lock.Unlock(context.WithoutCancel(ctx)) }()
-	o.Lock = lock
-	rep, err := maintenance.Prune(ctx, repo, o)
+	rep, err := c.Prune(ctx, o)
 	if rep != nil {
 		if g.json {
 			if jerr := printJSON(w, rep); jerr != nil && err == nil {

@@ -5,8 +5,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/client"
 	"github.com/coffer-backup/coffer/internal/filter"
-	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/coffer-backup/coffer/internal/restorer"
 	"github.com/spf13/cobra"
 )
@@ -43,28 +43,24 @@ restore resumes. Nothing is ever written outside the target.`,
 			if err != nil {
 				return err
 			}
-			repo, snaps, unlock, err := g.openReader(ctx, "restore")
+			c, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
-			defer unlock()
-			snap, err := repository.FindSnapshot(snaps, args[0], o.snaps.filter())
-			if err != nil {
-				return err
-			}
+			defer c.Close()
 			prog := &restorer.Progress{}
-			res := restorer.New(repo, restorer.Options{Target: o.target, Include: inc, Exclude: exc, Verify: o.verify, Progress: prog})
 			start := time.Now()
 			stop := g.startProgress(o.progress, func() string {
 				return fmt.Sprintf("[%s] %d files, %s restored, %d skipped, %d errors", time.Since(start).Round(time.Second),
 					prog.Files.Load(), formatBytes(prog.Bytes.Load()), prog.Skipped.Load(), prog.Errors.Load())
 			})
-			err = res.Restore(ctx, snap.Tree)
+			res, err := c.Restore(ctx, client.RestoreOptions{Snapshot: args[0], Filter: o.snaps.filter(), Target: o.target,
+				Include: inc, Exclude: exc, Verify: o.verify, NoLock: g.noLock, Progress: prog})
 			stop()
 			if err != nil {
 				return err
 			}
-			errs := res.Errors()
+			snap, errs := res.Snapshot, res.Errors
 			for _, e := range errs {
 				fmt.Fprintf(os.Stderr, "error: %v\n", e)
 			}

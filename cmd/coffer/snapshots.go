@@ -16,16 +16,17 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := g.openRepo(ctx)
+			c, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
-			unlock, err := g.lockRepo(ctx, repo, "snapshots", false, true)
+			defer c.Close()
+			unlock, err := g.lockRepo(ctx, c, "snapshots", false, true)
 			if err != nil {
 				return err
 			}
 			defer unlock()
-			snaps, err := g.loadSnapshots(ctx, repo)
+			snaps, err := c.LoadSnapshots(ctx)
 			if err != nil {
 				return err
 			}

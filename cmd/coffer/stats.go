@@ -22,11 +22,12 @@ shows the unique blobs they reference, their plaintext size, their stored
 			if mode != "restore-size" && mode != "raw-data" {
 				return usageErrorf("--mode must be restore-size or raw-data, not %q", mode)
 			}
-			repo, snaps, unlock, err := g.openReader(ctx, "stats")
+			c, snaps, done, err := g.openReader(ctx, "stats")
 			if err != nil {
 				return err
 			}
-			defer unlock()
+			defer done()
+			repo := c.Repository()
 			var sel []*repository.Snapshot
 			if len(args) > 0 {
 				seen := map[repository.ID]bool{}

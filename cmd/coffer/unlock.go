@@ -15,10 +15,12 @@ commands do this automatically; --remove-all removes every lock.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := g.openRepo(ctx)
+			c, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
+			defer c.Close()
+			repo := c.Repository()
 			if !all {
 				removed, err := repo.RemoveStaleLocks(ctx)
 				for _, l := range removed {

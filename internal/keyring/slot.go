@@ -95,7 +95,15 @@ type SlotInfo struct {
 	Created time.Time
 	Host    string
 	User    string
+	// BeforeKDF, if not nil, runs before Argon2id allocates its work area
+	// (it is not stored in the slot).
+	BeforeKDF KDFHook
 }
+
+// KDFHook is called with the size in bytes of the Argon2id work area just
+// before it is allocated. A program's main may pass PrepareWorkArea; library
+// code never tunes the process itself.
+type KDFHook func(workArea int)
 
 // Slot is one key slot: the master secret wrapped under a passphrase or a
 // recovery key. Every field is bound into the wrapping AEAD's associated
@@ -164,7 +172,7 @@ func NewPassphraseSlot(m *Master, passphrase []byte, c crypto.Cipher, params KDF
 	if err := s.check(); err != nil {
 		return nil, fmt.Errorf("create key slot: %w", err)
 	}
-	if err := s.wrap(m, passphraseKey(passphrase, s.salt[:], params)); err != nil {
+	if err := s.wrap(m, passphraseKey(passphrase, s.salt[:], params, info.BeforeKDF)); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -205,9 +213,11 @@ func newSlot(m *Master, kind SlotKind, c crypto.Cipher, info SlotInfo) (*Slot, e
 	}, nil
 }
 
-func passphraseKey(passphrase, salt []byte, p KDFParams) crypto.Key {
+func passphraseKey(passphrase, salt []byte, p KDFParams, before KDFHook) crypto.Key {
 	var k crypto.Key
-	prepareWorkArea(int(p.MemoryKiB) << 10)
+	if before != nil {
+		before(int(p.MemoryKiB) << 10)
+	}
 	out := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, crypto.KeySize)
 	copy(k[:], out)
 	clear(out)
@@ -628,6 +638,12 @@ func ParseSlots(files []SlotFile) ([]*Slot, []error) {
 // The result is ErrWrongPassword when no slot opens, ErrNoSlots when there
 // is none to try.
 func Unlock(slots []*Slot, secret []byte, repoID []byte) (*Master, *Slot, error) {
+	return UnlockWith(slots, secret, repoID, nil)
+}
+
+// UnlockWith is Unlock, calling before (if not nil) ahead of each Argon2id
+// derivation.
+func UnlockWith(slots []*Slot, secret []byte, repoID []byte, before KDFHook) (*Master, *Slot, error) {
 	var candidates []*Slot
 	for _, s := range slots {
 		if s == nil || (repoID != nil && !bytes.Equal(s.RepoID, repoID)) {
@@ -661,7 +677,7 @@ func Unlock(slots []*Slot, secret []byte, repoID []byte) (*Master, *Slot, error)
 	}
 	for _, s := range candidates {
 		if s.Kind == SlotPassphrase && s.check() == nil {
-			if m := try(s, passphraseKey(secret, s.salt[:], s.KDF)); m != nil {
+			if m := try(s, passphraseKey(secret, s.salt[:], s.KDF, before)); m != nil {
 				return m, s, nil
 			}
 		}

@@ -10,10 +10,10 @@ import (
 )
 
 // minHugeWorkArea is the smallest Argon2id work area worth the extra
-// collection prepareWorkArea costs: below it the page faults are few.
+// collection PrepareWorkArea costs: below it the page faults are few.
 const minHugeWorkArea = 8 << 20
 
-// prepareWorkArea makes the Argon2id work area that argon2.IDKey is about
+// PrepareWorkArea makes the Argon2id work area that argon2.IDKey is about
 // to allocate (n bytes) likely to be backed by transparent huge pages.
 //
 // Argon2id reads its memory at random, so with 4 KiB pages nearly every
@@ -36,7 +36,10 @@ const minHugeWorkArea = 8 << 20
 // faulted in as before. In 25 small re-backups none missed (4 did when the
 // span was reserved with make). GODEBUG=disablethp=1, Go's own switch
 // against huge pages, turns this off.
-func prepareWorkArea(n int) {
+//
+// It collects garbage and advises the kernel: process-wide effects that
+// only a program's main may choose, by passing it as a KDFHook.
+func PrepareWorkArea(n int) {
 	if n < minHugeWorkArea || strings.Contains(os.Getenv("GODEBUG"), "disablethp=1") {
 		return
 	}

@@ -54,7 +54,7 @@ func hasFlag(flags []string, f string) bool {
 	return false
 }
 
-// The allocation that follows prepareWorkArea (Argon2id's, in
+// The allocation that follows PrepareWorkArea (Argon2id's, in
 // passphraseKey) lands in memory marked for huge pages; a plain one, or one
 // after GODEBUG=disablethp=1, does not. The test fails if a Go runtime stops
 // reusing the freed span. It runs in a fresh process, whose heap no earlier
@@ -82,7 +82,7 @@ func TestWorkAreaHugePageHint(t *testing.T) {
 	runtime.KeepAlive(plain)
 
 	t.Setenv("GODEBUG", "disablethp=1")
-	prepareWorkArea(n)
+	PrepareWorkArea(n)
 	off := make([]block, n/1024)
 	if hasFlag(vmaFlags(t, uintptr(unsafe.Pointer(&off[0]))), "hg") {
 		t.Fatal("GODEBUG=disablethp=1 still hinted huge pages")
@@ -94,7 +94,7 @@ func TestWorkAreaHugePageHint(t *testing.T) {
 	t.Setenv("GODEBUG", "")
 	var flags []string
 	for try := 0; try < 3; try++ {
-		prepareWorkArea(n)
+		PrepareWorkArea(n)
 		area := make([]block, n/1024)
 		flags = vmaFlags(t, uintptr(unsafe.Pointer(&area[n/1024/2])))
 		runtime.KeepAlive(area)

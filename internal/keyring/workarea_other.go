@@ -2,5 +2,5 @@
 
 package keyring
 
-// prepareWorkArea does nothing outside Linux; see workarea_linux.go.
-func prepareWorkArea(int) {}
+// PrepareWorkArea does nothing outside Linux; see workarea_linux.go.
+func PrepareWorkArea(int) {}

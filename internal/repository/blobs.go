@@ -37,7 +37,7 @@ func (r *Repository) StartWriting(ctx context.Context) {
 func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID, bool, error) {
 	id := r.hasher.Sum(data)
 	h := BlobHandle{Type: t, ID: id}
-	if r.idx.Has(h) {
+	if r.idx.Load().Has(h) {
 		return id, false, nil
 	}
 	r.wmu.Lock()
@@ -111,7 +111,7 @@ func (r *Repository) upload(pw *PackWriter) {
 		if err != nil {
 			return err
 		}
-		r.idx.AddPending(pw.ID, entries)
+		r.idx.Load().AddPending(pw.ID, entries)
 		r.wmu.Lock()
 		r.written = append(r.written, IndexPack{ID: pw.ID, Blobs: entries})
 		r.stats.BytesPacked += uint64(size) // #nosec G115 -- a pack size, not negative
@@ -217,7 +217,7 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 // it is large enough and the blob is compressed (buf's contents are
 // overwritten either way), so that a caller can reuse its buffers.
 func (r *Repository) LoadBlobInto(ctx context.Context, t BlobType, id ID, buf []byte) ([]byte, error) {
-	locs := r.idx.Lookup(BlobHandle{Type: t, ID: id})
+	locs := r.idx.Load().Lookup(BlobHandle{Type: t, ID: id})
 	if len(locs) == 0 {
 		return nil, fmt.Errorf("%s blob %s: %w", t, id.Short(), ErrBlobNotFound)
 	}

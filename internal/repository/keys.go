@@ -52,10 +52,20 @@ type InitOptions struct {
 	KDF         keyring.KDFParams
 	// Recovery, when true, adds a recovery key slot; Init returns the key.
 	Recovery bool
+	// BeforeKDF, if not nil, runs before each Argon2id derivation, here and
+	// in the returned repository's passphrase changes.
+	BeforeKDF keyring.KDFHook
 }
 
-func slotInfo() keyring.SlotInfo {
-	info := keyring.SlotInfo{Created: time.Now().UTC(), Host: Hostname()}
+// OpenOptions are Open's optional settings; the zero value is valid.
+type OpenOptions struct {
+	// BeforeKDF, if not nil, runs before each Argon2id derivation, when
+	// unlocking and in the returned repository's passphrase changes.
+	BeforeKDF keyring.KDFHook
+}
+
+func slotInfo(before keyring.KDFHook) keyring.SlotInfo {
+	info := keyring.SlotInfo{Created: time.Now().UTC(), Host: Hostname(), BeforeKDF: before}
 	if u, err := user.Current(); err == nil {
 		info.User = u.Username
 	}
@@ -96,7 +106,7 @@ func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, 
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
-	slot, err := keyring.NewPassphraseSlot(m, o.Passphrase, o.Cipher, o.KDF, slotInfo())
+	slot, err := keyring.NewPassphraseSlot(m, o.Passphrase, o.Cipher, o.KDF, slotInfo(o.BeforeKDF))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -109,7 +119,7 @@ func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, 
 		if err != nil {
 			return nil, nil, err
 		}
-		rs, err := keyring.NewRecoverySlot(m, k, o.Cipher, slotInfo())
+		rs, err := keyring.NewRecoverySlot(m, k, o.Cipher, slotInfo(nil))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -145,7 +155,7 @@ func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, 
 		return nil, nil, err
 	}
 	r, err := assemble(st, m, ring, slot, cfg)
-	return r, rk, err
+	return withKDFHook(r, o.BeforeKDF), rk, err
 }
 
 func modeName(m compress.Mode) string {
@@ -179,10 +189,20 @@ func assemble(st storage.Storage, m *keyring.Master, ring *keyring.Ring, slot *k
 		return nil, err
 	}
 	keys := &unlockedKeys{master: m, ring: ring, chunker: m.ChunkerKey(), slot: slot}
-	return &Repository{
+	r := &Repository{
 		st: st, id: m.RepoID(), cfg: cfg, cipher: c, keys: keys,
-		hasher: NewBlobHasher(m.BlobIDKey()), idx: NewMasterIndex(), compress: mode,
-	}, nil
+		hasher: NewBlobHasher(m.BlobIDKey()), compress: mode,
+	}
+	r.idx.Store(NewMasterIndex())
+	return r, nil
+}
+
+// withKDFHook makes r (if any) run before ahead of Argon2id.
+func withKDFHook(r *Repository, before keyring.KDFHook) *Repository {
+	if r != nil {
+		r.beforeKDF = before
+	}
+	return r
 }
 
 // LoadSlots reads and parses every key slot; unparsable slots are returned
@@ -211,6 +231,11 @@ func LoadSlots(ctx context.Context, st storage.Storage) ([]*keyring.Slot, []erro
 
 // Open unlocks the repository in st with a passphrase or recovery key.
 func Open(ctx context.Context, st storage.Storage, secret []byte) (*Repository, error) {
+	return OpenWith(ctx, st, secret, OpenOptions{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, st storage.Storage, secret []byte, o OpenOptions) (*Repository, error) {
 	cfgData, err := st.Load(ctx, storage.Handle{Kind: storage.KindConfig, Name: "config"}, 0, -1)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("%w at %s", storage.ErrNoRepository, st.Location())
@@ -227,7 +252,7 @@ func Open(ctx context.Context, st storage.Storage, secret []byte) (*Repository, 
 	if err != nil {
 		return nil, err
 	}
-	m, slot, err := keyring.Unlock(slots, secret, nil)
+	m, slot, err := keyring.UnlockWith(slots, secret, nil, o.BeforeKDF)
 	if err != nil {
 		if errors.Is(err, keyring.ErrNoSlots) && len(slotErrs) > 0 {
 			return nil, fmt.Errorf("%w: %w", err, errors.Join(slotErrs...))
@@ -252,7 +277,8 @@ func Open(ctx context.Context, st storage.Storage, secret []byte) (*Repository, 
 	if err != nil {
 		return nil, err
 	}
-	return assemble(st, m, ring, slot, cfg)
+	r, err := assemble(st, m, ring, slot, cfg)
+	return withKDFHook(r, o.BeforeKDF), err
 }
 
 func loadRing(ctx context.Context, st storage.Storage, m *keyring.Master) (*keyring.Ring, error) {
@@ -279,7 +305,7 @@ func (r *Repository) AddPassphrase(ctx context.Context, pass []byte, p keyring.K
 	if len(pass) == 0 {
 		return nil, errors.New("an empty passphrase is not allowed")
 	}
-	s, err := keyring.NewPassphraseSlot(r.keys.master, pass, r.cipher, p, slotInfo())
+	s, err := keyring.NewPassphraseSlot(r.keys.master, pass, r.cipher, p, slotInfo(r.beforeKDF))
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +318,7 @@ func (r *Repository) AddRecoveryKey(ctx context.Context) (keyring.RecoveryKey, *
 	if err != nil {
 		return k, nil, err
 	}
-	s, err := keyring.NewRecoverySlot(r.keys.master, k, r.cipher, slotInfo())
+	s, err := keyring.NewRecoverySlot(r.keys.master, k, r.cipher, slotInfo(nil))
 	if err != nil {
 		return k, nil, err
 	}

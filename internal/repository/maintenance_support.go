@@ -17,10 +17,12 @@ import (
 
 // UseIndex replaces the in-memory master index. Check uses it to read trees
 // through an index built from the index files that decoded, and prune to read
-// blobs of every indexed pack (condemned ones included). It must not be
-// called while blobs are being written or read.
+// blobs of every indexed pack (condemned ones included). It is safe to call
+// while blobs are read or written: each lookup sees the old or the new index
+// whole, never a mix. Blobs a writer added to the old index before the swap
+// are in storage but not in the new index unless its index files name them.
 func (r *Repository) UseIndex(idx *MasterIndex) {
-	r.idx = idx
+	r.idx.Store(idx)
 }
 
 // CurrentTerm is the key term new objects are sealed with.

@@ -12,6 +12,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/chunker"
 	"github.com/coffer-backup/coffer/internal/compress"
 	"github.com/coffer-backup/coffer/internal/crypto"
+	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"golang.org/x/sync/errgroup"
 )
@@ -60,8 +61,10 @@ type Repository struct {
 	cipher   crypto.Cipher
 	keys     *unlockedKeys
 	hasher   *BlobHasher
-	idx      *MasterIndex
+	idx      atomic.Pointer[MasterIndex] // swapped whole by LoadIndex and UseIndex
 	compress compress.Mode
+	// beforeKDF runs before Argon2id in passphrase changes.
+	beforeKDF keyring.KDFHook
 
 	packs   *packCache // nil unless UsePackCache
 	prmu    sync.Mutex
@@ -96,7 +99,7 @@ func (r *Repository) Config() Config { return r.cfg }
 func (r *Repository) ID() []byte { return r.id }
 
 // Index returns the in-memory master index.
-func (r *Repository) Index() *MasterIndex { return r.idx }
+func (r *Repository) Index() *MasterIndex { return r.idx.Load() }
 
 // Hasher returns the keyed blob hasher.
 func (r *Repository) Hasher() *BlobHasher { return r.hasher }
@@ -197,7 +200,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		for _, c := range condemned {
 			idx.Exclude(c.Packs)
 		}
-		r.idx = idx
+		r.idx.Store(idx)
 		return nil
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -6,43 +6,40 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki/enrol"
 	"github.com/coffer-backup/coffer/internal/storage"
+	"github.com/coffer-backup/coffer/internal/storage/local"
 	"github.com/coffer-backup/coffer/internal/storage/remote"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 	"github.com/coffer-backup/coffer/internal/wire"
 )
 
-// identityDir is where `coffer enroll` keeps the client's key and
-// certificates: $COFFER_IDENTITY or ~/.config/coffer/identity.
-func identityDir() string {
-	if d := os.Getenv("COFFER_IDENTITY"); d != "" {
-		return d
+// openStorage opens (or, with create, creates) the backend for o.Location.
+func openStorage(ctx context.Context, o *Options, create bool) (storage.Storage, error) {
+	loc := o.Location
+	if IsRemote(loc) {
+		return openRemoteStorage(ctx, o, create)
 	}
-	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
-		return filepath.Join(d, "coffer", "identity")
+	loc = strings.TrimPrefix(loc, "local:")
+	if create {
+		return local.Create(loc)
 	}
-	h, err := os.UserHomeDir()
-	if err != nil {
-		return "identity"
-	}
-	return filepath.Join(h, ".config", "coffer", "identity")
+	return local.Open(loc)
 }
 
 // openRemoteStorage opens (or creates) a repository on a coffer server with
 // the client's enrolled identity; only the pinned CA is trusted. A
 // certificate past two thirds of its lifetime is renewed first.
-func (g *globalOptions) openRemoteStorage(ctx context.Context, loc string, create bool) (storage.Storage, error) {
+func openRemoteStorage(ctx context.Context, o *Options, create bool) (storage.Storage, error) {
+	loc := o.Location
 	host, _, err := remote.ParseURL(loc)
 	if err != nil {
 		return nil, err
 	}
-	dir := identityDir()
+	dir := o.IdentityDir
 	id, renewed, err := enrol.RenewIfDue(ctx, dir, host, enrol.Options{})
 	switch {
 	case id == nil && errors.Is(err, fs.ErrNotExist):
@@ -50,11 +47,11 @@ func (g *globalOptions) openRemoteStorage(ctx context.Context, loc string, creat
 	case id == nil:
 		return nil, err
 	case err != nil && time.Now().After(id.Cert.NotAfter):
-		return nil, fmt.Errorf("the client certificate expired at %s and could not be renewed: %w", id.Cert.NotAfter.Local().Format(time.DateTime), explainRemote(err))
+		return nil, fmt.Errorf("the client certificate expired at %s and could not be renewed: %w", id.Cert.NotAfter.Local().Format(time.DateTime), ExplainRemote(err))
 	case err != nil:
-		warnf("could not renew the client certificate (valid until %s): %v", id.Cert.NotAfter.Local().Format(time.DateTime), explainRemote(err))
-	case renewed && !g.quiet:
-		fmt.Fprintf(os.Stderr, "renewed the client certificate, valid until %s\n", id.Cert.NotAfter.Local().Format(time.DateTime))
+		o.warnf("could not renew the client certificate (valid until %s): %v", id.Cert.NotAfter.Local().Format(time.DateTime), ExplainRemote(err))
+	case renewed:
+		o.infof("renewed the client certificate, valid until %s", id.Cert.NotAfter.Local().Format(time.DateTime))
 	}
 	conf := tlspolicy.Default().ClientConfig(id.TLSCertificate(), id.CAPool(), "")
 	var st storage.Storage
@@ -64,14 +61,14 @@ func (g *globalOptions) openRemoteStorage(ctx context.Context, loc string, creat
 		st, err = remote.Open(ctx, loc, conf)
 	}
 	if err != nil {
-		return nil, explainRemote(err)
+		return nil, ExplainRemote(err)
 	}
 	return st, nil
 }
 
-// explainRemote adds what a refused identity means to the error: the
+// ExplainRemote adds what a refused identity means to the error: the
 // server is not the enrolled one, or it no longer accepts this client.
-func explainRemote(err error) error {
+func ExplainRemote(err error) error {
 	var unknown x509.UnknownAuthorityError
 	switch {
 	case errors.As(err, &unknown):
