@@ -15,7 +15,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/coffer-backup/coffer/internal/bytesize"
 	"github.com/coffer-backup/coffer/internal/crypto"
 	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -140,6 +142,10 @@ type Result struct {
 	// UnindexedPacks are stored packs no index names: leftovers of an
 	// interrupted backup, or a backup in progress. Prune removes them.
 	UnindexedPacks []repository.ID `json:"unindexed_packs,omitempty"`
+	// TempFiles and TempBytes: temporary files older than TempAge that
+	// killed writers left (local storage only). Prune removes them.
+	TempFiles int   `json:"temp_files,omitempty"`
+	TempBytes int64 `json:"temp_bytes,omitempty"`
 	// Warnings are findings that lose no data.
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -220,7 +226,35 @@ func Check(ctx context.Context, r *repository.Repository, o Options) (*Result, e
 	if err := c.findLost(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.checkTemp(); err != nil {
+		return nil, err
+	}
 	return c.res, nil
+}
+
+// TempAge is the age from which check reports temporary files: prune's
+// default safety margin, far longer than any write in progress takes.
+const TempAge = time.Hour
+
+// checkTemp reports the temporary files that killed writers left, when
+// the storage can list them.
+func (c *checker) checkTemp() error {
+	tl, ok := c.r.Storage().(interface {
+		TempFiles(olderThan time.Duration) (int, int64, error)
+	})
+	if !ok {
+		return nil
+	}
+	n, size, err := tl.TempFiles(TempAge)
+	if err != nil {
+		return err
+	}
+	c.res.TempFiles, c.res.TempBytes = n, size
+	if n > 0 {
+		c.res.Warnings = append(c.res.Warnings, fmt.Sprintf(
+			"%d temporary files (%s) older than %v, left by interrupted writes: prune removes them", n, bytesize.Format(size), TempAge))
+	}
+	return nil
 }
 
 func (c *checker) objectError(k storage.Kind, name string, err error) {

@@ -21,7 +21,7 @@ import (
 
 func openRepo(t *testing.T, st storage.Storage) *repository.Repository {
 	t.Helper()
-	r, err := repository.Open(context.Background(), st, repotest.Password)
+	r, err := repository.Open(context.Background(), st, repotest.Secret(t, st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,6 +511,9 @@ func TestParseMaxUnused(t *testing.T) {
 		{"1k", 1024, true},
 		{"2M", 2 << 20, true},
 		{"1G", 1 << 30, true},
+		{"10GiB", 10 << 30, true},
+		{"500MB", 500e6, true},
+		{"1.5K", 1536, true},
 		{"", 0, false},
 		{"-1%", 0, false},
 		{"x", 0, false},

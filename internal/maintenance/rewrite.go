@@ -18,59 +18,69 @@ import (
 var termKinds = []storage.Kind{storage.KindData, storage.KindIndex, storage.KindSnapshots,
 	storage.KindLocks, storage.KindForgets, storage.KindCondemned}
 
-// rewriteOldTerms runs after packs and index files were rewritten: it
-// re-seals forget and condemned records and replaces snapshots sealed with
-// an older term (with DryRun it only counts them), then reports by kind
-// what still is on an older term.
-func (p *pruner) rewriteOldTerms(ctx context.Context) error {
-	current := p.r.CurrentTerm()
-	p.rep.CurrentTerm = current
-	for _, k := range []storage.Kind{storage.KindForgets, storage.KindCondemned} {
-		old, err := oldTermIDs(ctx, p.r, k, current)
+// planOldTerms counts the forget and condemned records and the snapshots
+// sealed with an older term.
+func (p *Plan) planOldTerms(ctx context.Context) error {
+	r := p.st.r
+	p.CurrentTerm = r.CurrentTerm()
+	for _, k := range []storage.Kind{storage.KindForgets, storage.KindCondemned, storage.KindSnapshots} {
+		old, err := oldTermIDs(ctx, r, k, p.CurrentTerm)
 		if err != nil {
 			return err
 		}
-		if p.o.DryRun {
-			p.rep.RewrittenRecords += len(old)
-			continue
+		if k == storage.KindSnapshots {
+			p.RewriteSnapshots = len(old)
+		} else {
+			p.RewriteRecords += len(old)
+		}
+	}
+	return nil
+}
+
+// rewriteOldTerms runs after packs and index files were rewritten: it
+// re-seals forget and condemned records and replaces snapshots sealed with
+// an older term, then reports by kind what still is on an older term.
+func (x *execution) rewriteOldTerms(ctx context.Context) error {
+	r := x.s.r
+	current := r.CurrentTerm()
+	x.rep.CurrentTerm = current
+	for _, k := range []storage.Kind{storage.KindForgets, storage.KindCondemned} {
+		old, err := oldTermIDs(ctx, r, k, current)
+		if err != nil {
+			return err
 		}
 		for _, id := range old {
-			if _, err := p.r.ResealRecord(ctx, k, id); err != nil {
+			if _, err := r.ResealRecord(ctx, k, id); err != nil {
 				if errors.Is(err, storage.ErrNotFound) {
 					continue
 				}
 				return fmt.Errorf("re-seal %s/%s: %w", k, id.Short(), err)
 			}
-			p.rep.RewrittenRecords++
+			x.rep.RewrittenRecords++
 		}
 	}
-	snaps, err := oldTermIDs(ctx, p.r, storage.KindSnapshots, current)
+	snaps, err := oldTermIDs(ctx, r, storage.KindSnapshots, current)
 	if err != nil {
 		return err
 	}
-	if p.o.DryRun {
-		p.rep.RewrittenSnapshots = len(snaps)
-	} else if len(snaps) > 0 {
-		m, err := p.r.ReplaceSnapshots(ctx, repository.Hostname(), snaps)
+	if len(snaps) > 0 {
+		m, err := r.ReplaceSnapshots(ctx, repository.Hostname(), snaps)
 		if err != nil {
 			return fmt.Errorf("replace snapshots: %w", err)
 		}
-		p.rep.RewrittenSnapshots = len(m)
-		p.rep.ReplacedSnapshots = make(map[string]string, len(m))
+		x.rep.RewrittenSnapshots = len(m)
+		x.rep.ReplacedSnapshots = make(map[string]string, len(m))
 		for o, n := range m {
-			p.rep.ReplacedSnapshots[o.String()] = n.String()
+			x.rep.ReplacedSnapshots[o.String()] = n.String()
 		}
-		p.o.Log("re-sealed %d snapshots under new IDs", len(m))
+		x.s.o.Log("re-sealed %d snapshots under new IDs", len(m))
 	}
-	if p.o.DryRun {
-		return nil
-	}
-	left, err := OldTermObjects(ctx, p.r)
+	left, err := OldTermObjects(ctx, r)
 	if err != nil {
 		return err
 	}
 	if len(left) > 0 {
-		p.rep.OldTermObjects = left
+		x.rep.OldTermObjects = left
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/coffer-backup/coffer/internal/archiver"
@@ -30,23 +31,45 @@ var KDF = keyring.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
 // Chunker gives chunks of about 128 KiB so small trees still make many blobs.
 var Chunker = chunker.Params{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10}
 
-// Init creates a repository in st with 1 MiB packs.
+// Init creates a repository in st with 1 MiB packs. It opens with Password
+// and with a recovery key that Secret returns.
 func Init(t testing.TB, st storage.Storage) *repository.Repository {
 	t.Helper()
-	r, _, err := repository.Init(context.Background(), st, repository.InitOptions{
-		Passphrase: Password, KDF: KDF, Chunker: Chunker, PackSize: 1 << 20,
+	r, rk, err := repository.Init(context.Background(), st, repository.InitOptions{
+		Passphrase: Password, KDF: KDF, Chunker: Chunker, PackSize: 1 << 20, Recovery: true,
 	})
 	if err != nil {
 		t.Fatalf("init: %v", err)
 	}
+	for _, n := range Names(t, st, storage.KindKeys) {
+		recoveryKeys.Store(n, rk.String())
+	}
 	return r
+}
+
+// recoveryKeys maps the key slot names of repositories Init made to their
+// recovery key; copies of a repository keep the names.
+var recoveryKeys sync.Map
+
+// Secret returns what opens the repository in st fastest: the recovery
+// key Init made for it, which needs no Argon2id (tests open repositories
+// thousands of times, and Argon2id is slow under the race detector), or
+// else Password.
+func Secret(t testing.TB, st storage.Storage) []byte {
+	t.Helper()
+	for _, n := range Names(t, st, storage.KindKeys) {
+		if k, ok := recoveryKeys.Load(n); ok {
+			return []byte(k.(string))
+		}
+	}
+	return Password
 }
 
 // Open opens a fresh handle on the repository in st (with its index loaded),
 // as a new process would.
 func Open(t testing.TB, st storage.Storage) *repository.Repository {
 	t.Helper()
-	r, err := repository.Open(context.Background(), st, Password)
+	r, err := repository.Open(context.Background(), st, Secret(t, st))
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

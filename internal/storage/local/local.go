@@ -639,6 +639,31 @@ func (l *Local) readDir(ctx context.Context, kind storage.Kind, dir string, each
 // margin far longer than any Save can take: a younger file may be a write
 // in progress.
 func (l *Local) CleanTemp(olderThan time.Duration) (int, error) {
+	removed := 0
+	err := l.eachTemp(olderThan, func(path string, _ fs.FileInfo) error {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		removed++
+		return nil
+	})
+	return removed, err
+}
+
+// TempFiles counts the temporary files older than olderThan and their
+// bytes, as CleanTemp would remove them.
+func (l *Local) TempFiles(olderThan time.Duration) (int, int64, error) {
+	n, size := 0, int64(0)
+	err := l.eachTemp(olderThan, func(_ string, info fs.FileInfo) error {
+		n++
+		size += info.Size()
+		return nil
+	})
+	return n, size, err
+}
+
+// eachTemp calls fn for every temporary file older than olderThan.
+func (l *Local) eachTemp(olderThan time.Duration, fn func(path string, info fs.FileInfo) error) error {
 	cutoff := time.Now().Add(-olderThan)
 	dirs := []string{l.dir}
 	for _, k := range storage.Kinds {
@@ -650,7 +675,7 @@ func (l *Local) CleanTemp(olderThan time.Duration) (int, error) {
 		if k == storage.KindData {
 			entries, err := os.ReadDir(d)
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return 0, fmt.Errorf("clean temporary files: %w", err)
+				return fmt.Errorf("clean temporary files: %w", err)
 			}
 			for _, e := range entries {
 				if e.IsDir() {
@@ -659,14 +684,13 @@ func (l *Local) CleanTemp(olderThan time.Duration) (int, error) {
 			}
 		}
 	}
-	removed := 0
 	for _, d := range dirs {
 		entries, err := os.ReadDir(d)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return removed, fmt.Errorf("clean temporary files: %w", err)
+			return fmt.Errorf("clean temporary files: %w", err)
 		}
 		for _, e := range entries {
 			if !strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
@@ -677,16 +701,15 @@ func (l *Local) CleanTemp(olderThan time.Duration) (int, error) {
 				continue
 			}
 			if err != nil {
-				return removed, fmt.Errorf("clean temporary files: %w", err)
+				return fmt.Errorf("clean temporary files: %w", err)
 			}
 			if !info.ModTime().Before(cutoff) {
 				continue
 			}
-			if err := os.Remove(filepath.Join(d, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return removed, fmt.Errorf("clean temporary files: %w", err)
+			if err := fn(filepath.Join(d, e.Name()), info); err != nil {
+				return fmt.Errorf("clean temporary files: %w", err)
 			}
-			removed++
 		}
 	}
-	return removed, nil
+	return nil
 }
