@@ -198,6 +198,12 @@ func TestForgetDiffStatsCLI(t *testing.T) {
 		t.Fatalf("forget without policy: %q", out)
 	}
 	before := e.packCount()
+	// Sizes take the bytesize grammar, as quotas do; a dry run prints the
+	// plan and changes nothing.
+	out = e.must("prune", "--repo", e.repo, "--dry-run", "--max-unused", "10GiB")
+	if !strings.Contains(out, "dry run: nothing is changed") || e.packCount() != before {
+		t.Fatalf("prune --dry-run --max-unused 10GiB:\n%s", out)
+	}
 	out = e.must("forget", "--repo", e.repo, "--keep-last", "1", "--prune", "--max-unused", "0%")
 	if !strings.Contains(out, "removed 2 snapshots") || !strings.Contains(out, "deleted") {
 		t.Fatalf("forget --prune output:\n%s", out)
