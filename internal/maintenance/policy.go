@@ -147,29 +147,8 @@ func ApplyPolicy(snaps []*repository.Snapshot, p Policy, now time.Time) (keep []
 	if len(list) == 0 {
 		return nil, nil
 	}
-	loc := now.Location()
-	limit := now.Add(FutureTolerance)
-	var latest time.Time
-	var counted []*repository.Snapshot
-	for _, s := range list {
-		if s.Time.After(limit) {
-			keep = append(keep, Kept{Snapshot: s, Reasons: []string{"dated in the future"}})
-			continue
-		}
-		counted = append(counted, s)
-		if !s.Time.After(now) && (latest.IsZero() || s.Time.After(latest)) {
-			latest = s.Time
-		}
-	}
-	if latest.IsZero() {
-		latest = now
-	}
-	buckets := []struct {
-		count  int
-		bucket bucketFunc
-		last   int
-		reason string
-	}{
+	keep, counted, latest := splitFuture(list, now)
+	counts := []*countRule{
 		{p.Last, uniqueBucket, -1, "last snapshot"},
 		{p.Hourly, hourBucket, -1, "hourly snapshot"},
 		{p.Daily, dayBucket, -1, "daily snapshot"},
@@ -177,12 +156,7 @@ func ApplyPolicy(snaps []*repository.Snapshot, p Policy, now time.Time) (keep []
 		{p.Monthly, monthBucket, -1, "monthly snapshot"},
 		{p.Yearly, yearBucket, -1, "yearly snapshot"},
 	}
-	within := []struct {
-		d      Duration
-		bucket bucketFunc
-		last   int
-		reason string
-	}{
+	within := []*withinRule{
 		{p.WithinHourly, hourBucket, -1, "hourly within"},
 		{p.WithinDaily, dayBucket, -1, "daily within"},
 		{p.WithinWeekly, weekBucket, -1, "weekly within"},
@@ -190,48 +164,17 @@ func ApplyPolicy(snaps []*repository.Snapshot, p Policy, now time.Time) (keep []
 		{p.WithinYearly, yearBucket, -1, "yearly within"},
 	}
 	for nr, s := range counted {
-		t := s.Time.In(loc)
+		t := s.Time.In(now.Location())
 		oldest := nr == len(counted)-1
-		var reasons []string
-		for _, tl := range p.Tags {
-			if s.HasTags([]string{tl}) {
-				reasons = append(reasons, fmt.Sprintf("has tags [%s]", tl))
-			}
-		}
-		if !p.Within.Zero() && s.Time.After(p.Within.Before(latest)) {
-			reasons = append(reasons, fmt.Sprintf("within %s", p.Within))
-		}
-		for i := range buckets {
-			b := &buckets[i]
-			if b.count == 0 {
-				continue
-			}
-			v := b.bucket(t, nr)
-			if v != b.last || oldest {
-				r := b.reason
-				if v == b.last {
-					r = "oldest " + r
-				}
-				b.last = v
-				if b.count > 0 {
-					b.count--
-				}
+		reasons := fixedReasons(s, p, latest)
+		for _, b := range counts {
+			if r, ok := b.visit(t, nr, oldest); ok {
 				reasons = append(reasons, r)
 			}
 		}
-		for i := range within {
-			w := &within[i]
-			if w.d.Zero() || !s.Time.After(w.d.Before(latest)) {
-				continue
-			}
-			v := w.bucket(t, nr)
-			if v != w.last || oldest {
-				r := w.reason
-				if v == w.last {
-					r = "oldest " + r
-				}
-				w.last = v
-				reasons = append(reasons, fmt.Sprintf("%s %s", r, w.d))
+		for _, w := range within {
+			if r, ok := w.visit(s, t, nr, oldest, latest); ok {
+				reasons = append(reasons, r)
 			}
 		}
 		if len(reasons) > 0 {
@@ -247,6 +190,96 @@ func ApplyPolicy(snaps []*repository.Snapshot, p Policy, now time.Time) (keep []
 		return strings.Compare(b.Snapshot.ID.String(), a.Snapshot.ID.String())
 	})
 	return keep, remove
+}
+
+// splitFuture keeps the snapshots dated after now+FutureTolerance and
+// returns the others (newest first, as given) with the time --keep-within
+// counts from: the newest of them not after now, or now.
+func splitFuture(list []*repository.Snapshot, now time.Time) (future []Kept, counted []*repository.Snapshot, latest time.Time) {
+	limit := now.Add(FutureTolerance)
+	for _, s := range list {
+		if s.Time.After(limit) {
+			future = append(future, Kept{Snapshot: s, Reasons: []string{"dated in the future"}})
+			continue
+		}
+		counted = append(counted, s)
+		if !s.Time.After(now) && (latest.IsZero() || s.Time.After(latest)) {
+			latest = s.Time
+		}
+	}
+	if latest.IsZero() {
+		latest = now
+	}
+	return future, counted, latest
+}
+
+// fixedReasons are the reasons that do not depend on other snapshots:
+// --keep-tag and --keep-within.
+func fixedReasons(s *repository.Snapshot, p Policy, latest time.Time) []string {
+	var reasons []string
+	for _, tl := range p.Tags {
+		if s.HasTags([]string{tl}) {
+			reasons = append(reasons, fmt.Sprintf("has tags [%s]", tl))
+		}
+	}
+	if !p.Within.Zero() && s.Time.After(p.Within.Before(latest)) {
+		reasons = append(reasons, fmt.Sprintf("within %s", p.Within))
+	}
+	return reasons
+}
+
+// countRule is a --keep-last/hourly/... rule: it keeps the first snapshot
+// of each new bucket while count lasts (negative: unlimited), and the
+// oldest snapshot.
+type countRule struct {
+	count  int
+	bucket bucketFunc
+	last   int
+	reason string
+}
+
+func (b *countRule) visit(t time.Time, nr int, oldest bool) (string, bool) {
+	if b.count == 0 {
+		return "", false
+	}
+	v := b.bucket(t, nr)
+	if v == b.last && !oldest {
+		return "", false
+	}
+	r := b.reason
+	if v == b.last {
+		r = "oldest " + r
+	}
+	b.last = v
+	if b.count > 0 {
+		b.count--
+	}
+	return r, true
+}
+
+// withinRule is a --keep-within-hourly/... rule: one snapshot per bucket
+// within d of the newest snapshot, and the oldest snapshot within it.
+type withinRule struct {
+	d      Duration
+	bucket bucketFunc
+	last   int
+	reason string
+}
+
+func (w *withinRule) visit(s *repository.Snapshot, t time.Time, nr int, oldest bool, latest time.Time) (string, bool) {
+	if w.d.Zero() || !s.Time.After(w.d.Before(latest)) {
+		return "", false
+	}
+	v := w.bucket(t, nr)
+	if v == w.last && !oldest {
+		return "", false
+	}
+	r := w.reason
+	if v == w.last {
+		r = "oldest " + r
+	}
+	w.last = v
+	return fmt.Sprintf("%s %s", r, w.d), true
 }
 
 // GroupBy says which snapshot fields separate forget's groups.

@@ -129,49 +129,9 @@ func assertRewritten(t *testing.T, f *rotated, co check.Options) {
 	t.Helper()
 	ctx := context.Background()
 	r := repotest.Open(t, f.st)
-	current := r.CurrentTerm()
-	if current < 2 {
-		t.Fatalf("current term %d", current)
-	}
-	for name, term := range objectTermsOf(t, f.st) {
-		kind, _, _ := strings.Cut(name, "/")
-		if kind == string(storage.KindConfig) || kind == string(storage.KindKeyring) {
-			if term != 0 {
-				t.Fatalf("%s sealed with term %d, want the KEK", name, term)
-			}
-			continue
-		}
-		if term != current {
-			t.Fatalf("%s is still sealed with term %d (current %d)", name, term, current)
-		}
-	}
-	left, err := OldTermObjects(ctx, r)
-	if err != nil || len(left) != 0 {
-		t.Fatalf("OldTermObjects: %v %v", left, err)
-	}
+	assertAllCurrentTerm(t, f.st, r)
 	mustCheckOpts(t, f.st, co)
-	snaps, _, err := r.LoadSnapshots(ctx)
-	if err != nil || len(snaps) != 2 {
-		t.Fatalf("%d snapshots (%v), want 2: none lost, none duplicated", len(snaps), err)
-	}
-	byTree := map[repository.ID]*repository.Snapshot{}
-	for _, s := range snaps {
-		byTree[s.Tree] = s
-	}
-	cur, child := byTree[f.cur.Tree], byTree[f.child.Tree]
-	if cur == nil || child == nil || cur.ID == f.cur.ID || child.ID == f.child.ID {
-		t.Fatalf("snapshots not replaced: %v", snaps)
-	}
-	if !cur.Time.Equal(f.cur.Time) || cur.Hostname != f.cur.Hostname || strings.Join(cur.Paths, ",") != strings.Join(f.cur.Paths, ",") {
-		t.Fatalf("replacement differs: %+v vs %+v", cur, f.cur)
-	}
-	if child.Parent == nil || *child.Parent != cur.ID {
-		t.Fatalf("child's parent %v, want the replacement %s", child.Parent, cur.ID.Short())
-	}
-	m, err := r.SnapshotReplacements(ctx)
-	if err != nil || m[f.cur.ID] != cur.ID || m[f.child.ID] != child.ID {
-		t.Fatalf("replacement records: %v %v", m, err)
-	}
+	cur, child := assertReplaced(t, f, r)
 	repotest.AssertRestores(t, f.st, cur, f.wantCur)
 
 	// The client saw the old IDs: no rollback.
@@ -186,6 +146,62 @@ func assertRewritten(t *testing.T, f *rotated, co check.Options) {
 	if err := r.CheckRollback(ctx, f.state, []repository.ID{cur.ID}); !errors.Is(err, repository.ErrRolledBack) {
 		t.Fatalf("a vanished replacement went unnoticed: %v", err)
 	}
+}
+
+// assertAllCurrentTerm checks that every object but config and keyring/*
+// names the current term, and those the KEK.
+func assertAllCurrentTerm(t *testing.T, st storage.Storage, r *repository.Repository) {
+	t.Helper()
+	current := r.CurrentTerm()
+	if current < 2 {
+		t.Fatalf("current term %d", current)
+	}
+	for name, term := range objectTermsOf(t, st) {
+		kind, _, _ := strings.Cut(name, "/")
+		if kind == string(storage.KindConfig) || kind == string(storage.KindKeyring) {
+			if term != 0 {
+				t.Fatalf("%s sealed with term %d, want the KEK", name, term)
+			}
+			continue
+		}
+		if term != current {
+			t.Fatalf("%s is still sealed with term %d (current %d)", name, term, current)
+		}
+	}
+	left, err := OldTermObjects(context.Background(), r)
+	if err != nil || len(left) != 0 {
+		t.Fatalf("OldTermObjects: %v %v", left, err)
+	}
+}
+
+// assertReplaced checks that the two snapshots are the same backups under
+// new IDs, the child's parent renamed along, and returns them.
+func assertReplaced(t *testing.T, f *rotated, r *repository.Repository) (cur, child *repository.Snapshot) {
+	t.Helper()
+	ctx := context.Background()
+	snaps, _, err := r.LoadSnapshots(ctx)
+	if err != nil || len(snaps) != 2 {
+		t.Fatalf("%d snapshots (%v), want 2: none lost, none duplicated", len(snaps), err)
+	}
+	byTree := map[repository.ID]*repository.Snapshot{}
+	for _, s := range snaps {
+		byTree[s.Tree] = s
+	}
+	cur, child = byTree[f.cur.Tree], byTree[f.child.Tree]
+	if cur == nil || child == nil || cur.ID == f.cur.ID || child.ID == f.child.ID {
+		t.Fatalf("snapshots not replaced: %v", snaps)
+	}
+	if !cur.Time.Equal(f.cur.Time) || cur.Hostname != f.cur.Hostname || strings.Join(cur.Paths, ",") != strings.Join(f.cur.Paths, ",") {
+		t.Fatalf("replacement differs: %+v vs %+v", cur, f.cur)
+	}
+	if child.Parent == nil || *child.Parent != cur.ID {
+		t.Fatalf("child's parent %v, want the replacement %s", child.Parent, cur.ID.Short())
+	}
+	m, err := r.SnapshotReplacements(ctx)
+	if err != nil || m[f.cur.ID] != cur.ID || m[f.child.ID] != child.ID {
+		t.Fatalf("replacement records: %v %v", m, err)
+	}
+	return cur, child
 }
 
 func TestRewriteOldTerms(t *testing.T) {
