@@ -176,13 +176,18 @@ func (g *globalOptions) runBackup(cmd *cobra.Command, o backupOptions, args []st
 		prog := &archiver.Progress{}
 		bo.Progress = prog
 		stop := g.startProgress(o.progress, func() string { return backupProgressLine(start, prog) })
+		stopStatus := g.startJSONStatus(cmd.OutOrStdout(), func() any { return backupStatus(start, prog) })
 		res, err := c.Backup(ctx, bo)
+		stopStatus()
 		stop()
 		if err != nil {
 			return err
 		}
 		for _, e := range res.Errors {
 			fmt.Fprintf(os.Stderr, "error: %v\n", e)
+			if g.json {
+				_ = printJSONLine(cmd.OutOrStdout(), errorJSON{MessageType: msgError, Error: errorMessageJSON{e.Err.Error()}, During: "backup", Item: e.Path})
+			}
 		}
 		if err := g.printBackupSummary(cmd.OutOrStdout(), res.Snapshot); err != nil {
 			return err
@@ -197,12 +202,12 @@ func (g *globalOptions) runBackup(cmd *cobra.Command, o backupOptions, args []st
 func (g *globalOptions) printBackupSummary(w io.Writer, s *repository.Snapshot) error {
 	sum := s.Summary
 	if g.json {
-		return printJSON(w, map[string]any{"message_type": "summary", "snapshot_id": s.ID.String(), "files_new": sum.FilesNew,
-			"files_changed": sum.FilesChanged, "files_unmodified": sum.FilesUnmodified, "dirs_new": sum.DirsNew,
-			"dirs_changed": sum.DirsChanged, "dirs_unmodified": sum.DirsUnmodified, "data_blobs": sum.DataBlobs,
-			"tree_blobs": sum.TreeBlobs, "data_added": sum.DataAdded, "data_added_packed": sum.DataAddedPacked,
-			"total_files_processed": sum.TotalFilesProcessed, "total_bytes_processed": sum.TotalBytesProcessed,
-			"total_duration": sum.BackupEnd.Sub(sum.BackupStart).Seconds(), "errors": sum.Errors})
+		return printJSONLine(w, backupSummaryJSON{MessageType: msgSummary, SnapshotID: s.ID.String(), FilesNew: sum.FilesNew,
+			FilesChanged: sum.FilesChanged, FilesUnmodified: sum.FilesUnmodified, DirsNew: sum.DirsNew,
+			DirsChanged: sum.DirsChanged, DirsUnmodified: sum.DirsUnmodified, DataBlobs: sum.DataBlobs,
+			TreeBlobs: sum.TreeBlobs, DataAdded: sum.DataAdded, DataAddedPacked: sum.DataAddedPacked,
+			TotalFilesProcessed: sum.TotalFilesProcessed, TotalBytesProcessed: sum.TotalBytesProcessed,
+			TotalDuration: sum.BackupEnd.Sub(sum.BackupStart).Seconds(), Errors: sum.Errors})
 	}
 	g.printf(w, "Files:       %d new, %d changed, %d unmodified\n", sum.FilesNew, sum.FilesChanged, sum.FilesUnmodified)
 	g.printf(w, "Dirs:        %d new, %d changed, %d unmodified\n", sum.DirsNew, sum.DirsChanged, sum.DirsUnmodified)

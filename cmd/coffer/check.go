@@ -48,7 +48,7 @@ Exit status 1 means damage was found.`,
 				return err
 			}
 			if g.json {
-				if err := printJSON(cmd.OutOrStdout(), res); err != nil {
+				if err := printJSONLine(cmd.OutOrStdout(), checkSummaryJSON{MessageType: msgSummary, Result: res}); err != nil {
 					return err
 				}
 			} else {

@@ -39,10 +39,7 @@ object per change and a final statistics object.`,
 			g.printf(w, "comparing snapshot %s to %s:\n\n", a.ID.Short(), b.ID.Short())
 			stats, err := snapdiff.Diff(ctx, repo, a.Tree, b.Tree, func(c snapdiff.Change) error {
 				if g.json {
-					return printJSONLine(w, struct {
-						MessageType string `json:"message_type"`
-						snapdiff.Change
-					}{"change", c})
+					return printJSONLine(w, diffChangeJSON{MessageType: "change", Change: c})
 				}
 				p := c.Path
 				if c.Type == fsmeta.TypeDir {
@@ -58,12 +55,7 @@ object per change and a final statistics object.`,
 				return err
 			}
 			if g.json {
-				return printJSONLine(w, struct {
-					MessageType    string `json:"message_type"`
-					SourceSnapshot string `json:"source_snapshot"`
-					TargetSnapshot string `json:"target_snapshot"`
-					*snapdiff.Stats
-				}{"statistics", a.ID.String(), b.ID.String(), stats})
+				return printJSONLine(w, diffStatsJSON{MessageType: "statistics", SourceSnapshot: a.ID.String(), TargetSnapshot: b.ID.String(), Stats: stats})
 			}
 			g.printf(w, "\nFiles:       %5d new, %5d removed, %5d changed\n", stats.Added.Files, stats.Removed.Files, stats.Modified)
 			g.printf(w, "Dirs:        %5d new, %5d removed\n", stats.Added.Dirs, stats.Removed.Dirs)

@@ -118,11 +118,11 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := e.must("backup", "--repo", e.repo, "--json", src)
-	var sum map[string]any
-	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+	var sum backupSummaryJSON
+	if err := lastJSON(out, &sum); err != nil {
 		t.Fatalf("backup --json output: %v\n%s", err, out)
 	}
-	if sum["snapshot_id"] == nil || sum["files_new"].(float64) != 3 {
+	if sum.MessageType != "summary" || sum.SnapshotID == "" || sum.FilesNew != 3 {
 		t.Fatalf("unexpected summary %v", sum)
 	}
 	dst := filepath.Join(e.dir, "dst")
@@ -131,10 +131,10 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 
 	// A second backup of unchanged data adds nothing.
 	out = e.must("backup", "--repo", e.repo, "--json", src)
-	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+	if err := lastJSON(out, &sum); err != nil {
 		t.Fatal(err)
 	}
-	if sum["files_unmodified"].(float64) != 3 || sum["data_blobs"].(float64) != 0 {
+	if sum.FilesUnmodified != 3 || sum.DataBlobs != 0 {
 		t.Fatalf("re-backup was not incremental: %v", sum)
 	}
 }
@@ -180,7 +180,7 @@ func TestWrongPassphraseLosesNothing(t *testing.T) {
 		}
 	}
 	out := e.must("snapshots", "--repo", e.repo, "--json")
-	var snaps []map[string]any
+	var snaps []snapshotJSON
 	if err := json.Unmarshal([]byte(out), &snaps); err != nil || len(snaps) != 1 {
 		t.Fatalf("snapshots after failed attempts: %v %s", err, out)
 	}

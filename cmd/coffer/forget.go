@@ -149,7 +149,7 @@ func (g *globalOptions) printForget(w io.Writer, o forgetOptions, byID bool, res
 		for _, s := range res.Remove {
 			out = append(out, toForgetJSON(s))
 		}
-		return printJSON(w, map[string]any{"remove": out, "dry_run": o.dryRun})
+		return printJSON(w, forgetByIDJSON{Remove: out, DryRun: o.dryRun})
 	case byID:
 		return nil
 	case g.json:

@@ -41,7 +41,7 @@ location). With --recovery-key-file, a recovery key is written to that file
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"id": r.Config().ID, "location": loc, "cipher": r.Config().Cipher})
+				return printJSON(cmd.OutOrStdout(), initJSON{ID: r.Config().ID, Location: loc, Cipher: r.Config().Cipher})
 			}
 			g.printf(cmd.OutOrStdout(), "created coffer repository %s at %s\n", r.Config().ID[:8], loc)
 			if rk != nil {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"text/tabwriter"
-	"time"
 
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
@@ -63,17 +62,9 @@ func newKeyListCommand(g *globalOptions) *cobra.Command {
 			}
 			cur := repo.CurrentSlot().ID
 			if g.json {
-				type js struct {
-					ID      string    `json:"id"`
-					Current bool      `json:"current"`
-					Kind    string    `json:"kind"`
-					Created time.Time `json:"created"`
-					Host    string    `json:"host"`
-					User    string    `json:"user"`
-				}
-				out := []js{}
+				out := []keySlotJSON{}
 				for _, s := range slots {
-					out = append(out, js{s.ID, s.ID == cur, string(s.Kind), s.Created, s.Host, s.User})
+					out = append(out, keySlotJSON{s.ID, s.ID == cur, string(s.Kind), s.Created, s.Host, s.User})
 				}
 				return printJSON(cmd.OutOrStdout(), out)
 			}
@@ -206,7 +197,7 @@ func newKeyRotateCommand(g *globalOptions) *cobra.Command {
 				warnf("cannot record the new term: %v", err)
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"term": t.Number, "created": t.Created})
+				return printJSON(cmd.OutOrStdout(), keyRotateJSON{Term: t.Number, Created: t.Created})
 			}
 			g.printf(cmd.OutOrStdout(), "new data-key term %d; new data is sealed with it, older terms stay readable\n", t.Number)
 			return nil

@@ -30,27 +30,36 @@ func newListCommand(g *globalOptions) *cobra.Command {
 					return err
 				}
 				var werr error
+				arr := &jsonArray{w: w}
 				repo.Index().Each(func(l repository.BlobLocation, id repository.ID) bool {
 					if g.json {
-						werr = printJSONLine(w, map[string]any{"type": l.Type.String(), "id": id.String(), "size": l.RawLen, "pack": l.Pack.String()})
+						werr = arr.add(listBlobJSON{Type: l.Type.String(), ID: id.String(), Size: l.RawLen, Pack: l.Pack.String()})
 					} else {
 						_, werr = fmt.Fprintf(w, "%s %s\n", l.Type, id)
 					}
 					return werr == nil
 				})
+				if werr == nil && g.json {
+					werr = arr.close()
+				}
 				return werr
 			}
 			k, ok := kinds[args[0]]
 			if !ok {
 				return usageErrorf("list: unknown type %q", args[0])
 			}
-			return repo.Storage().List(ctx, k, func(fi storage.FileInfo) error {
+			arr := &jsonArray{w: w}
+			err = repo.Storage().List(ctx, k, func(fi storage.FileInfo) error {
 				if g.json {
-					return printJSONLine(w, map[string]any{"id": fi.Name, "size": fi.Size})
+					return arr.add(listFileJSON{ID: fi.Name, Size: fi.Size})
 				}
 				_, err := fmt.Fprintln(w, fi.Name)
 				return err
 			})
+			if err == nil && g.json {
+				err = arr.close()
+			}
+			return err
 		},
 	}
 	return cmd

@@ -34,7 +34,8 @@ func newLsCommand(g *globalOptions) *cobra.Command {
 				prefix = "/" + strings.Trim(args[1], "/")
 			}
 			w := cmd.OutOrStdout()
-			return repo.Walk(ctx, snap.Tree, func(p string, n *repository.Node) error {
+			arr := &jsonArray{w: w}
+			err = repo.Walk(ctx, snap.Tree, func(p string, n *repository.Node) error {
 				if prefix != "" && p != prefix && !strings.HasPrefix(p, prefix+"/") {
 					if strings.HasPrefix(prefix, p+"/") {
 						return nil
@@ -42,8 +43,8 @@ func newLsCommand(g *globalOptions) *cobra.Command {
 					return repository.ErrSkipDir
 				}
 				if g.json {
-					return printJSONLine(w, map[string]any{"path": p, "type": n.Type, "mode": n.Mode, "size": n.Size,
-						"uid": n.UID, "gid": n.GID, "user": n.User, "group": n.Group, "mtime": time.Unix(0, n.MTimeNs).UTC()})
+					return arr.add(lsNodeJSON{Path: p, Type: string(n.Type), Mode: n.Mode, Size: n.Size,
+						UID: n.UID, GID: n.GID, User: n.User, Group: n.Group, MTime: time.Unix(0, n.MTimeNs).UTC()})
 				}
 				if long {
 					fmt.Fprintf(w, "%s %8s %8s %12d %s %s\n", modeString(n), orID(n.User, n.UID), orID(n.Group, n.GID), n.Size,
@@ -53,6 +54,10 @@ func newLsCommand(g *globalOptions) *cobra.Command {
 				fmt.Fprintln(w, p)
 				return nil
 			})
+			if err == nil && g.json {
+				err = arr.close()
+			}
+			return err
 		},
 	}
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "long listing")

@@ -59,7 +59,7 @@ func newRootCommand() *cobra.Command {
 		newStatsCommand(g),
 		newTLSCommand(),
 		newUnlockCommand(g),
-		newVersionCommand(),
+		newVersionCommand(g),
 	)
 	return root
 }

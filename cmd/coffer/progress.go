@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/archiver"
+	"github.com/coffer-backup/coffer/internal/restorer"
 )
 
 // startProgress prints line() every half second on a terminal (or when
@@ -36,6 +38,47 @@ func (g *globalOptions) startProgress(force bool, line func() string) func() {
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+// startJSONStatus prints status() as a JSON line on w every second with
+// --json (not with --quiet) and returns a function that stops it.
+func (g *globalOptions) startJSONStatus(w io.Writer, status func() any) func() {
+	if !g.json || g.quiet {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = printJSONLine(w, status())
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+func backupStatus(start time.Time, p *archiver.Progress) any {
+	b, total := p.Bytes.Load(), p.TotalBytes.Load()
+	pct := 0.0
+	if total > 0 {
+		pct = min(float64(b)/float64(total), 1)
+	}
+	return backupStatusJSON{MessageType: msgStatus, SecondsElapsed: time.Since(start).Seconds(), PercentDone: pct,
+		TotalFiles: p.TotalFiles.Load(), FilesDone: p.Files.Load(), TotalBytes: total, BytesDone: b, ErrorCount: p.Errors.Load()}
+}
+
+func restoreStatus(start time.Time, p *restorer.Progress) any {
+	return restoreStatusJSON{MessageType: msgStatus, SecondsElapsed: time.Since(start).Seconds(), FilesRestored: p.Files.Load(),
+		BytesRestored: p.Bytes.Load(), FilesSkipped: p.Skipped.Load(), ErrorCount: p.Errors.Load()}
 }
 
 // backupProgressLine describes a backup that began at start.

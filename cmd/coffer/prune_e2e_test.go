@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coffer-backup/coffer/internal/maintenance"
 )
 
 func pruneRandom(seed uint64, n int) []byte {
@@ -25,9 +27,20 @@ func pruneRandom(seed uint64, n int) []byte {
 func (e *env) mustJSON(v any, args ...string) {
 	e.t.Helper()
 	out := e.must(args...)
-	if err := json.Unmarshal([]byte(out), v); err != nil {
+	if err := lastJSON(out, v); err != nil {
 		e.t.Fatalf("coffer %s: bad JSON: %v\n%s", strings.Join(args, " "), err, out)
 	}
+}
+
+// lastJSON decodes the last line of out: the summary of a streaming
+// command's JSON lines (or a listing's whole document, if it is one line).
+// A multi-line document is decoded whole.
+func lastJSON(out string, v any) error {
+	out = strings.TrimSpace(out)
+	if strings.HasPrefix(out, "{\"message_type\"") {
+		out = out[strings.LastIndexByte(out, '\n')+1:]
+	}
+	return json.Unmarshal([]byte(out), v)
 }
 
 func (e *env) packCount() int {
@@ -56,9 +69,9 @@ func TestPruneBesideStoppedBackup(t *testing.T) {
 	src := filepath.Join(e.dir, "src")
 	content := pruneRandom(1, 6<<20)
 	writeFile(t, filepath.Join(src, "big"), content)
-	var b1 map[string]any
+	var b1 backupSummaryJSON
 	e.mustJSON(&b1, "backup", "--repo", e.repo, "--json", src)
-	s1 := b1["snapshot_id"].(string)
+	s1 := b1.SnapshotID
 
 	// The concurrent backup reads stdin only after taking its lock and
 	// loading the index; once it has consumed our data it has also looked
@@ -84,13 +97,13 @@ func TestPruneBesideStoppedBackup(t *testing.T) {
 	packs := e.packCount()
 
 	e.must("forget", "--repo", e.repo, s1)
-	var rep map[string]any
+	var rep maintenance.PruneReport
 	e.mustJSON(&rep, "prune", "--repo", e.repo, "--json")
-	if rep["condemned_packs"].(float64) == 0 || rep["deleted_packs"].(float64) != 0 || rep["deferred_packs"].(float64) == 0 {
+	if rep.CondemnedPacks == 0 || rep.DeletedPacks != 0 || rep.DeferredPacks == 0 {
 		t.Fatalf("prune beside a stopped backup: %v", rep)
 	}
-	if locks, _ := rep["blocked_by_locks"].([]any); len(locks) == 0 || !strings.Contains(locks[0].(string), "backup") {
-		t.Fatalf("prune does not name the backup's lock: %v", rep["blocked_by_locks"])
+	if locks := rep.BlockedByLocks; len(locks) == 0 || !strings.Contains(locks[0], "backup") {
+		t.Fatalf("prune does not name the backup's lock: %v", rep.BlockedByLocks)
 	}
 	if n := e.packCount(); n != packs {
 		t.Fatalf("packs deleted while the backup was stopped: %d -> %d", packs, n)
@@ -110,14 +123,14 @@ func TestPruneBesideStoppedBackup(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("backup did not finish")
 	}
-	var b2 map[string]any
-	if err := json.Unmarshal(bkOut.Bytes(), &b2); err != nil {
+	var b2 backupSummaryJSON
+	if err := lastJSON(bkOut.String(), &b2); err != nil {
 		t.Fatalf("backup output: %v\n%s", err, bkOut.String())
 	}
-	if b2["data_blobs"].(float64) > 1 {
+	if b2.DataBlobs > 1 {
 		t.Fatalf("the backup did not deduplicate against the condemned data: %v", b2)
 	}
-	s2 := b2["snapshot_id"].(string)
+	s2 := b2.SnapshotID
 
 	restoreAndCompare := func() {
 		t.Helper()
@@ -133,7 +146,7 @@ func TestPruneBesideStoppedBackup(t *testing.T) {
 
 	// Now nothing predates the record: the packs are used again and kept.
 	e.mustJSON(&rep, "prune", "--repo", e.repo, "--json")
-	if rep["rescued_packs"].(float64) == 0 || rep["pending_condemned_records"].(float64) != 0 {
+	if rep.RescuedPacks == 0 || rep.PendingRecords != 0 {
 		t.Fatalf("second prune: %v", rep)
 	}
 	restoreAndCompare()
@@ -152,9 +165,9 @@ func TestForgetDiffStatsCLI(t *testing.T) {
 		if i == 2 {
 			writeFile(t, filepath.Join(src, "added"), []byte("new"))
 		}
-		var b map[string]any
+		var b backupSummaryJSON
 		e.mustJSON(&b, "backup", "--repo", e.repo, "--json", src)
-		ids = append(ids, b["snapshot_id"].(string))
+		ids = append(ids, b.SnapshotID)
 	}
 
 	// diff: v modified, "added" added.
@@ -171,24 +184,24 @@ func TestForgetDiffStatsCLI(t *testing.T) {
 	if changes[src+"/v"] != "M" || changes[src+"/added"] != "+" || changes[src+"/keep"] != "" {
 		t.Fatalf("diff changes: %v", changes)
 	}
-	var dstat map[string]any
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &dstat); err != nil || dstat["message_type"] != "statistics" {
+	var dstat diffStatsJSON
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &dstat); err != nil || dstat.MessageType != "statistics" {
 		t.Fatalf("diff statistics line: %v %s", err, lines[len(lines)-1])
 	}
 
-	var st map[string]any
+	var st statsJSON
 	e.mustJSON(&st, "stats", "--repo", e.repo, "--json", "--mode", "raw-data")
-	if st["snapshots"].(float64) != 3 || st["files"].(float64) != 7 || st["stored_size"].(float64) == 0 {
+	if st.RepoStats == nil || st.Snapshots != 3 || st.Files != 7 || st.StoredSize == 0 {
 		t.Fatalf("stats: %v", st)
 	}
 
 	// forget --dry-run removes nothing.
-	var plan []map[string]any
+	var plan []forgetGroupJSON
 	e.mustJSON(&plan, "forget", "--repo", e.repo, "--json", "--keep-last", "1", "--dry-run")
-	if len(plan) != 1 || len(plan[0]["remove"].([]any)) != 2 || len(plan[0]["keep"].([]any)) != 1 {
+	if len(plan) != 1 || len(plan[0].Remove) != 2 || len(plan[0].Keep) != 1 {
 		t.Fatalf("forget plan: %v", plan)
 	}
-	var snaps []map[string]any
+	var snaps []snapshotJSON
 	e.mustJSON(&snaps, "snapshots", "--repo", e.repo, "--json")
 	if len(snaps) != 3 {
 		t.Fatalf("dry run removed snapshots: %d left", len(snaps))
@@ -209,7 +222,7 @@ func TestForgetDiffStatsCLI(t *testing.T) {
 		t.Fatalf("forget --prune output:\n%s", out)
 	}
 	e.mustJSON(&snaps, "snapshots", "--repo", e.repo, "--json")
-	if len(snaps) != 1 || snaps[0]["id"] != ids[2] {
+	if len(snaps) != 1 || snaps[0].ID != ids[2] {
 		t.Fatalf("after forget: %v", snaps)
 	}
 	if e.packCount() > before {

@@ -21,9 +21,9 @@ func TestRewriteOldTermsCLI(t *testing.T) {
 	var ids []string
 	for i := 0; i < 3; i++ {
 		writeFile(t, filepath.Join(src, "v"), pruneRandom(uint64(40+i), 200<<10))
-		var b map[string]any
+		var b backupSummaryJSON
 		e.mustJSON(&b, "backup", "--repo", e.repo, "--json", src)
-		ids = append(ids, b["snapshot_id"].(string))
+		ids = append(ids, b.SnapshotID)
 	}
 	want := pruneRandom(42, 200<<10)
 	e.must("forget", "--repo", e.repo, ids[0]) // a forget record on term 1

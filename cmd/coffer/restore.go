@@ -54,8 +54,10 @@ restore resumes. Nothing is ever written outside the target.`,
 				return fmt.Sprintf("[%s] %d files, %s restored, %d skipped, %d errors", time.Since(start).Round(time.Second),
 					prog.Files.Load(), formatBytes(prog.Bytes.Load()), prog.Skipped.Load(), prog.Errors.Load())
 			})
+			stopStatus := g.startJSONStatus(cmd.OutOrStdout(), func() any { return restoreStatus(start, prog) })
 			res, err := c.Restore(ctx, client.RestoreOptions{Snapshot: args[0], Filter: o.snaps.filter(), Target: o.target,
 				Include: inc, Exclude: exc, Verify: o.verify, NoLock: g.noLock, Progress: prog})
+			stopStatus()
 			stop()
 			if err != nil {
 				return err
@@ -63,11 +65,14 @@ restore resumes. Nothing is ever written outside the target.`,
 			snap, errs := res.Snapshot, res.Errors
 			for _, e := range errs {
 				fmt.Fprintf(os.Stderr, "error: %v\n", e)
+				if g.json {
+					_ = printJSONLine(cmd.OutOrStdout(), errorJSON{MessageType: msgError, Error: errorMessageJSON{e.Err.Error()}, During: "restore", Item: e.Path})
+				}
 			}
 			if g.json {
-				if err := printJSON(cmd.OutOrStdout(), map[string]any{"message_type": "summary", "snapshot_id": snap.ID.String(),
-					"files_restored": prog.Files.Load(), "bytes_restored": prog.Bytes.Load(), "files_skipped": prog.Skipped.Load(),
-					"errors": len(errs), "verified": o.verify}); err != nil {
+				if err := printJSONLine(cmd.OutOrStdout(), restoreSummaryJSON{MessageType: msgSummary, SnapshotID: snap.ID.String(),
+					FilesRestored: prog.Files.Load(), BytesRestored: prog.Bytes.Load(), FilesSkipped: prog.Skipped.Load(),
+					Errors: len(errs), Verified: o.verify}); err != nil {
 					return err
 				}
 			} else {

@@ -149,7 +149,7 @@ func (s *cofferServer) enrol(admin, e *env, client string) {
 
 func snapshotCount(t *testing.T, e *env, repo string) int {
 	t.Helper()
-	var snaps []map[string]any
+	var snaps []snapshotJSON
 	out := e.must("snapshots", "--repo", repo, "--json")
 	if err := json.Unmarshal([]byte(out), &snaps); err != nil {
 		t.Fatalf("snapshots --json: %v\n%s", err, out)

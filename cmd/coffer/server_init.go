@@ -41,10 +41,7 @@ overwritten.`,
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), map[string]any{
-					"dir": dir, "ca_fingerprint": server.FormatFingerprint(res.CAFingerprint),
-					"server_names": res.ServerNames, "server_cert_expires": res.ServerExpiry,
-				})
+				return printJSON(cmd.OutOrStdout(), serverInitJSON{Dir: dir, CAFingerprint: server.FormatFingerprint(res.CAFingerprint), ServerNames: res.ServerNames, ServerCertExpires: res.ServerExpiry})
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "initialised %s\n", dir)

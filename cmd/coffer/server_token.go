@@ -41,7 +41,7 @@ Hand it over as you would a password.`,
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"client": client, "token": tok, "expires": exp.UTC()})
+				return printJSON(cmd.OutOrStdout(), serverTokenJSON{Client: client, Token: tok, Expires: exp.UTC()})
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), tok)
 			if !g.quiet {

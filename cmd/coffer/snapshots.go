@@ -31,18 +31,7 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			f := sf.filter()
-			type js struct {
-				ID       string   `json:"id"`
-				ShortID  string   `json:"short_id"`
-				Time     string   `json:"time"`
-				Hostname string   `json:"hostname"`
-				Username string   `json:"username,omitempty"`
-				Paths    []string `json:"paths"`
-				Tags     []string `json:"tags,omitempty"`
-				Tree     string   `json:"tree"`
-				Parent   string   `json:"parent,omitempty"`
-			}
-			out := []js{}
+			out := []snapshotJSON{}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			if !g.json {
 				fmt.Fprintln(tw, "ID\tTime\tHost\tTags\tPaths")
@@ -54,7 +43,7 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 				}
 				n++
 				if g.json {
-					j := js{ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time.Format("2006-01-02T15:04:05.999999999Z07:00"),
+					j := snapshotJSON{ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time.Format("2006-01-02T15:04:05.999999999Z07:00"),
 						Hostname: s.Hostname, Username: s.Username, Paths: s.Paths, Tags: s.Tags, Tree: s.Tree.String()}
 					if s.Parent != nil {
 						j.Parent = s.Parent.String()

@@ -55,10 +55,7 @@ shows the unique blobs they reference, their plaintext size, their stored
 			}
 			w := cmd.OutOrStdout()
 			if g.json {
-				return printJSON(w, struct {
-					Mode string `json:"mode"`
-					*maintenance.RepoStats
-				}{mode, st})
+				return printJSON(w, statsJSON{Mode: mode, RepoStats: st})
 			}
 			g.printf(w, "Stats in %s mode:\n", mode)
 			g.printf(w, "  Snapshots processed:  %d\n", st.Snapshots)

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/check"
+	"github.com/coffer-backup/coffer/internal/maintenance"
+	"github.com/coffer-backup/coffer/internal/snapdiff"
+)
+
+// The shapes of --json output, documented field by field in docs/json.md.
+// Streaming commands (backup, restore, check) print JSON lines, each with
+// a message_type; listings print one JSON document.
+
+// Message types of JSON lines.
+const (
+	msgStatus  = "status"
+	msgSummary = "summary"
+	msgError   = "error"
+)
+
+// backupStatusJSON is a progress line of backup, printed every second.
+type backupStatusJSON struct {
+	MessageType    string  `json:"message_type"` // "status"
+	SecondsElapsed float64 `json:"seconds_elapsed"`
+	PercentDone    float64 `json:"percent_done"` // 0..1, of the bytes found so far
+	TotalFiles     uint64  `json:"total_files"`
+	FilesDone      uint64  `json:"files_done"`
+	TotalBytes     uint64  `json:"total_bytes"`
+	BytesDone      uint64  `json:"bytes_done"`
+	ErrorCount     uint64  `json:"error_count"`
+}
+
+// backupSummaryJSON is the last line of a backup that wrote its snapshot.
+type backupSummaryJSON struct {
+	MessageType         string  `json:"message_type"` // "summary"
+	SnapshotID          string  `json:"snapshot_id"`
+	FilesNew            uint64  `json:"files_new"`
+	FilesChanged        uint64  `json:"files_changed"`
+	FilesUnmodified     uint64  `json:"files_unmodified"`
+	DirsNew             uint64  `json:"dirs_new"`
+	DirsChanged         uint64  `json:"dirs_changed"`
+	DirsUnmodified      uint64  `json:"dirs_unmodified"`
+	DataBlobs           uint64  `json:"data_blobs"`
+	TreeBlobs           uint64  `json:"tree_blobs"`
+	DataAdded           uint64  `json:"data_added"`
+	DataAddedPacked     uint64  `json:"data_added_packed"`
+	TotalFilesProcessed uint64  `json:"total_files_processed"`
+	TotalBytesProcessed uint64  `json:"total_bytes_processed"`
+	TotalDuration       float64 `json:"total_duration"` // seconds
+	Errors              uint64  `json:"errors"`
+}
+
+// errorJSON reports one item a streaming command could not process.
+type errorJSON struct {
+	MessageType string           `json:"message_type"` // "error"
+	Error       errorMessageJSON `json:"error"`
+	During      string           `json:"during"` // "backup" or "restore"
+	Item        string           `json:"item"`   // the path
+}
+
+type errorMessageJSON struct {
+	Message string `json:"message"`
+}
+
+// restoreStatusJSON is a progress line of restore, printed every second.
+type restoreStatusJSON struct {
+	MessageType    string  `json:"message_type"` // "status"
+	SecondsElapsed float64 `json:"seconds_elapsed"`
+	FilesRestored  uint64  `json:"files_restored"`
+	BytesRestored  uint64  `json:"bytes_restored"`
+	FilesSkipped   uint64  `json:"files_skipped"`
+	ErrorCount     uint64  `json:"error_count"`
+}
+
+// restoreSummaryJSON is the last line of a restore.
+type restoreSummaryJSON struct {
+	MessageType   string `json:"message_type"` // "summary"
+	SnapshotID    string `json:"snapshot_id"`
+	FilesRestored uint64 `json:"files_restored"`
+	BytesRestored uint64 `json:"bytes_restored"`
+	FilesSkipped  uint64 `json:"files_skipped"`
+	Errors        int    `json:"errors"`
+	Verified      bool   `json:"verified"`
+}
+
+// checkSummaryJSON is check's result line: check.Result's fields beside
+// the message type.
+type checkSummaryJSON struct {
+	MessageType string `json:"message_type"` // "summary"
+	*check.Result
+}
+
+// diffChangeJSON is one changed path of diff.
+type diffChangeJSON struct {
+	MessageType string `json:"message_type"` // "change"
+	snapdiff.Change
+}
+
+// diffStatsJSON is diff's last line.
+type diffStatsJSON struct {
+	MessageType    string `json:"message_type"` // "statistics"
+	SourceSnapshot string `json:"source_snapshot"`
+	TargetSnapshot string `json:"target_snapshot"`
+	*snapdiff.Stats
+}
+
+// forgetByIDJSON is forget's document when snapshots are given by ID.
+type forgetByIDJSON struct {
+	Remove []forgetSnapJSON `json:"remove"`
+	DryRun bool             `json:"dry_run"`
+}
+
+// initJSON is init's document.
+type initJSON struct {
+	ID       string `json:"id"`
+	Location string `json:"location"`
+	Cipher   string `json:"cipher"`
+}
+
+// keyRotateJSON is key rotate's document.
+type keyRotateJSON struct {
+	Term    uint32    `json:"term"`
+	Created time.Time `json:"created"`
+}
+
+// keySlotJSON is one entry of key list's array.
+type keySlotJSON struct {
+	ID      string    `json:"id"`
+	Current bool      `json:"current"`
+	Kind    string    `json:"kind"`
+	Created time.Time `json:"created"`
+	Host    string    `json:"host"`
+	User    string    `json:"user"`
+}
+
+// listBlobJSON is one entry of list blobs' array.
+type listBlobJSON struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+	Size uint32 `json:"size"` // plaintext bytes
+	Pack string `json:"pack"`
+}
+
+// listFileJSON is one entry of list's array for the other types.
+type listFileJSON struct {
+	ID   string `json:"id"`
+	Size int64  `json:"size"`
+}
+
+// lsNodeJSON is one entry of ls's array.
+type lsNodeJSON struct {
+	Path  string    `json:"path"`
+	Type  string    `json:"type"`
+	Mode  uint32    `json:"mode"`
+	Size  int64     `json:"size"`
+	UID   uint32    `json:"uid"`
+	GID   uint32    `json:"gid"`
+	User  string    `json:"user"`
+	Group string    `json:"group"`
+	MTime time.Time `json:"mtime"`
+}
+
+// snapshotJSON is one entry of snapshots' array.
+type snapshotJSON struct {
+	ID       string   `json:"id"`
+	ShortID  string   `json:"short_id"`
+	Time     string   `json:"time"`
+	Hostname string   `json:"hostname"`
+	Username string   `json:"username,omitempty"`
+	Paths    []string `json:"paths"`
+	Tags     []string `json:"tags,omitempty"`
+	Tree     string   `json:"tree"`
+	Parent   string   `json:"parent,omitempty"`
+}
+
+// statsJSON is stats' document.
+type statsJSON struct {
+	Mode string `json:"mode"`
+	*maintenance.RepoStats
+}
+
+// versionJSON is version's document.
+type versionJSON struct {
+	Version   string `json:"version"`
+	GoVersion string `json:"go_version"`
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+}
+
+// serverInitJSON is server init's document.
+type serverInitJSON struct {
+	Dir               string    `json:"dir"`
+	CAFingerprint     string    `json:"ca_fingerprint"`
+	ServerNames       []string  `json:"server_names"`
+	ServerCertExpires time.Time `json:"server_cert_expires"`
+}
+
+// serverTokenJSON is server token's document.
+type serverTokenJSON struct {
+	Client  string    `json:"client"`
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+}
+
+// jsonArray writes a JSON array one element at a time, so that a long
+// listing is one document without being held in memory.
+type jsonArray struct {
+	w   io.Writer
+	n   int
+	err error
+}
+
+func (a *jsonArray) add(v any) error {
+	if a.err != nil {
+		return a.err
+	}
+	sep := ",\n"
+	if a.n == 0 {
+		sep = "[\n"
+	}
+	b, err := json.Marshal(v)
+	if err == nil {
+		_, err = io.WriteString(a.w, sep+"  "+string(b))
+	}
+	a.n++
+	a.err = err
+	return err
+}
+
+func (a *jsonArray) close() error {
+	if a.err != nil {
+		return a.err
+	}
+	if a.n == 0 {
+		_, a.err = io.WriteString(a.w, "[]\n")
+		return a.err
+	}
+	_, a.err = io.WriteString(a.w, "\n]\n")
+	return a.err
+}
