@@ -37,7 +37,7 @@ func measure(t *testing.T) resources {
 // It is not parallel: it counts the whole process's resources.
 func TestLongRunning(t *testing.T) {
 	rounds := 200
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		rounds = 30
 	}
 	ctx := context.Background()
