@@ -46,6 +46,7 @@ func newRootCommand() *cobra.Command {
 		newCatCommand(g),
 		newCheckCommand(g),
 		newDiffCommand(g),
+		newDumpCommand(g),
 		newEnrollCommand(g),
 		newForgetCommand(g),
 		newInitCommand(g),
