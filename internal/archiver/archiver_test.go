@@ -50,6 +50,7 @@ func paths(t *testing.T, r *repository.Repository, s *repository.Snapshot, under
 }
 
 func TestExcludes(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	write(t, filepath.Join(src, "keep.txt"), "k")
 	write(t, filepath.Join(src, "drop.tmp"), "d")
@@ -83,6 +84,7 @@ func TestExcludes(t *testing.T) {
 }
 
 func TestParentFastPathAndChanges(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	write(t, filepath.Join(src, "a"), "one")
 	write(t, filepath.Join(src, "b"), "two")
@@ -113,6 +115,7 @@ func TestParentFastPathAndChanges(t *testing.T) {
 }
 
 func TestUnreadableDirectoryReported(t *testing.T) {
+	t.Parallel()
 	if os.Getuid() == 0 {
 		t.Skip("root reads everything; the CLI test covers this with an unprivileged user")
 	}

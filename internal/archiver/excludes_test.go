@@ -17,6 +17,7 @@ import (
 // nothing else of it; an excluded directory with nothing re-included
 // below is left out entirely, and one no "!" pattern reaches is not read.
 func TestExcludedDirReincludes(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	write(t, filepath.Join(src, "plain"), "p")
 	write(t, filepath.Join(src, "cache", "keep", "a"), "a")

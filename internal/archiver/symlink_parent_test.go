@@ -16,6 +16,7 @@ import (
 // the parent as a directory. A target that is itself a symlink stays one,
 // and a dangling link on the way is a clear error.
 func TestTargetBehindSymlinkedParent(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	write(t, filepath.Join(base, "real", "data", "f"), "x")
 	link := filepath.Join(base, "link")

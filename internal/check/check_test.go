@@ -69,6 +69,7 @@ func dump(st *mem.Mem, t *testing.T) map[string][]byte {
 }
 
 func TestHealthyRepositoryAndNoWrites(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	before := dump(f.st, t)
 	res := runCheck(t, f.st, Options{ReadData: true})
@@ -158,6 +159,7 @@ func reported(res *Result, h storage.Handle) bool {
 // and snapshot object, and truncates each of them, asserting that check
 // --read-data reports that object every time (and never panics).
 func TestCorruptionSweep(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	rng := rand.New(rand.NewPCG(3, 4))
 	ctx := context.Background()
@@ -235,6 +237,7 @@ func expectedAffected(t *testing.T, st storage.Storage, snaps []*repository.Snap
 }
 
 func TestDeletedPackNamesAffectedFiles(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	r := repotest.Open(t, f.st)
 	for _, victim := range r.Index().Packs() {
@@ -279,6 +282,7 @@ func TestDeletedPackNamesAffectedFiles(t *testing.T) {
 }
 
 func TestDeletedTreeNamesDirectory(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	r := repotest.Open(t, f.st)
 	// Find the pack holding the tree of a subdirectory "d0" and delete it.
@@ -310,6 +314,7 @@ func TestDeletedTreeNamesDirectory(t *testing.T) {
 }
 
 func TestUnindexedPackIsWarning(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	r := repotest.Open(t, f.st)
 	pw, err := r.NewPackWriter()
@@ -334,6 +339,7 @@ func TestUnindexedPackIsWarning(t *testing.T) {
 }
 
 func TestParseSubset(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in   string
 		want Subset

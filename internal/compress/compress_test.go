@@ -33,6 +33,7 @@ func textLike(seed uint64, n int) []byte {
 }
 
 func TestParseMode(t *testing.T) {
+	t.Parallel()
 	for _, m := range []Mode{Auto, Off, Max} {
 		got, err := ParseMode(m.String())
 		if err != nil || got != m {
@@ -53,6 +54,7 @@ func TestParseMode(t *testing.T) {
 // returned (when it compressed) gives back the input, and compressed output
 // is always strictly smaller.
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	var inputs [][]byte
 	inputs = append(inputs, nil, []byte{}, []byte("a"), bytes.Repeat([]byte("ab"), 100))
 	for seed := range uint64(6) {
@@ -99,6 +101,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestCompressibleDataCompresses(t *testing.T) {
+	t.Parallel()
 	in := textLike(1, 1<<20)
 	for _, m := range []Mode{Auto, Max} {
 		out, ok := Compress(nil, in, m)
@@ -114,6 +117,7 @@ func TestCompressibleDataCompresses(t *testing.T) {
 }
 
 func TestIncompressibleNotExpanded(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{10, 1000, 100 << 10, probeMinInput, 1 << 20} {
 		in := randomBytes(uint64(n), n)
 		for _, m := range []Mode{Auto, Max} {
@@ -126,6 +130,7 @@ func TestIncompressibleNotExpanded(t *testing.T) {
 }
 
 func TestOffReturnsSrc(t *testing.T) {
+	t.Parallel()
 	in := textLike(2, 10000)
 	out, ok := Compress(nil, in, Off)
 	if ok || &out[0] != &in[0] || len(out) != len(in) {
@@ -136,6 +141,7 @@ func TestOffReturnsSrc(t *testing.T) {
 // The probe flags random data and never flags data that compresses well
 // throughout; it only runs on inputs large enough to be worth sampling.
 func TestProbe(t *testing.T) {
+	t.Parallel()
 	if !looksIncompressible(randomBytes(3, 1<<20)) {
 		t.Error("probe did not flag random data")
 	}
@@ -150,6 +156,7 @@ func TestProbe(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {
@@ -260,6 +267,7 @@ func TestBombRefused(t *testing.T) {
 }
 
 func TestDecompressRejects(t *testing.T) {
+	t.Parallel()
 	good, ok := Compress(nil, textLike(5, 10000), Auto)
 	if !ok {
 		t.Fatal("text did not compress")
@@ -294,6 +302,7 @@ func TestDecompressRejects(t *testing.T) {
 }
 
 func TestDecompressReusesDst(t *testing.T) {
+	t.Parallel()
 	in := textLike(6, 100<<10)
 	c, _ := Compress(nil, in, Auto)
 	dst := make([]byte, 5, 200<<10)
@@ -366,6 +375,7 @@ func BenchmarkDecompressText(b *testing.B) {
 // Frames with a content checksum (written before coffer dropped it) still
 // decode, and a checksum that does not match their content is refused.
 func TestChecksummedFrames(t *testing.T) {
+	t.Parallel()
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ func mustNew(t testing.TB, pats ...string) *Matcher {
 }
 
 func TestMatch(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		pats []string
 		yes  []string
@@ -96,6 +97,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestBadPatterns(t *testing.T) {
+	t.Parallel()
 	for _, p := range []string{"", "!", "/", "!/", "./", "//", "a/../b", "..", "[abc", "a[", "[!", "[]", `a\`, `[a\`, "[z-a]", "a/[/]"} {
 		_, err := New([]string{"ok", p})
 		if !errors.Is(err, ErrBadPattern) {
@@ -109,6 +111,7 @@ func TestBadPatterns(t *testing.T) {
 }
 
 func TestZeroAndNilMatcher(t *testing.T) {
+	t.Parallel()
 	var nilM *Matcher
 	for _, m := range []*Matcher{nilM, {}, mustNew(t)} {
 		if m.Match("/a") || m.ChildMayMatch("/a") || !m.ChildMayNotMatch("/a") || !m.Empty() || len(m.Patterns()) != 0 {
@@ -122,6 +125,7 @@ func TestZeroAndNilMatcher(t *testing.T) {
 }
 
 func TestChildMayMatch(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		pats []string
 		dir  string
@@ -155,6 +159,7 @@ func TestChildMayMatch(t *testing.T) {
 }
 
 func TestChildMayNotMatch(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		pats []string
 		dir  string
@@ -178,6 +183,7 @@ func TestChildMayNotMatch(t *testing.T) {
 }
 
 func TestExcludeAction(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		pats  []string
 		path  string
@@ -214,6 +220,7 @@ func TestExcludeAction(t *testing.T) {
 // one pass, on random pattern lists with negations; and a directory it
 // skips holds nothing that Match leaves out (nothing re-included is lost).
 func TestExcludeActionAgrees(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(7, 8)) // #nosec G404 -- reproducible test inputs, not secrets
 	var seen [3]int
 	for i := 0; i < 2000; i++ {
@@ -349,6 +356,7 @@ func randPath(r *rand.Rand, maxDepth int) string {
 // TestMatchAgreesWithReference compares the matcher with the regular
 // expression translation on random patterns and paths.
 func TestMatchAgreesWithReference(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2)) // #nosec G404 -- reproducible test inputs, not secrets
 	for i := 0; i < 3000; i++ {
 		pat := randPattern(r)
@@ -381,6 +389,7 @@ func descendants(dir string, depth int) []string {
 // ChildMayMatch and ChildMayNotMatch never prune a directory holding a path
 // with the outcome asked for.
 func TestChildMayIsSound(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 4)) // #nosec G404 -- reproducible test inputs, not secrets
 	pruned := 0
 	for i := 0; i < 1500; i++ {
@@ -496,6 +505,7 @@ func FuzzMatch(f *testing.F) {
 }
 
 func TestReadPatternFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "excludes")
 	content := "# comment\n\n*.tmp   \n  \n/home/*/.cache\r\n!keep\\ \n\\#literal\n\t\nname\\\\  \n"
@@ -558,6 +568,7 @@ func FuzzParsePatterns(f *testing.F) {
 }
 
 func TestIsCacheDir(t *testing.T) {
+	t.Parallel()
 	cases := map[string]struct {
 		content string
 		want    bool
@@ -609,6 +620,7 @@ func TestIsCacheDir(t *testing.T) {
 }
 
 func TestHasMarker(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, ".nobackup"), nil, 0o600); err != nil {
 		t.Fatal(err)

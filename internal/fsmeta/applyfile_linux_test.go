@@ -17,6 +17,7 @@ import (
 // and inode flags; and that LstatNoFileFlags plus FileFlags read what Lstat
 // reads.
 func TestApplyFileMatchesApply(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	src, dst := t.TempDir(), t.TempDir()
 	type entry struct {
@@ -104,6 +105,7 @@ func TestApplyFileMatchesApply(t *testing.T) {
 }
 
 func TestApplyFileRefusesWrongType(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
 	if err := os.WriteFile(p, nil, 0o600); err != nil {

@@ -134,6 +134,7 @@ func assertRestored(t *testing.T, want *Meta, dst string) {
 }
 
 func TestRoundTripEveryType(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	src, dst := t.TempDir(), t.TempDir()
 	weird := "we\xffird\nname\x80" // invalid UTF-8 and a newline
@@ -236,6 +237,7 @@ const (
 )
 
 func TestPOSIXACLsRoundTrip(t *testing.T) {
+	t.Parallel()
 	src, dst := t.TempDir(), t.TempDir()
 	access := posixACL(
 		[3]uint32{aclUserObj, 6, aclNoID},
@@ -313,6 +315,7 @@ func must(v []byte, ok bool) []byte {
 }
 
 func TestSecurityXattrsSurviveChown(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	src, dst := t.TempDir(), t.TempDir()
 	f := filepath.Join(src, "ping")
@@ -368,6 +371,7 @@ func TestSecurityXattrsSurviveChown(t *testing.T) {
 }
 
 func TestInodeFlagsRoundTrip(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	src, dst := t.TempDir(), t.TempDir()
 	f := filepath.Join(src, "f")
@@ -403,6 +407,7 @@ func TestInodeFlagsRoundTrip(t *testing.T) {
 }
 
 func TestNanosecondTimes(t *testing.T) {
+	t.Parallel()
 	src, dst := t.TempDir(), t.TempDir()
 	f, d, l := filepath.Join(src, "f"), filepath.Join(src, "d"), filepath.Join(src, "l")
 	if err := os.WriteFile(f, nil, 0o644); err != nil {
@@ -430,6 +435,7 @@ func TestNanosecondTimes(t *testing.T) {
 }
 
 func TestApplyByName(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
@@ -462,6 +468,7 @@ func TestApplyByName(t *testing.T) {
 }
 
 func TestApplyToleratesAndStrictRefuses(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := filepath.Join(dir, "l")
 	if err := os.Symlink("target", l); err != nil {
@@ -484,6 +491,7 @@ func TestApplyToleratesAndStrictRefuses(t *testing.T) {
 }
 
 func TestApplyRefusesWrongType(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
 	if err := os.WriteFile(victim, nil, 0o600); err != nil {
@@ -509,6 +517,7 @@ func TestApplyRefusesWrongType(t *testing.T) {
 }
 
 func TestCreateExisting(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := Create(dir, &Meta{Type: TypeDir}); err != nil {
 		t.Fatalf("Create on existing dir = %v, want nil", err)
@@ -532,6 +541,7 @@ func TestCreateExisting(t *testing.T) {
 }
 
 func TestHardlinksRestoreAsLinks(t *testing.T) {
+	t.Parallel()
 	src, dst := t.TempDir(), t.TempDir()
 	a, b := filepath.Join(src, "a"), filepath.Join(src, "b")
 	if err := os.WriteFile(a, []byte("shared"), 0o644); err != nil {
@@ -571,6 +581,7 @@ func blocks(t *testing.T, path string) int64 {
 }
 
 func TestSparseFileRoundTrip(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	f, err := os.Create(src)
@@ -677,6 +688,7 @@ func TestSparseFileRoundTrip(t *testing.T) {
 }
 
 func TestWriteSparseProperty(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	r := rand.New(rand.NewPCG(3, 4))
 	for iter := range 40 {
@@ -741,6 +753,7 @@ func TestWriteSparseProperty(t *testing.T) {
 }
 
 func TestNanosSaturates(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ sec, nsec, want int64 }{
 		{0, 0, 0},
 		{-1, 999999999, -1},
@@ -760,6 +773,7 @@ func TestNanosSaturates(t *testing.T) {
 // chown to someone else fails with EPERM, which is expected and silent, but
 // setuid must then not be restored.
 func TestNonRootApply(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	exe, err := os.Executable()
 	if err != nil {

@@ -40,6 +40,7 @@ func sampleMeta() *Meta {
 }
 
 func TestMetaJSONRoundTripKeepsRawBytes(t *testing.T) {
+	t.Parallel()
 	m := sampleMeta()
 	if err := m.Validate(); err != nil {
 		t.Fatalf("sample invalid: %v", err)
@@ -66,6 +67,7 @@ func TestMetaJSONRoundTripKeepsRawBytes(t *testing.T) {
 // TestMetaJSONFormat pins the field names, which are part of the snapshot
 // format.
 func TestMetaJSONFormat(t *testing.T) {
+	t.Parallel()
 	m := &Meta{
 		Type: TypeFile, Mode: 0o644, UID: 1, GID: 2, User: "u", Group: "g", Size: 5,
 		MTimeNs: 3, ATimeNs: 4, CTimeNs: 5, Inode: 6, Device: 7, Links: 8, Rdev: 9, Flags: 64,
@@ -92,6 +94,7 @@ func TestMetaJSONFormat(t *testing.T) {
 }
 
 func TestXattrJSONRejectsBothNames(t *testing.T) {
+	t.Parallel()
 	var x Xattr
 	err := json.Unmarshal([]byte(`{"name":"user.a","name_raw":"YQ=="}`), &x)
 	if !errors.Is(err, ErrInvalidMeta) {
@@ -100,6 +103,7 @@ func TestXattrJSONRejectsBothNames(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	bad := map[string]func(m *Meta){
 		"unknown type":          func(m *Meta) { m.Type = "door" },
 		"empty type":            func(m *Meta) { m.Type = "" },
@@ -133,6 +137,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestMetaXattrLookup(t *testing.T) {
+	t.Parallel()
 	m := sampleMeta()
 	v, ok := m.Xattr("system.posix_acl_access")
 	if !ok || v[0] != 2 {
@@ -144,6 +149,7 @@ func TestMetaXattrLookup(t *testing.T) {
 }
 
 func TestSameContent(t *testing.T) {
+	t.Parallel()
 	a := &Meta{Type: TypeFile, Size: 10, MTimeNs: 1, CTimeNs: 2, Inode: 3, Mode: 0o644, ATimeNs: 9}
 	b := *a
 	b.Mode, b.ATimeNs, b.Xattrs = 0o600, 77, []Xattr{{Name: "user.x"}}
@@ -169,6 +175,7 @@ func TestSameContent(t *testing.T) {
 }
 
 func TestIsZeroMatchesNaive(t *testing.T) {
+	t.Parallel()
 	naive := func(b []byte) bool {
 		for _, c := range b {
 			if c != 0 {
@@ -203,6 +210,7 @@ func BenchmarkIsZero(b *testing.B) {
 }
 
 func TestHardlinkIndex(t *testing.T) {
+	t.Parallel()
 	var h HardlinkIndex
 	if _, ok := h.Lookup(1, 2); ok {
 		t.Fatal("empty index found something")

@@ -25,6 +25,7 @@ func testMaster(t testing.TB) *Master {
 // The derived keys are part of the on-disk format: pin them against an
 // independent HKDF implementation so an edited info string fails here.
 func TestDerivedKeysMatchHKDF(t *testing.T) {
+	t.Parallel()
 	var ms MasterSecret
 	for i := range ms {
 		ms[i] = byte(i)
@@ -60,6 +61,7 @@ func TestDerivedKeysMatchHKDF(t *testing.T) {
 }
 
 func TestDerivedKeysDependOnRepoID(t *testing.T) {
+	t.Parallel()
 	ms, err := NewMasterSecret()
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +81,7 @@ func TestDerivedKeysDependOnRepoID(t *testing.T) {
 }
 
 func TestNewMasterSecretIsRandom(t *testing.T) {
+	t.Parallel()
 	a, err := NewMasterSecret()
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +93,7 @@ func TestNewMasterSecretIsRandom(t *testing.T) {
 }
 
 func TestNewMasterRejectsBadRepoID(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{0, 1, MinRepoIDSize - 1, MaxRepoIDSize + 1} {
 		if _, err := NewMaster(MasterSecret{1}, make([]byte, n)); err == nil {
 			t.Errorf("repository ID of %d bytes accepted", n)
@@ -107,6 +111,7 @@ func TestNewMasterRejectsBadRepoID(t *testing.T) {
 }
 
 func TestKEKLookup(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	k, err := m.KEKLookup()(KEKTerm)
 	if err != nil || k != m.KEK() {
@@ -118,6 +123,7 @@ func TestKEKLookup(t *testing.T) {
 }
 
 func TestWipe(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	m.Wipe()
 	if m.secret != (MasterSecret{}) {

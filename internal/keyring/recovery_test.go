@@ -12,6 +12,7 @@ import (
 var recoveryForm = regexp.MustCompile(`^CFRK(-[0-9A-HJKMNP-TV-Z]{5}){11}$`)
 
 func TestRecoveryKeyFormat(t *testing.T) {
+	t.Parallel()
 	rk, err := NewRecoveryKey()
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +33,7 @@ func TestRecoveryKeyFormat(t *testing.T) {
 // Property: every key survives String and Parse, including the ways a
 // person retypes it.
 func TestRecoveryKeyRoundTripProperty(t *testing.T) {
+	t.Parallel()
 	retype := []func(string) string{
 		func(s string) string { return s },
 		strings.ToLower,
@@ -59,6 +61,7 @@ func TestRecoveryKeyRoundTripProperty(t *testing.T) {
 
 // A single mistyped character is caught, by the checksum or the alphabet.
 func TestRecoveryKeyTypoDetected(t *testing.T) {
+	t.Parallel()
 	const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 3 {
@@ -91,6 +94,7 @@ func TestRecoveryKeyTypoDetected(t *testing.T) {
 }
 
 func TestRecoveryKeyErrors(t *testing.T) {
+	t.Parallel()
 	rk, _ := NewRecoveryKey()
 	s := rk.String()
 	flip := func(s string, i int) string {
@@ -131,6 +135,7 @@ func TestRecoveryKeyErrors(t *testing.T) {
 }
 
 func TestRecoveryKeyChecksumMessage(t *testing.T) {
+	t.Parallel()
 	var rk RecoveryKey
 	s := rk.String()
 	// Change a key character so that only the checksum can catch it.
@@ -142,6 +147,7 @@ func TestRecoveryKeyChecksumMessage(t *testing.T) {
 }
 
 func TestRecoveryKeyNonCanonicalLastChar(t *testing.T) {
+	t.Parallel()
 	var rk RecoveryKey
 	s := rk.String()
 	// The last character's low 3 bits are padding; set one.

@@ -61,6 +61,7 @@ func mustParse(t testing.TB, id string, b []byte) *Slot {
 }
 
 func TestPassphraseSlotRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, c := range []crypto.Cipher{crypto.AES256GCM, crypto.ChaCha20Poly1305} {
 		t.Run(c.String(), func(t *testing.T) {
 			m := testMaster(t)
@@ -130,6 +131,7 @@ func TestDefaultKDFParamsAreWritten(t *testing.T) {
 }
 
 func TestWrongPassphrase(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	s, _ := newTestSlot(t, m, "right", crypto.AES256GCM)
 	for _, pw := range []string{"wrong", "", "right ", "Right"} {
@@ -141,12 +143,14 @@ func TestWrongPassphrase(t *testing.T) {
 }
 
 func TestUnlockNoSlots(t *testing.T) {
+	t.Parallel()
 	if _, _, err := Unlock(nil, []byte("x"), nil); !errors.Is(err, ErrNoSlots) {
 		t.Errorf("Unlock with no slots = %v", err)
 	}
 }
 
 func TestEmptyPassphraseRefused(t *testing.T) {
+	t.Parallel()
 	if _, err := NewPassphraseSlot(testMaster(t), nil, crypto.AES256GCM, cheapKDF, testInfo); err == nil {
 		t.Error("empty passphrase accepted")
 	}
@@ -170,6 +174,7 @@ func mutate(t *testing.T, b []byte, f func(map[string]any)) []byte {
 // Every field is authenticated: a well-formed slot with any one field
 // changed must parse but must not open.
 func TestTamperedSlotFieldsDoNotOpen(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	s, b := newTestSlot(t, m, "pw", crypto.AES256GCM)
 	kdf := func(f func(map[string]any)) func(map[string]any) {
@@ -206,6 +211,7 @@ func TestTamperedSlotFieldsDoNotOpen(t *testing.T) {
 }
 
 func TestTamperedKindDoesNotOpen(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	rk, err := NewRecoveryKey()
 	if err != nil {
@@ -230,6 +236,7 @@ func TestTamperedKindDoesNotOpen(t *testing.T) {
 }
 
 func TestFlippedBitInWrappedDoesNotOpen(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	s, b := newTestSlot(t, m, "pw", crypto.ChaCha20Poly1305)
 	for _, pos := range []int{0, 11, 12, 40, 75, 91} { // nonce, ciphertext, tag
@@ -248,6 +255,7 @@ func TestFlippedBitInWrappedDoesNotOpen(t *testing.T) {
 }
 
 func TestSlotMovedDoesNotOpen(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	s, b := newTestSlot(t, m, "pw", crypto.AES256GCM)
 	otherID, err := NewSlotID()
@@ -273,6 +281,7 @@ func TestSlotMovedDoesNotOpen(t *testing.T) {
 }
 
 func TestRecoverySlot(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	rs, rb, rk := newTestRecoverySlot(t, m, crypto.ChaCha20Poly1305)
 	if strings.Contains(string(rb), `"kdf"`) {
@@ -303,6 +312,7 @@ func TestRecoverySlot(t *testing.T) {
 }
 
 func TestPassphraseChange(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	old, _ := newTestSlot(t, m, "old", crypto.AES256GCM)
 	unlocked, which, err := Unlock([]*Slot{old}, []byte("old"), nil)
@@ -334,6 +344,7 @@ func TestPassphraseChange(t *testing.T) {
 }
 
 func TestCorruptSlotDoesNotBlockOthers(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	s, b := newTestSlot(t, m, "pw", crypto.AES256GCM)
 	bad, _ := NewSlotID()
@@ -352,6 +363,7 @@ func TestCorruptSlotDoesNotBlockOthers(t *testing.T) {
 }
 
 func TestHostileKDFParamsRejected(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	s, b := newTestSlot(t, m, "pw", crypto.AES256GCM)
 	cases := map[string]map[string]any{
@@ -396,6 +408,7 @@ func TestHostileKDFParamsRejected(t *testing.T) {
 }
 
 func TestMalformedSlotsRejected(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	s, b := newTestSlot(t, m, "pw", crypto.AES256GCM)
 	set := func(f string, v any) []byte {
@@ -454,6 +467,7 @@ func TestMalformedSlotsRejected(t *testing.T) {
 }
 
 func TestMarshalRefusesInvalidSlot(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	s, _ := newTestSlot(t, m, "pw", crypto.AES256GCM)
 	bad := *s
@@ -468,6 +482,7 @@ func TestMarshalRefusesInvalidSlot(t *testing.T) {
 }
 
 func TestKDFParamsValidate(t *testing.T) {
+	t.Parallel()
 	if err := DefaultKDFParams().Validate(); err != nil {
 		t.Errorf("default params invalid: %v", err)
 	}

@@ -24,6 +24,7 @@ func newTestTerm(t testing.TB, n uint32) Term {
 }
 
 func TestTermRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, c := range []crypto.Cipher{crypto.AES256GCM, crypto.ChaCha20Poly1305} {
 		m := testMaster(t)
 		term := newTestTerm(t, 1)
@@ -46,6 +47,7 @@ func TestTermRoundTrip(t *testing.T) {
 }
 
 func TestTermNames(t *testing.T) {
+	t.Parallel()
 	if TermName(1) != "00000001" || TermName(0xdeadbeef) != "deadbeef" {
 		t.Fatal("TermName format changed")
 	}
@@ -66,6 +68,7 @@ func TestTermNames(t *testing.T) {
 }
 
 func TestTermObjectBoundToNameRepoAndKey(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	data, err := SealTerm(m, crypto.AES256GCM, newTestTerm(t, 3))
 	if err != nil {
@@ -97,6 +100,7 @@ func TestTermObjectBoundToNameRepoAndKey(t *testing.T) {
 }
 
 func TestTermNumberMustMatchName(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	// A validly sealed object at keyring/00000002 whose plaintext says 3:
 	// only a buggy or malicious key holder could write it.
@@ -114,6 +118,7 @@ func TestTermNumberMustMatchName(t *testing.T) {
 }
 
 func TestTermMustBeSealedUnderKEK(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	pt, _ := marshalTerm(newTestTerm(t, 1))
 	// Header names term 1 instead of 0: refused before any decryption.
@@ -132,6 +137,7 @@ func TestTermMustBeSealedUnderKEK(t *testing.T) {
 }
 
 func TestTermPlaintextStrict(t *testing.T) {
+	t.Parallel()
 	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
 	zeroKey := base64.StdEncoding.EncodeToString(make([]byte, 32))
 	good := `{"version":1,"number":1,"created":"2025-06-01T08:30:00Z","key":"` + key + `"}`
@@ -160,6 +166,7 @@ func TestTermPlaintextStrict(t *testing.T) {
 }
 
 func TestSealTermRefusesBadTerms(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	if _, err := SealTerm(m, crypto.AES256GCM, Term{Number: 0, Key: crypto.Key{1}, Created: t0}); !errors.Is(err, ErrInvalidTerm) {
 		t.Errorf("term 0: %v", err)
@@ -173,6 +180,7 @@ func TestSealTermRefusesBadTerms(t *testing.T) {
 }
 
 func TestRing(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	t1, t2 := newTestTerm(t, 1), newTestTerm(t, 2)
 	if t1.Key == t2.Key {
@@ -235,6 +243,7 @@ func TestRing(t *testing.T) {
 }
 
 func TestRingTermsExhausted(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	r, err := NewRing(m, []Term{newTestTerm(t, 0xffffffff)})
 	if err != nil {
@@ -246,6 +255,7 @@ func TestRingTermsExhausted(t *testing.T) {
 }
 
 func TestOpenRingFailsClosed(t *testing.T) {
+	t.Parallel()
 	m := testMaster(t)
 	var files []TermFile
 	for n := uint32(1); n <= 3; n++ {

@@ -12,6 +12,7 @@ import (
 // E = floor(log2 L), S = floor(log2 E)+1, lastBits = E-S,
 // bitMask = 2^lastBits - 1, padded = (L + bitMask) & ^bitMask.
 func TestKnownValues(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ in, want int64 }{
 		{math.MinInt64, math.MinInt64}, {-5, -5}, {0, 0}, {1, 1},
 		{2, 2}, {3, 3}, {4, 4}, {5, 5}, {7, 7},
@@ -62,6 +63,7 @@ func samples(t *testing.T) []int64 {
 // Properties: matches the definition, never shrinks, overhead under 12%,
 // idempotent, and the padded length has at most S significant bits.
 func TestProperties(t *testing.T) {
+	t.Parallel()
 	limit := big.NewInt(math.MaxInt64)
 	for _, n := range samples(t) {
 		p := Padme(n)
@@ -92,6 +94,7 @@ func TestProperties(t *testing.T) {
 }
 
 func TestMonotonic(t *testing.T) {
+	t.Parallel()
 	prev := Padme(math.MinInt64)
 	for n := int64(-10); n < 1<<17; n++ {
 		p := Padme(n)
@@ -113,6 +116,7 @@ func TestMonotonic(t *testing.T) {
 // Leakage: all lengths with the same E = floor(log2 n) collapse onto at most
 // 2^S + 1 padded values (the +1 is the next power of two).
 func TestLeakageBound(t *testing.T) {
+	t.Parallel()
 	for e := 1; e <= 16; e++ {
 		s := bits.Len(uint(e))
 		seen := map[int64]bool{}

@@ -9,6 +9,7 @@ import (
 )
 
 func TestContentItemBounds(t *testing.T) {
+	t.Parallel()
 	if n, err := holeLen(repository.ContentItem{Hole: math.MaxInt64}); err != nil || n != math.MaxInt64 {
 		t.Fatalf("holeLen(MaxInt64) = %d, %v", n, err)
 	}

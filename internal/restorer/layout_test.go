@@ -16,6 +16,7 @@ import (
 // several directories, some walked before the first copy's directory is
 // written, and again over the restored tree (resume).
 func TestHardlinksAcrossDirectories(t *testing.T) {
+	t.Parallel()
 	r, _, src := setup(t, map[string]string{"m/first": "shared content", "a/other": "x"})
 	for _, l := range []string{"a/l1", "m/l2", "z/deep/l3"} {
 		p := filepath.Join(src, l)
@@ -70,6 +71,7 @@ func TestHardlinksAcrossDirectories(t *testing.T) {
 // TestManyDirectoriesAndAFlatOne restores a tree with many small
 // directories and one large flat directory and compares every byte.
 func TestManyDirectoriesAndAFlatOne(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewSource(1))
 	files := map[string]string{}
 	for d := range 40 {

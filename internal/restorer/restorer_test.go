@@ -40,6 +40,7 @@ func setup(t *testing.T, files map[string]string) (*repository.Repository, *repo
 }
 
 func TestResumeSkipsCorrectFiles(t *testing.T) {
+	t.Parallel()
 	r, s, src := setup(t, map[string]string{"a": "alpha", "b": string(bytes.Repeat([]byte("b"), 100000))})
 	dst := t.TempDir()
 	ctx := context.Background()
@@ -64,6 +65,7 @@ func TestResumeSkipsCorrectFiles(t *testing.T) {
 }
 
 func TestPlantedSymlinkNotFollowed(t *testing.T) {
+	t.Parallel()
 	r, s, src := setup(t, map[string]string{"dir/f": "inside"})
 	dst := t.TempDir()
 	outside := t.TempDir()
@@ -89,6 +91,7 @@ func TestPlantedSymlinkNotFollowed(t *testing.T) {
 }
 
 func TestIncludeFilter(t *testing.T) {
+	t.Parallel()
 	r, s, src := setup(t, map[string]string{"keep/a": "a", "skip/b": "b"})
 	inc, err := filter.New([]string{src + "/keep"})
 	if err != nil {
@@ -107,6 +110,7 @@ func TestIncludeFilter(t *testing.T) {
 }
 
 func TestHostileTreeRefused(t *testing.T) {
+	t.Parallel()
 	// A tree naming "..": DecodeTree refuses it, so nothing is written.
 	ctx := context.Background()
 	r, _, err := repository.Init(ctx, mem.New(), repository.InitOptions{

@@ -94,6 +94,7 @@ func diffList(t *testing.T, l TreeLoader, a, b repository.ID) ([]string, *Stats)
 }
 
 func TestDiffKinds(t *testing.T) {
+	t.Parallel()
 	m := newMemTrees()
 	shared := map[string]entry{"big": {content: "unchanged"}, "deep": {dir: map[string]entry{"x": {content: "x"}}}}
 	a := m.build(map[string]entry{
@@ -140,6 +141,7 @@ func TestDiffKinds(t *testing.T) {
 }
 
 func TestDiffStopsOnCallbackError(t *testing.T) {
+	t.Parallel()
 	m := newMemTrees()
 	a := m.build(map[string]entry{"x": {content: "1"}})
 	b := m.build(map[string]entry{"y": {content: "2"}})
@@ -189,6 +191,7 @@ func flatten(prefix string, d map[string]entry, out map[string]string) {
 // TestDiffProperty compares Diff with a diff of flattened path lists on
 // random trees, and checks that swapping the sides swaps + and -.
 func TestDiffProperty(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(5, 6))
 	for iter := 0; iter < 500; iter++ {
 		m := newMemTrees()
@@ -237,6 +240,7 @@ func TestDiffProperty(t *testing.T) {
 }
 
 func TestDiffRealSnapshots(t *testing.T) {
+	t.Parallel()
 	st := mem.New()
 	repotest.Init(t, st)
 	rng := rand.New(rand.NewPCG(9, 10))

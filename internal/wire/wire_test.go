@@ -16,6 +16,7 @@ import (
 )
 
 func TestParseRequestValid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		method, target string
 		want           Route
@@ -40,6 +41,7 @@ func TestParseRequestValid(t *testing.T) {
 }
 
 func TestParseRequestInvalid(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		method, target string
 		want           error
@@ -94,6 +96,7 @@ func TestParseRequestInvalid(t *testing.T) {
 
 // The client's path builders produce exactly the routes the server parses.
 func TestPathBuildersRoundTrip(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789-_"
 	randName := func(max int) string {
@@ -146,6 +149,7 @@ func TestPathBuildersRoundTrip(t *testing.T) {
 }
 
 func TestValidateClientName(t *testing.T) {
+	t.Parallel()
 	for _, ok := range []string{"a", "host-1.example.com", "x_y", strings.Repeat("a", 63)} {
 		if err := ValidateClientName(ok); err != nil {
 			t.Errorf("ValidateClientName(%q) = %v", ok, err)
@@ -159,6 +163,7 @@ func TestValidateClientName(t *testing.T) {
 }
 
 func TestRange(t *testing.T) {
+	t.Parallel()
 	const size = 100
 	tests := []struct {
 		off, n         int64
@@ -215,6 +220,7 @@ func TestRange(t *testing.T) {
 }
 
 func TestContentRange(t *testing.T) {
+	t.Parallel()
 	if got := ContentRange(5, 10, 100); got != "bytes 5-14/100" {
 		t.Errorf("ContentRange = %q", got)
 	}
@@ -224,6 +230,7 @@ func TestContentRange(t *testing.T) {
 }
 
 func TestListRoundTrip(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	lw := NewListWriter(&buf)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
@@ -266,6 +273,7 @@ func TestListRoundTrip(t *testing.T) {
 }
 
 func TestDecodeListRefuses(t *testing.T) {
+	t.Parallel()
 	bad := []string{
 		"",
 		`{"end":true,"count":1}` + "\n",
@@ -294,6 +302,7 @@ func TestDecodeListRefuses(t *testing.T) {
 }
 
 func TestErrorsRoundTrip(t *testing.T) {
+	t.Parallel()
 	sentinels := []error{
 		storage.ErrNotFound, storage.ErrNoRepository, storage.ErrExists, storage.ErrRange, storage.ErrForbidden,
 		storage.ErrInvalidName, ErrQuota, ErrTooLarge, ErrLengthRequired, ErrDigest, ErrBadRequest,
@@ -343,6 +352,7 @@ func TestErrorsRoundTrip(t *testing.T) {
 }
 
 func TestOpString(t *testing.T) {
+	t.Parallel()
 	if OpSave.String() != "save" || Op(99).String() != "op(99)" {
 		t.Errorf("Op names: %s %s", OpSave, Op(99))
 	}
