@@ -31,9 +31,12 @@ func newFixture(t *testing.T) *fixture {
 	repotest.Init(t, st)
 	rng := rand.New(rand.NewPCG(1, 2))
 	src := t.TempDir()
-	repotest.RandomTree(t, src, 12, 300<<10, rng)
+	// Small files: what the tests prove depends on the objects' structure,
+	// not their bulk, and TestCorruptionSweep checks the whole repository
+	// a few hundred times (slow under -race when it held 2 MB).
+	repotest.RandomTree(t, src, 12, 40<<10, rng)
 	s1 := repotest.Backup(t, st, []string{src})
-	repotest.WriteFile(t, filepath.Join(src, "d9", "late"), 200<<10, rng)
+	repotest.WriteFile(t, filepath.Join(src, "d9", "late"), 30<<10, rng)
 	s2 := repotest.Backup(t, st, []string{src})
 	return &fixture{st: st, snaps: []*repository.Snapshot{s1, s2}, src: src}
 }
