@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/coffer-backup/coffer/internal/bytesize"
 	"github.com/coffer-backup/coffer/internal/server"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/spf13/cobra"
@@ -42,7 +43,7 @@ the audit log.`,
 			}
 			var q *int64
 			if cmd.Flags().Changed("quota") {
-				n, err := server.ParseSize(quota)
+				n, err := bytesize.Parse(quota)
 				if err != nil {
 					return usageErrorf("--quota: %v", err)
 				}

@@ -305,3 +305,6 @@ func (s *Storage) Verify(ctx context.Context, h storage.Handle) (int64, error) {
 	}
 	return o.Size(), nil
 }
+
+// Base returns the storage the sealed objects are kept in.
+func (s *Storage) Base() storage.Storage { return s.base }

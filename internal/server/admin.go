@@ -2,11 +2,8 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -159,42 +156,4 @@ func (a *Admin) TLSReport(ctx context.Context, days int) (*TLSReport, error) {
 	}
 	rep.Days = a.Settings.Policy.Summarize(kept, days, now)
 	return rep, nil
-}
-
-// ErrSize is returned by ParseSize.
-var ErrSize = errors.New("invalid size")
-
-// ParseSize reads a byte count: digits with an optional K, M, G or T
-// suffix (powers of 1024), optionally followed by "B" or "iB"
-// ("500M", "10GiB", "0").
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "iB"), "B")
-	if t == "" {
-		return 0, fmt.Errorf("%w: %q", ErrSize, s)
-	}
-	mult := int64(1)
-	switch t[len(t)-1] {
-	case 'k', 'K':
-		mult = 1 << 10
-	case 'm', 'M':
-		mult = 1 << 20
-	case 'g', 'G':
-		mult = 1 << 30
-	case 't', 'T':
-		mult = 1 << 40
-	}
-	if mult > 1 {
-		t = t[:len(t)-1]
-	}
-	for i := 0; i < len(t); i++ {
-		if t[i] < '0' || t[i] > '9' {
-			return 0, fmt.Errorf("%w: %q: want digits with an optional K, M, G or T suffix", ErrSize, s)
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("%w: %q", ErrSize, s)
-	}
-	return n * mult, nil
 }

@@ -6,13 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/atrest"
 	"github.com/coffer-backup/coffer/internal/pki/enrol"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -64,34 +63,44 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), clientKey{}, client.Name)
 	r = r.WithContext(ctx)
-	id := objectID{Client: client.Name, Repo: route.Repo, Kind: string(route.Kind), Name: route.Name}
-	switch route.Op {
-	case wire.OpCreateRepo:
+	if route.Op == wire.OpCreateRepo {
 		err = s.createRepo(ctx, client.Name, route.Repo)
 		if err == nil {
 			w.WriteHeader(http.StatusCreated)
 		}
-	case wire.OpStatRepo:
-		err = s.store.repoExists(client.Name, route.Repo)
-		if err == nil {
-			w.WriteHeader(http.StatusNoContent)
-		}
-	case wire.OpList:
-		err = s.serveList(w, r, client.Name, route)
-	case wire.OpStat:
-		err = s.serveStat(w, id)
-	case wire.OpLoad:
-		err = s.serveLoad(w, r, id)
-	case wire.OpSave:
-		err = s.serveSave(w, r, client, id)
-	case wire.OpRemove:
-		err = s.serveRemove(ctx, w, client, id)
-	default:
-		err = wire.ErrNoRoute
+	} else {
+		err = s.serveObjects(w, r, client, route)
 	}
 	if err != nil {
 		s.fail(w, client.Name, route, err)
 	}
+}
+
+// serveObjects serves the operations on an existing repository, through
+// its storage.
+func (s *Server) serveObjects(w http.ResponseWriter, r *http.Request, client serverdb.Client, route wire.Route) error {
+	st, err := s.store.open(client.Name, route.Repo)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = st.Close() }()
+	h := route.Handle()
+	switch route.Op {
+	case wire.OpStatRepo:
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case wire.OpList:
+		return s.serveList(w, r, st, client.Name, route)
+	case wire.OpStat:
+		return s.serveStat(w, r, st, h)
+	case wire.OpLoad:
+		return s.serveLoad(w, r, st, h)
+	case wire.OpSave:
+		return s.serveSave(w, r, st, client, h)
+	case wire.OpRemove:
+		return s.serveRemove(r.Context(), w, st, client, route)
+	}
+	return wire.ErrNoRoute
 }
 
 // fail answers a failed operation. Damage and internal errors are logged
@@ -101,7 +110,7 @@ func (s *Server) fail(w http.ResponseWriter, client string, route wire.Route, er
 	case errors.Is(err, ErrCorrupt):
 		s.log.Error("damaged object", "client", client, "repo", route.Repo, "object", route.Handle().String(), "err", err)
 		err = fmt.Errorf("%w: %v", wire.ErrCorrupt, err)
-	case errors.Is(err, errDigestMismatch):
+	case errors.Is(err, atrest.ErrDigestMismatch):
 		err = fmt.Errorf("%w: %v", wire.ErrDigest, err)
 	case errors.Is(err, errUpload):
 		err = fmt.Errorf("%w: %v", wire.ErrBadRequest, err)
@@ -137,7 +146,7 @@ func (s *Server) serveRenew(w http.ResponseWriter, r *http.Request, client strin
 }
 
 func (s *Server) createRepo(ctx context.Context, client, repo string) error {
-	if err := s.store.createRepo(client, repo); err != nil {
+	if err := s.store.create(client, repo); err != nil {
 		return err
 	}
 	if err := s.cfg.DB.LogEvent(ctx, serverdb.Event{Time: s.now(), Client: client, Repo: repo, Action: serverdb.ActionCreateRepo}); err != nil {
@@ -148,11 +157,12 @@ func (s *Server) createRepo(ctx context.Context, client, repo string) error {
 
 // sentWriter notes whether anything was sent, so an error can still get a
 // proper response until the first byte goes out, and aborts the stream
-// after that.
+// after that. err is the first error of sending.
 type sentWriter struct {
 	w      http.ResponseWriter
 	before func()
 	sent   bool
+	err    error
 }
 
 func (sw *sentWriter) Write(p []byte) (int, error) {
@@ -162,25 +172,28 @@ func (sw *sentWriter) Write(p []byte) (int, error) {
 			sw.before()
 		}
 	}
-	return sw.w.Write(p)
+	n, err := sw.w.Write(p)
+	if err != nil && sw.err == nil {
+		sw.err = err
+	}
+	return n, err
 }
 
-func (s *Server) serveList(w http.ResponseWriter, r *http.Request, client string, route wire.Route) error {
-	if err := s.store.repoExists(client, route.Repo); err != nil {
-		return err
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request, st *atrest.Storage, client string, route wire.Route) error {
+	if !storage.ValidKind(route.Kind) {
+		return fmt.Errorf("%w: unknown kind %q", storage.ErrInvalidName, route.Kind)
 	}
 	sw := &sentWriter{w: w, before: func() { w.Header().Set("Content-Type", wire.ListContentType) }}
 	lw := wire.NewListWriter(sw)
-	err := s.store.list(r.Context(), client, route.Repo, route.Kind, func(e entry) error {
-		we := wire.Entry{Name: e.name, Size: e.size}
+	ctx := r.Context()
+	err := st.List(ctx, route.Kind, func(fi storage.FileInfo) error {
+		we := wire.Entry{Name: fi.Name, Size: fi.Size}
 		if route.Kind == storage.KindSnapshots {
-			id := objectID{Client: client, Repo: route.Repo, Kind: string(route.Kind), Name: e.name}
-			if o, err := s.store.open(id); err == nil {
-				t := o.hdr.Received
+			if o, err := st.Open(ctx, storage.Handle{Kind: route.Kind, Name: fi.Name}); err == nil {
+				t := o.Received()
 				we.Received = &t
-				_ = o.Close()
 			} else if !errors.Is(err, storage.ErrNotFound) {
-				s.log.Error("listing snapshot", "client", client, "repo", route.Repo, "name", e.name, "err", err)
+				s.log.Error("listing snapshot", "client", client, "repo", route.Repo, "name", fi.Name, "err", err)
 			}
 		}
 		return lw.Write(we)
@@ -197,36 +210,35 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, client string
 	return err
 }
 
-func setObjectHeaders(h http.Header, o *objectReader) {
-	h.Set(wire.HeaderReceived, o.hdr.Received.Format(time.RFC3339Nano))
-	h.Set(wire.HeaderContentSHA256, hex.EncodeToString(o.hdr.ContentHash[:]))
+func setObjectHeaders(h http.Header, o *atrest.Object) {
+	sum := o.ContentSHA256()
+	h.Set(wire.HeaderReceived, o.Received().Format(time.RFC3339Nano))
+	h.Set(wire.HeaderContentSHA256, hex.EncodeToString(sum[:]))
 }
 
-func (s *Server) serveStat(w http.ResponseWriter, id objectID) error {
-	o, err := s.store.open(id)
+func (s *Server) serveStat(w http.ResponseWriter, r *http.Request, st *atrest.Storage, oh storage.Handle) error {
+	o, err := st.Open(r.Context(), oh)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = o.Close() }()
 	h := w.Header()
 	setObjectHeaders(h, o)
-	h.Set("Content-Length", strconv.FormatInt(o.hdr.Size, 10))
+	h.Set("Content-Length", strconv.FormatInt(o.Size(), 10))
 	h.Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
 
-func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request, id objectID) error {
+func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request, st *atrest.Storage, oh storage.Handle) error {
 	ranges := r.Header.Values("Range")
 	if len(ranges) > 1 {
 		return fmt.Errorf("%w: %d Range headers", storage.ErrRange, len(ranges))
 	}
-	o, err := s.store.open(id)
+	o, err := st.Open(r.Context(), oh)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = o.Close() }()
-	size := o.hdr.Size
+	size := o.Size()
 	offset, length, status := int64(0), size, http.StatusOK
 	if len(ranges) == 1 {
 		rng, err := wire.ParseRange(ranges[0])
@@ -237,9 +249,6 @@ func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request, id objectID) 
 			return err
 		}
 		status = http.StatusPartialContent
-	}
-	if err := o.loadTable(); err != nil {
-		return err
 	}
 	start := func() {
 		h := w.Header()
@@ -252,18 +261,17 @@ func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request, id objectID) 
 		w.WriteHeader(status)
 	}
 	sw := &sentWriter{w: w, before: start}
-	err = o.writeRange(sw, offset, length)
-	var we *writeError
+	err = o.WriteRange(r.Context(), sw, offset, length)
 	switch {
 	case err == nil:
 		if !sw.sent {
 			start()
 		}
 		return nil
-	case errors.As(err, &we):
+	case sw.err != nil:
 		return nil // the client went away
 	case sw.sent:
-		s.log.Error("damaged object found while sending it", "object", id.String(), "err", err)
+		s.log.Error("damaged object found while sending it", "object", oh.String(), "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	return err
@@ -272,7 +280,7 @@ func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request, id objectID) 
 // errUpload marks a failure reading the request body.
 var errUpload = errors.New("upload")
 
-func (s *Server) serveSave(w http.ResponseWriter, r *http.Request, client serverdb.Client, id objectID) error {
+func (s *Server) serveSave(w http.ResponseWriter, r *http.Request, st *atrest.Storage, client serverdb.Client, h storage.Handle) error {
 	size := r.ContentLength
 	if size < 0 {
 		return wire.ErrLengthRequired
@@ -288,16 +296,13 @@ func (s *Server) serveSave(w http.ResponseWriter, r *http.Request, client server
 		}
 		want = b
 	}
-	if err := s.store.repoExists(id.Client, id.Repo); err != nil {
-		return err
-	}
 	done, err := s.reserve(r.Context(), client.Name, size, client.QuotaBytes)
 	if err != nil {
 		return err
 	}
 	received := s.now().UTC()
 	body := &uploadReader{r: http.MaxBytesReader(w, r.Body, size)}
-	err = s.store.save(r.Context(), id, size, body, want, received)
+	err = st.SaveStream(r.Context(), h, &upload{body: body, size: size, want: want, received: received}, size)
 	done(err == nil)
 	if err != nil {
 		if body.err != nil && !errors.Is(err, storage.ErrExists) {
@@ -308,6 +313,36 @@ func (s *Server) serveSave(w http.ResponseWriter, r *http.Request, client server
 	w.Header().Set(wire.HeaderReceived, received.Format(time.RFC3339Nano))
 	w.WriteHeader(http.StatusCreated)
 	return nil
+}
+
+// upload is a request body as the at-rest layer takes it: exactly size
+// bytes, the digest they must have and the time the server received them.
+type upload struct {
+	body     *uploadReader
+	size     int64
+	want     []byte
+	received time.Time
+}
+
+var _ atrest.Upload = (*upload)(nil)
+
+func (u *upload) WantSHA256() []byte    { return u.want }
+func (u *upload) ReceivedAt() time.Time { return u.received }
+
+// WriteTo copies the declared length to w; anything more is a broken request.
+func (u *upload) WriteTo(w io.Writer) (int64, error) {
+	n, err := io.CopyN(w, u.body, u.size)
+	if err != nil {
+		return n, fmt.Errorf("read upload: %w", err)
+	}
+	var one [1]byte
+	if k, err := u.body.Read(one[:]); k > 0 || (err != nil && !errors.Is(err, io.EOF)) {
+		if err == nil {
+			err = errors.New("more bytes than declared")
+		}
+		return n, fmt.Errorf("read upload: %w", err)
+	}
+	return n, nil
 }
 
 // uploadReader remembers the body's read error, to tell a broken upload
@@ -325,9 +360,10 @@ func (u *uploadReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *Server) serveRemove(ctx context.Context, w http.ResponseWriter, client serverdb.Client, id objectID) error {
-	kind := storage.Kind(id.Kind)
-	ev := serverdb.Event{Time: s.now(), Client: client.Name, Repo: id.Repo, Object: storage.Handle{Kind: kind, Name: id.Name}.String()}
+func (s *Server) serveRemove(ctx context.Context, w http.ResponseWriter, st *atrest.Storage, client serverdb.Client, route wire.Route) error {
+	h := route.Handle()
+	kind := h.Kind
+	ev := serverdb.Event{Time: s.now(), Client: client.Name, Repo: route.Repo, Object: h.String()}
 	if !client.AllowDelete && !slices.Contains(s.cfg.AppendOnlyRemovable, kind) {
 		ev.Action = serverdb.ActionDeleteRefused
 		if err := s.cfg.DB.LogEvent(ctx, ev); err != nil {
@@ -335,28 +371,19 @@ func (s *Server) serveRemove(ctx context.Context, w http.ResponseWriter, client 
 		}
 		return fmt.Errorf("%w: client %s is append-only", storage.ErrForbidden, client.Name)
 	}
-	_, file, err := s.store.objectPath(id)
+	// The sealed size, not an authenticated one: a damaged object can go too.
+	fi, err := st.Base().Stat(ctx, h)
 	if err != nil {
 		return err
 	}
-	fi, err := os.Lstat(file)
-	if errors.Is(err, fs.ErrNotExist) {
-		if rerr := s.store.repoExists(id.Client, id.Repo); rerr != nil {
-			return rerr
-		}
-		return fmt.Errorf("%s: %w", id.Name, storage.ErrNotFound)
-	}
-	if err != nil {
-		return err
-	}
-	size, _ := contentSize(fi.Size())
+	size, _ := atrest.ContentSize(fi.Size)
 	// Logged before it happens: no deletion goes unrecorded.
 	ev.Action = serverdb.ActionDelete
 	ev.Detail = "size=" + strconv.FormatInt(size, 10)
 	if err := s.cfg.DB.LogEvent(ctx, ev); err != nil {
 		return fmt.Errorf("audit log before deletion: %w", err)
 	}
-	if err := s.store.remove(id); err != nil {
+	if err := st.Remove(ctx, h); err != nil {
 		return err
 	}
 	s.released(client.Name, size)

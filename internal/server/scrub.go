@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
+
+	"github.com/coffer-backup/coffer/internal/atrest"
+	"github.com/coffer-backup/coffer/internal/storage"
 )
 
 // Report is what Scrub found.
@@ -30,22 +32,25 @@ type Damage struct {
 // hash. Damage is reported by path; the error is only for a failure to walk
 // the object tree.
 func (s *Server) Scrub(ctx context.Context) (Report, error) {
-	return s.store.scrub(ctx, filepath.Dir(s.store.root))
+	return s.store.scrub(ctx, s.cfg.Dir)
 }
 
 // ScrubDir scrubs the state directory dir without starting a server, so it
-// can run beside a running one (it only reads). It loads the at-rest key
-// with the same permission check as New.
+// can run beside a running one (it only reads, once the layout is current).
+// It loads the at-rest key with the same permission check as New.
 func ScrubDir(ctx context.Context, dir string) (Report, error) {
 	key, err := loadKey(dir)
 	if err != nil {
 		return Report{}, err
 	}
-	st := &store{root: filepath.Join(dir, ObjectsDir), tmp: filepath.Join(dir, TempDir), key: key}
+	st := &objectStore{root: filepath.Join(dir, ObjectsDir), key: key}
+	if _, err := st.migrateLayout(ctx); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Report{}, err
+	}
 	return st.scrub(ctx, dir)
 }
 
-func (s *store) scrub(ctx context.Context, base string) (Report, error) {
+func (s *objectStore) scrub(ctx context.Context, base string) (Report, error) {
 	var rep Report
 	rel := func(p string) string {
 		if r, err := filepath.Rel(base, p); err == nil {
@@ -53,30 +58,18 @@ func (s *store) scrub(ctx context.Context, base string) (Report, error) {
 		}
 		return p
 	}
-	err := filepath.WalkDir(s.root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		id, ok := s.parseObjectPath(path)
+	err := s.walk(ctx, s.root, func(path string, d fs.DirEntry) error {
+		ns, h, ok := s.parseObjectPath(path)
 		if !ok || !d.Type().IsRegular() {
 			rep.Stray = append(rep.Stray, rel(path))
 			return nil
 		}
-		size, err := s.verifyFile(path, id)
-		if errors.Is(err, fs.ErrNotExist) {
+		size, err := s.verify(ctx, ns, h)
+		if errors.Is(err, storage.ErrNotFound) {
 			return nil // removed meanwhile
 		}
 		if err != nil {
-			rep.Damaged = append(rep.Damaged, Damage{Path: rel(path), Client: id.Client, Repo: id.Repo, Object: id.Kind + "/" + id.Name, Reason: err.Error()})
+			rep.Damaged = append(rep.Damaged, Damage{Path: rel(path), Client: ns.Client, Repo: ns.Repo, Object: h.String(), Reason: err.Error()})
 			return nil
 		}
 		rep.Objects++
@@ -86,18 +79,11 @@ func (s *store) scrub(ctx context.Context, base string) (Report, error) {
 	return rep, err
 }
 
-func (s *store) verifyFile(path string, id objectID) (int64, error) {
-	f, err := os.Open(path) // #nosec G304 -- a file of the object tree
+func (s *objectStore) verify(ctx context.Context, ns atrest.Namespace, h storage.Handle) (int64, error) {
+	st, err := s.open(ns.Client, ns.Repo)
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = f.Close() }()
-	o, err := openObject(f, s.key, id)
-	if err != nil {
-		return 0, err
-	}
-	if err := o.verify(); err != nil {
-		return 0, err
-	}
-	return o.hdr.Size, nil
+	defer func() { _ = st.Close() }()
+	return st.Verify(ctx, h)
 }

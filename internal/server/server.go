@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/atomicfile"
+	"github.com/coffer-backup/coffer/internal/atrest"
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -104,7 +106,7 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	now    func() time.Time
-	store  *store
+	store  *objectStore
 	revs   pki.RevocationList
 	lock   *os.File
 	refuse *refusalLimiter
@@ -138,35 +140,23 @@ func InitDir(dir string) error {
 		}
 	}
 	path := filepath.Join(dir, KeyFile)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the admin's state directory
-	if errors.Is(err, fs.ErrExist) {
+	key := make([]byte, atrest.KeySize)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("create at-rest key: %w", err)
+	}
+	err := atomicfile.WriteNew(path, key, 0o600)
+	if atomicfile.IsExist(err) {
 		_, err := loadKey(dir)
 		return err
 	}
 	if err != nil {
 		return fmt.Errorf("create at-rest key: %w", err)
 	}
-	key := make([]byte, atRestKeyLen)
-	if _, err := rand.Read(key); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("create at-rest key: %w", err)
-	}
-	_, err = f.Write(key)
-	if serr := f.Sync(); err == nil {
-		err = serr
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(path)
-		return fmt.Errorf("create at-rest key: %w", err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 // loadKey reads the at-rest key, refusing a key file others may access.
-func loadKey(dir string) (*[atRestKeyLen]byte, error) {
+func loadKey(dir string) (*atrest.Key, error) {
 	path := filepath.Join(dir, KeyFile)
 	f, err := os.Open(path) // #nosec G304 -- the admin's state directory
 	if errors.Is(err, fs.ErrNotExist) {
@@ -186,12 +176,12 @@ func loadKey(dir string) (*[atRestKeyLen]byte, error) {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("%w: %s has mode %04o; run chmod 600 %s", ErrInsecureKeyFile, path, perm, path)
 	}
-	var key [atRestKeyLen]byte
+	var key atrest.Key
 	if _, err := io.ReadFull(f, key[:]); err != nil {
 		return nil, fmt.Errorf("read at-rest key %s: %w", path, err)
 	}
 	if n, _ := f.Read(make([]byte, 1)); n != 0 {
-		return nil, fmt.Errorf("read at-rest key %s: longer than %d bytes", path, atRestKeyLen)
+		return nil, fmt.Errorf("read at-rest key %s: longer than %d bytes", path, atrest.KeySize)
 	}
 	return &key, nil
 }
@@ -246,7 +236,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:            cfg,
 		log:            cfg.Logger,
 		now:            cfg.Now,
-		store:          &store{root: filepath.Join(cfg.Dir, ObjectsDir), tmp: filepath.Join(cfg.Dir, TempDir), key: key},
+		store:          &objectStore{root: filepath.Join(cfg.Dir, ObjectsDir), key: key},
 		lock:           lock,
 		refuse:         newRefusalLimiter(cfg.Refusals, 600),
 		clients:        map[string]serverdb.Client{},
@@ -267,13 +257,18 @@ func New(cfg Config) (*Server, error) {
 			return fail(fmt.Errorf("server directory: %w", err))
 		}
 	}
-	if n, err := s.store.cleanTemp(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if n, err := s.store.cleanTemp(ctx, filepath.Join(cfg.Dir, TempDir)); err != nil {
 		return fail(fmt.Errorf("clean interrupted uploads: %w", err))
 	} else if n > 0 {
 		s.log.Info("removed interrupted uploads", "count", n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	if n, err := s.store.migrateLayout(ctx); err != nil {
+		return fail(err)
+	} else if n > 0 {
+		s.log.Info("moved config objects to the local storage layout", "repositories", n)
+	}
 	if err := s.Refresh(ctx); err != nil {
 		return fail(err)
 	}

@@ -24,6 +24,8 @@ import (
 	"github.com/coffer-backup/coffer/internal/server"
 	"github.com/coffer-backup/coffer/internal/server/servertest"
 	"github.com/coffer-backup/coffer/internal/serverdb"
+	"github.com/coffer-backup/coffer/internal/storage/local"
+	"github.com/coffer-backup/coffer/internal/storage/storagetest"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 	"github.com/coffer-backup/coffer/internal/wire"
 )
@@ -303,7 +305,7 @@ func TestTraversalRefused(t *testing.T) {
 		}
 		return nil
 	})
-	if len(files) != 1 || !strings.HasSuffix(files[0], filepath.Join("alice", "main", "config", "config")) {
+	if len(files) != 1 || !strings.HasSuffix(files[0], filepath.Join("alice", "main", "config")) {
 		t.Errorf("files on disk: %v", files)
 	}
 }
@@ -402,14 +404,32 @@ func TestUploadLimits(t *testing.T) {
 	other.mustStatus("PUT", "/v1/repos/r/data/a4", make([]byte, 1<<20), 201)
 }
 
+// tempFiles lists the scratch directory and the unpublished uploads in the
+// object tree.
+func tempFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, server.TempDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, e := range entries {
+		files = append(files, e.Name())
+	}
+	_ = filepath.WalkDir(filepath.Join(dir, server.ObjectsDir), func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), local.TempPrefix) {
+			files = append(files, p)
+		}
+		return nil
+	})
+	return files
+}
+
 func assertNoTemp(t *testing.T, env *servertest.Env) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		entries, err := os.ReadDir(filepath.Join(env.Dir, server.TempDir))
-		if err != nil {
-			t.Fatal(err)
-		}
+		entries := tempFiles(t, env.Dir)
 		if len(entries) == 0 {
 			return
 		}
@@ -476,13 +496,17 @@ func TestRestartCleansInterruptedUploads(t *testing.T) {
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	c.mustStatus("PUT", "/v1/repos/r/data/kept", []byte("kept"), 201)
 	env.Stop(t)
-	leftover := filepath.Join(dir, server.TempDir, "up-123456")
-	if err := os.WriteFile(leftover, []byte("half an upload"), 0o600); err != nil {
-		t.Fatal(err)
+	for _, leftover := range []string{
+		filepath.Join(dir, server.TempDir, "up-123456"),
+		filepath.Join(dir, server.ObjectsDir, "alice", "r", "data", "ke", local.TempPrefix+"123456"),
+	} {
+		if err := os.WriteFile(leftover, []byte("half an upload"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	env2 := servertest.Start(t, servertest.Options{Dir: dir})
-	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("leftover upload survived a restart: %v", err)
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("leftover uploads survived a restart: %v", left)
 	}
 	c2 := newClient(t, env2, env2.Enrol(t, "alice", nil))
 	if r := c2.mustStatus("GET", "/v1/repos/r/data/kept", nil, 200); string(r.body) != "kept" {
@@ -903,5 +927,44 @@ func TestFailsClosedOnStaleState(t *testing.T) {
 			t.Fatalf("still serving with an unreadable database: %d %v", r.status, r.err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A state directory written before the server kept its objects in local
+// storage (testdata of internal/atrest) still serves every object, its
+// received time and digest, after the layout moves on start.
+func TestFrozenStateDirectory(t *testing.T) {
+	t.Parallel()
+	src := filepath.Join("..", "atrest", "testdata", "state-v1")
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, server.KeyFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := servertest.Start(t, servertest.Options{Dir: dir})
+	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	received := time.Date(2026, 12, 1, 10, 0, 0, 123456789, time.UTC)
+	for _, o := range []struct {
+		path string
+		n    int
+	}{{"config/config", 300}, {"keys/k1", 500}, {"data/ab12", 1<<20 + 100}, {"snapshots/s1", 0}, {"index/i1", 4000}} {
+		want := storagetest.Content(o.path, o.n)
+		r := c.mustStatus("GET", "/v1/repos/main/"+o.path, nil, 200)
+		if !bytes.Equal(r.body, want) {
+			t.Errorf("%s: %d bytes differ from the frozen content", o.path, len(r.body))
+		}
+		sum := sha256.Sum256(want)
+		if got := r.header.Get(wire.HeaderContentSHA256); got != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s: digest header %s", o.path, got)
+		}
+		if got, err := time.Parse(time.RFC3339Nano, r.header.Get(wire.HeaderReceived)); err != nil || !got.Equal(received) {
+			t.Errorf("%s: received %v, %v", o.path, got, err)
+		}
+	}
+	rep, err := env.Server.Scrub(context.Background())
+	if err != nil || rep.Objects != 5 || len(rep.Damaged) != 0 || len(rep.Stray) != 0 {
+		t.Errorf("scrub of the frozen directory: %+v, %v", rep, err)
 	}
 }

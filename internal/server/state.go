@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/atomicfile"
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
@@ -270,7 +271,7 @@ func InitState(ctx context.Context, dir string, opts InitOptions) (*InitResult, 
 	if _, err := ParseConfig(cfg); err != nil {
 		return nil, fmt.Errorf("init configuration: %w", err)
 	}
-	if err := writeNewFile(filepath.Join(dir, ConfigFile), append(cfg, '\n'), 0o600); err != nil {
+	if err := atomicfile.WriteNew(filepath.Join(dir, ConfigFile), append(cfg, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("init configuration: %w", err)
 	}
 	res := &InitResult{CAFingerprint: ca.Fingerprint(), ServerExpiry: kp.Cert.NotAfter}
@@ -279,41 +280,6 @@ func InitState(ctx context.Context, dir string, opts InitOptions) (*InitResult, 
 		res.ServerNames = append(res.ServerNames, ip.String())
 	}
 	return res, nil
-}
-
-// writeNewFile writes path atomically (temporary file, fsync, link) and
-// never replaces an existing file.
-func writeNewFile(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if f != nil {
-			_ = f.Close()
-		}
-		_ = os.Remove(tmp)
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	err = f.Close()
-	f = nil
-	if err != nil {
-		return err
-	}
-	if err := os.Link(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
 }
 
 // FormatFingerprint prints a CA fingerprint as colon-separated hex pairs.

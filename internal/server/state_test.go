@@ -160,16 +160,3 @@ func TestCheckSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"0": 0, "123": 123, "1K": 1024, "500M": 500 << 20, "10GiB": 10 << 30, "2TB": 2 << 40, "7B": 7} {
-		if got, err := server.ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "B", "-1", "1.5G", "G", "99999999999T", "1X", "1 G"} {
-		if _, err := server.ParseSize(in); !errors.Is(err, server.ErrSize) {
-			t.Errorf("ParseSize(%q): %v", in, err)
-		}
-	}
-}
