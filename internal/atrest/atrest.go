@@ -216,6 +216,38 @@ func (sl *sealer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom reads the content from r straight into the segment buffer (no
+// intermediate copy) until r ends; more than the declared size is an error.
+func (sl *sealer) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		buf := sl.plain[len(sl.plain):cap(sl.plain)]
+		if sl.got == sl.size {
+			buf = buf[:1] // probe: anything more is too much
+		} else {
+			buf = buf[:sl.segLen(sl.i)-int64(len(sl.plain))]
+		}
+		n, err := r.Read(buf)
+		if n > 0 && sl.got == sl.size {
+			return total, fmt.Errorf("more bytes than the %d declared", sl.size)
+		}
+		sl.plain = sl.plain[:len(sl.plain)+n]
+		sl.got += int64(n)
+		total += int64(n)
+		if n > 0 && int64(len(sl.plain)) == sl.segLen(sl.i) {
+			if serr := sl.seal(); serr != nil {
+				return total, serr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 func (sl *sealer) seal() error {
 	final := sl.i == sl.nseg-1
 	sl.content.Write(sl.plain)

@@ -330,3 +330,30 @@ func TestContentSizeInvertsStoredSize(t *testing.T) {
 		t.Error("every size was accepted")
 	}
 }
+
+// readerSource hands its content to the sealer as a reader (ReadFrom).
+type readerSource struct{ data []byte }
+
+func (r readerSource) WriteTo(w io.Writer) (int64, error) {
+	return io.Copy(w, struct{ io.Reader }{bytes.NewReader(r.data)})
+}
+
+func TestSaveStreamFromReader(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := atrest.New(mem.New(), testKey(4), ns)
+	for i, n := range []int{0, 1, 1 << 20, 1<<20 + 5} {
+		data := storagetest.Content("reader", n)
+		h := storage.Handle{Kind: storage.KindData, Name: "r" + string(rune('a'+i))}
+		if err := st.SaveStream(ctx, h, readerSource{data}, int64(n)); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		if got, err := st.Load(ctx, h, 0, -1); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%d bytes read back: %d, %v", n, len(got), err)
+		}
+		long := storage.Handle{Kind: storage.KindData, Name: "long" + string(rune('a'+i))}
+		if err := st.SaveStream(ctx, long, readerSource{append(data, 'x')}, int64(n)); err == nil {
+			t.Errorf("%d bytes declared, %d sent: saved", n, n+1)
+		}
+	}
+}
