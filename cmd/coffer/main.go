@@ -47,6 +47,7 @@ func newRootCommand() *cobra.Command {
 		newCheckCommand(g),
 		newDiffCommand(g),
 		newDumpCommand(g),
+		newFindCommand(g),
 		newEnrollCommand(g),
 		newForgetCommand(g),
 		newInitCommand(g),
