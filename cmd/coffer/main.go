@@ -59,6 +59,7 @@ func newRootCommand() *cobra.Command {
 		newServerCommand(g),
 		newSnapshotsCommand(g),
 		newStatsCommand(g),
+		newTagCommand(g),
 		newTLSCommand(),
 		newUnlockCommand(g),
 		newVersionCommand(g),
