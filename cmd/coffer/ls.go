@@ -12,7 +12,7 @@ import (
 
 func newLsCommand(g *globalOptions) *cobra.Command {
 	var sf snapshotFilterFlags
-	var long bool
+	var long, recursive bool
 	cmd := &cobra.Command{
 		Use:   "ls SNAPSHOT [PATH]",
 		Short: "List the files of a snapshot",
@@ -42,17 +42,24 @@ func newLsCommand(g *globalOptions) *cobra.Command {
 					}
 					return repository.ErrSkipDir
 				}
+				err := error(nil)
+				if !recursive && p != prefix {
+					err = repository.ErrSkipDir // list PATH's entries, not theirs
+				}
 				if g.json {
-					return arr.add(lsNodeJSON{Path: p, Type: string(n.Type), Mode: n.Mode, Size: n.Size,
-						UID: n.UID, GID: n.GID, User: n.User, Group: n.Group, MTime: time.Unix(0, n.MTimeNs).UTC()})
+					if aerr := arr.add(lsNodeJSON{Path: p, Type: string(n.Type), Mode: n.Mode, Size: n.Size,
+						UID: n.UID, GID: n.GID, User: n.User, Group: n.Group, MTime: time.Unix(0, n.MTimeNs).UTC()}); aerr != nil {
+						return aerr
+					}
+					return err
 				}
 				if long {
 					fmt.Fprintf(w, "%s %8s %8s %12d %s %s\n", modeString(n), orID(n.User, n.UID), orID(n.Group, n.GID), n.Size,
 						time.Unix(0, n.MTimeNs).Local().Format("2006-01-02 15:04:05"), p)
-					return nil
+					return err
 				}
 				fmt.Fprintln(w, p)
-				return nil
+				return err
 			})
 			if err == nil && g.json {
 				err = arr.close()
@@ -61,6 +68,7 @@ func newLsCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "long listing")
+	cmd.Flags().BoolVarP(&recursive, "recursive", "R", true, "list everything below PATH (--recursive=false: PATH and its own entries only)")
 	sf.register(cmd.Flags())
 	return cmd
 }

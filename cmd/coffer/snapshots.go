@@ -5,11 +5,13 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/spf13/cobra"
 )
 
 func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 	var sf snapshotFilterFlags
+	var latest int
 	cmd := &cobra.Command{
 		Use:   "snapshots",
 		Short: "List snapshots",
@@ -31,6 +33,11 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			f := sf.filter()
+			if latest > 0 {
+				// As restic: the n newest of what the filter selects.
+				snaps, _ = repository.SelectSnapshots(snaps, nil, f)
+				snaps = repository.LatestPerGroup(snaps, latest)
+			}
 			out := []snapshotJSON{}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			if !g.json {
@@ -66,6 +73,7 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().IntVar(&latest, "latest", 0, "only the n newest snapshots of each host and path set")
 	sf.register(cmd.Flags())
 	return cmd
 }
