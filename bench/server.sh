@@ -36,7 +36,7 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 
-enrol() { # name -> identity dir
+enroll() { # name -> identity dir
 	local id="$work/id-$1"
 	rm -rf "$id"
 	"$c" server token --dir "$work/srv" --client "$1" >"$work/token-$1" 2>/dev/null
@@ -53,7 +53,7 @@ timed() { # with $label set: time cmd... and print "label<TAB>seconds"
 }
 
 echo "== backup and restore of $data: local vs coffer server on loopback (runs: $runs)"
-id=$(enrol bench)
+id=$(enroll bench)
 for r in $(seq "$runs"); do
 	rm -rf "$work/local" "$work/dst-local" "$work/dst-remote"
 	"$c" init --repo "$work/local" -q "${kdf[@]}"
@@ -79,7 +79,7 @@ src="$work/small"
 mkdir -p "$src"
 for i in $(seq 200); do head -c 2048 /dev/urandom >"$src/f$i"; done
 for i in $(seq "$clients"); do
-	idd=$(enrol "c$i")
+	idd=$(enroll "c$i")
 	COFFER_IDENTITY=$idd "$c" init --repo "coffer://127.0.0.1:$port/r" -q "${kdf[@]}"
 	COFFER_IDENTITY=$idd "$c" backup --repo "coffer://127.0.0.1:$port/r" -q "$src"
 done

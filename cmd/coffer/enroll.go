@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
-	"github.com/coffer-backup/coffer/internal/pki/enrol"
+	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/spf13/cobra"
 )
 
@@ -22,7 +22,7 @@ func newEnrollCommand(g *globalOptions) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "enroll --server HOST:PORT [--token-file FILE | --token T] [--identity DIR]",
-		Short: "Enrol this client with a coffer server using a one-time token",
+		Short: "Enroll this client with a coffer server using a one-time token",
 		Long: `Enroll makes this client's key pair (the private key never leaves this
 machine), checks that the server at HOST:PORT holds the CA whose fingerprint
 the token carries (before sending anything), then sends the token and a
@@ -41,7 +41,7 @@ shows the token to other users of this machine.`,
 			if _, _, err := net.SplitHostPort(serverAddr); err != nil {
 				return usageErrorf("--server %q is not HOST:PORT: %v", serverAddr, err)
 			}
-			raw, err := enrolToken(token, tokenFile)
+			raw, err := enrollToken(token, tokenFile)
 			if err != nil {
 				return err
 			}
@@ -60,9 +60,9 @@ shows the token to other users of this machine.`,
 					}
 				}
 			}
-			id, err := enrol.Enrol(cmd.Context(), serverAddr, tok, enrol.Options{})
+			id, err := enroll.Enroll(cmd.Context(), serverAddr, tok, enroll.Options{})
 			if errors.Is(err, pki.ErrFingerprintMismatch) || errors.Is(err, pki.ErrServerNotTrusted) {
-				return fmt.Errorf("refusing to enrol, nothing was sent: the server at %s is not the one the token was issued for: %w", serverAddr, err)
+				return fmt.Errorf("refusing to enroll, nothing was sent: the server at %s is not the one the token was issued for: %w", serverAddr, err)
 			}
 			if err != nil {
 				return err
@@ -84,9 +84,9 @@ shows the token to other users of this machine.`,
 	return cmd
 }
 
-// enrolToken returns the token from --token-file, --token (with a warning)
+// enrollToken returns the token from --token-file, --token (with a warning)
 // or COFFER_TOKEN.
-func enrolToken(token, tokenFile string) (string, error) {
+func enrollToken(token, tokenFile string) (string, error) {
 	switch {
 	case tokenFile != "" && token != "":
 		return "", usageErrorf("give the token once: --token-file or --token")

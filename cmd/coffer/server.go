@@ -41,8 +41,8 @@ func newServerRunCommand() *cobra.Command {
 	var dir, listen string
 	cmd := &cobra.Command{
 		Use:   "run --dir DIR [--listen ADDR]",
-		Short: "Serve repositories and enrolment on one mutual-TLS port",
-		Long: `Run serves the storage API (HTTPS, HTTP/2), enrolment and certificate
+		Short: "Serve repositories and enrollment on one mutual-TLS port",
+		Long: `Run serves the storage API (HTTPS, HTTP/2), enrollment and certificate
 renewal on one port until interrupted, with the TLS policy of the state
 directory's config.json. Clients must present a certificate issued by the
 server's CA; refused handshakes and requests are recorded in the state

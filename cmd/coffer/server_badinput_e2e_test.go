@@ -203,7 +203,7 @@ func TestServerBadInput(t *testing.T) {
 	dir := serverInit(t, admin, "server")
 	srv := startServer(t, dir, "127.0.0.1:0")
 	alice := newEnv(t)
-	srv.enrol(admin, alice, "alice")
+	srv.enroll(admin, alice, "alice")
 	id, err := pki.LoadIdentity(filepath.Join(alice.dir, ".config", "coffer", "identity"))
 	if err != nil {
 		t.Fatal(err)
@@ -329,21 +329,21 @@ func TestServerBadInput(t *testing.T) {
 			name, token, msg string
 			reachesServer    bool
 		}{
-			{"garbage", "not a token at all", "malformed enrolment token", false},
-			{"prefix only", pki.TokenPrefix, "malformed enrolment token", false},
-			{"truncated", good[:len(good)/2], "malformed enrolment token", false},
-			{"one character short", good[:len(good)-1], "malformed enrolment token", false},
-			{"bad character", good[:len(good)-1] + "!", "malformed enrolment token", false},
-			{"too long", good + strings.Repeat("A", 200), "malformed enrolment token", false},
+			{"garbage", "not a token at all", "malformed enrollment token", false},
+			{"prefix only", pki.TokenPrefix, "malformed enrollment token", false},
+			{"truncated", good[:len(good)/2], "malformed enrollment token", false},
+			{"one character short", good[:len(good)-1], "malformed enrollment token", false},
+			{"bad character", good[:len(good)-1] + "!", "malformed enrollment token", false},
+			{"too long", good + strings.Repeat("A", 200), "malformed enrollment token", false},
 			{"another server's CA", foreign, "nothing was sent", false},
-			{"forged secret", forgedSecret, "unknown enrolment token", true},
+			{"forged secret", forgedSecret, "unknown enrollment token", true},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				e := newEnv(t)
 				e.extra = []string{"COFFER_TOKEN=" + c.token}
 				idDir := filepath.Join(e.dir, "identity")
-				before := len(srv.events(serverdb.ActionEnrolRefused))
+				before := len(srv.events(serverdb.ActionEnrollRefused))
 				_, se, code := e.run("enroll", "--server", srv.addr, "--identity", idDir)
 				if code == 0 || !strings.Contains(se, c.msg) {
 					t.Fatalf("exit %d, want non-zero and %q: %s", code, c.msg, se)
@@ -353,15 +353,15 @@ func TestServerBadInput(t *testing.T) {
 				}
 				for _, d := range []string{idDir, filepath.Join(e.dir, ".config", "coffer", "identity")} {
 					if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
-						t.Errorf("a refused enrolment left %s: %v", d, err)
+						t.Errorf("a refused enrollment left %s: %v", d, err)
 					}
 				}
-				after := len(srv.events(serverdb.ActionEnrolRefused))
+				after := len(srv.events(serverdb.ActionEnrollRefused))
 				if c.reachesServer && after != before+1 {
-					t.Errorf("refused enrolment not in the audit log: %d events before, %d after", before, after)
+					t.Errorf("refused enrollment not in the audit log: %d events before, %d after", before, after)
 				}
 				if !c.reachesServer && after != before {
-					t.Errorf("the client sent a request it should have refused: %d enrol-refused events before, %d after", before, after)
+					t.Errorf("the client sent a request it should have refused: %d enroll-refused events before, %d after", before, after)
 				}
 			})
 		}

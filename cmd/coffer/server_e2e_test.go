@@ -139,8 +139,8 @@ func (s *cofferServer) token(admin *env, client string, extra ...string) string 
 	return tok
 }
 
-// enrol enrols e as client with a fresh token, through a token file.
-func (s *cofferServer) enrol(admin, e *env, client string) {
+// enroll enrolls e as client with a fresh token, through a token file.
+func (s *cofferServer) enroll(admin, e *env, client string) {
 	s.t.Helper()
 	file := filepath.Join(e.dir, client+".token")
 	writeFile(s.t, file, []byte(s.token(admin, client)+"\n"))
@@ -172,7 +172,7 @@ func within(d time.Duration, fn func() bool) bool {
 }
 
 // TestServerEndToEnd drives a real server and real clients through
-// enrolment, every repository command, isolation, append-only, a rogue
+// enrollment, every repository command, isolation, append-only, a rogue
 // server and revocation.
 func TestServerEndToEnd(t *testing.T) {
 	admin := newEnv(t)
@@ -182,9 +182,9 @@ func TestServerEndToEnd(t *testing.T) {
 	}
 	srv := startServer(t, dir, "127.0.0.1:0")
 
-	// Enrolment writes the identity with the documented modes.
+	// Enrollment writes the identity with the documented modes.
 	alice := newEnv(t)
-	srv.enrol(admin, alice, "alice")
+	srv.enroll(admin, alice, "alice")
 	idDir := filepath.Join(alice.dir, ".config", "coffer", "identity")
 	for name, mode := range map[string]os.FileMode{"client.key": 0o600, "client.crt": 0o644, "ca.crt": 0o644} {
 		if fi, err := os.Stat(filepath.Join(idDir, name)); err != nil || fi.Mode().Perm() != mode {
@@ -210,7 +210,7 @@ func TestServerEndToEnd(t *testing.T) {
 			t.Errorf("expired token: exit %d: %s", code, se)
 		}
 		// A token whose CA fingerprint is not this server's: refused before
-		// anything is sent, so the server records no enrolment attempt.
+		// anything is sent, so the server records no enrollment attempt.
 		good := srv.token(admin, "mallory")
 		tk, err := pki.ParseToken(good)
 		if err != nil {
@@ -221,17 +221,17 @@ func TestServerEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		refusedBefore := len(srv.events(serverdb.ActionEnrolRefused))
+		refusedBefore := len(srv.events(serverdb.ActionEnrollRefused))
 		other.extra = []string{"COFFER_TOKEN=" + forged}
 		_, se, code = other.run("enroll", "--server", srv.addr, "--identity", filepath.Join(other.dir, "id4"))
 		if code == 0 || !strings.Contains(se, "nothing was sent") {
 			t.Errorf("forged fingerprint: exit %d: %s", code, se)
 		}
-		if n := len(srv.events(serverdb.ActionEnrolRefused)); n != refusedBefore {
-			t.Errorf("the server saw %d enrolment requests from a client that should have stopped", n-refusedBefore)
+		if n := len(srv.events(serverdb.ActionEnrollRefused)); n != refusedBefore {
+			t.Errorf("the server saw %d enrollment requests from a client that should have stopped", n-refusedBefore)
 		}
 		if _, err := os.Stat(filepath.Join(other.dir, "id4")); err == nil {
-			t.Error("a refused enrolment wrote an identity")
+			t.Error("a refused enrollment wrote an identity")
 		}
 		// The genuine token was not spent by that attempt.
 		other.extra = []string{"COFFER_TOKEN=" + good}
@@ -264,7 +264,7 @@ func TestServerEndToEnd(t *testing.T) {
 
 	t.Run("isolation", func(t *testing.T) {
 		bob := newEnv(t)
-		srv.enrol(admin, bob, "bob")
+		srv.enroll(admin, bob, "bob")
 		if _, se, code := bob.run("snapshots", "--repo", repo); code != 10 {
 			t.Fatalf("bob opened alice's repository: exit %d: %s", code, se)
 		}
@@ -430,7 +430,7 @@ func TestServerKilledMidBackup(t *testing.T) {
 	}
 	srv := startServer(t, dir, "127.0.0.1:0")
 	carol := newEnv(t)
-	srv.enrol(admin, carol, "carol")
+	srv.enroll(admin, carol, "carol")
 	certPath := filepath.Join(carol.dir, ".config", "coffer", "identity", "client.crt")
 	certBefore, _ := os.ReadFile(certPath)
 

@@ -13,7 +13,7 @@ func newServerRevokeCommand(g *globalOptions) *cobra.Command {
 		Long: `Revoke marks the client revoked and adds its certificate to the revocation
 list. A running server picks it up within a second, for new connections,
 resumed sessions and open connections alike. A new token for the same name
-enrols the client again with a new certificate.`,
+enrolls the client again with a new certificate.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireDir(dir); err != nil {

@@ -16,8 +16,8 @@ func newServerTokenCommand(g *globalOptions) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "token --dir DIR --client NAME [--ttl 15m]",
-		Short: "Print a one-time enrolment token for a client",
-		Long: `Token prints a one-time enrolment token for client NAME on standard output:
+		Short: "Print a one-time enrollment token for a client",
+		Long: `Token prints a one-time enrollment token for client NAME on standard output:
 it carries the fingerprint of the server's CA and a secret. The server keeps
 only a hash of the secret. The token can be redeemed once, before it
 expires, with coffer enroll on the client. It works while the server runs.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coffer-backup/coffer/internal/pki/enrol"
+	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/storage/local"
 	"github.com/coffer-backup/coffer/internal/storage/remote"
@@ -40,10 +40,10 @@ func openRemoteStorage(ctx context.Context, o *Options, create bool) (storage.St
 		return nil, err
 	}
 	dir := o.IdentityDir
-	id, renewed, err := enrol.RenewIfDue(ctx, dir, host, enrol.Options{})
+	id, renewed, err := enroll.RenewIfDue(ctx, dir, host, enroll.Options{})
 	switch {
 	case id == nil && errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("no client identity in %s: enrol first (coffer enroll --server %s --token-file FILE) or set COFFER_IDENTITY: %w", dir, host, err)
+		return nil, fmt.Errorf("no client identity in %s: enroll first (coffer enroll --server %s --token-file FILE) or set COFFER_IDENTITY: %w", dir, host, err)
 	case id == nil:
 		return nil, err
 	case err != nil && time.Now().After(id.Cert.NotAfter):

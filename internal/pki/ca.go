@@ -1,5 +1,5 @@
 // Package pki is the coffer server's built-in certificate authority: CA and
-// server certificates, enrolment tokens, client identities and revocation.
+// server certificates, enrollment tokens, client identities and revocation.
 //
 // It uses only the standard library's crypto packages; it never sees a
 // repository key. The formats are specified in docs/pki.md.
@@ -94,7 +94,7 @@ func NewCA(name string, now time.Time) (*CA, error) {
 }
 
 // Fingerprint returns the SHA-256 of the CA's SubjectPublicKeyInfo, the value
-// enrolment tokens carry.
+// enrollment tokens carry.
 func (ca *CA) Fingerprint() [32]byte { return SPKIFingerprint(ca.Cert) }
 
 // SPKIFingerprint returns the SHA-256 of cert's SubjectPublicKeyInfo.

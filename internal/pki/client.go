@@ -57,7 +57,7 @@ func NewCSR(key crypto.Signer, clientName string) ([]byte, error) {
 }
 
 // VerifyServerAgainstFingerprint checks the chain a server presented during
-// enrolment: some CA certificate in it must have the SPKI SHA-256 fp
+// enrollment: some CA certificate in it must have the SPKI SHA-256 fp
 // (ErrFingerprintMismatch), and the leaf must chain to that CA, be valid at
 // now for server authentication and for serverName, a host name or IP
 // address (ErrServerNotTrusted). It returns the matching CA certificate.
@@ -95,7 +95,7 @@ func VerifyServerAgainstFingerprint(certs []*x509.Certificate, serverName string
 }
 
 // FingerprintVerifier returns a tls.Config.VerifyConnection hook for
-// enrolment: it runs VerifyServerAgainstFingerprint on the presented chain,
+// enrollment: it runs VerifyServerAgainstFingerprint on the presented chain,
 // so the handshake fails before any secret is sent.
 func FingerprintVerifier(serverName string, fp [32]byte, now func() time.Time) func(tls.ConnectionState) error {
 	if now == nil {

@@ -28,17 +28,17 @@ const (
 // maxTokenLen is the longest possible encoded token.
 var maxTokenLen = len(TokenPrefix) + base64.RawURLEncoding.EncodedLen(2+MaxClientName+32+32)
 
-// Sentinel errors of enrolment.
+// Sentinel errors of enrollment.
 var (
-	ErrTokenMalformed = errors.New("malformed enrolment token")
-	ErrTokenUnknown   = errors.New("unknown enrolment token")
-	ErrTokenUsed      = errors.New("enrolment token already used")
-	ErrTokenExpired   = errors.New("enrolment token expired")
-	ErrTokenWrongCA   = errors.New("enrolment token is for another server's CA")
-	ErrTokenExists    = errors.New("enrolment token already stored")
+	ErrTokenMalformed = errors.New("malformed enrollment token")
+	ErrTokenUnknown   = errors.New("unknown enrollment token")
+	ErrTokenUsed      = errors.New("enrollment token already used")
+	ErrTokenExpired   = errors.New("enrollment token expired")
+	ErrTokenWrongCA   = errors.New("enrollment token is for another server's CA")
+	ErrTokenExists    = errors.New("enrollment token already stored")
 )
 
-// Token is a one-time enrolment token. Its Secret is a bearer credential:
+// Token is a one-time enrollment token. Its Secret is a bearer credential:
 // String and GoString redact it; only Encode reveals it.
 type Token struct {
 	ClientName    string
@@ -74,7 +74,7 @@ func (t *Token) Encode() (string, error) {
 
 // String describes the token without its secret, so it is safe to log.
 func (t *Token) String() string {
-	return fmt.Sprintf("enrolment token for %q (secret redacted)", t.ClientName)
+	return fmt.Sprintf("enrollment token for %q (secret redacted)", t.ClientName)
 }
 
 // GoString is String, so %#v does not print the secret either.
@@ -218,18 +218,18 @@ func (ca *CA) IssueToken(ctx context.Context, store TokenStore, clientName strin
 	return tok, nil
 }
 
-// Enrolment is the result of a successful enrolment.
-type Enrolment struct {
+// Enrollment is the result of a successful enrollment.
+type Enrollment struct {
 	ClientName string
 	CertDER    []byte
 	Serial     *big.Int
 }
 
-// Enrol redeems tok and signs csrDER for the client the token was issued
+// Enroll redeems tok and signs csrDER for the client the token was issued
 // to. The CSR is checked before the token is spent, so a broken client does
 // not burn its token; the token must carry this CA's fingerprint
 // (ErrTokenWrongCA). Errors wrap ErrBadCSR or the token sentinels.
-func (ca *CA) Enrol(ctx context.Context, store TokenStore, tok *Token, csrDER []byte, ttl time.Duration, now time.Time) (*Enrolment, error) {
+func (ca *CA) Enroll(ctx context.Context, store TokenStore, tok *Token, csrDER []byte, ttl time.Duration, now time.Time) (*Enrollment, error) {
 	fp := ca.Fingerprint()
 	if subtle.ConstantTimeCompare(fp[:], tok.CAFingerprint[:]) != 1 {
 		return nil, ErrTokenWrongCA
@@ -248,5 +248,5 @@ func (ca *CA) Enrol(ctx context.Context, store TokenStore, tok *Token, csrDER []
 	if err != nil {
 		return nil, err
 	}
-	return &Enrolment{ClientName: rec.ClientName, CertDER: der, Serial: serial}, nil
+	return &Enrollment{ClientName: rec.ClientName, CertDER: der, Serial: serial}, nil
 }

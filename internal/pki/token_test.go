@@ -149,7 +149,7 @@ func FuzzParseToken(f *testing.F) {
 	})
 }
 
-func TestEnrol(t *testing.T) {
+func TestEnroll(t *testing.T) {
 	ctx := context.Background()
 	ca, err := pki.NewCA("test", now)
 	if err != nil {
@@ -175,21 +175,21 @@ func TestEnrol(t *testing.T) {
 	csr, _ := pki.NewCSR(key, "alice")
 
 	// A broken CSR is refused without spending the token.
-	if _, err := ca.Enrol(ctx, store, parsed, []byte("junk"), time.Hour, now); !errors.Is(err, pki.ErrBadCSR) {
+	if _, err := ca.Enroll(ctx, store, parsed, []byte("junk"), time.Hour, now); !errors.Is(err, pki.ErrBadCSR) {
 		t.Fatalf("junk CSR: %v", err)
 	}
 	// A token for another CA is refused.
 	otherCA, _ := pki.NewCA("other", now)
-	if _, err := otherCA.Enrol(ctx, store, parsed, csr, time.Hour, now); !errors.Is(err, pki.ErrTokenWrongCA) {
+	if _, err := otherCA.Enroll(ctx, store, parsed, csr, time.Hour, now); !errors.Is(err, pki.ErrTokenWrongCA) {
 		t.Fatalf("other CA: %v", err)
 	}
 	// A forged secret is unknown.
 	forged := *parsed
 	forged.Secret[0] ^= 1
-	if _, err := ca.Enrol(ctx, store, &forged, csr, time.Hour, now); !errors.Is(err, pki.ErrTokenUnknown) {
+	if _, err := ca.Enroll(ctx, store, &forged, csr, time.Hour, now); !errors.Is(err, pki.ErrTokenUnknown) {
 		t.Fatalf("forged: %v", err)
 	}
-	e, err := ca.Enrol(ctx, store, parsed, csr, time.Hour, now.Add(time.Minute))
+	e, err := ca.Enroll(ctx, store, parsed, csr, time.Hour, now.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,13 +197,13 @@ func TestEnrol(t *testing.T) {
 	if name, _ := pki.ClientName(c); name != "alice" || e.ClientName != "alice" || c.SerialNumber.Cmp(e.Serial) != 0 {
 		t.Fatalf("enrolled %q", name)
 	}
-	if _, err := ca.Enrol(ctx, store, parsed, csr, time.Hour, now.Add(2*time.Minute)); !errors.Is(err, pki.ErrTokenUsed) {
+	if _, err := ca.Enroll(ctx, store, parsed, csr, time.Hour, now.Add(2*time.Minute)); !errors.Is(err, pki.ErrTokenUsed) {
 		t.Fatalf("reuse: %v", err)
 	}
 
 	// Expiry.
 	tok2, _ := ca.IssueToken(ctx, store, "bob", 15*time.Minute, now)
-	if _, err := ca.Enrol(ctx, store, tok2, csr, time.Hour, now.Add(15*time.Minute)); !errors.Is(err, pki.ErrTokenExpired) {
+	if _, err := ca.Enroll(ctx, store, tok2, csr, time.Hour, now.Add(15*time.Minute)); !errors.Is(err, pki.ErrTokenExpired) {
 		t.Fatalf("expired: %v", err)
 	}
 	// A token whose embedded name was edited still names the record's
@@ -211,7 +211,7 @@ func TestEnrol(t *testing.T) {
 	tok3, _ := ca.IssueToken(ctx, store, "carol", 15*time.Minute, now)
 	edited := *tok3
 	edited.ClientName = "admin"
-	if _, err := ca.Enrol(ctx, store, &edited, csr, time.Hour, now); !errors.Is(err, pki.ErrTokenUnknown) {
+	if _, err := ca.Enroll(ctx, store, &edited, csr, time.Hour, now); !errors.Is(err, pki.ErrTokenUnknown) {
 		t.Fatalf("edited name: %v", err)
 	}
 	if _, err := (&pki.Token{ClientName: "../x"}).Encode(); err == nil {

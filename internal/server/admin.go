@@ -12,7 +12,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
 
-// DefaultTokenTTL is how long an enrolment token stays valid by default.
+// DefaultTokenTTL is how long an enrollment token stays valid by default.
 const DefaultTokenTTL = 15 * time.Minute
 
 // Admin runs the administrative commands on a state directory. They share
@@ -44,7 +44,7 @@ func OpenAdmin(ctx context.Context, dir string) (*Admin, error) {
 // Close closes the database.
 func (a *Admin) Close() error { return a.DB.Close() }
 
-// IssueToken makes a one-time enrolment token for client, valid for ttl,
+// IssueToken makes a one-time enrollment token for client, valid for ttl,
 // stores its hash and returns the encoded token (the only copy of its
 // secret) and its expiry.
 func (a *Admin) IssueToken(ctx context.Context, client string, ttl time.Duration) (string, time.Time, error) {

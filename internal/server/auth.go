@@ -162,7 +162,7 @@ func (s *Server) checkCert(ctx context.Context, cert *x509.Certificate) (serverd
 func (s *Server) VerifyConnection(cs tls.ConnectionState) error {
 	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
 		if len(cs.PeerCertificates) == 0 {
-			return nil // an enrolment connection; the handler decides
+			return nil // an enrollment connection; the handler decides
 		}
 		return ErrNoCertificate
 	}

@@ -12,22 +12,22 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/atrest"
-	"github.com/coffer-backup/coffer/internal/pki/enrol"
+	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/wire"
 )
 
-// maxEnrolBody bounds an enrolment request (a token and a CSR).
-const maxEnrolBody = 64 << 10
+// maxEnrollBody bounds an enrollment request (a token and a CSR).
+const maxEnrollBody = 64 << 10
 
 // Handler returns the HTTP handler of the API. It expects requests over
-// TLS with verified client certificates; anything else but enrolment is
+// TLS with verified client certificates; anything else but enrollment is
 // refused with 401.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	// Enrolment is the one route without a certificate; it is matched by
+	// Enrollment is the one route without a certificate; it is matched by
 	// exact comparison, nothing is parsed before authentication.
 	if r.Method == http.MethodPost && r.RequestURI == wire.EnrollPath {
 		s.serveEnroll(w, r)
@@ -46,7 +46,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	s.noteContact(client.Name)
 
-	if r.Method == http.MethodPost && r.RequestURI == enrol.RenewPath {
+	if r.Method == http.MethodPost && r.RequestURI == enroll.RenewPath {
 		s.serveRenew(w, r, client.Name)
 		return
 	}
@@ -122,16 +122,16 @@ func (s *Server) fail(w http.ResponseWriter, client string, route wire.Route, er
 }
 
 func (s *Server) serveEnroll(w http.ResponseWriter, r *http.Request) {
-	if !s.enrolLimit.allow(s.now()) {
+	if !s.enrollLimit.allow(s.now()) {
 		w.Header().Set("Retry-After", "1")
-		wire.WriteError(w, fmt.Errorf("%w: enrolment", wire.ErrTooManyRequests))
+		wire.WriteError(w, fmt.Errorf("%w: enrollment", wire.ErrTooManyRequests))
 		return
 	}
 	if s.cfg.Enroll == nil {
-		wire.WriteError(w, fmt.Errorf("%w: enrolment", wire.ErrNotImplemented))
+		wire.WriteError(w, fmt.Errorf("%w: enrollment", wire.ErrNotImplemented))
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxEnrolBody)
+	r.Body = http.MaxBytesReader(w, r.Body, maxEnrollBody)
 	s.cfg.Enroll.ServeHTTP(w, r)
 }
 
@@ -141,7 +141,7 @@ func (s *Server) serveRenew(w http.ResponseWriter, r *http.Request, client strin
 		wire.WriteError(w, fmt.Errorf("%w: renewal", wire.ErrNotImplemented))
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxEnrolBody)
+	r.Body = http.MaxBytesReader(w, r.Body, maxEnrollBody)
 	s.cfg.Renew.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, client)))
 }
 

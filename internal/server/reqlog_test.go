@@ -32,7 +32,7 @@ func (l *lockedBuffer) String() string {
 func TestRequestLog(t *testing.T) {
 	var log lockedBuffer
 	env := start(t, server.Config{RequestLog: &log})
-	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	c.mustStatus("HEAD", "/v1/repos/nope", nil, 404)
 	// A line is written when its handler returns, just after the response.
@@ -66,7 +66,7 @@ func TestRequestLog(t *testing.T) {
 func TestRefusedRequestsLogged(t *testing.T) {
 	var out lockedBuffer
 	env := start(t, server.Config{Logger: slog.New(slog.NewTextHandler(&out, nil))})
-	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	c.mustStatus("HEAD", "/v1/repos/nope", nil, 404)
 	var got string

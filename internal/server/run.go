@@ -31,7 +31,7 @@ type RunOptions struct {
 }
 
 // Run serves a state directory made by InitState until ctx is done: the
-// storage API, enrolment and renewal on one mutual-TLS port with the
+// storage API, enrollment and renewal on one mutual-TLS port with the
 // configured policy, and the TLS self-audit. It refuses to start when the
 // directory belongs to another user or a secret file is accessible to
 // group or others.

@@ -20,7 +20,7 @@ const shutdownGrace = 30 * time.Second
 
 // httpServer returns the net/http server of the API: HTTP/2 and HTTP/1.1,
 // the configured timeouts, and connections that negotiated
-// tlspolicy.EnrolmentProto handed to the enrolment endpoint alone.
+// tlspolicy.EnrollmentProto handed to the enrollment endpoint alone.
 func (s *Server) httpServer() *http.Server {
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
@@ -40,7 +40,7 @@ func (s *Server) httpServer() *http.Server {
 		},
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){
-			tlspolicy.EnrolmentProto: s.serveEnrolConn,
+			tlspolicy.EnrollmentProto: s.serveEnrollConn,
 		},
 	}
 }
@@ -103,9 +103,9 @@ func CheckTLSConfig(c *tls.Config) error {
 	return nil
 }
 
-// serveEnrolConn serves one connection that negotiated the enrolment ALPN
+// serveEnrollConn serves one connection that negotiated the enrollment ALPN
 // protocol: HTTP/1.1, one request, POST /v1/enroll only, short timeouts.
-func (s *Server) serveEnrolConn(_ *http.Server, c *tls.Conn, _ http.Handler) {
+func (s *Server) serveEnrollConn(_ *http.Server, c *tls.Conn, _ http.Handler) {
 	nc := &notifyConn{Conn: c, closed: make(chan struct{})}
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
@@ -115,7 +115,7 @@ func (s *Server) serveEnrolConn(_ *http.Server, c *tls.Conn, _ http.Handler) {
 				s.serveEnroll(w, r)
 				return
 			}
-			wire.WriteError(w, fmt.Errorf("%w: enrolment connections serve %s only", wire.ErrNoRoute, wire.EnrollPath))
+			wire.WriteError(w, fmt.Errorf("%w: enrollment connections serve %s only", wire.ErrNoRoute, wire.EnrollPath))
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

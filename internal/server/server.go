@@ -67,7 +67,7 @@ type Config struct {
 	Dir string
 	// DB holds clients, revocations, tokens and the audit log.
 	DB serverdb.DB
-	// Enroll answers POST /v1/enroll (on enrolment connections and on the
+	// Enroll answers POST /v1/enroll (on enrollment connections and on the
 	// main port); nil answers 501.
 	Enroll http.Handler
 	// Renew answers POST /v1/renew from an authenticated client (the
@@ -120,7 +120,7 @@ type Server struct {
 	slots          map[string]chan struct{}
 	usage          map[string]*clientUsage
 
-	enrolLimit *rateLimiter
+	enrollLimit *rateLimiter
 
 	stop      chan struct{}
 	stopped   chan struct{}
@@ -244,7 +244,7 @@ func New(cfg Config) (*Server, error) {
 		contactWritten: map[string]time.Time{},
 		slots:          map[string]chan struct{}{},
 		usage:          map[string]*clientUsage{},
-		enrolLimit:     newRateLimiter(5, 20),
+		enrollLimit:    newRateLimiter(5, 20),
 		stop:           make(chan struct{}),
 		stopped:        make(chan struct{}),
 	}

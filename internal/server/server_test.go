@@ -94,7 +94,7 @@ func start(t *testing.T, cfg server.Config) *servertest.Env {
 
 func TestBasicObjectLifecycle(t *testing.T) {
 	env := start(t, server.Config{})
-	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
 	c.mustStatus("HEAD", "/v1/repos/main", nil, 404)
 	c.mustStatus("PUT", "/v1/repos/main/data/ab", []byte("x"), 404)
 	c.mustStatus("POST", "/v1/repos/main", nil, 201)
@@ -166,7 +166,7 @@ func TestBasicObjectLifecycle(t *testing.T) {
 // Snapshot objects carry the server's arrival time, which the client cannot set.
 func TestReceivedStamp(t *testing.T) {
 	env := start(t, server.Config{})
-	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	env.Clock.Advance(-time.Minute) // the server's clock, not the client's claim, is what counts
 	before := env.Clock.Now()
@@ -195,8 +195,8 @@ func TestReceivedStamp(t *testing.T) {
 // certificate, never from the request.
 func TestIsolation(t *testing.T) {
 	env := start(t, server.Config{})
-	a := newClient(t, env, env.Enrol(t, "alice", func(c *serverdb.Client) { c.AllowDelete = true }))
-	b := newClient(t, env, env.Enrol(t, "bob", func(c *serverdb.Client) { c.AllowDelete = true }))
+	a := newClient(t, env, env.Enroll(t, "alice", func(c *serverdb.Client) { c.AllowDelete = true }))
+	b := newClient(t, env, env.Enroll(t, "bob", func(c *serverdb.Client) { c.AllowDelete = true }))
 	a.mustStatus("POST", "/v1/repos/main", nil, 201)
 	a.mustStatus("PUT", "/v1/repos/main/data/secret", []byte("alice's data"), 201)
 	a.mustStatus("PUT", "/v1/repos/main/config/config", []byte("alice's config"), 201)
@@ -259,7 +259,7 @@ func rawRequest(t *testing.T, env *servertest.Env, id *servertest.Identity, head
 
 func TestTraversalRefused(t *testing.T) {
 	env := start(t, server.Config{})
-	id := env.Enrol(t, "alice", nil)
+	id := env.Enroll(t, "alice", nil)
 	c := newClient(t, env, id)
 	c.mustStatus("POST", "/v1/repos/main", nil, 201)
 	c.mustStatus("PUT", "/v1/repos/main/config/config", []byte("cfg"), 201)
@@ -312,7 +312,7 @@ func TestTraversalRefused(t *testing.T) {
 
 func TestAppendOnly(t *testing.T) {
 	env := start(t, server.Config{})
-	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	c.mustStatus("PUT", "/v1/repos/r/data/ab", []byte("original"), 201)
 	c.mustStatus("PUT", "/v1/repos/r/locks/l1", []byte("lock"), 201)
@@ -369,7 +369,7 @@ func TestAppendOnly(t *testing.T) {
 
 func TestUploadLimits(t *testing.T) {
 	env := start(t, server.Config{MaxObjectSize: 1 << 20})
-	id := env.Enrol(t, "alice", func(c *serverdb.Client) { c.QuotaBytes = 3 << 20 })
+	id := env.Enroll(t, "alice", func(c *serverdb.Client) { c.QuotaBytes = 3 << 20 })
 	c := newClient(t, env, id)
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	c.mustStatus("PUT", "/v1/repos/r/data/big", make([]byte, 1<<20+1), 413)
@@ -399,7 +399,7 @@ func TestUploadLimits(t *testing.T) {
 	c.mustStatus("DELETE", "/v1/repos/r/locks/l", nil, 204)
 
 	// A quota for another client is unaffected.
-	other := newClient(t, env, env.Enrol(t, "bob", nil))
+	other := newClient(t, env, env.Enroll(t, "bob", nil))
 	other.mustStatus("POST", "/v1/repos/r", nil, 201)
 	other.mustStatus("PUT", "/v1/repos/r/data/a4", make([]byte, 1<<20), 201)
 }
@@ -443,7 +443,7 @@ func assertNoTemp(t *testing.T, env *servertest.Env) {
 // A client that sends less than it declared leaves nothing behind.
 func TestTruncatedUpload(t *testing.T) {
 	env := start(t, server.Config{})
-	id := env.Enrol(t, "alice", nil)
+	id := env.Enroll(t, "alice", nil)
 	c := newClient(t, env, id)
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 
@@ -492,7 +492,7 @@ func TestTruncatedUpload(t *testing.T) {
 func TestRestartCleansInterruptedUploads(t *testing.T) {
 	dir := t.TempDir()
 	env := servertest.Start(t, servertest.Options{Dir: dir})
-	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	c.mustStatus("PUT", "/v1/repos/r/data/kept", []byte("kept"), 201)
 	env.Stop(t)
@@ -508,7 +508,7 @@ func TestRestartCleansInterruptedUploads(t *testing.T) {
 	if left := tempFiles(t, dir); len(left) != 0 {
 		t.Errorf("leftover uploads survived a restart: %v", left)
 	}
-	c2 := newClient(t, env2, env2.Enrol(t, "alice", nil))
+	c2 := newClient(t, env2, env2.Enroll(t, "alice", nil))
 	if r := c2.mustStatus("GET", "/v1/repos/r/data/kept", nil, 200); string(r.body) != "kept" {
 		t.Errorf("object after restart: %q", r.body)
 	}
@@ -516,7 +516,7 @@ func TestRestartCleansInterruptedUploads(t *testing.T) {
 
 func TestAtRestEncryptionAndScrub(t *testing.T) {
 	env := start(t, server.Config{})
-	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	plain := bytes.Repeat([]byte("VISIBLE-PLAINTEXT "), 200000)
 	c.mustStatus("PUT", "/v1/repos/r/data/ab", plain, 201)
@@ -597,7 +597,7 @@ func TestAtRestEncryptionAndScrub(t *testing.T) {
 // Revoking a client ends its access on a connection that is already open.
 func TestRevocationOnOpenConnection(t *testing.T) {
 	env := start(t, server.Config{})
-	c := newClient(t, env, env.Enrol(t, "mallory", nil))
+	c := newClient(t, env, env.Enroll(t, "mallory", nil))
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	var reused []bool
 	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = append(reused, i.Reused) }}
@@ -666,7 +666,7 @@ func TestCertificateChecks(t *testing.T) {
 		t.Errorf("unenrolled client: %d", r.status)
 	}
 	// An enrolled client whose certificate has expired by the server's clock.
-	alice := newClient(t, env, env.Enrol(t, "alice", nil))
+	alice := newClient(t, env, env.Enroll(t, "alice", nil))
 	alice.mustStatus("POST", "/v1/repos/r", nil, 201)
 	env.Clock.Advance(2 * time.Hour)
 	if r := alice.do("HEAD", "/v1/repos/r", nil, nil); r.err == nil && r.status != 401 {
@@ -695,7 +695,7 @@ func TestCertificateChecks(t *testing.T) {
 
 func TestPerClientConcurrency(t *testing.T) {
 	env := start(t, server.Config{MaxClientRequests: 2})
-	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	// Two uploads that stall hold both slots.
 	var writers []*io.PipeWriter
@@ -722,7 +722,7 @@ func TestPerClientConcurrency(t *testing.T) {
 		t.Error("429 without Retry-After")
 	}
 	// Another client is not affected.
-	newClient(t, env, env.Enrol(t, "bob", nil)).mustStatus("POST", "/v1/repos/r", nil, 201)
+	newClient(t, env, env.Enroll(t, "bob", nil)).mustStatus("POST", "/v1/repos/r", nil, 201)
 	for _, w := range writers {
 		_, _ = w.Write([]byte("67890"))
 		w.Close()
@@ -732,10 +732,10 @@ func TestPerClientConcurrency(t *testing.T) {
 	c.mustStatus("HEAD", "/v1/repos/r/data/slow0", nil, 200)
 }
 
-func TestEnrolmentRoute(t *testing.T) {
+func TestEnrollmentRoute(t *testing.T) {
 	var calls int
 	var mu sync.Mutex
-	enrol := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	enroll := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		calls++
 		mu.Unlock()
@@ -743,10 +743,10 @@ func TestEnrolmentRoute(t *testing.T) {
 		w.WriteHeader(200)
 		fmt.Fprintf(w, "enrolled %s", b)
 	})
-	env := start(t, server.Config{Enroll: enrol})
+	env := start(t, server.Config{Enroll: enroll})
 	// An enrolling client has no certificate: it reaches only /v1/enroll,
-	// over the enrolment ALPN protocol, after checking the CA fingerprint.
-	conf := env.Policy.EnrolmentConfig("127.0.0.1", pki.FingerprintVerifier("127.0.0.1", env.CA.Fingerprint(), time.Now))
+	// over the enrollment ALPN protocol, after checking the CA fingerprint.
+	conf := env.Policy.EnrollmentConfig("127.0.0.1", pki.FingerprintVerifier("127.0.0.1", env.CA.Fingerprint(), time.Now))
 	post := func(head, body string) (int, string) {
 		conn, err := tls.Dial("tcp", env.Addr, conf)
 		if err != nil {
@@ -763,22 +763,22 @@ func TestEnrolmentRoute(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	if status, body := post("POST /v1/enroll", "token"); status != 200 || body != "enrolled token" {
-		t.Errorf("enrolment: %d %q", status, body)
+		t.Errorf("enrollment: %d %q", status, body)
 	}
 	for _, head := range []string{"GET /v1/repos/r", "POST /v1/repos/r", "PUT /v1/repos/r/data/ab", "GET /v1/enroll"} {
 		if status, _ := post(head, ""); status != 404 {
-			t.Errorf("%s on an enrolment connection: %d", head, status)
+			t.Errorf("%s on an enrollment connection: %d", head, status)
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if calls != 1 {
-		t.Errorf("enrol handler called %d times", calls)
+		t.Errorf("enroll handler called %d times", calls)
 	}
 
 	// Without a handler the route answers 501.
 	env2 := start(t, server.Config{})
-	c := newClient(t, env2, env2.Enrol(t, "alice", nil))
+	c := newClient(t, env2, env2.Enroll(t, "alice", nil))
 	c.mustStatus("POST", "/v1/enroll", []byte("x"), 501)
 }
 
@@ -844,7 +844,7 @@ func TestStartRefusals(t *testing.T) {
 // Resumed TLS sessions are checked too: they work, and revocation ends them.
 func TestResumedSessions(t *testing.T) {
 	env := start(t, server.Config{})
-	id := env.Enrol(t, "alice", nil)
+	id := env.Enroll(t, "alice", nil)
 	conf := id.TLS.Clone() // one session cache for every transport below
 	get := func() (*http.Response, error) {
 		tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: true}
@@ -881,7 +881,7 @@ func TestResumedSessions(t *testing.T) {
 // Slow clients are cut off by the timeouts and leave nothing behind.
 func TestSlowClients(t *testing.T) {
 	env := start(t, server.Config{ReadHeaderTimeout: 200 * time.Millisecond, ReadTimeout: 400 * time.Millisecond})
-	id := env.Enrol(t, "alice", nil)
+	id := env.Enroll(t, "alice", nil)
 	newClient(t, env, id).mustStatus("POST", "/v1/repos/r", nil, 201)
 	conf := id.TLS.Clone()
 	conf.NextProtos = []string{"http/1.1"}
@@ -912,7 +912,7 @@ func TestSlowClients(t *testing.T) {
 // trust a revocation list that may be out of date.
 func TestFailsClosedOnStaleState(t *testing.T) {
 	env := start(t, server.Config{})
-	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
 	c.mustStatus("POST", "/v1/repos/r", nil, 201)
 	if err := env.DB.Close(); err != nil {
 		t.Fatal(err)
@@ -944,7 +944,7 @@ func TestFrozenStateDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := servertest.Start(t, servertest.Options{Dir: dir})
-	c := newClient(t, env, env.Enrol(t, "alice", nil))
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
 	received := time.Date(2026, 12, 1, 10, 0, 0, 123456789, time.UTC)
 	for _, o := range []struct {
 		path string

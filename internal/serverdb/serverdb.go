@@ -1,5 +1,5 @@
 // Package serverdb is the coffer server's state database: enrolled clients,
-// enrolment tokens, revocations, the audit log and refused TLS handshakes.
+// enrollment tokens, revocations, the audit log and refused TLS handshakes.
 //
 // DB is the interface the server uses; SQLite (a pure-Go driver) implements
 // it, so that another engine can be added later behind the same interface.
@@ -34,7 +34,7 @@ type Client struct {
 	Name        string
 	CertSerial  *big.Int  // serial of the most recently issued certificate
 	NotAfter    time.Time // its expiry
-	Created     time.Time // first enrolment
+	Created     time.Time // first enrollment
 	LastContact time.Time // zero until the client's first request
 	AllowDelete bool      // the admin allowed this client to delete objects
 	QuotaBytes  int64     // 0: no quota
@@ -67,33 +67,33 @@ const (
 	ActionDelete        = "delete"         // an object is about to be deleted
 	ActionDeleteRefused = "delete-refused" // a deletion was refused (append-only)
 	ActionCreateRepo    = "create-repo"
-	ActionEnrol         = "enrol"
+	ActionEnroll        = "enrol" // stored in audit logs: the spelling of the first databases
 	ActionRevoke        = "revoke"
-	ActionPolicy        = "policy" // allow-delete or quota changed
-	ActionEnrolRefused  = "enrol-refused"
+	ActionPolicy        = "policy"        // allow-delete or quota changed
+	ActionEnrollRefused = "enrol-refused" // stored in audit logs, as ActionEnroll
 	ActionRenew         = "renew"
-	ActionToken         = "token"         // an enrolment token was issued
+	ActionToken         = "token"         // an enrollment token was issued
 	ActionSelfScan      = "tls-self-scan" // detail: the scan's SNI marker
 	ActionAlert         = "alert"         // the TLS self-audit found the server weaker than its policy
 )
 
 // ReasonSuperseded is the revocation reason of a serial replaced by a
-// renewal or a new enrolment.
+// renewal or a new enrollment.
 const ReasonSuperseded = "superseded"
 
 // DB is the server's state. Implementations are safe for concurrent use,
 // also by several processes sharing one database (the running server and
 // admin commands). Times are stored with nanosecond precision in UTC.
 type DB interface {
-	// PutClient records an enrolment or renewal: it inserts the client, or
+	// PutClient records an enrollment or renewal: it inserts the client, or
 	// updates its certificate serial and expiry, clearing a client-wide
 	// revocation (a new token was issued on purpose). Policy fields
 	// (AllowDelete, QuotaBytes) and Created of an existing client are kept.
 	PutClient(ctx context.Context, c Client) error
-	// EnrolClient records an enrolment like PutClient and, in the same
+	// EnrollClient records an enrollment like PutClient and, in the same
 	// transaction, revokes the client's previous certificate serial (reason
-	// ReasonSuperseded) and logs an ActionEnrol event.
-	EnrolClient(ctx context.Context, c Client, now time.Time) error
+	// ReasonSuperseded) and logs an ActionEnroll event.
+	EnrollClient(ctx context.Context, c Client, now time.Time) error
 	// RenewClient replaces the certificate of client name, whose current
 	// serial must be old (ErrSuperseded otherwise), by newSerial expiring at
 	// notAfter, revokes old (ReasonSuperseded) and logs an ActionRenew event,
@@ -120,7 +120,7 @@ type DB interface {
 	// Revocations returns every revoked serial.
 	Revocations(ctx context.Context) ([]Revocation, error)
 
-	// Tokens is the enrolment token store (single-use redemption).
+	// Tokens is the enrollment token store (single-use redemption).
 	Tokens() pki.TokenStore
 
 	// LogEvent appends to the audit log; Events returns entries at or after

@@ -227,7 +227,7 @@ func TestRevocation(t *testing.T) {
 	if len(revs) != 2 || revs[0].Serial.Int64() != 0x99 || revs[1].Serial.Int64() != 0x1234 || revs[1].Reason != "stolen laptop" {
 		t.Fatalf("revocations = %+v", revs)
 	}
-	// A new enrolment of the name clears the client-wide flag, not the serials.
+	// A new enrollment of the name clears the client-wide flag, not the serials.
 	if err := db.PutClient(ctx, Client{Name: "mallory", CertSerial: big.NewInt(0x5678), NotAfter: t0.Add(time.Hour), Created: t0}); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestRevocation(t *testing.T) {
 		t.Error("re-enrolled client still revoked")
 	}
 	if revs, _ := db.Revocations(ctx); len(revs) != 2 {
-		t.Errorf("re-enrolment changed the revocations: %+v", revs)
+		t.Errorf("re-enrollment changed the revocations: %+v", revs)
 	}
 	if err := db.Revoke(ctx, Revocation{Serial: big.NewInt(0), Client: "x"}); !errors.Is(err, ErrInvalidRecord) {
 		t.Errorf("Revoke of serial 0: %v", err)

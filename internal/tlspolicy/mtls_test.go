@@ -155,10 +155,10 @@ func TestRogueServerRefusedBeforeData(t *testing.T) {
 		t.Fatal("client accepted a server of another CA")
 	}
 	// An enrolling client checks the token's fingerprint.
-	fpCfg := p.EnrolmentConfig("localhost", pki.FingerprintVerifier("localhost", real.ca.Fingerprint(), nil))
+	fpCfg := p.EnrollmentConfig("localhost", pki.FingerprintVerifier("localhost", real.ca.Fingerprint(), nil))
 	var verr error
 	if _, verr = roundTrip(rogue.addr, fpCfg, "cfr1.token-secret"); !errors.Is(verr, pki.ErrFingerprintMismatch) {
-		t.Fatalf("enrolment against a rogue server: %v, want ErrFingerprintMismatch", verr)
+		t.Fatalf("enrollment against a rogue server: %v, want ErrFingerprintMismatch", verr)
 	}
 	// Nothing reached the rogue server's application.
 	time.Sleep(50 * time.Millisecond)
@@ -169,28 +169,28 @@ func TestRogueServerRefusedBeforeData(t *testing.T) {
 	waitFor(t, "rogue server's refusals", func() bool { return len(rogue.log.records()) >= 2 })
 }
 
-func TestEnrolmentConnection(t *testing.T) {
+func TestEnrollmentConnection(t *testing.T) {
 	s := startPolicyServer(t)
 	p := Default()
 	for _, host := range []string{"localhost", "127.0.0.1"} {
-		cfg := p.EnrolmentConfig(host, pki.FingerprintVerifier(host, s.ca.Fingerprint(), nil))
+		cfg := p.EnrollmentConfig(host, pki.FingerprintVerifier(host, s.ca.Fingerprint(), nil))
 		cs, err := roundTrip(s.addr, cfg, "token")
 		if err != nil {
-			t.Fatalf("enrolment to %s: %v", host, err)
+			t.Fatalf("enrollment to %s: %v", host, err)
 		}
-		if cs.NegotiatedProtocol != EnrolmentProto || len(cs.PeerCertificates) != 2 {
-			t.Fatalf("enrolment negotiated %q with %d certificates", cs.NegotiatedProtocol, len(cs.PeerCertificates))
+		if cs.NegotiatedProtocol != EnrollmentProto || len(cs.PeerCertificates) != 2 {
+			t.Fatalf("enrollment negotiated %q with %d certificates", cs.NegotiatedProtocol, len(cs.PeerCertificates))
 		}
 	}
 	// The wrong name is refused even with the right CA.
-	cfg := p.EnrolmentConfig("evil.example", pki.FingerprintVerifier("evil.example", s.ca.Fingerprint(), nil))
+	cfg := p.EnrollmentConfig("evil.example", pki.FingerprintVerifier("evil.example", s.ca.Fingerprint(), nil))
 	if _, err := roundTrip(s.addr, cfg, "token"); !errors.Is(err, pki.ErrServerNotTrusted) {
 		t.Fatalf("wrong server name: %v", err)
 	}
-	// Offering the enrolment protocol next to others does not waive the
+	// Offering the enrollment protocol next to others does not waive the
 	// client certificate.
-	mixed := p.EnrolmentConfig("localhost", pki.FingerprintVerifier("localhost", s.ca.Fingerprint(), nil))
-	mixed.NextProtos = []string{EnrolmentProto, "h2"}
+	mixed := p.EnrollmentConfig("localhost", pki.FingerprintVerifier("localhost", s.ca.Fingerprint(), nil))
+	mixed.NextProtos = []string{EnrollmentProto, "h2"}
 	if _, err := roundTrip(s.addr, mixed, "data"); err == nil {
 		t.Fatal("mixed ALPN served without a client certificate")
 	}
@@ -199,10 +199,10 @@ func TestEnrolmentConnection(t *testing.T) {
 	}
 	defer func() {
 		if recover() == nil {
-			t.Error("EnrolmentConfig without verify did not panic")
+			t.Error("EnrollmentConfig without verify did not panic")
 		}
 	}()
-	p.EnrolmentConfig("localhost", nil)
+	p.EnrollmentConfig("localhost", nil)
 }
 
 func TestOpenSSLRefusesOldVersions(t *testing.T) {
@@ -255,7 +255,7 @@ func TestOpenSSLRefusesOldVersions(t *testing.T) {
 }
 
 // InsecureSkipVerify may appear only where the chain is checked another
-// way (enrolment) or nothing is trusted (the scanner's probe).
+// way (enrollment) or nothing is trusted (the scanner's probe).
 func TestInsecureSkipVerifyConfined(t *testing.T) {
 	files, _ := filepath.Glob("*.go")
 	allowed := map[string]int{"scan.go": 1, "policy.go": 1}

@@ -28,11 +28,11 @@ var ErrInvalidConfig = errors.New("invalid TLS configuration")
 // handshakes are told apart from other certificate failures.
 var ErrPeerRejected = errors.New("peer rejected by the server's verify hook")
 
-// EnrolmentProto is the ALPN protocol of enrolment connections: the only
+// EnrollmentProto is the ALPN protocol of enrollment connections: the only
 // connections a server accepts without a client certificate. A client that
 // offers exactly this protocol is served without client authentication and
-// may reach only the enrolment endpoint.
-const EnrolmentProto = "coffer-enrol/1"
+// may reach only the enrollment endpoint.
+const EnrollmentProto = "coffer-enrol/1" // the ALPN name on the wire; kept as first deployed
 
 // Policy is a TLS policy: the minimum version, the TLS 1.2 cipher suites and
 // the key exchange groups. TLS 1.3 suites are not configurable in Go; all of
@@ -296,10 +296,10 @@ func (p Policy) base() *tls.Config {
 // revocation check) run as VerifyConnection, which crypto/tls calls on full
 // and resumed handshakes alike. Its error is wrapped in ErrPeerRejected.
 //
-// A client offering exactly the ALPN protocol EnrolmentProto gets a config
+// A client offering exactly the ALPN protocol EnrollmentProto gets a config
 // without client authentication and without session tickets, negotiating
-// EnrolmentProto; the server must route such connections to the enrolment
-// endpoint only (with net/http: TLSNextProto[EnrolmentProto]; an
+// EnrollmentProto; the server must route such connections to the enrollment
+// endpoint only (with net/http: TLSNextProto[EnrollmentProto]; an
 // unregistered protocol is closed by net/http). All others negotiate h2 or
 // http/1.1 and must present a certificate.
 func (p Policy) ServerConfig(cert tls.Certificate, clientCAs *x509.CertPool, verify func(tls.ConnectionState) error) *tls.Config {
@@ -310,10 +310,10 @@ func (p Policy) ServerConfig(cert tls.Certificate, clientCAs *x509.CertPool, ver
 	cfg.Certificates = []tls.Certificate{cert}
 	cfg.NextProtos = []string{"h2", "http/1.1"}
 
-	enrol := cfg.Clone()
-	enrol.ClientAuth = tls.NoClientCert
-	enrol.NextProtos = []string{EnrolmentProto}
-	enrol.SessionTicketsDisabled = true
+	enroll := cfg.Clone()
+	enroll.ClientAuth = tls.NoClientCert
+	enroll.NextProtos = []string{EnrollmentProto}
+	enroll.SessionTicketsDisabled = true
 
 	cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	cfg.ClientCAs = clientCAs
@@ -327,8 +327,8 @@ func (p Policy) ServerConfig(cert tls.Certificate, clientCAs *x509.CertPool, ver
 		return nil
 	}
 	cfg.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
-		if len(chi.SupportedProtos) == 1 && chi.SupportedProtos[0] == EnrolmentProto {
-			return enrol, nil
+		if len(chi.SupportedProtos) == 1 && chi.SupportedProtos[0] == EnrollmentProto {
+			return enroll, nil
 		}
 		return nil, nil
 	}
@@ -351,18 +351,18 @@ func (p Policy) ClientConfig(cert tls.Certificate, rootCAs *x509.CertPool, serve
 	return cfg
 }
 
-// EnrolmentConfig returns the config of an enrolling client, which has no
+// EnrollmentConfig returns the config of an enrolling client, which has no
 // CA yet: crypto/tls's chain check is replaced by verify, which must check
 // the whole chain against the token's CA fingerprint and serverName (see
 // pki.FingerprintVerifier). It runs in the handshake, before any byte of
 // application data (the token secret) is sent. It panics if verify is nil.
-func (p Policy) EnrolmentConfig(serverName string, verify func(tls.ConnectionState) error) *tls.Config {
+func (p Policy) EnrollmentConfig(serverName string, verify func(tls.ConnectionState) error) *tls.Config {
 	if verify == nil {
-		panic("tlspolicy: EnrolmentConfig needs a verify function")
+		panic("tlspolicy: EnrollmentConfig needs a verify function")
 	}
 	cfg := p.base()
 	cfg.ServerName = serverName
-	cfg.NextProtos = []string{EnrolmentProto}
+	cfg.NextProtos = []string{EnrollmentProto}
 	// #nosec G402 -- the chain is verified in VerifyConnection against the CA fingerprint from the token, which crypto/tls cannot do with RootCAs.
 	cfg.InsecureSkipVerify = true
 	cfg.VerifyConnection = verify

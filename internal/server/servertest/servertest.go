@@ -157,10 +157,10 @@ type Identity struct {
 	Serial string
 }
 
-// Enrol issues a certificate for name from the test CA and records the
+// Enroll issues a certificate for name from the test CA and records the
 // client in the database; policy may adjust the client record (quota,
 // allow-delete) before it is stored.
-func (e *Env) Enrol(t testing.TB, name string, policy func(*serverdb.Client)) *Identity {
+func (e *Env) Enroll(t testing.TB, name string, policy func(*serverdb.Client)) *Identity {
 	t.Helper()
 	id := e.Issue(t, e.CA, name, time.Hour)
 	c := serverdb.Client{Name: name, CertSerial: id.Cert.SerialNumber, NotAfter: id.Cert.NotAfter, Created: time.Now()}

@@ -80,7 +80,7 @@ func FuzzParseURL(f *testing.F) {
 
 func TestContractAppendOnly(t *testing.T) {
 	env := servertest.Start(t, servertest.Options{})
-	id := env.Enrol(t, "alice", nil)
+	id := env.Enroll(t, "alice", nil)
 	var n atomic.Int64
 	storagetest.RunWithOptions(t, storagetest.Options{AppendOnly: true, RemovableKinds: server.DefaultAppendOnlyRemovable}, func(t *testing.T) storage.Storage {
 		r, err := remote.CreateWithOptions(context.Background(), env.URL(fmt.Sprintf("repo%d", n.Add(1))), id.TLS, fast)
@@ -93,7 +93,7 @@ func TestContractAppendOnly(t *testing.T) {
 
 func TestContractAllowDelete(t *testing.T) {
 	env := servertest.Start(t, servertest.Options{})
-	id := env.Enrol(t, "admin", func(c *serverdb.Client) { c.AllowDelete = true })
+	id := env.Enroll(t, "admin", func(c *serverdb.Client) { c.AllowDelete = true })
 	var n atomic.Int64
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
 		r, err := remote.CreateWithOptions(context.Background(), env.URL(fmt.Sprintf("repo%d", n.Add(1))), id.TLS, fast)
@@ -106,7 +106,7 @@ func TestContractAllowDelete(t *testing.T) {
 
 func TestOpenAndCreate(t *testing.T) {
 	env := servertest.Start(t, servertest.Options{})
-	id := env.Enrol(t, "alice", nil)
+	id := env.Enroll(t, "alice", nil)
 	ctx := context.Background()
 	if _, err := remote.Open(ctx, env.URL("main"), id.TLS); !errors.Is(err, storage.ErrNoRepository) {
 		t.Fatalf("Open of a missing repository: %v", err)
@@ -172,7 +172,7 @@ func TestRefusesInsecureTLS(t *testing.T) {
 // sends nothing, and does not retry.
 func TestRogueServerRefused(t *testing.T) {
 	env := servertest.Start(t, servertest.Options{})
-	id := env.Enrol(t, "alice", nil)
+	id := env.Enroll(t, "alice", nil)
 	rogueCA, err := pki.NewCA("rogue", time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -405,7 +405,7 @@ func TestBadResponses(t *testing.T) {
 // The real server's quota and size limits come back as their sentinels.
 func TestServerLimitsMapped(t *testing.T) {
 	env := servertest.Start(t, servertest.Options{Config: server.Config{MaxObjectSize: 1000}})
-	id := env.Enrol(t, "alice", func(c *serverdb.Client) { c.QuotaBytes = 1500 })
+	id := env.Enroll(t, "alice", func(c *serverdb.Client) { c.QuotaBytes = 1500 })
 	ctx := context.Background()
 	r, err := remote.CreateWithOptions(ctx, env.URL("r"), id.TLS, fast)
 	if err != nil {
@@ -449,7 +449,7 @@ func TestManyClients(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for c := 0; c < clients; c++ {
-		id := env.Enrol(t, fmt.Sprintf("host-%02d", c), nil)
+		id := env.Enroll(t, fmt.Sprintf("host-%02d", c), nil)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -496,7 +496,7 @@ func TestManyClients(t *testing.T) {
 
 func BenchmarkSave16MiB(b *testing.B) {
 	env := servertest.Start(b, servertest.Options{})
-	id := env.Enrol(b, "bench", nil)
+	id := env.Enroll(b, "bench", nil)
 	r, err := remote.Create(context.Background(), env.URL("main"), id.TLS)
 	if err != nil {
 		b.Fatal(err)
@@ -514,7 +514,7 @@ func BenchmarkSave16MiB(b *testing.B) {
 
 func BenchmarkLoad16MiB(b *testing.B) {
 	env := servertest.Start(b, servertest.Options{})
-	id := env.Enrol(b, "bench", nil)
+	id := env.Enroll(b, "bench", nil)
 	r, err := remote.Create(context.Background(), env.URL("main"), id.TLS)
 	if err != nil {
 		b.Fatal(err)

@@ -1,4 +1,4 @@
-package enrol_test
+package enroll_test
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
-	"github.com/coffer-backup/coffer/internal/pki/enrol"
+	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/coffer-backup/coffer/internal/server"
 	"github.com/coffer-backup/coffer/internal/server/servertest"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
-// startEnrolling runs a real server whose enrolment and renewal are served
+// startEnrolling runs a real server whose enrollment and renewal are served
 // by a server.Enroller issuing certificates valid for ttl.
 func startEnrolling(t *testing.T, ttl time.Duration) (*servertest.Env, *server.Enroller) {
 	t.Helper()
@@ -53,11 +53,11 @@ func events(t *testing.T, env *servertest.Env, action string) []serverdb.Event {
 	return out
 }
 
-func TestEnrolAndUse(t *testing.T) {
+func TestEnrollAndUse(t *testing.T) {
 	env, _ := startEnrolling(t, time.Hour)
 	ctx := context.Background()
 	tok := issue(t, env, "alice", time.Minute)
-	id, err := enrol.Enrol(ctx, env.Addr, tok, enrol.Options{})
+	id, err := enroll.Enroll(ctx, env.Addr, tok, enroll.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,21 +85,21 @@ func TestEnrolAndUse(t *testing.T) {
 	}
 
 	// The token is spent.
-	if _, err := enrol.Enrol(ctx, env.Addr, tok, enrol.Options{}); !errors.Is(err, enrol.ErrRefused) {
+	if _, err := enroll.Enroll(ctx, env.Addr, tok, enroll.Options{}); !errors.Is(err, enroll.ErrRefused) {
 		t.Fatalf("reused token: %v", err)
 	}
-	if len(events(t, env, serverdb.ActionEnrolRefused)) != 1 {
-		t.Fatal("refused enrolment not in the audit log")
+	if len(events(t, env, serverdb.ActionEnrollRefused)) != 1 {
+		t.Fatal("refused enrollment not in the audit log")
 	}
 }
 
-func TestEnrolRefusals(t *testing.T) {
+func TestEnrollRefusals(t *testing.T) {
 	env, _ := startEnrolling(t, time.Hour)
 	ctx := context.Background()
 
 	expired := issue(t, env, "bob", time.Minute)
 	env.Clock.Advance(2 * time.Minute)
-	if _, err := enrol.Enrol(ctx, env.Addr, expired, enrol.Options{Now: env.Clock.Now}); !errors.Is(err, enrol.ErrRefused) {
+	if _, err := enroll.Enroll(ctx, env.Addr, expired, enroll.Options{Now: env.Clock.Now}); !errors.Is(err, enroll.ErrRefused) {
 		t.Fatalf("expired token: %v", err)
 	}
 
@@ -108,15 +108,15 @@ func TestEnrolRefusals(t *testing.T) {
 	good := issue(t, env, "carol", time.Hour)
 	forged := *good
 	forged.CAFingerprint[0] ^= 1
-	before := len(events(t, env, serverdb.ActionEnrolRefused))
-	if _, err := enrol.Enrol(ctx, env.Addr, &forged, enrol.Options{Now: env.Clock.Now}); !errors.Is(err, pki.ErrFingerprintMismatch) {
+	before := len(events(t, env, serverdb.ActionEnrollRefused))
+	if _, err := enroll.Enroll(ctx, env.Addr, &forged, enroll.Options{Now: env.Clock.Now}); !errors.Is(err, pki.ErrFingerprintMismatch) {
 		t.Fatalf("forged fingerprint: %v", err)
 	}
-	if after := len(events(t, env, serverdb.ActionEnrolRefused)); after != before {
+	if after := len(events(t, env, serverdb.ActionEnrollRefused)); after != before {
 		t.Fatal("the server received a request from a client that should have stopped")
 	}
 	// The genuine token still works.
-	if _, err := enrol.Enrol(ctx, env.Addr, good, enrol.Options{Now: env.Clock.Now}); err != nil {
+	if _, err := enroll.Enroll(ctx, env.Addr, good, enroll.Options{Now: env.Clock.Now}); err != nil {
 		t.Fatal(err)
 	}
 	// A token whose secret the server does not know.
@@ -124,10 +124,10 @@ func TestEnrolRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := enrol.Enrol(ctx, env.Addr, unknown, enrol.Options{Now: env.Clock.Now}); !errors.Is(err, enrol.ErrRefused) {
+	if _, err := enroll.Enroll(ctx, env.Addr, unknown, enroll.Options{Now: env.Clock.Now}); !errors.Is(err, enroll.ErrRefused) {
 		t.Fatalf("unknown token: %v", err)
 	}
-	if _, err := enrol.Enrol(ctx, "no-port", good, enrol.Options{}); err == nil {
+	if _, err := enroll.Enroll(ctx, "no-port", good, enroll.Options{}); err == nil {
 		t.Fatal("address without port accepted")
 	}
 }
@@ -137,7 +137,7 @@ func TestRenewal(t *testing.T) {
 	// thirds of its life at once, so every RenewIfDue renews.
 	env, _ := startEnrolling(t, 2*time.Minute)
 	ctx := context.Background()
-	id, err := enrol.Enrol(ctx, env.Addr, issue(t, env, "erin", time.Minute), enrol.Options{})
+	id, err := enroll.Enroll(ctx, env.Addr, issue(t, env, "erin", time.Minute), enroll.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestRenewal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	renewed, did, err := enrol.RenewIfDue(ctx, dir, env.Addr, enrol.Options{})
+	renewed, did, err := enroll.RenewIfDue(ctx, dir, env.Addr, enroll.Options{})
 	if err != nil || !did {
 		t.Fatalf("RenewIfDue: %v %v", did, err)
 	}
@@ -163,7 +163,7 @@ func TestRenewal(t *testing.T) {
 	if err := env.Server.VerifyConnection(connState(renewed)); err != nil {
 		t.Fatalf("renewed certificate: %v", err)
 	}
-	if _, err := enrol.Renew(ctx, env.Addr, old, enrol.Options{}); err == nil {
+	if _, err := enroll.Renew(ctx, env.Addr, old, enroll.Options{}); err == nil {
 		t.Fatal("a superseded certificate renewed")
 	}
 	if n := len(events(t, env, serverdb.ActionRenew)); n != 1 {
@@ -176,7 +176,7 @@ func TestRenewal(t *testing.T) {
 	if err := env.Server.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := enrol.Renew(ctx, env.Addr, renewed, enrol.Options{}); err == nil {
+	if _, err := enroll.Renew(ctx, env.Addr, renewed, enroll.Options{}); err == nil {
 		t.Fatal("a revoked client renewed")
 	}
 }
@@ -185,7 +185,7 @@ func TestRenewal(t *testing.T) {
 func TestRenewIfDueNotDue(t *testing.T) {
 	env, _ := startEnrolling(t, 24*time.Hour)
 	ctx := context.Background()
-	id, err := enrol.Enrol(ctx, env.Addr, issue(t, env, "frank", time.Minute), enrol.Options{})
+	id, err := enroll.Enroll(ctx, env.Addr, issue(t, env, "frank", time.Minute), enroll.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestRenewIfDueNotDue(t *testing.T) {
 	if err := pki.WriteIdentity(dir, id.KeyPEM, id.CertPEM, id.CAPEM); err != nil {
 		t.Fatal(err)
 	}
-	if _, did, err := enrol.RenewIfDue(ctx, dir, "127.0.0.1:1", enrol.Options{}); err != nil || did {
+	if _, did, err := enroll.RenewIfDue(ctx, dir, "127.0.0.1:1", enroll.Options{}); err != nil || did {
 		t.Fatalf("not due: renewed=%v err=%v", did, err)
 	}
 }

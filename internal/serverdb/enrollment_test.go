@@ -21,15 +21,15 @@ func serialSet(t *testing.T, db *SQLite) map[string]string {
 	return m
 }
 
-func TestEnrolClientSupersedes(t *testing.T) {
+func TestEnrollClientSupersedes(t *testing.T) {
 	ctx := context.Background()
 	db, _ := openTemp(t)
 	c := Client{Name: "alice", CertSerial: big.NewInt(0x10), NotAfter: t0.Add(time.Hour), Created: t0}
-	if err := db.EnrolClient(ctx, c, t0); err != nil {
+	if err := db.EnrollClient(ctx, c, t0); err != nil {
 		t.Fatal(err)
 	}
 	if len(serialSet(t, db)) != 0 {
-		t.Fatal("a first enrolment revoked something")
+		t.Fatal("a first enrollment revoked something")
 	}
 	if err := db.SetAllowDelete(ctx, "alice", true, t0); err != nil {
 		t.Fatal(err)
@@ -40,7 +40,7 @@ func TestEnrolClientSupersedes(t *testing.T) {
 	// Enrolling again (a new token) clears the client-wide revocation, keeps
 	// the policy, and the old serial stays revoked.
 	c.CertSerial = big.NewInt(0x20)
-	if err := db.EnrolClient(ctx, c, t0.Add(time.Minute)); err != nil {
+	if err := db.EnrollClient(ctx, c, t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	got, err := db.Client(ctx, "alice")
@@ -48,14 +48,14 @@ func TestEnrolClientSupersedes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Revoked() || got.CertSerial.Cmp(big.NewInt(0x20)) != 0 || !got.AllowDelete {
-		t.Fatalf("after re-enrolment: %+v", got)
+		t.Fatalf("after re-enrollment: %+v", got)
 	}
 	if revs := serialSet(t, db); revs["10"] != "lost laptop" {
 		t.Fatalf("revocations %v", revs)
 	}
 	// Enrolling a third time supersedes the second certificate.
 	c.CertSerial = big.NewInt(0x30)
-	if err := db.EnrolClient(ctx, c, t0.Add(2*time.Minute)); err != nil {
+	if err := db.EnrollClient(ctx, c, t0.Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if revs := serialSet(t, db); revs["20"] != ReasonSuperseded || len(revs) != 2 {
@@ -65,16 +65,16 @@ func TestEnrolClientSupersedes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enrols := 0
+	enrolls := 0
 	for _, e := range evs {
-		if e.Action == ActionEnrol {
-			enrols++
+		if e.Action == ActionEnroll {
+			enrolls++
 		}
 	}
-	if enrols != 3 {
-		t.Fatalf("%d enrol events, want 3: %+v", enrols, evs)
+	if enrolls != 3 {
+		t.Fatalf("%d enroll events, want 3: %+v", enrolls, evs)
 	}
-	if err := db.EnrolClient(ctx, Client{Name: "../x", CertSerial: big.NewInt(1), NotAfter: t0, Created: t0}, t0); !errors.Is(err, ErrInvalidRecord) {
+	if err := db.EnrollClient(ctx, Client{Name: "../x", CertSerial: big.NewInt(1), NotAfter: t0, Created: t0}, t0); !errors.Is(err, ErrInvalidRecord) {
 		t.Fatalf("invalid name: %v", err)
 	}
 }
@@ -83,7 +83,7 @@ func TestRenewClient(t *testing.T) {
 	ctx := context.Background()
 	db, _ := openTemp(t)
 	c := Client{Name: "bob", CertSerial: big.NewInt(0xa), NotAfter: t0.Add(time.Hour), Created: t0}
-	if err := db.EnrolClient(ctx, c, t0); err != nil {
+	if err := db.EnrollClient(ctx, c, t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.RenewClient(ctx, "nobody", big.NewInt(0xa), big.NewInt(0xb), t0.Add(2*time.Hour), t0); !errors.Is(err, ErrNotFound) {

@@ -1,9 +1,9 @@
-// Package enrol is the enrolment protocol of the coffer server: the JSON
-// bodies both sides parse strictly, and the client that enrols and renews.
+// Package enroll is the enrollment protocol of the coffer server: the JSON
+// bodies both sides parse strictly, and the client that enrolls and renews.
 //
 // The client checks the server against the token's CA fingerprint during
 // the handshake, before it sends anything.
-package enrol
+package enroll
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 )
 
 // Paths of the protocol (docs/protocol.md §3). EnrollPath is served on
-// enrolment connections (ALPN coffer-enrol/1, no client certificate);
+// enrollment connections (ALPN coffer-enroll/1, no client certificate);
 // RenewPath only to an authenticated client.
 const (
 	EnrollPath = "/v1/enroll"
@@ -28,7 +28,7 @@ const (
 const MaxBody = 64 << 10
 
 // ErrMalformed is wrapped by every parse error of a body.
-var ErrMalformed = errors.New("malformed enrolment message")
+var ErrMalformed = errors.New("malformed enrollment message")
 
 // Request is the body of POST /v1/enroll: the token and a PEM
 // "CERTIFICATE REQUEST" made with the client's own key.
@@ -79,9 +79,9 @@ func onePEM(s, typ string) ([]byte, error) {
 	return block.Bytes, nil
 }
 
-// ParseRequest parses an enrolment body: a well-formed token (errors wrap
+// ParseRequest parses an enrollment body: a well-formed token (errors wrap
 // pki.ErrTokenMalformed) and one CSR block (its signature and key are
-// checked by pki.CA.Enrol). Other errors wrap ErrMalformed.
+// checked by pki.CA.Enroll). Other errors wrap ErrMalformed.
 func ParseRequest(b []byte) (*pki.Token, []byte, error) {
 	var req Request
 	if err := decodeStrict(b, &req); err != nil {
@@ -123,7 +123,7 @@ func ParseResponse(b []byte) (certPEM, caPEM []byte, err error) {
 	return []byte(resp.Cert), []byte(resp.CA), nil
 }
 
-// EncodeResponse returns the JSON body answering an enrolment or renewal.
+// EncodeResponse returns the JSON body answering an enrollment or renewal.
 func EncodeResponse(certDER, caDER []byte) []byte {
 	b, _ := json.Marshal(Response{Cert: string(pki.EncodeCertPEM(certDER)), CA: string(pki.EncodeCertPEM(caDER))}) // strings only: cannot fail
 	return b

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
-	"github.com/coffer-backup/coffer/internal/pki/enrol"
+	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/wire"
@@ -24,7 +24,7 @@ const DefaultClientCertTTL = 90 * 24 * time.Hour
 // Enroller issues client certificates: it answers POST /v1/enroll (a
 // one-time token and a CSR) as Config.Enroll and POST /v1/renew (a CSR
 // from an authenticated client) as Config.Renew. Every refusal is logged
-// and recorded in the audit log. The server rate-limits enrolment.
+// and recorded in the audit log. The server rate-limits enrollment.
 type Enroller struct {
 	CA *pki.CA
 	DB serverdb.DB
@@ -59,15 +59,15 @@ func (e *Enroller) ttl() time.Duration {
 	return DefaultClientCertTTL
 }
 
-// refuse logs a refused enrolment or renewal, records it in the audit log
+// refuse logs a refused enrollment or renewal, records it in the audit log
 // and answers with err's status.
 func (e *Enroller) refuse(ctx context.Context, w http.ResponseWriter, r *http.Request, op, client string, err error) {
 	e.log().Warn(op+" refused", "peer", r.RemoteAddr, "client", client, "err", err)
-	ev := serverdb.Event{Time: e.now(), Client: client, Action: serverdb.ActionEnrolRefused, Detail: clipDetail(op + " from " + r.RemoteAddr + ": " + err.Error())}
+	ev := serverdb.Event{Time: e.now(), Client: client, Action: serverdb.ActionEnrollRefused, Detail: clipDetail(op + " from " + r.RemoteAddr + ": " + err.Error())}
 	if lerr := e.DB.LogEvent(ctx, ev); lerr != nil {
 		e.log().Error("audit log", "err", lerr)
 	}
-	wire.WriteError(w, classifyEnrolError(err))
+	wire.WriteError(w, classifyEnrollError(err))
 }
 
 func clipDetail(s string) string {
@@ -83,12 +83,12 @@ type codedError struct{ sentinel, err error }
 func (c codedError) Error() string   { return c.err.Error() }
 func (c codedError) Unwrap() []error { return []error{c.sentinel, c.err} }
 
-// classifyEnrolError maps enrolment errors onto protocol errors: a bad
+// classifyEnrollError maps enrollment errors onto protocol errors: a bad
 // request is 400, a token or certificate that may not be used 403.
-func classifyEnrolError(err error) error {
+func classifyEnrollError(err error) error {
 	var mbe *http.MaxBytesError
 	switch {
-	case errors.Is(err, pki.ErrTokenMalformed), errors.Is(err, pki.ErrBadCSR), errors.Is(err, enrol.ErrMalformed), errors.Is(err, pki.ErrInvalidName):
+	case errors.Is(err, pki.ErrTokenMalformed), errors.Is(err, pki.ErrBadCSR), errors.Is(err, enroll.ErrMalformed), errors.Is(err, pki.ErrInvalidName):
 		return codedError{wire.ErrBadRequest, err}
 	case errors.Is(err, pki.ErrTokenUnknown), errors.Is(err, pki.ErrTokenUsed), errors.Is(err, pki.ErrTokenExpired), errors.Is(err, pki.ErrTokenWrongCA),
 		errors.Is(err, serverdb.ErrRevoked), errors.Is(err, serverdb.ErrSuperseded), errors.Is(err, serverdb.ErrNotFound):
@@ -105,46 +105,46 @@ func readBody(r *http.Request) ([]byte, error) {
 	if r.Method != http.MethodPost {
 		return nil, wire.ErrMethod
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, enrol.MaxBody+1))
+	b, err := io.ReadAll(io.LimitReader(r.Body, enroll.MaxBody+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > enrol.MaxBody {
-		return nil, fmt.Errorf("%w: body over %d bytes", wire.ErrTooLarge, enrol.MaxBody)
+	if len(b) > enroll.MaxBody {
+		return nil, fmt.Errorf("%w: body over %d bytes", wire.ErrTooLarge, enroll.MaxBody)
 	}
 	return b, nil
 }
 
-// ServeHTTP answers an enrolment: parse, redeem the token (single use),
+// ServeHTTP answers an enrollment: parse, redeem the token (single use),
 // sign, record the client, answer with the certificate and the CA.
 func (e *Enroller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	body, err := readBody(r)
 	if err != nil {
-		e.refuse(ctx, w, r, "enrolment", "", err)
+		e.refuse(ctx, w, r, "enrollment", "", err)
 		return
 	}
-	tok, csr, err := enrol.ParseRequest(body)
+	tok, csr, err := enroll.ParseRequest(body)
 	if err != nil {
-		e.refuse(ctx, w, r, "enrolment", "", err)
+		e.refuse(ctx, w, r, "enrollment", "", err)
 		return
 	}
 	now := e.now()
-	res, err := e.CA.Enrol(ctx, e.DB.Tokens(), tok, csr, e.ttl(), now)
+	res, err := e.CA.Enroll(ctx, e.DB.Tokens(), tok, csr, e.ttl(), now)
 	if err != nil {
-		e.refuse(ctx, w, r, "enrolment", tok.ClientName, err)
+		e.refuse(ctx, w, r, "enrollment", tok.ClientName, err)
 		return
 	}
 	cert, err := x509.ParseCertificate(res.CertDER)
 	if err != nil {
-		e.refuse(ctx, w, r, "enrolment", res.ClientName, err)
+		e.refuse(ctx, w, r, "enrollment", res.ClientName, err)
 		return
 	}
 	c := serverdb.Client{Name: res.ClientName, CertSerial: res.Serial, NotAfter: cert.NotAfter, Created: now}
-	if err := e.DB.EnrolClient(ctx, c, now); err != nil {
+	if err := e.DB.EnrollClient(ctx, c, now); err != nil {
 		// The token is spent but no certificate went out: the admin issues
 		// another one.
-		e.refuse(ctx, w, r, "enrolment", res.ClientName, err)
+		e.refuse(ctx, w, r, "enrollment", res.ClientName, err)
 		return
 	}
 	e.changed(ctx)
@@ -168,7 +168,7 @@ func (e *Enroller) Renew(w http.ResponseWriter, r *http.Request) {
 		e.refuse(ctx, w, r, "renewal", client, err)
 		return
 	}
-	csr, err := enrol.ParseRenewRequest(body)
+	csr, err := enroll.ParseRenewRequest(body)
 	if err != nil {
 		e.refuse(ctx, w, r, "renewal", client, err)
 		return
@@ -198,12 +198,12 @@ func (e *Enroller) changed(ctx context.Context) {
 		return
 	}
 	if err := e.Changed(ctx); err != nil {
-		e.log().Warn("refresh after enrolment", "err", err)
+		e.log().Warn("refresh after enrollment", "err", err)
 	}
 }
 
 func (e *Enroller) answer(w http.ResponseWriter, certDER []byte) {
-	b := enrol.EncodeResponse(certDER, e.CA.Cert.Raw)
+	b := enroll.EncodeResponse(certDER, e.CA.Cert.Raw)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

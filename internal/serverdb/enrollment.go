@@ -11,44 +11,44 @@ import (
 	"github.com/coffer-backup/coffer/internal/pki"
 )
 
-// EnrolClient implements DB.
-func (s *SQLite) EnrolClient(ctx context.Context, c Client, now time.Time) error {
+// EnrollClient implements DB.
+func (s *SQLite) EnrollClient(ctx context.Context, c Client, now time.Time) error {
 	if err := pki.ValidateClientName(c.Name); err != nil {
-		return fmt.Errorf("enrol client: %w: %w", ErrInvalidRecord, err)
+		return fmt.Errorf("enroll client: %w: %w", ErrInvalidRecord, err)
 	}
 	serial, err := serialText(c.CertSerial)
 	if err != nil {
-		return fmt.Errorf("enrol client %s: %w", c.Name, err)
+		return fmt.Errorf("enroll client %s: %w", c.Name, err)
 	}
 	if c.QuotaBytes < 0 || c.Created.IsZero() || c.NotAfter.IsZero() || now.IsZero() {
-		return fmt.Errorf("enrol client %s: %w: needs creation, expiry and event times and a quota >= 0", c.Name, ErrInvalidRecord)
+		return fmt.Errorf("enroll client %s: %w: needs creation, expiry and event times and a quota >= 0", c.Name, ErrInvalidRecord)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("enrol client %s: %w", c.Name, err)
+		return fmt.Errorf("enroll client %s: %w", c.Name, err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	var previous string
 	err = tx.QueryRowContext(ctx, `SELECT cert_serial FROM clients WHERE name = ?`, c.Name).Scan(&previous)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("enrol client %s: %w", c.Name, err)
+		return fmt.Errorf("enroll client %s: %w", c.Name, err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO clients (name, cert_serial, not_after, created, last_contact, allow_delete, quota_bytes, revoked_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, 0)
 		ON CONFLICT(name) DO UPDATE SET cert_serial = excluded.cert_serial, not_after = excluded.not_after, revoked_at = 0`,
 		c.Name, serial, nanos(c.NotAfter), nanos(c.Created), nanos(c.LastContact), boolInt(c.AllowDelete), c.QuotaBytes); err != nil {
-		return fmt.Errorf("enrol client %s: %w", c.Name, err)
+		return fmt.Errorf("enroll client %s: %w", c.Name, err)
 	}
 	if previous != "" && previous != serial {
 		if err := supersede(ctx, tx, previous, c.Name, now); err != nil {
-			return fmt.Errorf("enrol client %s: %w", c.Name, err)
+			return fmt.Errorf("enroll client %s: %w", c.Name, err)
 		}
 	}
-	if err := insertEvent(ctx, tx, Event{Time: now, Client: c.Name, Action: ActionEnrol, Detail: "serial=" + serial}); err != nil {
-		return fmt.Errorf("enrol client %s: %w", c.Name, err)
+	if err := insertEvent(ctx, tx, Event{Time: now, Client: c.Name, Action: ActionEnroll, Detail: "serial=" + serial}); err != nil {
+		return fmt.Errorf("enroll client %s: %w", c.Name, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("enrol client %s: %w", c.Name, err)
+		return fmt.Errorf("enroll client %s: %w", c.Name, err)
 	}
 	return nil
 }

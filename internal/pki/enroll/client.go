@@ -1,4 +1,4 @@
-package enrol
+package enroll
 
 import (
 	"bufio"
@@ -25,8 +25,8 @@ import (
 
 // Sentinel errors of the client.
 var (
-	// ErrNoEnrolment: the server did not negotiate the enrolment protocol.
-	ErrNoEnrolment = errors.New("server does not offer enrolment")
+	// ErrNoEnrollment: the server did not negotiate the enrollment protocol.
+	ErrNoEnrollment = errors.New("server does not offer enrollment")
 	// ErrBadAnswer: the server's certificate does not fit the request
 	// (another key, name or CA than the one checked).
 	ErrBadAnswer = errors.New("server answered with an unusable certificate")
@@ -65,22 +65,22 @@ type Identity struct {
 	NotAfter               time.Time
 }
 
-// Enrol makes a new key pair, connects to addr (host:port) offering only
-// the enrolment protocol, and checks the server's chain against the
+// Enroll makes a new key pair, connects to addr (host:port) offering only
+// the enrollment protocol, and checks the server's chain against the
 // token's CA fingerprint during the handshake: a server that does not
 // match gets nothing (errors wrap pki.ErrFingerprintMismatch or
 // pki.ErrServerNotTrusted). Only then does it send the token and a CSR.
 // The returned identity pins the CA whose fingerprint was checked; the key
 // never leaves this process.
-func Enrol(ctx context.Context, addr string, tok *pki.Token, opts Options) (*Identity, error) {
+func Enroll(ctx context.Context, addr string, tok *pki.Token, opts Options) (*Identity, error) {
 	opts.defaults()
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("enrol: server address %q: %w", addr, err)
+		return nil, fmt.Errorf("enroll: server address %q: %w", addr, err)
 	}
 	encoded, err := tok.Encode()
 	if err != nil {
-		return nil, fmt.Errorf("enrol: %w", err)
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	key, err := pki.NewClientKey()
 	if err != nil {
@@ -92,31 +92,31 @@ func Enrol(ctx context.Context, addr string, tok *pki.Token, opts Options) (*Ide
 	}
 	body, err := json.Marshal(Request{Token: encoded, CSR: encodeCSR(csr)})
 	if err != nil {
-		return nil, fmt.Errorf("enrol: %w", err)
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	conf := opts.Policy.EnrolmentConfig(host, pki.FingerprintVerifier(host, tok.CAFingerprint, opts.Now))
+	conf := opts.Policy.EnrollmentConfig(host, pki.FingerprintVerifier(host, tok.CAFingerprint, opts.Now))
 	conn, err := dial(ctx, addr, conf)
 	if err != nil {
-		return nil, fmt.Errorf("enrol with %s: %w", addr, err)
+		return nil, fmt.Errorf("enroll with %s: %w", addr, err)
 	}
 	defer conn.Close()
 	cs := conn.ConnectionState()
-	if cs.NegotiatedProtocol != tlspolicy.EnrolmentProto {
-		return nil, fmt.Errorf("enrol with %s: %w (ALPN %q)", addr, ErrNoEnrolment, cs.NegotiatedProtocol)
+	if cs.NegotiatedProtocol != tlspolicy.EnrollmentProto {
+		return nil, fmt.Errorf("enroll with %s: %w (ALPN %q)", addr, ErrNoEnrollment, cs.NegotiatedProtocol)
 	}
 	ca, err := pki.VerifyServerAgainstFingerprint(cs.PeerCertificates, host, tok.CAFingerprint, opts.Now())
 	if err != nil {
-		return nil, fmt.Errorf("enrol with %s: %w", addr, err)
+		return nil, fmt.Errorf("enroll with %s: %w", addr, err)
 	}
 	certPEM, err := post(ctx, conn, addr, EnrollPath, body)
 	if err != nil {
-		return nil, fmt.Errorf("enrol with %s: %w", addr, err)
+		return nil, fmt.Errorf("enroll with %s: %w", addr, err)
 	}
 	cert, err := checkAnswer(certPEM, ca, key, tok.ClientName, opts.Now())
 	if err != nil {
-		return nil, fmt.Errorf("enrol with %s: %w", addr, err)
+		return nil, fmt.Errorf("enroll with %s: %w", addr, err)
 	}
 	keyPEM, err := pki.EncodeKeyPEM(key)
 	if err != nil {
