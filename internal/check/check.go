@@ -521,7 +521,13 @@ func (c *checker) packDamaged(id repository.ID, problem string, bad map[reposito
 // readPack verifies one pack: header, directory against the index, and
 // every blob's authentication, decompression and keyed hash.
 func (c *checker) readPack(ctx context.Context, id repository.ID) error {
-	data, err := c.r.Storage().Load(ctx, storage.Handle{Kind: storage.KindData, Name: id.String()}, 0, -1)
+	size, listed := c.stored[id]
+	if !listed {
+		size = -1
+	}
+	// A pack larger than any the packer writes is refused unread: a hostile
+	// storage could otherwise make check allocate without bound.
+	data, err := c.r.LoadObject(ctx, storage.Handle{Kind: storage.KindData, Name: id.String()}, size)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

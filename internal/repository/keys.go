@@ -17,9 +17,6 @@ import (
 	"github.com/coffer-backup/coffer/internal/storage"
 )
 
-// maxSlotSize bounds a key slot object read from storage.
-const maxSlotSize = 64 << 10
-
 // unlockedKeys holds the keys of an open repository.
 type unlockedKeys struct {
 	mu      sync.RWMutex
@@ -211,11 +208,12 @@ func LoadSlots(ctx context.Context, st storage.Storage) ([]*keyring.Slot, []erro
 	var files []keyring.SlotFile
 	var errs []error
 	err := st.List(ctx, storage.KindKeys, func(fi storage.FileInfo) error {
-		if fi.Size > maxSlotSize {
-			errs = append(errs, fmt.Errorf("key slot %s: too large (%d bytes)", fi.Name, fi.Size))
+		h := storage.Handle{Kind: storage.KindKeys, Name: fi.Name}
+		if err := CheckSize(h, fi.Size, keyring.MaxSlotSize); err != nil {
+			errs = append(errs, err) // one bad slot does not hide the others
 			return nil
 		}
-		b, err := st.Load(ctx, storage.Handle{Kind: storage.KindKeys, Name: fi.Name}, 0, -1)
+		b, err := loadWhole(ctx, st, h, fi.Size, keyring.MaxSlotSize)
 		if err != nil {
 			return fmt.Errorf("load key slot %s: %w", fi.Name, err)
 		}
@@ -236,7 +234,7 @@ func Open(ctx context.Context, st storage.Storage, secret []byte) (*Repository, 
 
 // OpenWith is Open with options.
 func OpenWith(ctx context.Context, st storage.Storage, secret []byte, o OpenOptions) (*Repository, error) {
-	cfgData, err := st.Load(ctx, storage.Handle{Kind: storage.KindConfig, Name: "config"}, 0, -1)
+	cfgData, err := loadWhole(ctx, st, storage.Handle{Kind: storage.KindConfig, Name: "config"}, -1, maxConfigObject)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("%w at %s", storage.ErrNoRepository, st.Location())
 	}
@@ -284,7 +282,7 @@ func OpenWith(ctx context.Context, st storage.Storage, secret []byte, o OpenOpti
 func loadRing(ctx context.Context, st storage.Storage, m *keyring.Master) (*keyring.Ring, error) {
 	var files []keyring.TermFile
 	err := st.List(ctx, storage.KindKeyring, func(fi storage.FileInfo) error {
-		b, err := st.Load(ctx, storage.Handle{Kind: storage.KindKeyring, Name: fi.Name}, 0, -1)
+		b, err := loadWhole(ctx, st, storage.Handle{Kind: storage.KindKeyring, Name: fi.Name}, fi.Size, keyring.MaxTermObjectSize)
 		if err != nil {
 			return fmt.Errorf("load keyring term %s: %w", fi.Name, err)
 		}

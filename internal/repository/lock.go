@@ -69,13 +69,14 @@ func Hostname() string {
 
 // LoadLocks loads every lock object; locks that vanish meanwhile are skipped.
 func (r *Repository) LoadLocks(ctx context.Context) ([]*LockInfo, error) {
-	ids, err := r.ListIDs(ctx, storage.KindLocks)
+	listed, err := r.listSized(ctx, storage.KindLocks)
 	if err != nil {
 		return nil, err
 	}
 	var out []*LockInfo
-	for _, id := range ids {
-		plain, err := r.LoadSealed(ctx, storage.Handle{Kind: storage.KindLocks, Name: id.String()}, crypto.KindLock)
+	for _, l := range listed {
+		id := l.ID
+		plain, err := r.loadSealedSized(ctx, storage.Handle{Kind: storage.KindLocks, Name: id.String()}, crypto.KindLock, l.Size)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

@@ -24,7 +24,13 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *Snapshot) error {
 
 // LoadSnapshot loads one snapshot by ID.
 func (r *Repository) LoadSnapshot(ctx context.Context, id ID) (*Snapshot, error) {
-	plain, err := r.LoadSealed(ctx, storage.Handle{Kind: storage.KindSnapshots, Name: id.String()}, crypto.KindSnapshot)
+	return r.loadSnapshot(ctx, id, -1)
+}
+
+// loadSnapshot is LoadSnapshot for a snapshot of a listed size (negative:
+// unknown).
+func (r *Repository) loadSnapshot(ctx context.Context, id ID, size int64) (*Snapshot, error) {
+	plain, err := r.loadSealedSized(ctx, storage.Handle{Kind: storage.KindSnapshots, Name: id.String()}, crypto.KindSnapshot, size)
 	if err != nil {
 		return nil, err
 	}
@@ -40,17 +46,17 @@ type SnapshotError struct {
 // LoadSnapshots loads every snapshot, oldest first. Snapshots that fail to
 // load are returned separately so listing still works on a damaged repository.
 func (r *Repository) LoadSnapshots(ctx context.Context) ([]*Snapshot, []SnapshotError, error) {
-	ids, err := r.ListIDs(ctx, storage.KindSnapshots)
+	listed, err := r.listSized(ctx, storage.KindSnapshots)
 	if err != nil {
 		return nil, nil, err
 	}
-	snaps := make([]*Snapshot, len(ids))
-	errs := make([]error, len(ids))
+	snaps := make([]*Snapshot, len(listed))
+	errs := make([]error, len(listed))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for i, id := range ids {
+	for i, l := range listed {
 		g.Go(func() error {
-			snaps[i], errs[i] = r.LoadSnapshot(gctx, id)
+			snaps[i], errs[i] = r.loadSnapshot(gctx, l.ID, l.Size)
 			return gctx.Err()
 		})
 	}
@@ -59,12 +65,12 @@ func (r *Repository) LoadSnapshots(ctx context.Context) ([]*Snapshot, []Snapshot
 	}
 	var out []*Snapshot
 	var bad []SnapshotError
-	for i := range ids {
+	for i := range listed {
 		if errs[i] != nil {
 			if errors.Is(errs[i], storage.ErrNotFound) {
 				continue // forgotten meanwhile
 			}
-			bad = append(bad, SnapshotError{ID: ids[i], Err: errs[i]})
+			bad = append(bad, SnapshotError{ID: listed[i].ID, Err: errs[i]})
 			continue
 		}
 		out = append(out, snaps[i])
@@ -122,13 +128,14 @@ func (r *Repository) ForgetSnapshots(ctx context.Context, host string, ids []ID)
 
 // ForgottenSnapshots returns the IDs named in all forget records.
 func (r *Repository) ForgottenSnapshots(ctx context.Context) (map[ID]bool, error) {
-	ids, err := r.ListIDs(ctx, storage.KindForgets)
+	listed, err := r.listSized(ctx, storage.KindForgets)
 	if err != nil {
 		return nil, err
 	}
 	out := map[ID]bool{}
-	for _, id := range ids {
-		plain, err := r.LoadSealed(ctx, storage.Handle{Kind: storage.KindForgets, Name: id.String()}, crypto.KindForget)
+	for _, l := range listed {
+		id := l.ID
+		plain, err := r.loadSealedSized(ctx, storage.Handle{Kind: storage.KindForgets, Name: id.String()}, crypto.KindForget, l.Size)
 		if err != nil {
 			return nil, err
 		}
@@ -152,13 +159,14 @@ type CondemnedRecord struct {
 
 // LoadCondemned loads every condemned record.
 func (r *Repository) LoadCondemned(ctx context.Context) ([]*CondemnedRecord, error) {
-	ids, err := r.ListIDs(ctx, storage.KindCondemned)
+	listed, err := r.listSized(ctx, storage.KindCondemned)
 	if err != nil {
 		return nil, err
 	}
 	var out []*CondemnedRecord
-	for _, id := range ids {
-		plain, err := r.LoadSealed(ctx, storage.Handle{Kind: storage.KindCondemned, Name: id.String()}, crypto.KindCondemned)
+	for _, l := range listed {
+		id := l.ID
+		plain, err := r.loadSealedSized(ctx, storage.Handle{Kind: storage.KindCondemned, Name: id.String()}, crypto.KindCondemned, l.Size)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

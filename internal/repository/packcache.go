@@ -16,6 +16,7 @@ import (
 type packCache struct {
 	mu      sync.Mutex
 	max     int
+	limit   int64 // largest pack loaded whole (MaxPackSize)
 	entries map[ID]*cachedPack
 	order   []ID // least recently used first
 }
@@ -26,8 +27,8 @@ type cachedPack struct {
 	err   error
 }
 
-func newPackCache(max int) *packCache {
-	return &packCache{max: max, entries: map[ID]*cachedPack{}}
+func newPackCache(max int, limit int64) *packCache {
+	return &packCache{max: max, limit: limit, entries: map[ID]*cachedPack{}}
 }
 
 func (c *packCache) touch(id ID) {
@@ -56,7 +57,7 @@ func (c *packCache) get(ctx context.Context, st storage.Storage, id ID) ([]byte,
 	c.touch(id)
 	c.mu.Unlock()
 	if !ok {
-		e.data, e.err = st.Load(ctx, storage.Handle{Kind: storage.KindData, Name: id.String()}, 0, -1)
+		e.data, e.err = loadWhole(ctx, st, storage.Handle{Kind: storage.KindData, Name: id.String()}, -1, c.limit)
 		if e.err != nil {
 			e.err = fmt.Errorf("load pack %s: %w", id.Short(), e.err)
 			c.mu.Lock()
@@ -94,5 +95,5 @@ func (r *Repository) UsePackCache(n int) {
 		r.packs = nil
 		return
 	}
-	r.packs = newPackCache(n)
+	r.packs = newPackCache(n, r.objectLimit(storage.KindData))
 }

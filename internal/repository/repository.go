@@ -143,11 +143,18 @@ func (r *Repository) saveSealedAs(ctx context.Context, h storage.Handle, ok cryp
 	return nil
 }
 
-// LoadSealed loads and opens a sealed object of the given kinds.
+// LoadSealed loads and opens a sealed object of the given kinds. An object
+// larger than its kind's limit is refused unread (ErrTooLarge).
 func (r *Repository) LoadSealed(ctx context.Context, h storage.Handle, ok crypto.ObjectKind) ([]byte, error) {
-	data, err := r.st.Load(ctx, h, 0, -1)
+	return r.loadSealedSized(ctx, h, ok, -1)
+}
+
+// loadSealedSized is LoadSealed for an object whose size was listed
+// (negative: unknown, asked of the storage).
+func (r *Repository) loadSealedSized(ctx context.Context, h storage.Handle, ok crypto.ObjectKind, size int64) ([]byte, error) {
+	data, err := r.LoadObject(ctx, h, size)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", h, err)
+		return nil, err
 	}
 	plain, err := crypto.OpenObject(ok, r.keys.lookup, r.id, h.String(), data)
 	if err != nil {
@@ -159,19 +166,39 @@ func (r *Repository) LoadSealed(ctx context.Context, h storage.Handle, ok crypto
 // ListIDs lists the names of a kind as IDs, skipping (and reporting) names
 // that are not IDs.
 func (r *Repository) ListIDs(ctx context.Context, k storage.Kind) ([]ID, error) {
-	var ids []ID
+	listed, err := r.listSized(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]ID, len(listed))
+	for i, l := range listed {
+		ids[i] = l.ID
+	}
+	return ids, nil
+}
+
+// listedID is an object listed with its size.
+type listedID struct {
+	ID   ID
+	Size int64
+}
+
+// listSized is ListIDs keeping each object's listed size, so that loading
+// it whole needs no Stat to check the size first.
+func (r *Repository) listSized(ctx context.Context, k storage.Kind) ([]listedID, error) {
+	var out []listedID
 	err := r.st.List(ctx, k, func(fi storage.FileInfo) error {
 		id, err := ParseID(fi.Name)
 		if err != nil {
 			return nil // foreign file: ignored, check reports it
 		}
-		ids = append(ids, id)
+		out = append(out, listedID{ID: id, Size: fi.Size})
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", k, err)
 	}
-	return ids, nil
+	return out, nil
 }
 
 // LoadIndex reads every index file into memory (superseded ones skipped) and
@@ -208,17 +235,17 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 // loadIndexFiles loads the listed index files that no other one supersedes;
 // vanished reports that a listed file was gone when read.
 func (r *Repository) loadIndexFiles(ctx context.Context) (use []*IndexFile, vanished bool, err error) {
-	ids, err := r.ListIDs(ctx, storage.KindIndex)
+	listed, err := r.listSized(ctx, storage.KindIndex)
 	if err != nil {
 		return nil, false, err
 	}
-	files := make([]*IndexFile, len(ids))
+	files := make([]*IndexFile, len(listed))
 	var gone atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for i, id := range ids {
+	for i, l := range listed {
 		g.Go(func() error {
-			f, err := r.LoadIndexFile(gctx, id)
+			f, err := r.loadIndexFile(gctx, l.ID, l.Size)
 			if errors.Is(err, storage.ErrNotFound) {
 				gone.Store(true)
 				return nil
@@ -240,7 +267,7 @@ func (r *Repository) loadIndexFiles(ctx context.Context) (use []*IndexFile, vani
 		}
 	}
 	for i, f := range files {
-		if !superseded[ids[i]] {
+		if !superseded[listed[i].ID] {
 			use = append(use, f)
 		}
 	}
@@ -249,7 +276,13 @@ func (r *Repository) loadIndexFiles(ctx context.Context) (use []*IndexFile, vani
 
 // LoadIndexFile loads and decodes one index object.
 func (r *Repository) LoadIndexFile(ctx context.Context, id ID) (*IndexFile, error) {
-	plain, err := r.LoadSealed(ctx, storage.Handle{Kind: storage.KindIndex, Name: id.String()}, crypto.KindIndex)
+	return r.loadIndexFile(ctx, id, -1)
+}
+
+// loadIndexFile is LoadIndexFile for a file of a listed size (negative:
+// unknown).
+func (r *Repository) loadIndexFile(ctx context.Context, id ID, size int64) (*IndexFile, error) {
+	plain, err := r.loadSealedSized(ctx, storage.Handle{Kind: storage.KindIndex, Name: id.String()}, crypto.KindIndex, size)
 	if err != nil {
 		return nil, err
 	}

@@ -109,13 +109,14 @@ func DecodeReplacementRecord(b []byte) (*ReplacementRecord, error) {
 // SnapshotReplacements returns, from every forget record, which snapshot
 // replaced which (old ID to new ID).
 func (r *Repository) SnapshotReplacements(ctx context.Context) (map[ID]ID, error) {
-	ids, err := r.ListIDs(ctx, storage.KindForgets)
+	listed, err := r.listSized(ctx, storage.KindForgets)
 	if err != nil {
 		return nil, err
 	}
 	out := map[ID]ID{}
-	for _, id := range ids {
-		plain, err := r.LoadSealed(ctx, storage.Handle{Kind: storage.KindForgets, Name: id.String()}, crypto.KindForget)
+	for _, l := range listed {
+		id := l.ID
+		plain, err := r.loadSealedSized(ctx, storage.Handle{Kind: storage.KindForgets, Name: id.String()}, crypto.KindForget, l.Size)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // re-sealed meanwhile; the copy is listed too
 		}
