@@ -1,5 +1,7 @@
 // Package storage defines the small interface every repository backend
-// implements (local disk, coffer server, S3, memory) and its error contract.
+// implements (local disk, coffer server, memory) and its error contract,
+// the Properties backends declare, and the Registry that opens a location
+// by its scheme (built with the backends in package backends).
 //
 // Backends store opaque, already-encrypted objects. They never interpret them.
 package storage
@@ -39,6 +41,7 @@ var (
 	ErrRange        = errors.New("read range outside object")
 	ErrNoRepository = errors.New("repository does not exist")
 	ErrForbidden    = errors.New("operation not permitted by the storage")
+	ErrClosed       = errors.New("storage is closed")
 )
 
 // Handle names one object.
@@ -76,6 +79,9 @@ type FileInfo struct {
 //     For KindConfig it reports the single config object if present.
 //   - Remove deletes an object; a missing object fails with ErrNotFound.
 //     Backends that refuse deletion (append-only) fail with ErrForbidden.
+//   - Close releases what the backend holds (open files, connections).
+//     Every call after Close fails with an error wrapping ErrClosed; a
+//     second Close returns nil. Calls in progress may complete.
 type Storage interface {
 	Location() string
 	Save(ctx context.Context, h Handle, data []byte) error
@@ -89,7 +95,9 @@ type Storage interface {
 // StreamSaver is implemented by backends that can store an object streamed
 // from src, so the caller need not hold it in memory. SaveStream has Save's
 // contract; src writes exactly size bytes, and anything else fails the save
-// with nothing visible under h. Callers fall back to Save when a backend
+// with nothing visible under h. src must be replayable: after a failed
+// attempt, a decorator that retries calls WriteTo again, which must write
+// the same bytes from the start. Callers fall back to Save when a backend
 // does not implement it.
 type StreamSaver interface {
 	SaveStream(ctx context.Context, h Handle, src io.WriterTo, size int64) error

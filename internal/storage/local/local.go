@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
@@ -41,8 +42,9 @@ const listBatch = 1024
 // name is its own shard). Directories are 0700, files 0600. Files being
 // written are named ".tmp-*" in their target directory and never listed.
 type Local struct {
-	dir   string
-	packs fileCache
+	dir    string
+	packs  fileCache
+	closed atomic.Bool
 }
 
 // openPacks bounds how many pack files Load keeps open.
@@ -147,11 +149,21 @@ func Open(dir string) (*Local, error) {
 // Location returns the repository's absolute directory.
 func (l *Local) Location() string { return l.dir }
 
-// Close implements storage.Storage: it closes the pack files Load keeps
-// open. Load may still be called afterwards; it reopens what it needs.
+// Close implements storage.Storage: it closes every pack file Load keeps
+// open (one in use by a Load in progress when that Load ends), and every
+// call after it fails with storage.ErrClosed.
 func (l *Local) Close() error {
-	l.packs.evictAll()
+	l.closed.Store(true)
+	l.packs.close()
 	return nil
+}
+
+// usable returns why a call cannot proceed: l is closed or ctx is done.
+func (l *Local) usable(ctx context.Context) error {
+	if l.closed.Load() {
+		return storage.ErrClosed
+	}
+	return ctx.Err()
 }
 
 // dirOf returns the directory holding h and h's path. h must be valid.
@@ -219,7 +231,7 @@ func (l *Local) save(ctx context.Context, h storage.Handle, fill func(*os.File) 
 	if err := storage.ValidateHandle(h); err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := l.usable(ctx); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
 	dir, final := l.dirOf(h)
@@ -323,7 +335,7 @@ func (l *Local) Load(ctx context.Context, h storage.Handle, offset, length int64
 	if err := storage.ValidateHandle(h); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := l.usable(ctx); err != nil {
 		return nil, fmt.Errorf("load %s: %w", h, err)
 	}
 	_, p := l.dirOf(h)
@@ -387,10 +399,11 @@ func readRange(h storage.Handle, f *os.File, size, offset, length int64) ([]byte
 // fileCache keeps up to max files open, least recently used evicted first.
 // A file in use is closed only when its last user releases it.
 type fileCache struct {
-	mu    sync.Mutex
-	max   int
-	files map[string]*cachedFile
-	lru   *list.List // of *cachedFile, most recently used first
+	mu     sync.Mutex
+	max    int
+	files  map[string]*cachedFile
+	lru    *list.List // of *cachedFile, most recently used first
+	closed bool       // set by close: nothing is cached any more
 }
 
 type cachedFile struct {
@@ -422,6 +435,10 @@ func (c *fileCache) acquire(p string) (*cachedFile, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed { // closed while the file was being opened
+		_ = f.Close()
+		return nil, storage.ErrClosed
+	}
 	if cf, ok := c.files[p]; ok { // opened meanwhile by another caller
 		_ = f.Close()
 		cf.refs++
@@ -467,12 +484,15 @@ func (c *fileCache) evict(p string) {
 	}
 }
 
-func (c *fileCache) evictAll() {
+// close evicts every file and makes later acquires fail with
+// storage.ErrClosed.
+func (c *fileCache) close() {
 	if c.files == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	for c.lru.Len() > 0 {
 		c.evictLocked(c.lru.Back().Value.(*cachedFile))
 	}
@@ -490,7 +510,7 @@ func (l *Local) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo, e
 	if err := storage.ValidateHandle(h); err != nil {
 		return storage.FileInfo{}, fmt.Errorf("stat: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := l.usable(ctx); err != nil {
 		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, err)
 	}
 	_, p := l.dirOf(h)
@@ -509,7 +529,7 @@ func (l *Local) Remove(ctx context.Context, h storage.Handle) error {
 	if err := storage.ValidateHandle(h); err != nil {
 		return fmt.Errorf("remove: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := l.usable(ctx); err != nil {
 		return fmt.Errorf("remove %s: %w", h, err)
 	}
 	dir, p := l.dirOf(h)
@@ -537,7 +557,7 @@ func (l *Local) List(ctx context.Context, kind storage.Kind, fn func(storage.Fil
 	if !storage.ValidKind(kind) {
 		return fmt.Errorf("list: %w: unknown kind %q", storage.ErrInvalidName, kind)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := l.usable(ctx); err != nil {
 		return fmt.Errorf("list %s: %w", kind, err)
 	}
 	switch kind {
@@ -664,6 +684,9 @@ func (l *Local) TempFiles(olderThan time.Duration) (int, int64, error) {
 
 // eachTemp calls fn for every temporary file older than olderThan.
 func (l *Local) eachTemp(olderThan time.Duration, fn func(path string, info fs.FileInfo) error) error {
+	if l.closed.Load() {
+		return fmt.Errorf("clean temporary files: %w", storage.ErrClosed)
+	}
 	cutoff := time.Now().Add(-olderThan)
 	dirs := []string{l.dir}
 	for _, k := range storage.Kinds {

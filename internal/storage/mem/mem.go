@@ -6,12 +6,19 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coffer-backup/coffer/internal/storage"
 )
 
 // Mem is an in-memory backend. The zero value is not usable; call New.
 type Mem struct {
+	*store
+	closed atomic.Bool
+}
+
+// store is what a Mem holds, shared with the Mems Reopen returns.
+type store struct {
 	mu      sync.RWMutex
 	objects map[storage.Handle][]byte
 }
@@ -20,7 +27,14 @@ var _ storage.Storage = (*Mem)(nil)
 
 // New returns an empty in-memory storage.
 func New() *Mem {
-	return &Mem{objects: map[storage.Handle][]byte{}}
+	return &Mem{store: &store{objects: map[storage.Handle][]byte{}}}
+}
+
+// Reopen returns a new, open Mem holding the same objects as m, as a
+// process reopening the same repository would see them; m may be closed.
+// Tests use it to inspect what was stored through a storage since closed.
+func (m *Mem) Reopen() *Mem {
+	return &Mem{store: m.store}
 }
 
 // Location implements storage.Storage.
@@ -31,7 +45,7 @@ func (m *Mem) Save(ctx context.Context, h storage.Handle, data []byte) error {
 	if err := storage.ValidateHandle(h); err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := m.usable(ctx); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
 	buf := append([]byte{}, data...)
@@ -49,7 +63,7 @@ func (m *Mem) Load(ctx context.Context, h storage.Handle, offset, length int64) 
 	if err := storage.ValidateHandle(h); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := m.usable(ctx); err != nil {
 		return nil, fmt.Errorf("load %s: %w", h, err)
 	}
 	m.mu.RLock()
@@ -76,7 +90,7 @@ func (m *Mem) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo, err
 	if err := storage.ValidateHandle(h); err != nil {
 		return storage.FileInfo{}, fmt.Errorf("stat: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := m.usable(ctx); err != nil {
 		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, err)
 	}
 	m.mu.RLock()
@@ -94,7 +108,7 @@ func (m *Mem) List(ctx context.Context, kind storage.Kind, fn func(storage.FileI
 	if !storage.ValidKind(kind) {
 		return fmt.Errorf("list: %w: unknown kind %q", storage.ErrInvalidName, kind)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := m.usable(ctx); err != nil {
 		return fmt.Errorf("list %s: %w", kind, err)
 	}
 	m.mu.RLock()
@@ -121,7 +135,7 @@ func (m *Mem) Remove(ctx context.Context, h storage.Handle) error {
 	if err := storage.ValidateHandle(h); err != nil {
 		return fmt.Errorf("remove: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := m.usable(ctx); err != nil {
 		return fmt.Errorf("remove %s: %w", h, err)
 	}
 	m.mu.Lock()
@@ -133,5 +147,17 @@ func (m *Mem) Remove(ctx context.Context, h storage.Handle) error {
 	return nil
 }
 
-// Close implements storage.Storage; the objects stay readable.
-func (m *Mem) Close() error { return nil }
+// Close implements storage.Storage: every call after it fails with
+// storage.ErrClosed. The objects stay, for Reopen.
+func (m *Mem) Close() error {
+	m.closed.Store(true)
+	return nil
+}
+
+// usable returns why a call cannot proceed: m is closed or ctx is done.
+func (m *Mem) usable(ctx context.Context) error {
+	if m.closed.Load() {
+		return storage.ErrClosed
+	}
+	return ctx.Err()
+}

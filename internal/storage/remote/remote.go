@@ -21,6 +21,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -142,10 +144,15 @@ type Remote struct {
 	base       string
 	client     *http.Client
 	transport  *http.Transport
+	conns      *connSet
 	opts       Options
+	closed     atomic.Bool
 }
 
-var _ storage.Storage = (*Remote)(nil)
+var (
+	_ storage.Storage    = (*Remote)(nil)
+	_ storage.Propertied = (*Remote)(nil)
+)
 
 // Open connects to the repository at url (coffer://HOST:PORT/REPO) with
 // tlsConf, which must present the client certificate and pin the server's
@@ -163,11 +170,11 @@ func OpenWithOptions(ctx context.Context, url string, tlsConf *tls.Config, opts 
 	}
 	p, _ := wire.RepoPath(r.repo)
 	if _, err := r.do(ctx, http.MethodHead, p, nil, nil, nil); err != nil {
-		r.transport.CloseIdleConnections()
+		_ = r.Close()
 		return nil, fmt.Errorf("open %s: %w", r.Location(), err)
 	}
 	if _, err := r.Stat(ctx, storage.Handle{Kind: storage.KindConfig, Name: "config"}); err != nil {
-		r.transport.CloseIdleConnections()
+		_ = r.Close()
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("open %s: no config object: %w", r.Location(), storage.ErrNoRepository)
 		}
@@ -199,7 +206,7 @@ func CreateWithOptions(ctx context.Context, url string, tlsConf *tls.Config, opt
 		}
 	}
 	if err != nil {
-		r.transport.CloseIdleConnections()
+		_ = r.Close()
 		return nil, fmt.Errorf("create %s: %w", r.Location(), err)
 	}
 	return r, nil
@@ -230,6 +237,10 @@ func newRemote(rawURL string, tlsConf *tls.Config, opts Options) (*Remote, error
 		conf.MinVersion = tls.VersionTLS12
 	}
 	opts.defaults()
+	conns := &connSet{
+		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+		open:   map[*trackedConn]struct{}{},
+	}
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
@@ -237,7 +248,7 @@ func newRemote(rawURL string, tlsConf *tls.Config, opts Options) (*Remote, error
 		TLSClientConfig:       conf,
 		ForceAttemptHTTP2:     true,
 		Protocols:             protos,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           conns.dial,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 2 * time.Minute,
 		IdleConnTimeout:       90 * time.Second,
@@ -255,16 +266,77 @@ func newRemote(rawURL string, tlsConf *tls.Config, opts Options) (*Remote, error
 		base:      "https://" + host,
 		client:    &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		transport: tr,
+		conns:     conns,
 		opts:      opts,
 	}, nil
+}
+
+// connSet is every connection a Remote dialed and has not closed, so that
+// Close can hang them all up: an HTTP/2 connection whose last stream is
+// still being torn down is not idle yet and would survive
+// CloseIdleConnections.
+type connSet struct {
+	dialer net.Dialer
+	mu     sync.Mutex
+	open   map[*trackedConn]struct{}
+	closed bool
+}
+
+func (s *connSet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := s.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, set: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = c.Close()
+		return nil, storage.ErrClosed
+	}
+	s.open[tc] = struct{}{}
+	return tc, nil
+}
+
+// closeAll closes every open connection and refuses new ones.
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	open := s.open
+	s.open = map[*trackedConn]struct{}{}
+	s.mu.Unlock()
+	for c := range open {
+		_ = c.Conn.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	set *connSet
+}
+
+func (c *trackedConn) Close() error {
+	c.set.mu.Lock()
+	delete(c.set.open, c)
+	c.set.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // Location returns the repository's URL.
 func (r *Remote) Location() string { return Scheme + "://" + r.host + "/" + r.repo }
 
-// Close closes idle connections.
+// Properties implements storage.Propertied: every request is a round trip.
+func (r *Remote) Properties() storage.Properties {
+	return storage.Properties{Remote: true}
+}
+
+// Close implements storage.Storage: it closes every connection, failing
+// the requests still in progress, and every call after it fails with
+// storage.ErrClosed.
 func (r *Remote) Close() error {
+	r.closed.Store(true)
 	r.transport.CloseIdleConnections()
+	r.conns.closeAll()
 	return nil
 }
 
@@ -280,6 +352,9 @@ func (p *permanent) Unwrap() error { return p.err }
 // the last one may have reached the server.
 func (r *Remote) do(ctx context.Context, method, path string, body []byte, header http.Header, handle func(*http.Response) error) (retried bool, err error) {
 	for attempt := 0; ; attempt++ {
+		if r.closed.Load() {
+			return retried, storage.ErrClosed
+		}
 		if err := ctx.Err(); err != nil {
 			return retried, err
 		}

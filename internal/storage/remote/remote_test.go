@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -531,5 +532,72 @@ func BenchmarkLoad16MiB(b *testing.B) {
 		if _, err := r.Load(context.Background(), h, 0, -1); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestCloseReleasesConnections: Close hangs up the connections the remote
+// keeps, the server sees them go, and every later call fails with
+// ErrClosed without reaching it.
+func TestCloseReleasesConnections(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := &fake{objects: map[string][]byte{}, calls: map[string]int{}, fail: map[string]int{}}
+	var open atomic.Int64
+	srv := httptest.NewUnstartedServer(f)
+	srv.EnableHTTP2 = true
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	url := "coffer://" + strings.TrimPrefix(srv.URL, "https://") + "/r"
+	r, err := remote.CreateWithOptions(ctx, url, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := storage.Handle{Kind: storage.KindData, Name: "ab"}
+	if err := r.Save(ctx, h, []byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	if open.Load() < 1 {
+		t.Fatal("no connection open after a request")
+	}
+	if !storage.PropertiesOf(r).Remote {
+		t.Error("a remote does not declare Properties.Remote")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for open.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open 10s after Close", open.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.mu.Lock()
+	before := f.calls["GET"] + f.calls["HEAD"]
+	f.mu.Unlock()
+	if _, err := r.Load(ctx, h, 0, -1); !errors.Is(err, storage.ErrClosed) {
+		t.Errorf("Load after Close: %v, want ErrClosed", err)
+	}
+	if _, err := r.Stat(ctx, h); !errors.Is(err, storage.ErrClosed) {
+		t.Errorf("Stat after Close: %v, want ErrClosed", err)
+	}
+	f.mu.Lock()
+	after := f.calls["GET"] + f.calls["HEAD"]
+	f.mu.Unlock()
+	if after != before {
+		t.Errorf("calls after Close reached the server (%d requests)", after-before)
+	}
+	if open.Load() != 0 {
+		t.Error("a call after Close opened a connection")
 	}
 }

@@ -70,6 +70,7 @@ func RunWithOptions(t *testing.T, opts Options, newStorage func(t *testing.T) st
 		{"CancelDuringList", testCancelDuringList},
 		{"BufferOwnership", testBufferOwnership},
 		{"SaveStream", testSaveStream},
+		{"Close", testClose},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -718,5 +719,39 @@ func testSaveStream(t *testing.T, _ Options, st storage.Storage) {
 	}
 	if got := listAll(t, st, storage.KindData); len(got) != 1 {
 		t.Errorf("after failed streams the data kind lists %v, want only the streamed object", got)
+	}
+}
+
+// testClose checks that every call after Close fails with storage.ErrClosed
+// (Remove only where the backend allows it) and that a second Close
+// returns nil.
+func testClose(t *testing.T, opts Options, st storage.Storage) {
+	ctx := context.Background()
+	h := storage.Handle{Kind: storage.KindSnapshots, Name: "before-close"}
+	mustSave(t, st, h, []byte("x"))
+	if err := st.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	_, loadErr := st.Load(ctx, h, 0, -1)
+	_, statErr := st.Stat(ctx, h)
+	errs := map[string]error{
+		"Load": loadErr,
+		"Stat": statErr,
+		"Save": st.Save(ctx, storage.Handle{Kind: storage.KindSnapshots, Name: "after-close"}, []byte("y")),
+		"List": st.List(ctx, storage.KindSnapshots, func(storage.FileInfo) error { return nil }),
+	}
+	if opts.removable(h.Kind) {
+		errs["Remove"] = st.Remove(ctx, h)
+	}
+	if ss, ok := st.(storage.StreamSaver); ok {
+		errs["SaveStream"] = ss.SaveStream(ctx, storage.Handle{Kind: storage.KindData, Name: "after-close"}, chunkedSource{data: []byte("z"), step: 1}, 1)
+	}
+	for op, err := range errs {
+		if !errors.Is(err, storage.ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", op, err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }

@@ -116,7 +116,12 @@ func (tl truncatesLarge) Save(ctx context.Context, h storage.Handle, data []byte
 	return tl.Mem.Save(ctx, h, data)
 }
 
+type ignoresClose struct{ *mem.Mem }
+
+func (ignoresClose) Close() error { return nil }
+
 var buggy = map[string]func() storage.Storage{
+	"ignoresClose":      func() storage.Storage { return ignoresClose{mem.New()} },
 	"none":              func() storage.Storage { return mem.New() },
 	"overwrites":        func() storage.Storage { return overwrites{mem.New()} },
 	"clampsRange":       func() storage.Storage { return clampsRange{mem.New()} },
@@ -130,6 +135,7 @@ var buggy = map[string]func() storage.Storage{
 
 // catches names the subtest that must catch each bug.
 var catches = map[string]string{
+	"ignoresClose":      "Close",
 	"overwrites":        "SaveExisting",
 	"clampsRange":       "LoadRanges",
 	"ignoresCancel":     "CancelDuringList",
