@@ -726,9 +726,14 @@ func testSaveStream(t *testing.T, _ Options, st storage.Storage) {
 // (Remove only where the backend allows it) and that a second Close
 // returns nil.
 func testClose(t *testing.T, opts Options, st storage.Storage) {
-	ctx := context.Background()
 	h := storage.Handle{Kind: storage.KindSnapshots, Name: "before-close"}
 	mustSave(t, st, h, []byte("x"))
+	checkClosed(t, opts, st, h)
+}
+
+// checkClosed closes st, which holds h, and checks every call after it.
+func checkClosed(t *testing.T, opts Options, st storage.Storage, h storage.Handle) {
+	ctx := context.Background()
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

@@ -120,7 +120,24 @@ type ignoresClose struct{ *mem.Mem }
 
 func (ignoresClose) Close() error { return nil }
 
+// removesReadOnly claims to be read-only and refuses Save, but lets
+// Remove through.
+type removesReadOnly struct{ *mem.Mem }
+
+func (removesReadOnly) Properties() storage.Properties { return storage.Properties{ReadOnly: true} }
+
+func (r removesReadOnly) Save(ctx context.Context, h storage.Handle, _ []byte) error {
+	if err := storage.ValidateHandle(h); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return storage.ErrForbidden
+}
+
 var buggy = map[string]func() storage.Storage{
+	"removesReadOnly":   func() storage.Storage { return removesReadOnly{mem.New()} }, // run with RunReadOnly
 	"ignoresClose":      func() storage.Storage { return ignoresClose{mem.New()} },
 	"none":              func() storage.Storage { return mem.New() },
 	"overwrites":        func() storage.Storage { return overwrites{mem.New()} },
@@ -135,6 +152,7 @@ var buggy = map[string]func() storage.Storage{
 
 // catches names the subtest that must catch each bug.
 var catches = map[string]string{
+	"removesReadOnly":   "WritesRefused",
 	"ignoresClose":      "Close",
 	"overwrites":        "SaveExisting",
 	"clampsRange":       "LoadRanges",
@@ -154,6 +172,13 @@ func TestBuggyBackendHelper(t *testing.T) {
 	name := os.Getenv(bugEnv)
 	if name == "" {
 		t.Skip("helper for TestSuiteCatchesBugs")
+	}
+	if name == "removesReadOnly" {
+		storagetest.RunReadOnly(t, func(*testing.T) (storage.Storage, storage.Storage) {
+			m := mem.New()
+			return removesReadOnly{m}, m
+		})
+		return
 	}
 	opts := storagetest.Options{AppendOnly: name == "removesAppendOnly"}
 	storagetest.RunWithOptions(t, opts, func(*testing.T) storage.Storage { return buggy[name]() })
