@@ -33,6 +33,7 @@ type backupOptions struct {
 	postHook         string
 	compression      string
 	progress         bool
+	verbose          int
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
@@ -65,6 +66,7 @@ Exit status 3 means the snapshot was written but some sources could not be read.
 	f.StringVar(&o.postHook, "post-hook", "", "command to run after the backup (COFFER_BACKUP_STATUS holds the result)")
 	f.StringVar(&o.compression, "compression", "", "compression for this backup: auto, off or max (default: the repository's)")
 	f.BoolVar(&o.progress, "progress", false, "show progress even when not on a terminal")
+	f.CountVarP(&o.verbose, "verbose", "v", "list new and modified files (-vv: unchanged ones too)")
 	return cmd
 }
 
@@ -175,6 +177,7 @@ func (g *globalOptions) runBackup(cmd *cobra.Command, o backupOptions, args []st
 		defer c.Close()
 		prog := &archiver.Progress{}
 		bo.Progress = prog
+		bo.OnFile = g.fileReporter(cmd.OutOrStdout(), o.verbose)
 		stop := g.startProgress(o.progress, func() string { return backupProgressLine(start, prog) })
 		stopStatus := g.startJSONStatus(cmd.OutOrStdout(), func() any { return backupStatus(start, prog) })
 		res, err := c.Backup(ctx, bo)

@@ -33,6 +33,33 @@ type Options struct {
 	OneFileSystem    bool            // do not cross mount points below each path
 	Parent           *repository.Snapshot
 	Progress         *Progress // may be nil
+	// OnFile, when not nil, is called once for each regular file stored,
+	// with its path and whether it is new, changed or unchanged since the
+	// parent snapshot (for `backup -v`). It is called from several
+	// goroutines at once and must not block for long.
+	OnFile func(path string, s FileStatus)
+}
+
+// FileStatus says how a stored file compares with the parent snapshot.
+type FileStatus int
+
+// The file statuses.
+const (
+	FileNew       FileStatus = iota // not in the parent snapshot (or no parent)
+	FileChanged                     // in the parent, read again
+	FileUnchanged                   // in the parent with the same content, not read
+)
+
+func (s FileStatus) String() string {
+	switch s {
+	case FileNew:
+		return "new"
+	case FileChanged:
+		return "modified"
+	case FileUnchanged:
+		return "unchanged"
+	}
+	return "unknown"
 }
 
 // Progress counts a backup's work; fields are updated atomically and may be
@@ -463,6 +490,9 @@ func (a *Archiver) saveFileEntry(ctx context.Context, path string, meta *fsmeta.
 		a.mu.Lock()
 		a.summary.FilesUnmodified++
 		a.mu.Unlock()
+		if a.opts.OnFile != nil {
+			a.opts.OnFile(path, FileUnchanged)
+		}
 		return ready(node), nil
 	}
 	f := &futureNode{node: node, done: make(chan struct{})}
@@ -480,6 +510,13 @@ func (a *Archiver) saveFileEntry(ctx context.Context, path string, meta *fsmeta.
 			a.summary.FilesNew++
 		}
 		a.mu.Unlock()
+		if a.opts.OnFile != nil {
+			st := FileNew
+			if pn != nil {
+				st = FileChanged
+			}
+			a.opts.OnFile(path, st)
+		}
 	}
 	select {
 	case a.fileJobs <- job:

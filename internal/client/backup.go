@@ -48,6 +48,9 @@ type BackupOptions struct {
 	ProgramVersion string
 	// Progress, when not nil, is updated as the backup runs.
 	Progress *archiver.Progress
+	// OnFile, when not nil, is told of each file stored and how it
+	// compares with the parent (archiver.Options.OnFile).
+	OnFile func(path string, s archiver.FileStatus)
 }
 
 // BackupResult is what a backup wrote.
@@ -87,7 +90,7 @@ func (c *Client) Backup(ctx context.Context, o BackupOptions) (*BackupResult, er
 		host = repository.Hostname()
 	}
 	aopts := archiver.Options{Excludes: o.Exclude, ExcludeCaches: o.ExcludeCaches, ExcludeIfPresent: o.ExcludeIfPresent,
-		OneFileSystem: o.OneFileSystem, Progress: o.Progress}
+		OneFileSystem: o.OneFileSystem, Progress: o.Progress, OnFile: o.OnFile}
 	res := &BackupResult{}
 	if o.Stream != nil || len(o.Command) > 0 {
 		res.Snapshot, err = c.backupStream(ctx, aopts, o)
