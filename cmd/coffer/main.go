@@ -50,6 +50,7 @@ func newRootCommand() *cobra.Command {
 		newFindCommand(g),
 		newEnrollCommand(g),
 		newForgetCommand(g),
+		newGenerateCommand(),
 		newInitCommand(g),
 		newKeyCommand(g),
 		newListCommand(g),
@@ -64,6 +65,7 @@ func newRootCommand() *cobra.Command {
 		newUnlockCommand(g),
 		newVersionCommand(g),
 	)
+	registerCompletions(root, g)
 	return root
 }
 
