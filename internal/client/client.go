@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
@@ -69,9 +68,6 @@ type Client struct {
 	repo *repository.Repository
 }
 
-// IsRemote reports whether a location names a coffer server.
-func IsRemote(loc string) bool { return strings.Contains(loc, "://") }
-
 // Open opens and unlocks the repository at o.Location, then checks its key
 // term against o.StateDir: a keyring older than one this client saw hides a
 // rotation and is refused (repository.ErrRolledBack). A wrong secret is
@@ -108,7 +104,7 @@ func open(ctx context.Context, o Options, st storage.Storage) (*Client, error) {
 }
 
 func newClient(o Options, st storage.Storage, r *repository.Repository) *Client {
-	if IsRemote(o.Location) {
+	if storage.PropertiesOf(st).Remote {
 		// A request costs far more than its bytes: read whole packs.
 		r.UsePackCache(3)
 	}

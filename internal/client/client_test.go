@@ -13,6 +13,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/maintenance"
 	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/storage"
 )
 
 const testPass = "correct horse"
@@ -235,5 +236,26 @@ func TestCloseReleasesStorage(t *testing.T) {
 	}
 	if err := c.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// Locations are opened by scheme: an unknown one is refused by name, before
+// anything reads a passphrase, and a coffer server without an enrolled
+// identity says how to enroll.
+func TestOpenByScheme(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	asked := false
+	cred := Credential{Source: "the test", Secret: func(context.Context) ([]byte, error) { asked = true; return []byte("x"), nil }}
+	_, err := Open(ctx, Options{Location: "s3:https://example.invalid/bucket", Credential: cred})
+	if !errors.Is(err, storage.ErrUnknownScheme) || !strings.Contains(err.Error(), "coffer") || !strings.Contains(err.Error(), "local") {
+		t.Fatalf("unknown scheme: %v", err)
+	}
+	_, err = Open(ctx, Options{Location: "coffer://127.0.0.1:1/repo", Credential: cred, IdentityDir: filepath.Join(t.TempDir(), "none")})
+	if err == nil || !strings.Contains(err.Error(), "coffer enroll") {
+		t.Fatalf("remote without identity: %v", err)
+	}
+	if asked {
+		t.Fatal("the passphrase was read before the storage opened")
 	}
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -11,34 +12,25 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/coffer-backup/coffer/internal/storage"
-	"github.com/coffer-backup/coffer/internal/storage/local"
-	"github.com/coffer-backup/coffer/internal/storage/remote"
+	"github.com/coffer-backup/coffer/internal/storage/backends"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 	"github.com/coffer-backup/coffer/internal/wire"
 )
 
-// openStorage opens (or, with create, creates) the backend for o.Location.
+// openStorage opens (or, with create, creates) the backend for o.Location
+// through the registry of built-in schemes.
 func openStorage(ctx context.Context, o *Options, create bool) (storage.Storage, error) {
-	loc := o.Location
-	if IsRemote(loc) {
-		return openRemoteStorage(ctx, o, create)
+	st, err := backends.Open(ctx, o.Location, storage.OpenOptions{Create: create, RemoteTLS: o.remoteTLS})
+	if err != nil {
+		return nil, ExplainRemote(err)
 	}
-	loc = strings.TrimPrefix(loc, "local:")
-	if create {
-		return local.Create(loc)
-	}
-	return local.Open(loc)
+	return st, nil
 }
 
-// openRemoteStorage opens (or creates) a repository on a coffer server with
+// remoteTLS gives the TLS configuration for a coffer server at host with
 // the client's enrolled identity; only the pinned CA is trusted. A
 // certificate past two thirds of its lifetime is renewed first.
-func openRemoteStorage(ctx context.Context, o *Options, create bool) (storage.Storage, error) {
-	loc := o.Location
-	host, _, err := remote.ParseURL(loc)
-	if err != nil {
-		return nil, err
-	}
+func (o *Options) remoteTLS(ctx context.Context, host string) (*tls.Config, error) {
 	dir := o.IdentityDir
 	id, renewed, err := enroll.RenewIfDue(ctx, dir, host, enroll.Options{})
 	switch {
@@ -53,17 +45,7 @@ func openRemoteStorage(ctx context.Context, o *Options, create bool) (storage.St
 	case renewed:
 		o.infof("renewed the client certificate, valid until %s", id.Cert.NotAfter.Local().Format(time.DateTime))
 	}
-	conf := tlspolicy.Default().ClientConfig(id.TLSCertificate(), id.CAPool(), "")
-	var st storage.Storage
-	if create {
-		st, err = remote.Create(ctx, loc, conf)
-	} else {
-		st, err = remote.Open(ctx, loc, conf)
-	}
-	if err != nil {
-		return nil, ExplainRemote(err)
-	}
-	return st, nil
+	return tlspolicy.Default().ClientConfig(id.TLSCertificate(), id.CAPool(), ""), nil
 }
 
 // ExplainRemote adds what a refused identity means to the error: the
