@@ -54,6 +54,7 @@ func newRootCommand() *cobra.Command {
 		newInitCommand(g),
 		newKeyCommand(g),
 		newListCommand(g),
+		newMountCommand(g),
 		newLsCommand(g),
 		newPruneCommand(g),
 		newRestoreCommand(g),
