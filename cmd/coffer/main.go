@@ -1,4 +1,4 @@
-// Command coffer is the client, agent and storage server of coffer, an
+// Command coffer is the client and storage server of coffer, an
 // encrypted, deduplicated, verifiable backup system. Each command lives in
 // its own file; logic lives in internal/ packages.
 package main

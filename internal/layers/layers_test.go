@@ -29,7 +29,7 @@ var keyHolders = []string{"internal/crypto", "internal/keyring", "internal/repos
 var rules = []rule{
 	{
 		why:   "the server stores ciphertext only: it cannot decrypt, by construction",
-		from:  []string{"internal/server", "internal/serverdb", "internal/atrest", "internal/wire", "internal/tlspolicy", "internal/tlsscan"},
+		from:  []string{"internal/server", "internal/serverdb", "internal/atrest", "internal/wire", "internal/tlspolicy", "internal/tlsscan", "internal/pki"},
 		never: append([]string{"internal/client", "internal/archiver", "internal/restorer", "internal/maintenance", "internal/check", "internal/chunker"}, keyHolders...),
 	},
 	{
@@ -47,6 +47,12 @@ var rules = []rule{
 		why:   "features are called by the client library, never the other way round",
 		from:  []string{"internal/archiver", "internal/restorer", "internal/maintenance", "internal/check", "internal/snapdiff", "internal/dump"},
 		never: []string{"internal/client", "internal/server", "internal/serverdb"},
+	},
+	{
+		why:    "the client library is the top of internal/: only commands call it",
+		from:   []string{"internal/"},
+		except: []string{"internal/client"},
+		never:  []string{"internal/client"},
 	},
 	{
 		why:   "small utilities import no other coffer package",

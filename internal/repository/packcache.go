@@ -9,7 +9,7 @@ import (
 )
 
 // packCache keeps whole packs in memory for backends where a request costs
-// far more than its bytes (a coffer server, S3): restoring many small files
+// far more than its bytes (a coffer server): restoring many small files
 // then takes one request per pack instead of one per blob. It holds at most
 // max packs, evicting the least recently used; concurrent requests for the
 // same pack share one download.
