@@ -59,7 +59,7 @@ Exit status 1 means damage was found.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&readData, "read-data", false, "read all packs and verify every blob")
-	f.StringVar(&subset, "read-data-subset", "", `read only a subset of the packs: "N%" (random) or "n/m" (group n of m)`)
+	f.StringVar(&subset, "read-data-subset", "", `read only a subset of the packs: "N%" (random), a size ("500M": random packs up to it) or "n/m" (group n of m)`)
 	return cmd
 }
 

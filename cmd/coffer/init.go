@@ -53,7 +53,7 @@ location). With --recovery-key-file, a recovery key is written to that file
 	f := cmd.Flags()
 	f.StringVar(&o.cipher, "cipher", "aes-256-gcm", "AEAD cipher: aes-256-gcm or chacha20-poly1305")
 	f.StringVar(&o.compression, "compression", "auto", "default compression: auto, off or max")
-	f.IntVar(&o.chunkAvg, "chunk-size", chunker.DefaultParams.Avg, "average chunk size in bytes (a power of two)")
+	f.Var(newSizeFlag(&o.chunkAvg, chunker.DefaultParams.Avg), "chunk-size", "average chunk size, a power of two (\"1M\", \"512KiB\")")
 	f.StringVar(&o.recoveryKeyFile, "recovery-key-file", "", "write a recovery key to this file (mode 0600)")
 	o.kdf.register(f)
 	return cmd

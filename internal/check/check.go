@@ -31,13 +31,16 @@ var ErrDamaged = errors.New("repository is damaged")
 var ErrBadSubset = errors.New("invalid --read-data-subset")
 
 // Subset selects which packs --read-data-subset reads: a random percentage,
-// or group N of M (packs whose first ID byte modulo M is N-1), as restic.
+// random packs up to a total size, or group N of M (packs whose first ID
+// byte modulo M is N-1), as restic.
 type Subset struct {
 	Percent float64
+	Bytes   int64
 	N, M    int
 }
 
-// ParseSubset reads "12.5%" or "n/m" (1 <= n <= m).
+// ParseSubset reads "12.5%", "n/m" (1 <= n <= m) or a size in
+// internal/bytesize's grammar ("500M", "2GiB").
 func ParseSubset(s string) (Subset, error) {
 	if p, ok := strings.CutSuffix(s, "%"); ok {
 		f, err := strconv.ParseFloat(p, 64)
@@ -54,14 +57,18 @@ func ParseSubset(s string) (Subset, error) {
 			return Subset{N: n, M: m}, nil
 		}
 	}
-	return Subset{}, fmt.Errorf("%w %q: want N%% or n/m", ErrBadSubset, s)
+	if n, err := bytesize.Parse(s); err == nil && n > 0 && !ok {
+		return Subset{Bytes: n}, nil
+	}
+	return Subset{}, fmt.Errorf("%w %q: want N%%, n/m or a size such as 500M", ErrBadSubset, s)
 }
 
 // all reports whether the subset selects every pack.
-func (s Subset) all() bool { return s.Percent == 0 && s.M == 0 }
+func (s Subset) all() bool { return s.Percent == 0 && s.M == 0 && s.Bytes == 0 }
 
-// pick returns the packs of ids the subset selects.
-func (s Subset) pick(ids []repository.ID) []repository.ID {
+// pick returns the packs of ids the subset selects; size gives a pack's
+// stored size.
+func (s Subset) pick(ids []repository.ID, size func(repository.ID) int64) []repository.ID {
 	switch {
 	case s.all():
 		return ids
@@ -74,11 +81,20 @@ func (s Subset) pick(ids []repository.ID) []repository.ID {
 		}
 		return out
 	}
-	n := int(math.Ceil(s.Percent / 100 * float64(len(ids))))
 	out := slices.Clone(ids)
 	// #nosec G404 -- choosing which packs to verify needs no secrecy
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	out = out[:min(n, len(out))]
+	n := len(out)
+	if s.Bytes > 0 {
+		// Random packs until their sizes reach the budget, as restic.
+		var total int64
+		for n = 0; n < len(out) && total < s.Bytes; n++ {
+			total += size(out[n])
+		}
+	} else {
+		n = min(n, int(math.Ceil(s.Percent/100*float64(len(ids)))))
+	}
+	out = out[:n]
 	slices.SortFunc(out, cmpID)
 	return out
 }
@@ -489,7 +505,7 @@ func (c *checker) readData(ctx context.Context) error {
 			ids = append(ids, id)
 		}
 	}
-	ids = c.o.Subset.pick(ids)
+	ids = c.o.Subset.pick(ids, func(id repository.ID) int64 { return c.stored[id] })
 	c.res.PacksRead = len(ids)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)

@@ -360,6 +360,10 @@ func TestParseSubset(t *testing.T) {
 		{"6/5", Subset{}, false},
 		{"1/0", Subset{}, false},
 		{"abc", Subset{}, false},
+		{"500M", Subset{Bytes: 500 << 20}, true},
+		{"2GiB", Subset{Bytes: 2 << 30}, true},
+		{"0", Subset{}, false},
+		{"-5M", Subset{}, false},
 		{"", Subset{}, false},
 	} {
 		got, err := ParseSubset(c.in)
@@ -372,8 +376,36 @@ func TestParseSubset(t *testing.T) {
 	}
 }
 
+// A size subset reads random packs until their sizes reach it.
+func TestSubsetBytes(t *testing.T) {
+	t.Parallel()
+	ids := make([]repository.ID, 10)
+	for i := range ids {
+		ids[i][0] = byte(i)
+	}
+	size := func(id repository.ID) int64 { return int64(id[0]+1) << 20 }
+	for _, budget := range []int64{1, 3 << 20, 20 << 20, 1 << 40} {
+		got := Subset{Bytes: budget}.pick(ids, size)
+		var total, largest int64
+		for _, id := range got {
+			total += size(id)
+			largest = max(largest, size(id))
+		}
+		switch {
+		case len(got) == 0:
+			t.Fatalf("budget %d picked nothing", budget)
+		case total < budget && len(got) != len(ids):
+			t.Fatalf("budget %d: stopped at %d bytes with packs left", budget, total)
+		case total-largest >= budget:
+			// The pick order is gone after sorting, but whichever pack
+			// came last, the others alone stayed below the budget.
+			t.Fatalf("budget %d: read %d bytes, more than one pack past it", budget, total)
+		}
+	}
+}
+
 func FuzzParseSubset(f *testing.F) {
-	for _, s := range []string{"10%", "1/3", "", "%", "/", "3/2", "1e400%"} {
+	for _, s := range []string{"10%", "1/3", "", "%", "/", "3/2", "1e400%", "500M", "1.5GiB"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -385,11 +417,11 @@ func FuzzParseSubset(f *testing.F) {
 		for i := range ids {
 			ids[i][0] = byte(i * 13)
 		}
-		got := sub.pick(ids)
+		got := sub.pick(ids, func(repository.ID) int64 { return 1 << 20 })
 		if len(got) > len(ids) {
 			t.Fatalf("picked %d of %d", len(got), len(ids))
 		}
-		if sub.Percent > 0 && len(got) == 0 {
+		if (sub.Percent > 0 || sub.Bytes > 0) && len(got) == 0 {
 			t.Fatalf("%q picked nothing", s)
 		}
 		_ = fmt.Sprint(got)
