@@ -36,7 +36,16 @@ func ClientName(ctx context.Context) (string, bool) {
 }
 
 // Refresh reloads clients and revocations from the database now.
+// Refreshes may overlap (the background loop, an enrollment, a test); each
+// is numbered before it reads, and its result replaces the server's state
+// only if no refresh started later has replaced it already, so a slow read
+// can never bring back a revoked client. The client map and the revocation
+// list change together.
 func (s *Server) Refresh(ctx context.Context) error {
+	s.mu.Lock()
+	s.refreshStarted++
+	seq := s.refreshStarted
+	s.mu.Unlock()
 	revs, err := s.cfg.DB.Revocations(ctx)
 	if err != nil {
 		return fmt.Errorf("load revocations: %w", err)
@@ -49,15 +58,19 @@ func (s *Server) Refresh(ctx context.Context) error {
 	for i, r := range revs {
 		serials[i] = r.Serial
 	}
-	s.revs.Replace(serials)
 	m := make(map[string]serverdb.Client, len(clients))
 	for _, c := range clients {
 		m[c.Name] = c
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq < s.refreshApplied {
+		return nil // a newer read is in place
+	}
+	s.refreshApplied = seq
+	s.revs.Replace(serials)
 	s.clients = m
 	s.lastRefresh = s.now()
-	s.mu.Unlock()
 	return nil
 }
 
@@ -123,10 +136,11 @@ func (s *Server) checkCert(ctx context.Context, cert *x509.Certificate) (serverd
 	if err := wire.ValidateClientName(name); err != nil {
 		return serverdb.Client{}, err
 	}
+	s.mu.Lock()
 	if err := s.revs.Check(cert); err != nil {
+		s.mu.Unlock()
 		return serverdb.Client{}, err
 	}
-	s.mu.Lock()
 	c, ok := s.clients[name]
 	stale := now.Sub(s.lastRefresh) > staleFactor*s.cfg.RefreshInterval
 	s.mu.Unlock()

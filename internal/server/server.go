@@ -114,7 +114,10 @@ type Server struct {
 	mu          sync.Mutex
 	clients     map[string]serverdb.Client
 	lastRefresh time.Time
-	contacts    map[string]time.Time // to be written
+	// refreshStarted numbers Refresh calls as they start reading;
+	// refreshApplied is the number of the one whose result is in place.
+	refreshStarted, refreshApplied uint64
+	contacts                       map[string]time.Time // to be written
 	// contactWritten: when each client's contact was last queued
 	contactWritten map[string]time.Time
 	slots          map[string]chan struct{}

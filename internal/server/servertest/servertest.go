@@ -66,6 +66,9 @@ type Options struct {
 	Config server.Config
 	// Dir reuses a state directory (to restart a server); empty makes one.
 	Dir string
+	// WrapDB, if set, wraps the database the server reads (Env.DB stays
+	// the unwrapped one), so a test can delay or fail the server's reads.
+	WrapDB func(serverdb.DB) serverdb.DB
 }
 
 // Start initialises a state directory, opens its database and serves on a
@@ -95,6 +98,9 @@ func Start(t testing.TB, opts Options) *Env {
 	clock := &Clock{}
 	cfg := opts.Config
 	cfg.Dir, cfg.DB = dir, db
+	if opts.WrapDB != nil {
+		cfg.DB = opts.WrapDB(db)
+	}
 	if cfg.Now == nil {
 		cfg.Now = clock.Now
 	}
