@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
+	"github.com/coffer-backup/coffer/internal/atomicfile"
 	"github.com/coffer-backup/coffer/internal/chunker"
 	"github.com/coffer-backup/coffer/internal/client"
 	"github.com/coffer-backup/coffer/internal/compress"
@@ -97,17 +100,38 @@ func writeRecoveryKey(path string, rk *keyring.RecoveryKey) error {
 	if rk == nil || path == "" {
 		return nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the user names the file
+	f, err := createRecoveryKeyFile(path)
 	if err != nil {
-		return fmt.Errorf("write recovery key: %w", err)
+		return err
 	}
+	return writeRecoveryKeyTo(f, rk)
+}
+
+// createRecoveryKeyFile creates path with mode 0600; an existing file is
+// an error, never overwritten.
+func createRecoveryKeyFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the user names the file
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("recovery key file %s already exists; refusing to overwrite it", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write recovery key: %w", err)
+	}
+	return f, nil
+}
+
+// writeRecoveryKeyTo writes the key to f, syncs and closes it.
+func writeRecoveryKeyTo(f *os.File, rk *keyring.RecoveryKey) error {
 	if _, err := fmt.Fprintln(f, rk.String()); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("write recovery key: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		_ = f.Close()
-		return err
+		return fmt.Errorf("write recovery key: %w", err)
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write recovery key: %w", err)
+	}
+	return atomicfile.SyncDir(filepath.Dir(f.Name()))
 }

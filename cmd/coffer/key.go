@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"text/tabwriter"
 
 	"github.com/coffer-backup/coffer/internal/keyring"
@@ -95,11 +96,19 @@ func newKeyAddCommand(g *globalOptions) *cobra.Command {
 			defer c.Close()
 			repo := c.Repository()
 			if recoveryFile != "" {
-				k, s, err := repo.AddRecoveryKey(cmd.Context())
+				// The file is created before the slot, so that no slot is
+				// ever written whose key has nowhere to go.
+				f, err := createRecoveryKeyFile(recoveryFile)
 				if err != nil {
 					return err
 				}
-				if err := writeRecoveryKey(recoveryFile, &k); err != nil {
+				k, s, err := repo.AddRecoveryKey(cmd.Context())
+				if err != nil {
+					_ = f.Close()
+					_ = os.Remove(recoveryFile)
+					return err
+				}
+				if err := writeRecoveryKeyTo(f, &k); err != nil {
 					return fmt.Errorf("slot %s was added but the key could not be written; remove the slot: %w", s.ID[:8], err)
 				}
 				g.printf(cmd.OutOrStdout(), "added recovery key slot %s; key written to %s\n", s.ID[:8], recoveryFile)
@@ -124,8 +133,13 @@ func newKeyAddCommand(g *globalOptions) *cobra.Command {
 }
 
 func newKeyRemoveCommand(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use: "remove ID", Short: "Remove a key slot (never the last one)", Args: usageArgs(cobra.ExactArgs(1)),
+	var force bool
+	cmd := &cobra.Command{
+		Use: "remove ID", Short: "Remove a key slot (never the one in use or the last one)", Args: usageArgs(cobra.ExactArgs(1)),
+		Long: `Remove the key slot whose ID starts with ID. The slot that opened the
+repository is never removed (open it with another passphrase or recovery key
+to remove this one), nor the last slot; the last passphrase slot and the last
+recovery slot go only with --force.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.openRepo(cmd.Context())
 			if err != nil {
@@ -137,13 +151,15 @@ func newKeyRemoveCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := repo.RemoveSlot(cmd.Context(), id); err != nil {
+			if err := repo.RemoveSlot(cmd.Context(), id, force); err != nil {
 				return err
 			}
 			g.printf(cmd.OutOrStdout(), "removed key slot %s\n", id[:8])
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "remove the last passphrase slot or the last recovery slot")
+	return cmd
 }
 
 func newKeyPasswdCommand(g *globalOptions) *cobra.Command {

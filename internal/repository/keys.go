@@ -323,8 +323,24 @@ func (r *Repository) AddRecoveryKey(ctx context.Context) (keyring.RecoveryKey, *
 	return k, s, saveSlot(ctx, r.st, s)
 }
 
-// RemoveSlot removes a key slot unless it is the last usable one.
-func (r *Repository) RemoveSlot(ctx context.Context, id string) error {
+// Errors of RemoveSlot, besides keyring.ErrLastSlot.
+var (
+	// ErrSlotInUse: the slot opened this repository; removing it would
+	// lock out whoever is using it now.
+	ErrSlotInUse = errors.New("refusing to remove key currently used")
+	// ErrLastOfKind: the slot is the last passphrase slot or the last
+	// recovery slot; RemoveSlot removes it only when forced.
+	ErrLastOfKind = errors.New("refusing to remove the last key slot of its kind")
+)
+
+// RemoveSlot removes key slot id. It never removes the slot that opened
+// the repository (ErrSlotInUse) or the last slot (keyring.ErrLastSlot),
+// and removes the last passphrase slot or the last recovery slot only
+// when force is set (ErrLastOfKind otherwise).
+func (r *Repository) RemoveSlot(ctx context.Context, id string, force bool) error {
+	if r.keys.slot != nil && r.keys.slot.ID == id {
+		return fmt.Errorf("%w: key slot %s opened the repository; open it with another passphrase or recovery key to remove this one", ErrSlotInUse, shortSlot(id))
+	}
 	slots, _, err := LoadSlots(ctx, r.st)
 	if err != nil {
 		return err
@@ -332,10 +348,36 @@ func (r *Repository) RemoveSlot(ctx context.Context, id string) error {
 	if err := keyring.CheckRemovable(slots, id); err != nil {
 		return err
 	}
+	if err := lastOfKind(slots, id); err != nil && !force {
+		return err
+	}
 	if err := r.st.Remove(ctx, storage.Handle{Kind: storage.KindKeys, Name: id}); err != nil {
 		return fmt.Errorf("remove key slot %s: %w", id, err)
 	}
 	return nil
+}
+
+// lastOfKind returns ErrLastOfKind when slot id is the only one of its kind.
+func lastOfKind(slots []*keyring.Slot, id string) error {
+	var kind keyring.SlotKind
+	for _, s := range slots {
+		if s.ID == id {
+			kind = s.Kind
+		}
+	}
+	for _, s := range slots {
+		if s.ID != id && s.Kind == kind {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: key slot %s is the last %s slot (--force removes it)", ErrLastOfKind, shortSlot(id), kind)
+}
+
+func shortSlot(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
 }
 
 // ChangePassphrase adds a slot for pass, then removes the slot that opened

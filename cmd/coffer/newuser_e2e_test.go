@@ -1,0 +1,96 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The defects a new user met, each driven through the real binary.
+
+// keySlots returns the key slots as key list --json shows them to pass.
+func (e *env) keySlots(pass string) []keySlotJSON {
+	e.t.Helper()
+	so, se, code := e.runPass(pass, "key", "list", "--repo", e.repo, "--json")
+	if code != 0 {
+		e.t.Fatalf("key list: exit %d: %s", code, se)
+	}
+	var slots []keySlotJSON
+	if err := json.Unmarshal([]byte(so), &slots); err != nil {
+		e.t.Fatalf("key list --json: %v\n%s", err, so)
+	}
+	return slots
+}
+
+func TestKeyRemoveRefusesSlotInUseAndLastOfKind(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.init()
+	second := filepath.Join(e.dir, "second.txt")
+	writeFile(t, second, []byte("a second passphrase\n"))
+	e.must(append([]string{"key", "add", "--repo", e.repo, "--new-password-file", second}, cheapKDF...)...)
+	var cur, other string
+	for _, s := range e.keySlots(testPass) {
+		if s.Current {
+			cur = s.ID
+		} else {
+			other = s.ID
+		}
+	}
+	if cur == "" || other == "" {
+		t.Fatalf("want the current slot and another: %q %q", cur, other)
+	}
+
+	// The slot in use: refused, and the passphrase still opens the repository.
+	_, se, code := e.run("key", "remove", "--repo", e.repo, cur[:8])
+	if code == 0 || !strings.Contains(se, "refusing to remove key currently used") {
+		t.Fatalf("removing the slot in use: exit %d: %s", code, se)
+	}
+	if len(e.keySlots(testPass)) != 2 {
+		t.Fatal("the slot in use was removed")
+	}
+
+	// With a recovery key as the only other way in, the last passphrase
+	// slot goes only with --force.
+	rk := filepath.Join(e.dir, "rk.txt")
+	e.must("key", "add", "--repo", e.repo, "--recovery-key-file", rk)
+	e.must("key", "remove", "--repo", e.repo, other[:8])
+	key, err := os.ReadFile(rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recovery := strings.TrimSpace(string(key))
+	_, se, code = e.runPass(recovery, "key", "remove", "--repo", e.repo, cur[:8])
+	if code == 0 || !strings.Contains(se, "last passphrase slot") || !strings.Contains(se, "--force") {
+		t.Fatalf("removing the last passphrase slot without --force: exit %d: %s", code, se)
+	}
+	if _, se, code := e.run("snapshots", "--repo", e.repo); code != 0 {
+		t.Fatalf("passphrase no longer opens the repository: %s", se)
+	}
+	if _, se, code := e.runPass(recovery, "key", "remove", "--repo", e.repo, "--force", cur[:8]); code != 0 {
+		t.Fatalf("--force: exit %d: %s", code, se)
+	}
+	if slots := e.keySlots(recovery); len(slots) != 1 || slots[0].Kind != "recovery" {
+		t.Fatalf("after --force: %+v", slots)
+	}
+}
+
+func TestKeyAddRecoveryRefusesExistingFile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.init()
+	rk := filepath.Join(e.dir, "rk.txt")
+	writeFile(t, rk, []byte("precious\n"))
+	_, se, code := e.run("key", "add", "--repo", e.repo, "--recovery-key-file", rk)
+	if code == 0 || !strings.Contains(se, "already exists") {
+		t.Fatalf("key add over an existing file: exit %d: %s", code, se)
+	}
+	if b, _ := os.ReadFile(rk); string(b) != "precious\n" {
+		t.Fatalf("existing file changed: %q", b)
+	}
+	if n := len(e.keySlots(testPass)); n != 1 {
+		t.Fatalf("a slot was added whose key nobody has: %d slots", n)
+	}
+}
