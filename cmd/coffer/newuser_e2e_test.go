@@ -94,3 +94,28 @@ func TestKeyAddRecoveryRefusesExistingFile(t *testing.T) {
 		t.Fatalf("a slot was added whose key nobody has: %d slots", n)
 	}
 }
+
+func TestBackupMissingSourceBacksUpTheRest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.init()
+	src := filepath.Join(e.dir, "src")
+	writeFile(t, filepath.Join(src, "f"), []byte("kept"))
+	missing := filepath.Join(e.dir, "optional")
+	_, se, code := e.run("backup", "--repo", e.repo, src, missing)
+	if code != exitPartialBackup || !strings.Contains(se, missing) {
+		t.Fatalf("one source missing: exit %d, want %d naming %s: %s", code, exitPartialBackup, missing, se)
+	}
+	dst := filepath.Join(e.dir, "dst")
+	e.must("restore", "latest", "--repo", e.repo, "--target", dst)
+	diffTrees(t, src, filepath.Join(dst, src))
+
+	_, se, code = e.run("backup", "--repo", e.repo, missing)
+	if code == 0 || code == exitPartialBackup || !strings.Contains(se, missing) {
+		t.Fatalf("every source missing: exit %d, want an error naming %s: %s", code, missing, se)
+	}
+	var snaps []snapshotJSON
+	if err := json.Unmarshal([]byte(e.must("snapshots", "--repo", e.repo, "--json")), &snaps); err != nil || len(snaps) != 1 {
+		t.Fatalf("want only the first snapshot: %v %d", err, len(snaps))
+	}
+}

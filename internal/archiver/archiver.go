@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -72,6 +73,18 @@ type Progress struct {
 	Unchanged  atomic.Uint64
 	TotalFiles atomic.Uint64 // files found so far by the walk
 	TotalBytes atomic.Uint64
+}
+
+// ErrNoSources: none of the paths given to Snapshot exists; no snapshot
+// is made.
+var ErrNoSources = errors.New("none of the paths to back up can be read")
+
+func sourceErrs(errs []SourceError) []error {
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+	}
+	return out
 }
 
 // SourceError is a path that could not be read; the backup goes on.
@@ -199,15 +212,26 @@ func (a *Archiver) Snapshot(ctx context.Context, paths []string) (*repository.Sn
 	a.cancel = cancel
 	root := &vnode{children: map[string]*vnode{}}
 	var abs []string
+	found := 0
 	for _, p := range paths {
 		ap, err := filepath.Abs(p)
 		if err != nil {
 			return nil, fmt.Errorf("path %q: %w", p, err)
 		}
-		if _, err := os.Lstat(ap); err != nil {
-			return nil, fmt.Errorf("path %q: %w", p, err)
-		}
+		// Recorded even when missing, so the next backup of the same
+		// paths finds this snapshot as its parent.
 		abs = append(abs, ap)
+		if _, err := os.Lstat(ap); err != nil {
+			// A missing source is reported like an unreadable file: the
+			// rest is backed up.
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the path is the SourceError's
+			}
+			a.reportError(ap, err)
+			continue
+		}
+		found++
 		n := root
 		for _, c := range strings.Split(strings.TrimPrefix(ap, "/"), "/") {
 			if c == "" {
@@ -221,6 +245,9 @@ func (a *Archiver) Snapshot(ctx context.Context, paths []string) (*repository.Sn
 			n = ch
 		}
 		n.target = true
+	}
+	if found == 0 {
+		return nil, fmt.Errorf("%w: %w", ErrNoSources, errors.Join(sourceErrs(a.Errors())...))
 	}
 	var parentRoot *repository.ID
 	if a.opts.Parent != nil {

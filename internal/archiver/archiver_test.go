@@ -2,9 +2,12 @@ package archiver
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/coffer-backup/coffer/internal/filter"
@@ -131,5 +134,33 @@ func TestUnreadableDirectoryReported(t *testing.T) {
 	}
 	if len(a.Errors()) == 0 {
 		t.Fatal("unreadable directory not reported")
+	}
+}
+
+func TestMissingSourceReportedRestBackedUp(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	write(t, filepath.Join(src, "here", "f"), "x")
+	missing := filepath.Join(src, "gone")
+	r := newRepo(t)
+	a := New(r, Options{})
+	s, err := a.Snapshot(context.Background(), []string{filepath.Join(src, "here"), missing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := a.Errors()
+	if len(errs) != 1 || errs[0].Path != missing || !errors.Is(errs[0].Err, os.ErrNotExist) {
+		t.Fatalf("errors %v, want %s reported as missing", errs, missing)
+	}
+	if got := paths(t, r, s, src); !slices.Equal(got, []string{"/here", "/here/f"}) {
+		t.Fatalf("snapshot holds %v", got)
+	}
+	if !slices.Contains(s.Paths, missing) {
+		t.Fatalf("paths %v do not record %s (the next backup would find no parent)", s.Paths, missing)
+	}
+
+	_, err = New(r, Options{}).Snapshot(context.Background(), []string{missing})
+	if !errors.Is(err, ErrNoSources) || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("all sources missing: %v, want ErrNoSources naming %s", err, missing)
 	}
 }
