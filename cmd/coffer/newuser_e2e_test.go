@@ -119,3 +119,30 @@ func TestBackupMissingSourceBacksUpTheRest(t *testing.T) {
 		t.Fatalf("want only the first snapshot: %v %d", err, len(snaps))
 	}
 }
+
+func TestRestoreIncludeMatchingNothingFails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.init()
+	src := filepath.Join(e.dir, "etc")
+	writeFile(t, filepath.Join(src, "hosts"), []byte("127.0.0.1 localhost\n"))
+	e.must("backup", "--repo", e.repo, src)
+	// As in the README: a stdin backup becomes the latest snapshot.
+	so, se, code := e.run("backup", "--repo", e.repo, "--stdin", "--stdin-filename", "mydb.sql")
+	if code != 0 {
+		t.Fatalf("stdin backup: %d %s %s", code, so, se)
+	}
+	dst := filepath.Join(e.dir, "dst")
+	_, se, code = e.run("restore", "latest", "--repo", e.repo, "--target", dst, "--include", src)
+	if code == 0 || !strings.Contains(se, `"`+src+`" matched nothing`) {
+		t.Fatalf("include matching nothing: exit %d, want a failure naming the pattern: %s", code, se)
+	}
+	// The README's form picks the intended snapshot.
+	e.must("restore", "latest", "--repo", e.repo, "--path", src, "--target", dst, "--include", src)
+	diffTrees(t, src, filepath.Join(dst, src))
+	// One pattern matching is not enough: the other is named.
+	_, se, code = e.run("restore", "latest", "--repo", e.repo, "--path", src, "--target", dst, "--include", src, "--include", "/nowhere")
+	if code == 0 || !strings.Contains(se, `"/nowhere" matched nothing`) || strings.Contains(se, `"`+src+`" matched nothing`) {
+		t.Fatalf("one of two includes matching nothing: exit %d: %s", code, se)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/client"
@@ -79,8 +80,15 @@ restore resumes. Nothing is ever written outside the target.`,
 				g.printf(cmd.OutOrStdout(), "restored snapshot %s to %s: %d files, %s (%d already correct) in %s\n", snap.ID.Short(), o.target,
 					prog.Files.Load(), formatBytes(prog.Bytes.Load()), prog.Skipped.Load(), time.Since(start).Round(time.Millisecond))
 			}
+			for _, p := range res.UnmatchedIncludes {
+				warnf("--include %q matched nothing in snapshot %s (%s of host %s, paths %s)", p, snap.ID.Short(),
+					snap.Time.Local().Format("2006-01-02 15:04:05"), snap.Hostname, strings.Join(snap.Paths, " "))
+			}
 			if len(errs) > 0 {
 				return fmt.Errorf("%d entries could not be restored", len(errs))
+			}
+			if n := len(res.UnmatchedIncludes); n > 0 {
+				return fmt.Errorf("%d --include pattern(s) matched nothing in snapshot %s; check the pattern, or choose the snapshot with --host, --path or --tag", n, snap.ID.Short())
 			}
 			return nil
 		},

@@ -61,6 +61,9 @@ type RestoreResult struct {
 	Snapshot *repository.Snapshot
 	Progress *restorer.Progress
 	Errors   []restorer.Error // entries that could not be restored
+	// UnmatchedIncludes are the include patterns that selected nothing in
+	// the snapshot.
+	UnmatchedIncludes []string
 }
 
 // Restore restores a snapshot below o.Target. Entries that fail are listed
@@ -83,6 +86,7 @@ func (c *Client) Restore(ctx context.Context, o RestoreOptions) (*RestoreResult,
 	r := restorer.New(c.repo, restorer.Options{Target: o.Target, Include: o.Include, Exclude: o.Exclude, Verify: o.Verify, Progress: prog})
 	err = r.Restore(ctx, snap.Tree)
 	res.Errors = r.Errors()
+	res.UnmatchedIncludes = r.UnmatchedIncludes()
 	return res, err
 }
 

@@ -78,17 +78,30 @@ func splitPath(p string) []string {
 // Match reports whether path is matched: the last pattern that matches it
 // or one of its parent directories is not negated.
 func (m *Matcher) Match(path string) bool {
+	return m.MatchedBy(path) >= 0
+}
+
+// MatchedBy returns the index (in Patterns) of the pattern that makes
+// Match(path) true, or -1 when Match(path) is false. A restore uses it to
+// name include patterns that matched nothing.
+func (m *Matcher) MatchedBy(path string) int {
 	if m.Empty() {
-		return false
+		return -1
 	}
 	comps := splitPath(path)
 	for i := len(m.patterns) - 1; i >= 0; i-- {
 		if matched, _ := m.patterns[i].walk(comps); matched {
-			return !m.patterns[i].negated
+			if m.patterns[i].negated {
+				return -1
+			}
+			return i
 		}
 	}
-	return false
+	return -1
 }
+
+// Negated reports whether pattern i (an index in Patterns) starts with "!".
+func (m *Matcher) Negated(i int) bool { return m.patterns[i].negated }
 
 // ChildMayMatch reports whether some path strictly under dirPath could be
 // matched. It never returns false when one could, and it may return true

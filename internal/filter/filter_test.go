@@ -654,3 +654,33 @@ func TestHasMarker(t *testing.T) {
 		t.Error("HasMarker on a file returned no error")
 	}
 }
+
+func TestMatchedBy(t *testing.T) {
+	t.Parallel()
+	m := mustNew(t, "/home", "*.go", "!/home/x.go", "/etc")
+	cases := map[string]int{
+		"/home":          0,
+		"/home/a.txt":    0,
+		"/home/a.go":     1,
+		"/home/x.go":     -1,
+		"/etc/passwd":    3,
+		"/var/y.go":      1,
+		"/var/y.txt":     -1,
+		"/homeward/file": -1,
+	}
+	for p, want := range cases {
+		if got := m.MatchedBy(p); got != want {
+			t.Errorf("MatchedBy(%q) = %d, want %d", p, got, want)
+		}
+		if m.Match(p) != (want >= 0) {
+			t.Errorf("Match(%q) disagrees with MatchedBy", p)
+		}
+	}
+	if m.Negated(1) || !m.Negated(2) {
+		t.Error("Negated is wrong")
+	}
+	var nilM *Matcher
+	if nilM.MatchedBy("/a") != -1 {
+		t.Error("nil matcher matched")
+	}
+}

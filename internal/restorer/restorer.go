@@ -62,6 +62,8 @@ type Restorer struct {
 	hardlinks map[[2]uint64]string // first path restored per inode
 	links     []link               // later paths, linked after all files
 	dirs      []entry              // directories, their metadata applied last
+	// includeUsed[i]: include pattern i selected something.
+	includeUsed []bool
 }
 
 // New returns a restorer.
@@ -72,7 +74,21 @@ func New(repo *repository.Repository, opts Options) *Restorer {
 	if opts.Progress == nil {
 		opts.Progress = &Progress{}
 	}
-	return &Restorer{repo: repo, opts: opts, hardlinks: map[[2]uint64]string{}}
+	return &Restorer{repo: repo, opts: opts, hardlinks: map[[2]uint64]string{},
+		includeUsed: make([]bool, len(opts.Include.Patterns()))}
+}
+
+// UnmatchedIncludes returns, after Restore, the include patterns (not the
+// negated ones) that selected nothing: most likely a wrong path or the
+// wrong snapshot.
+func (r *Restorer) UnmatchedIncludes() []string {
+	var out []string
+	for i, p := range r.opts.Include.Patterns() {
+		if !r.includeUsed[i] && !r.opts.Include.Negated(i) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Errors returns the entries that failed.
@@ -147,7 +163,8 @@ func (r *Restorer) selected(p string, isDir bool) (include, descend bool) {
 	if r.opts.Include == nil {
 		return true, true
 	}
-	if r.opts.Include.Match(p) {
+	if i := r.opts.Include.MatchedBy(p); i >= 0 {
+		r.includeUsed[i] = true
 		return true, true
 	}
 	if isDir && r.opts.Include.ChildMayMatch(p) {

@@ -98,8 +98,12 @@ func TestIncludeFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
-	if err := New(r, Options{Target: dst, Include: inc}).Restore(context.Background(), s.Tree); err != nil {
+	res := New(r, Options{Target: dst, Include: inc})
+	if err := res.Restore(context.Background(), s.Tree); err != nil {
 		t.Fatal(err)
+	}
+	if u := res.UnmatchedIncludes(); len(u) != 0 {
+		t.Fatalf("UnmatchedIncludes = %v, want none", u)
 	}
 	if _, err := os.Stat(filepath.Join(dst, src, "keep", "a")); err != nil {
 		t.Fatalf("included file missing: %v", err)
@@ -139,5 +143,21 @@ func TestHostileTreeRefused(t *testing.T) {
 	}
 	if inner, _ := os.ReadDir(filepath.Join(dst, "t")); len(inner) != 0 {
 		t.Fatalf("hostile entries written: %v", inner)
+	}
+}
+
+func TestUnmatchedIncludesNamed(t *testing.T) {
+	t.Parallel()
+	r, s, src := setup(t, map[string]string{"keep/a": "a"})
+	inc, err := filter.New([]string{src + "/keep", "/nowhere", "!/nowhere/either"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := New(r, Options{Target: t.TempDir(), Include: inc})
+	if err := res.Restore(context.Background(), s.Tree); err != nil {
+		t.Fatal(err)
+	}
+	if u := res.UnmatchedIncludes(); len(u) != 1 || u[0] != "/nowhere" {
+		t.Fatalf("UnmatchedIncludes = %v, want [/nowhere]", u)
 	}
 }
