@@ -220,6 +220,10 @@ func (g *globalOptions) lockRepo(ctx context.Context, c *client.Client, op strin
 		return func() {}, nil
 	}
 	l, err := c.Lock(ctx, op, exclusive)
+	if readOnly && errors.Is(err, repository.ErrLockNotWritten) {
+		warnf("%v; going on without a lock, as with --no-lock", err)
+		return func() {}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

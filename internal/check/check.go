@@ -164,6 +164,25 @@ type Result struct {
 	TempBytes int64 `json:"temp_bytes,omitempty"`
 	// Warnings are findings that lose no data.
 	Warnings []string `json:"warnings,omitempty"`
+
+	read []repository.ID // packs read with ReadData
+}
+
+// PackVerdicts returns the packs read that were found damaged and those
+// found intact, for the client state that keeps backups from
+// deduplicating against damaged packs (repository.RecordDamaged).
+func (r *Result) PackVerdicts() (damaged, intact []repository.ID) {
+	bad := map[repository.ID]bool{}
+	for _, p := range r.DamagedPacks {
+		bad[p.Pack] = true
+		damaged = append(damaged, p.Pack)
+	}
+	for _, id := range r.read {
+		if !bad[id] {
+			intact = append(intact, id)
+		}
+	}
+	return damaged, intact
 }
 
 // Damaged reports whether anything but warnings was found.
@@ -507,6 +526,7 @@ func (c *checker) readData(ctx context.Context) error {
 	}
 	ids = c.o.Subset.pick(ids, func(id repository.ID) int64 { return c.stored[id] })
 	c.res.PacksRead = len(ids)
+	c.res.read = ids
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)
 	for i, id := range ids {

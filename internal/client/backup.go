@@ -81,6 +81,11 @@ func (c *Client) Backup(ctx context.Context, o BackupOptions) (*BackupResult, er
 	if err := c.repo.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
+	if u, err := c.repo.VouchIndex(ctx, c.opts.StateDir); err != nil {
+		return nil, err
+	} else if u.Count() > 0 {
+		c.opts.warnf("not deduplicating against %d packs (%s): their data is stored again; run `coffer check`", u.Count(), u)
+	}
 	snaps, err := c.LoadSnapshots(ctx)
 	if err != nil {
 		return nil, err

@@ -104,6 +104,7 @@ func open(ctx context.Context, o Options, st storage.Storage) (*Client, error) {
 }
 
 func newClient(o Options, st storage.Storage, r *repository.Repository) *Client {
+	r.SetWarnf(o.warnf)
 	if storage.PropertiesOf(st).Remote {
 		// A request costs far more than its bytes: read whole packs.
 		r.UsePackCache(3)

@@ -33,11 +33,17 @@ func (c *Client) BeginRead(ctx context.Context, op string, noLock bool) (snaps [
 }
 
 // readLock takes a shared lock unless noLock; the returned func releases it.
+// A lock that cannot be written (a full or read-only disk) is a warning:
+// the operation goes on as with noLock (issue 10, item 20).
 func (c *Client) readLock(ctx context.Context, op string, noLock bool) (func(), error) {
 	if noLock {
 		return func() {}, nil
 	}
 	l, err := c.repo.Lock(ctx, op, false)
+	if errors.Is(err, repository.ErrLockNotWritten) {
+		c.opts.warnf("%v; going on without a lock, as with --no-lock", err)
+		return func() {}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +108,16 @@ func (c *Client) Check(ctx context.Context, o check.Options, noLock bool) (*chec
 	if _, err := c.LoadSnapshots(ctx); err != nil {
 		return nil, err
 	}
-	return check.Check(ctx, c.repo, o)
+	res, err := check.Check(ctx, c.repo, o)
+	if err != nil {
+		return nil, err
+	}
+	// Backups stop deduplicating against damaged packs (VouchIndex).
+	damaged, intact := res.PackVerdicts()
+	if err := c.repo.RecordDamaged(c.opts.StateDir, damaged, intact); err != nil {
+		c.opts.warnf("cannot record damaged packs: %v", err)
+	}
+	return res, nil
 }
 
 // ForgetOptions choose snapshots to forget: by IDs, or by Policy.

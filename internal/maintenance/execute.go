@@ -44,6 +44,13 @@ func (p *Plan) Execute(ctx context.Context) (*PruneReport, error) {
 	if err == nil {
 		err = x.finalReport(ctx)
 	}
+	if err != nil {
+		// The counts are of what was done; say that the rest was not.
+		x.rep.Stopped = err.Error()
+		if ctx.Err() != nil {
+			x.rep.Stopped = "interrupted"
+		}
+	}
 	return x.rep, err
 }
 
@@ -279,6 +286,7 @@ func (w *repacker) flush(ctx context.Context) error {
 func (x *execution) writeIndex(ctx context.Context, drop map[repository.ID]bool, add []repository.IndexPack) error {
 	s := x.s
 	old := sortedIDs(s.files)
+	supersedes := s.supersedesList()
 	list := make([]repository.IndexPack, 0, len(s.active)+len(add))
 	for _, id := range sortedIDs(s.active) {
 		if !drop[id] {
@@ -286,7 +294,7 @@ func (x *execution) writeIndex(ctx context.Context, drop map[repository.ID]bool,
 		}
 	}
 	list = append(list, add...)
-	ids, files, err := s.r.SaveIndexSet(ctx, old, list, indexSplitBlobs)
+	ids, files, err := s.r.SaveIndexSet(ctx, supersedes, list, indexSplitBlobs)
 	x.rep.IndexWritten += len(ids)
 	if err != nil {
 		return err

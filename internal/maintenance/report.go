@@ -14,7 +14,11 @@ import (
 // PruneReport says what a prune did, or for a plan (DryRun) what it will
 // do. The JSON field names are stable.
 type PruneReport struct {
-	DryRun         bool     `json:"dry_run"`
+	DryRun bool `json:"dry_run"`
+	// Stopped, when not empty, is why execution stopped before it
+	// finished (an error or an interruption): the counts are then of what
+	// was done up to that point, and nothing else.
+	Stopped        string   `json:"stopped,omitempty"`
 	Snapshots      int      `json:"snapshots"`
 	UsedBlobs      int      `json:"used_blobs"`
 	PacksBefore    int      `json:"packs_before"`
@@ -175,6 +179,9 @@ func WriteReport(w io.Writer, r *PruneReport) {
 	if r.DryRun {
 		would = "would be "
 		fmt.Fprintf(w, "dry run: nothing is changed\n")
+	}
+	if r.Stopped != "" {
+		fmt.Fprintf(w, "prune stopped before it finished (%s); it did only this:\n", r.Stopped)
 	}
 	fmt.Fprintf(w, "%d snapshots use %d blobs; %d packs, %s before\n", r.Snapshots, r.UsedBlobs, r.PacksBefore, bytesize.Format(r.BytesBefore))
 	writeCondemned(w, r, would)

@@ -123,6 +123,19 @@ func (s *state) superseded() map[repository.ID]bool {
 	return out
 }
 
+// supersedesList is what a new index set replacing every loaded file
+// supersedes: those files and every file they supersede in turn, in ID
+// order. Carrying the older IDs forward keeps each replaced file
+// superseded once the files that superseded it are removed, so a storage
+// that puts one back cannot revive its packs (issue 10, item 2).
+func (s *state) supersedesList() []repository.ID {
+	all := s.superseded()
+	for id := range s.files {
+		all[id] = true
+	}
+	return sortedIDs(all)
+}
+
 // recompute derives the active packs, blob locations and the master index
 // from the loaded index files.
 func (s *state) recompute() {

@@ -160,7 +160,7 @@ func (r *Repository) commitPack(ctx context.Context, pw *PackWriter, scratch *co
 		}
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("save pack %s: %w", pw.ID.Short(), err)
+		return nil, 0, err // names the pack already
 	}
 	return p.entries, p.Size(), nil
 }
@@ -286,7 +286,7 @@ func (r *Repository) packReader(ctx context.Context, pack ID) (*PackReader, erro
 		hdr, err = r.st.Load(ctx, storage.Handle{Kind: storage.KindData, Name: pack.String()}, 0, crypto.HeaderSize)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load pack %s: %w", pack.Short(), err)
+		return nil, err // names the pack already
 	}
 	pr, err = NewPackReader(pack, hdr, r.keys.lookup, r.id)
 	if err != nil {

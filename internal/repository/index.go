@@ -8,6 +8,9 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/coffer-backup/coffer/internal/crypto"
+	"github.com/coffer-backup/coffer/internal/padding"
 )
 
 // ErrCorruptIndex reports an index file that does not parse.
@@ -146,6 +149,7 @@ type BlobLocation struct {
 type MasterIndex struct {
 	mu       sync.RWMutex
 	packs    []ID
+	packSize []int64 // by pack number: the stored size its listing implies
 	packNum  map[ID]uint32
 	sorted   []indexRecord // sorted by (id, typ)
 	pending  map[BlobHandle]BlobLocation
@@ -157,14 +161,26 @@ func NewMasterIndex() *MasterIndex {
 	return &MasterIndex{packNum: map[ID]uint32{}, pending: map[BlobHandle]BlobLocation{}, excluded: map[ID]bool{}}
 }
 
-func (m *MasterIndex) packNumber(id ID) uint32 {
-	n, ok := m.packNum[id]
+func (m *MasterIndex) packNumber(p *IndexPack) uint32 {
+	n, ok := m.packNum[p.ID]
 	if !ok {
 		n = uint32(len(m.packs)) // #nosec G115 -- 2^32 distinct packs would need over 128 GiB of IDs in memory
-		m.packs = append(m.packs, id)
-		m.packNum[id] = n
+		m.packs = append(m.packs, p.ID)
+		m.packSize = append(m.packSize, listedPackSize(p.Blobs))
+		m.packNum[p.ID] = n
 	}
 	return n
+}
+
+// listedPackSize is the stored size of a pack holding entries
+// (ExpectedPackSize) for a listing whose blobs are back to back, as every
+// writer's are, without sorting them.
+func listedPackSize(entries []PackEntry) int64 {
+	end := int64(crypto.HeaderSize)
+	for _, e := range entries {
+		end += int64(e.Length)
+	}
+	return padding.Padme(end + 5 + int64(len(entries))*packEntrySize + crypto.Overhead + 4)
 }
 
 // AddFiles merges decoded index files and re-sorts once.
@@ -182,8 +198,9 @@ func (m *MasterIndex) AddFiles(files []*IndexFile) {
 	copy(grown, m.sorted)
 	m.sorted = grown
 	for _, f := range files {
-		for _, p := range f.Packs {
-			n := m.packNumber(p.ID)
+		for i := range f.Packs {
+			p := &f.Packs[i]
+			n := m.packNumber(p)
 			for _, e := range p.Blobs {
 				m.sorted = append(m.sorted, indexRecord{id: e.ID, pack: n, offset: e.Offset, length: e.Length, rawLen: e.RawLen, typ: e.Type})
 			}
@@ -229,19 +246,25 @@ func (m *MasterIndex) search(h BlobHandle) int {
 	})
 }
 
-// Lookup returns every stored location of a blob (pending ones included).
+// Lookup returns every stored location of a blob (pending ones included),
+// those in excluded packs last: a reader tries them in order.
 func (m *MasterIndex) Lookup(h BlobHandle) []BlobLocation {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var out []BlobLocation
+	var out, last []BlobLocation
 	if l, ok := m.pending[h]; ok {
 		out = append(out, l)
 	}
 	for i := m.search(h); i < len(m.sorted) && m.sorted[i].id == h.ID && m.sorted[i].typ == h.Type; i++ {
 		r := m.sorted[i]
-		out = append(out, BlobLocation{Pack: m.packs[r.pack], Type: r.typ, Offset: r.offset, Length: r.length, RawLen: r.rawLen})
+		l := BlobLocation{Pack: m.packs[r.pack], Type: r.typ, Offset: r.offset, Length: r.length, RawLen: r.rawLen}
+		if m.excluded[l.Pack] {
+			last = append(last, l)
+		} else {
+			out = append(out, l)
+		}
 	}
-	return out
+	return append(out, last...)
 }
 
 // Has reports whether a blob is stored in a pack usable for deduplication.
@@ -267,6 +290,16 @@ func (m *MasterIndex) Each(fn func(BlobLocation, ID) bool) {
 		if !fn(BlobLocation{Pack: m.packs[r.pack], Type: r.typ, Offset: r.offset, Length: r.length, RawLen: r.rawLen}, r.id) {
 			return
 		}
+	}
+}
+
+// PackSizes calls fn for every indexed pack with the stored size its
+// listing implies.
+func (m *MasterIndex) PackSizes(fn func(pack ID, size int64)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for i, id := range m.packs {
+		fn(id, m.packSize[i])
 	}
 }
 

@@ -19,6 +19,11 @@ import (
 // ErrLocked is returned when a conflicting lock is held.
 var ErrLocked = errors.New("repository is locked")
 
+// ErrLockNotWritten is returned by Lock when the lock object could not be
+// stored (a full or read-only disk). Read-only commands go on without a
+// lock, as with --no-lock, and say so.
+var ErrLockNotWritten = errors.New("cannot write a lock")
+
 // Lock timing; variables so tests can shorten them.
 var (
 	LockRefreshInterval = 5 * time.Minute
@@ -35,9 +40,17 @@ type LockInfo struct {
 	User      string    `json:"user,omitempty"`
 	Operation string    `json:"operation"`
 	Exclusive bool      `json:"exclusive"`
+	// Unreadable, when not empty, says why the lock object did not open or
+	// decode; the other fields are then zero. Such a lock never goes stale
+	// on its own: it conflicts only with exclusive locks, and `coffer
+	// unlock` removes it.
+	Unreadable string `json:"-"`
 }
 
 func (l *LockInfo) String() string {
+	if l.Unreadable != "" {
+		return fmt.Sprintf("unreadable lock %s (%s)", l.ID.Short(), l.Unreadable)
+	}
 	kind := "shared"
 	if l.Exclusive {
 		kind = "exclusive"
@@ -48,6 +61,9 @@ func (l *LockInfo) String() string {
 // Stale reports whether the lock's owner is gone: it names this host and a
 // pid that does not exist, or it was not refreshed for LockStaleAfter.
 func (l *LockInfo) Stale(now time.Time, host string) bool {
+	if l.Unreadable != "" {
+		return false
+	}
 	if now.Sub(l.Time) > LockStaleAfter {
 		return true
 	}
@@ -67,7 +83,10 @@ func Hostname() string {
 	return h
 }
 
-// LoadLocks loads every lock object; locks that vanish meanwhile are skipped.
+// LoadLocks loads every lock object; locks that vanish meanwhile are
+// skipped. A lock that loads but does not open or decode is returned with
+// Unreadable set (issue 10, item 7: one garbage object must not block
+// every command); a failure to list or load is an error.
 func (r *Repository) LoadLocks(ctx context.Context) ([]*LockInfo, error) {
 	listed, err := r.listSized(ctx, storage.KindLocks)
 	if err != nil {
@@ -76,24 +95,34 @@ func (r *Repository) LoadLocks(ctx context.Context) ([]*LockInfo, error) {
 	var out []*LockInfo
 	for _, l := range listed {
 		id := l.ID
-		plain, err := r.loadSealedSized(ctx, storage.Handle{Kind: storage.KindLocks, Name: id.String()}, crypto.KindLock, l.Size)
+		h := storage.Handle{Kind: storage.KindLocks, Name: id.String()}
+		data, err := r.LoadObject(ctx, h, l.Size)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
+		if errors.Is(err, ErrTooLarge) {
+			out = append(out, &LockInfo{ID: id, Unreadable: err.Error()})
+			continue
+		}
 		if err != nil {
-			return nil, err
+			return nil, err // names the lock already
 		}
-		l := &LockInfo{ID: id}
-		if err := json.Unmarshal(plain, l); err != nil {
-			return nil, fmt.Errorf("lock %s: %w", id.Short(), err)
+		info := &LockInfo{ID: id}
+		plain, err := crypto.OpenObject(crypto.KindLock, r.keys.lookup, r.id, h.String(), data)
+		if err == nil {
+			err = json.Unmarshal(plain, info)
 		}
-		out = append(out, l)
+		if err != nil {
+			*info = LockInfo{ID: id, Unreadable: err.Error()}
+		}
+		out = append(out, info)
 	}
 	return out, nil
 }
 
 // RemoveStaleLocks removes locks whose owners are gone and returns them.
-func (r *Repository) RemoveStaleLocks(ctx context.Context) ([]*LockInfo, error) {
+// With unreadable, locks that do not open or decode are removed too.
+func (r *Repository) RemoveStaleLocks(ctx context.Context, unreadable bool) ([]*LockInfo, error) {
 	locks, err := r.LoadLocks(ctx)
 	if err != nil {
 		return nil, err
@@ -101,7 +130,7 @@ func (r *Repository) RemoveStaleLocks(ctx context.Context) ([]*LockInfo, error) 
 	now, host := time.Now(), Hostname()
 	var removed []*LockInfo
 	for _, l := range locks {
-		if l.Stale(now, host) {
+		if l.Stale(now, host) || (unreadable && l.Unreadable != "") {
 			if err := r.RemoveLock(ctx, l.ID); err != nil {
 				return removed, err
 			}
@@ -115,7 +144,7 @@ func (r *Repository) RemoveStaleLocks(ctx context.Context) ([]*LockInfo, error) 
 func (r *Repository) RemoveLock(ctx context.Context, id ID) error {
 	err := r.st.Remove(ctx, storage.Handle{Kind: storage.KindLocks, Name: id.String()})
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("remove lock %s: %w", id.Short(), err)
+		return err // names the lock already
 	}
 	return nil
 }
@@ -141,7 +170,7 @@ func (h *HeldLock) Info() LockInfo {
 // Lock takes a lock for operation. Stale locks are removed first. A shared
 // lock conflicts with exclusive locks; an exclusive one with any lock.
 func (r *Repository) Lock(ctx context.Context, operation string, exclusive bool) (*HeldLock, error) {
-	if _, err := r.RemoveStaleLocks(ctx); err != nil {
+	if _, err := r.RemoveStaleLocks(ctx, false); err != nil {
 		return nil, err
 	}
 	if err := r.checkConflicts(ctx, ID{}, exclusive); err != nil {
@@ -154,7 +183,7 @@ func (r *Repository) Lock(ctx context.Context, operation string, exclusive bool)
 	}
 	id, err := r.SaveSealed(ctx, storage.KindLocks, crypto.KindLock, info)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrLockNotWritten, err)
 	}
 	info.ID = id
 	// Another process may have locked between our check and our write.
@@ -180,14 +209,31 @@ func (r *Repository) checkConflicts(ctx context.Context, own ID, exclusive bool)
 		if l.ID == own || l.Stale(now, host) {
 			continue
 		}
+		if l.Unreadable != "" && !exclusive && own.IsNull() {
+			r.warnf("%s is ignored by shared locks; `coffer unlock` removes it", l)
+		}
 		if exclusive || l.Exclusive {
-			conflicts = append(conflicts, l.String())
+			conflicts = append(conflicts, l.String()+": "+l.StaleHint(now, host))
 		}
 	}
 	if len(conflicts) > 0 {
-		return fmt.Errorf("%w: %s (run `coffer unlock` if that process is gone)", ErrLocked, strings.Join(conflicts, "; "))
+		return fmt.Errorf("%w by %s", ErrLocked, strings.Join(conflicts, "; "))
 	}
 	return nil
+}
+
+// StaleHint says when a live lock stops blocking and how to remove it
+// sooner (issue 10, item 19: plain `unlock` removes only stale locks).
+func (l *LockInfo) StaleHint(now time.Time, host string) string {
+	switch {
+	case l.Unreadable != "":
+		return "`coffer unlock` removes it"
+	case l.Host == host:
+		return fmt.Sprintf("process %d is running on this host; if it is not that coffer process (its pid was reused), `coffer unlock --remove-all` removes the lock", l.PID)
+	}
+	at := l.Time.Add(LockStaleAfter)
+	return fmt.Sprintf("if its owner on %s is gone, the lock goes stale at %s (%s from now), or `coffer unlock --remove-all` removes it now",
+		l.Host, at.Local().Format(time.RFC3339), at.Sub(now).Round(time.Second))
 }
 
 func (h *HeldLock) refreshLoop(ctx context.Context) {

@@ -57,7 +57,7 @@ func (r *Repository) SavePack(ctx context.Context, pw *PackWriter) (IndexPack, i
 func (r *Repository) OpenPackHeader(ctx context.Context, pack ID) (*PackReader, error) {
 	hdr, err := r.st.Load(ctx, storage.Handle{Kind: storage.KindData, Name: pack.String()}, 0, crypto.HeaderSize)
 	if err != nil {
-		return nil, fmt.Errorf("load pack %s: %w", pack.Short(), err)
+		return nil, err // names the pack already
 	}
 	return NewPackReader(pack, hdr, r.keys.lookup, r.id)
 }

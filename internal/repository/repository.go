@@ -65,6 +65,8 @@ type Repository struct {
 	compress compress.Mode
 	// beforeKDF runs before Argon2id in passphrase changes.
 	beforeKDF keyring.KDFHook
+	// warn reports damage that does not stop an operation (nil: dropped).
+	warn func(format string, a ...any)
 
 	packs   *packCache // nil unless UsePackCache
 	prmu    sync.Mutex
@@ -107,6 +109,16 @@ func (r *Repository) Hasher() *BlobHasher { return r.hasher }
 // ChunkerSecret returns the keyed chunker secret.
 func (r *Repository) ChunkerSecret() [32]byte { return r.keys.chunker }
 
+// SetWarnf sets where problems that do not stop an operation are reported
+// (an unreadable lock or index file); nil drops them. Call it before use.
+func (r *Repository) SetWarnf(f func(format string, a ...any)) { r.warn = f }
+
+func (r *Repository) warnf(format string, a ...any) {
+	if r.warn != nil {
+		r.warn(format, a...)
+	}
+}
+
 // SetCompression overrides the repository's default compression for writes.
 func (r *Repository) SetCompression(m compress.Mode) { r.compress = m }
 
@@ -137,10 +149,8 @@ func (r *Repository) saveSealedAs(ctx context.Context, h storage.Handle, ok cryp
 	if err != nil {
 		return err
 	}
-	if err := r.st.Save(ctx, h, data); err != nil {
-		return fmt.Errorf("save %s: %w", h, err)
-	}
-	return nil
+	// Backends name the object in their errors (save locks/…: …).
+	return r.st.Save(ctx, h, data)
 }
 
 // LoadSealed loads and opens a sealed object of the given kinds. An object
@@ -154,7 +164,7 @@ func (r *Repository) LoadSealed(ctx context.Context, h storage.Handle, ok crypto
 func (r *Repository) loadSealedSized(ctx context.Context, h storage.Handle, ok crypto.ObjectKind, size int64) ([]byte, error) {
 	data, err := r.LoadObject(ctx, h, size)
 	if err != nil {
-		return nil, err
+		return nil, err // names h already
 	}
 	plain, err := crypto.OpenObject(ok, r.keys.lookup, r.id, h.String(), data)
 	if err != nil {
@@ -196,7 +206,7 @@ func (r *Repository) listSized(ctx context.Context, k storage.Kind) ([]listedID,
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", k, err)
+		return nil, err // names k already
 	}
 	return out, nil
 }
@@ -311,7 +321,7 @@ func (r *Repository) SaveIndexFile(ctx context.Context, f *IndexFile) (ID, error
 		return ID{}, err
 	}
 	if err := r.st.Save(ctx, h, data); err != nil {
-		return ID{}, fmt.Errorf("save %s: %w", h, err)
+		return ID{}, err // names h already
 	}
 	return id, nil
 }

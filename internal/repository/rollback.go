@@ -25,6 +25,9 @@ type SeenState struct {
 	// whose newest term is older means the storage hides a rotation, and
 	// new data would be sealed under an older key.
 	Term uint32 `json:"term,omitempty"`
+	// Damaged are packs `check --read-data` found damaged and has not
+	// found intact since: backups do not deduplicate against them.
+	Damaged []ID `json:"damaged,omitempty"`
 }
 
 // StateFile returns the path of the local state for a repository ID.
