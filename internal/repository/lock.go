@@ -40,16 +40,16 @@ type LockInfo struct {
 	User      string    `json:"user,omitempty"`
 	Operation string    `json:"operation"`
 	Exclusive bool      `json:"exclusive"`
-	// Unreadable, when not empty, says why the lock object did not open or
+	// Unreadable, when not nil, says why the lock object did not open or
 	// decode; the other fields are then zero. Such a lock never goes stale
 	// on its own: it conflicts only with exclusive locks, and `coffer
 	// unlock` removes it.
-	Unreadable string `json:"-"`
+	Unreadable error `json:"-"`
 }
 
 func (l *LockInfo) String() string {
-	if l.Unreadable != "" {
-		return fmt.Sprintf("unreadable lock %s (%s)", l.ID.Short(), l.Unreadable)
+	if l.Unreadable != nil {
+		return fmt.Sprintf("unreadable lock %s (%v)", l.ID.Short(), l.Unreadable)
 	}
 	kind := "shared"
 	if l.Exclusive {
@@ -61,7 +61,7 @@ func (l *LockInfo) String() string {
 // Stale reports whether the lock's owner is gone: it names this host and a
 // pid that does not exist, or it was not refreshed for LockStaleAfter.
 func (l *LockInfo) Stale(now time.Time, host string) bool {
-	if l.Unreadable != "" {
+	if l.Unreadable != nil {
 		return false
 	}
 	if now.Sub(l.Time) > LockStaleAfter {
@@ -101,7 +101,7 @@ func (r *Repository) LoadLocks(ctx context.Context) ([]*LockInfo, error) {
 			continue
 		}
 		if errors.Is(err, ErrTooLarge) {
-			out = append(out, &LockInfo{ID: id, Unreadable: err.Error()})
+			out = append(out, &LockInfo{ID: id, Unreadable: err})
 			continue
 		}
 		if err != nil {
@@ -113,7 +113,7 @@ func (r *Repository) LoadLocks(ctx context.Context) ([]*LockInfo, error) {
 			err = json.Unmarshal(plain, info)
 		}
 		if err != nil {
-			*info = LockInfo{ID: id, Unreadable: err.Error()}
+			*info = LockInfo{ID: id, Unreadable: err}
 		}
 		out = append(out, info)
 	}
@@ -130,7 +130,7 @@ func (r *Repository) RemoveStaleLocks(ctx context.Context, unreadable bool) ([]*
 	now, host := time.Now(), Hostname()
 	var removed []*LockInfo
 	for _, l := range locks {
-		if l.Stale(now, host) || (unreadable && l.Unreadable != "") {
+		if l.Stale(now, host) || (unreadable && l.Unreadable != nil) {
 			if err := r.RemoveLock(ctx, l.ID); err != nil {
 				return removed, err
 			}
@@ -209,7 +209,7 @@ func (r *Repository) checkConflicts(ctx context.Context, own ID, exclusive bool)
 		if l.ID == own || l.Stale(now, host) {
 			continue
 		}
-		if l.Unreadable != "" && !exclusive && own.IsNull() {
+		if l.Unreadable != nil && !exclusive && own.IsNull() {
 			r.warnf("%s is ignored by shared locks; `coffer unlock` removes it", l)
 		}
 		if exclusive || l.Exclusive {
@@ -226,7 +226,7 @@ func (r *Repository) checkConflicts(ctx context.Context, own ID, exclusive bool)
 // sooner (issue 10, item 19: plain `unlock` removes only stale locks).
 func (l *LockInfo) StaleHint(now time.Time, host string) string {
 	switch {
-	case l.Unreadable != "":
+	case l.Unreadable != nil:
 		return "`coffer unlock` removes it"
 	case l.Host == host:
 		return fmt.Sprintf("process %d is running on this host; if it is not that coffer process (its pid was reused), `coffer unlock --remove-all` removes the lock", l.PID)
