@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/coffer-backup/coffer/internal/bytesize"
 	"github.com/coffer-backup/coffer/internal/client"
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
@@ -211,7 +212,15 @@ func (g *globalOptions) clientOptions(loc string) client.Options {
 // closes it.
 func (g *globalOptions) openRepo(ctx context.Context) (*client.Client, error) {
 	loc, _ := g.repoLocation()
-	return client.Open(ctx, g.clientOptions(loc))
+	o := g.clientOptions(loc)
+	if v := os.Getenv("COFFER_KDF_MAX_MEMORY"); v != "" {
+		n, err := bytesize.Parse(v)
+		if err != nil {
+			return nil, usageErrorf("COFFER_KDF_MAX_MEMORY: %v", err)
+		}
+		o.KDFMaxMemory = n
+	}
+	return client.Open(ctx, o)
 }
 
 // lockRepo takes a lock unless --no-lock was given for a read-only command.

@@ -37,6 +37,10 @@ type Options struct {
 	// BeforeKDF runs before each Argon2id derivation (nil: nothing). A
 	// program's main may pass keyring.PrepareWorkArea.
 	BeforeKDF keyring.KDFHook
+	// KDFMaxMemory is the most Argon2id memory, in bytes, a key slot may
+	// ask for before it is tried (0: keyring.DefaultUnlockMaxMemoryKiB).
+	// Slots planted with costlier settings are not run unless raised.
+	KDFMaxMemory int64
 	// AfterUnlock runs once the repository is unlocked (nil: nothing).
 	// A program's main may collect the key derivation's garbage there;
 	// the library never tunes the process itself.
@@ -90,7 +94,8 @@ func open(ctx context.Context, o Options, st storage.Storage) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := repository.OpenWith(ctx, st, pass, repository.OpenOptions{BeforeKDF: o.BeforeKDF})
+	r, err := repository.OpenWith(ctx, st, pass, repository.OpenOptions{BeforeKDF: o.BeforeKDF, StateDir: o.StateDir,
+		KDFMaxMemoryKiB: uint32(min(max(o.KDFMaxMemory, 0)>>10, keyring.MaxKDFMemoryKiB))}) // #nosec G115 -- clamped to the parser's limit
 	clear(pass)
 	if err != nil {
 		return nil, explainSecret(err, o.Credential)

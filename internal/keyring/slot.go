@@ -2,6 +2,7 @@ package keyring
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/cipher"
 	"encoding/base64"
 	"encoding/binary"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -629,24 +631,69 @@ func ParseSlots(files []SlotFile) ([]*Slot, []error) {
 	return slots, problems
 }
 
-// Unlock tries every slot with secret and returns the master secret of the
-// first that opens, and that slot. Recovery slots are tried first, and only
-// if secret parses as a recovery key; then every passphrase slot is tried
-// with Argon2id. A slot opens only if its AEAD tag verifies: nothing else is
-// compared. If repoID is not nil, slots of other repositories are skipped;
+// Unlock tries the slots with secret and returns the master secret of the
+// first that opens, and that slot, as UnlockWithOptions does with only
+// repoID set. If repoID is not nil, slots of other repositories are skipped;
 // callers that know the repository ID (from a local cache) should pass it.
-// The result is ErrWrongPassword when no slot opens, ErrNoSlots when there
-// is none to try.
 func Unlock(slots []*Slot, secret []byte, repoID []byte) (*Master, *Slot, error) {
-	return UnlockWith(slots, secret, repoID, nil)
+	return UnlockWithOptions(slots, secret, UnlockOptions{RepoID: repoID})
 }
 
 // UnlockWith is Unlock, calling before (if not nil) ahead of each Argon2id
 // derivation.
 func UnlockWith(slots []*Slot, secret []byte, repoID []byte, before KDFHook) (*Master, *Slot, error) {
+	return UnlockWithOptions(slots, secret, UnlockOptions{RepoID: repoID, BeforeKDF: before})
+}
+
+// Limits on the Argon2id work one unlock does, so that slots planted by a
+// hostile storage cannot make every unlock slow (docs/security.md §3).
+const (
+	// DefaultUnlockMaxMemoryKiB is the most memory a slot may ask for
+	// unless UnlockOptions.MaxMemoryKiB allows more: 2 GiB, the larger of
+	// RFC 9106's two recommended settings.
+	DefaultUnlockMaxMemoryKiB = 2 << 20
+	// UnlockMaxPasses bounds time × memory of a slot that is run, in units
+	// of the memory limit: 4 passes over the most memory allowed.
+	UnlockMaxPasses = 4
+	// DefaultUnlockMaxSlots is how many passphrase slots one unlock runs
+	// Argon2id for at most.
+	DefaultUnlockMaxSlots = 8
+)
+
+// ErrKDFLimit marks a passphrase slot that was not tried because its
+// Argon2id settings exceed the unlock limits.
+var ErrKDFLimit = errors.New("argon2id settings above the unlock limit")
+
+// UnlockOptions are UnlockWithOptions' settings; the zero value is valid.
+type UnlockOptions struct {
+	// RepoID, if not nil, skips slots of other repositories.
+	RepoID []byte
+	// BeforeKDF, if not nil, runs ahead of each Argon2id derivation.
+	BeforeKDF KDFHook
+	// Prefer is the ID of the slot to try first: the one that opened the
+	// repository last time, which the caller remembers.
+	Prefer string
+	// MaxMemoryKiB is the most Argon2id memory a slot may ask for
+	// (0: DefaultUnlockMaxMemoryKiB); slots above it, or above
+	// UnlockMaxPasses passes over it, are not tried.
+	MaxMemoryKiB uint32
+	// MaxSlots bounds the passphrase slots tried (0: DefaultUnlockMaxSlots).
+	MaxSlots int
+}
+
+// UnlockWithOptions tries the slots with secret and returns the master
+// secret of the first that opens, and that slot. If secret parses as a
+// recovery key only recovery slots are tried: a recovery key never runs
+// Argon2id. Otherwise passphrase slots are tried: o.Prefer first, then the
+// others from the cheapest Argon2id settings up, at most o.MaxSlots of
+// them, skipping any whose settings exceed the limits (reported, wrapping
+// ErrKDFLimit). A slot opens only if its AEAD tag verifies: nothing else is
+// compared. The result is ErrWrongPassword when no slot opens, ErrNoSlots
+// when there is none to try.
+func UnlockWithOptions(slots []*Slot, secret []byte, o UnlockOptions) (*Master, *Slot, error) {
 	var candidates []*Slot
 	for _, s := range slots {
-		if s == nil || (repoID != nil && !bytes.Equal(s.RepoID, repoID)) {
+		if s == nil || (o.RepoID != nil && !bytes.Equal(s.RepoID, o.RepoID)) {
 			continue
 		}
 		candidates = append(candidates, s)
@@ -654,36 +701,99 @@ func UnlockWith(slots []*Slot, secret []byte, repoID []byte, before KDFHook) (*M
 	if len(candidates) == 0 {
 		return nil, nil, ErrNoSlots
 	}
-	var tried int
-	var problems []error
-	try := func(s *Slot, k crypto.Key) *Master {
-		tried++
-		m, err := s.unwrap(k)
-		if err != nil && !errors.Is(err, crypto.ErrAuthFailed) {
-			problems = append(problems, err)
-		}
-		return m
-	}
+	u := unlocker{opts: o}
 	if rk, err := parseRecoveryKey(secret); err == nil {
 		k := recoveryWrapKey(rk)
 		clear(rk[:])
 		for _, s := range candidates {
 			if s.Kind == SlotRecovery && s.check() == nil {
-				if m := try(s, k); m != nil {
+				if m := u.try(s, k); m != nil {
 					return m, s, nil
 				}
 			}
 		}
+		return nil, nil, u.failure(len(candidates))
 	}
-	for _, s := range candidates {
-		if s.Kind == SlotPassphrase && s.check() == nil {
-			if m := try(s, passphraseKey(secret, s.salt[:], s.KDF, before)); m != nil {
-				return m, s, nil
-			}
+	maxSlots := o.MaxSlots
+	if maxSlots <= 0 {
+		maxSlots = DefaultUnlockMaxSlots
+	}
+	for _, s := range passphraseOrder(candidates, o.Prefer) {
+		if err := u.withinLimits(s); err != nil {
+			u.problems = append(u.problems, err)
+			continue
+		}
+		if u.tried >= maxSlots {
+			u.problems = append(u.problems, fmt.Errorf("gave up after %d passphrase slots; %s and any others were not tried", maxSlots, s.ID))
+			break
+		}
+		if m := u.try(s, passphraseKey(secret, s.salt[:], s.KDF, o.BeforeKDF)); m != nil {
+			return m, s, nil
 		}
 	}
-	err := fmt.Errorf("%w (tried %d of %d key slots)", ErrWrongPassword, tried, len(candidates))
-	return nil, nil, errors.Join(append([]error{err}, problems...)...)
+	return nil, nil, u.failure(len(candidates))
+}
+
+// unlocker counts the slots one unlock tries and collects its problems.
+type unlocker struct {
+	opts     UnlockOptions
+	tried    int
+	problems []error
+}
+
+func (u *unlocker) try(s *Slot, k crypto.Key) *Master {
+	u.tried++
+	m, err := s.unwrap(k)
+	if err != nil && !errors.Is(err, crypto.ErrAuthFailed) {
+		u.problems = append(u.problems, err)
+	}
+	return m
+}
+
+func (u *unlocker) failure(candidates int) error {
+	err := fmt.Errorf("%w (tried %d of %d key slots)", ErrWrongPassword, u.tried, candidates)
+	return errors.Join(append([]error{err}, u.problems...)...)
+}
+
+// withinLimits checks a passphrase slot's Argon2id settings against the
+// unlock limits.
+func (u *unlocker) withinLimits(s *Slot) error {
+	limit := u.opts.MaxMemoryKiB
+	if limit == 0 {
+		limit = DefaultUnlockMaxMemoryKiB
+	}
+	if s.KDF.MemoryKiB > limit || uint64(s.KDF.Time)*uint64(s.KDF.MemoryKiB) > UnlockMaxPasses*uint64(limit) {
+		return fmt.Errorf("key slot %s not tried: %w: it asks for %d passes over %d MiB, the limit is %d MiB and %d passes over it (raise the limit to try it)",
+			s.ID, ErrKDFLimit, s.KDF.Time, s.KDF.MemoryKiB>>10, limit>>10, UnlockMaxPasses)
+	}
+	return nil
+}
+
+// passphraseOrder returns the well-formed passphrase slots in the order
+// they are tried: prefer first, then by Argon2id cost (time × memory),
+// cheapest first, ties in their listed order.
+func passphraseOrder(candidates []*Slot, prefer string) []*Slot {
+	var out []*Slot
+	for _, s := range candidates {
+		if s.Kind == SlotPassphrase && s.check() == nil {
+			out = append(out, s)
+		}
+	}
+	rank := func(s *Slot) (bool, uint64) {
+		return s.ID != prefer || prefer == "", uint64(s.KDF.Time) * uint64(s.KDF.MemoryKiB)
+	}
+	slices.SortStableFunc(out, func(a, b *Slot) int {
+		pa, ca := rank(a)
+		pb, cb := rank(b)
+		if pa != pb {
+			if !pa {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(ca, cb)
+	})
+	return out
 }
 
 // CheckRemovable reports whether slot id may be removed from slots: it must

@@ -59,6 +59,13 @@ type OpenOptions struct {
 	// BeforeKDF, if not nil, runs before each Argon2id derivation, when
 	// unlocking and in the returned repository's passphrase changes.
 	BeforeKDF keyring.KDFHook
+	// StateDir is the client's state directory (see StateFile): the key
+	// slot that opened the repository last time is tried first, and the
+	// one that opens it now is remembered there. "" does neither.
+	StateDir string
+	// KDFMaxMemoryKiB raises (or lowers) the most Argon2id memory a key
+	// slot may ask for; 0 is keyring.DefaultUnlockMaxMemoryKiB.
+	KDFMaxMemoryKiB uint32
 }
 
 func slotInfo(before keyring.KDFHook) keyring.SlotInfo {
@@ -250,7 +257,9 @@ func OpenWith(ctx context.Context, st storage.Storage, secret []byte, o OpenOpti
 	if err != nil {
 		return nil, err
 	}
-	m, slot, err := keyring.UnlockWith(slots, secret, nil, o.BeforeKDF)
+	m, slot, err := keyring.UnlockWithOptions(slots, secret, keyring.UnlockOptions{
+		BeforeKDF: o.BeforeKDF, Prefer: lastSlot(o.StateDir, slots), MaxMemoryKiB: o.KDFMaxMemoryKiB,
+	})
 	if err != nil {
 		if errors.Is(err, keyring.ErrNoSlots) && len(slotErrs) > 0 {
 			return nil, fmt.Errorf("%w: %w", err, errors.Join(slotErrs...))
@@ -276,7 +285,11 @@ func OpenWith(ctx context.Context, st storage.Storage, secret []byte, o OpenOpti
 		return nil, err
 	}
 	r, err := assemble(st, m, ring, slot, cfg)
-	return withKDFHook(r, o.BeforeKDF), err
+	if err != nil {
+		return nil, err
+	}
+	r.rememberSlot(o.StateDir)
+	return withKDFHook(r, o.BeforeKDF), nil
 }
 
 func loadRing(ctx context.Context, st storage.Storage, m *keyring.Master) (*keyring.Ring, error) {

@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
+	"github.com/coffer-backup/coffer/internal/keyring"
 )
 
 // ErrRolledBack is returned when the storage no longer shows snapshots this
@@ -28,6 +30,56 @@ type SeenState struct {
 	// Damaged are packs `check --read-data` found damaged and has not
 	// found intact since: backups do not deduplicate against them.
 	Damaged []ID `json:"damaged,omitempty"`
+	// Slot is the key slot that opened the repository last time, tried
+	// first next time (docs/security.md §3). Older state files lack it.
+	Slot string `json:"slot,omitempty"`
+}
+
+// maxStateRepos bounds how many state files lastSlot reads: slots name
+// their repository in plaintext, and a hostile storage may plant slots
+// naming many.
+const maxStateRepos = 4
+
+// lastSlot returns the ID of the slot that opened the repository last
+// time, from the state of a repository the slots name, or "".
+func lastSlot(stateDir string, slots []*keyring.Slot) string {
+	if stateDir == "" {
+		return ""
+	}
+	seen := map[string]bool{}
+	for _, s := range slots {
+		repo := string(s.RepoID)
+		if seen[repo] {
+			continue
+		}
+		if len(seen) == maxStateRepos {
+			break
+		}
+		seen[repo] = true
+		st, err := loadState(StateFile(stateDir, s.RepoID))
+		if err != nil || st.Slot == "" {
+			continue
+		}
+		for _, c := range slots {
+			if c.ID == st.Slot && bytes.Equal(c.RepoID, s.RepoID) {
+				return st.Slot
+			}
+		}
+	}
+	return ""
+}
+
+// rememberSlot records the slot that opened r for the next unlock. It is
+// best effort: a state directory that cannot be written only costs the
+// next unlock its shortcut.
+func (r *Repository) rememberSlot(stateDir string) {
+	if stateDir == "" {
+		return
+	}
+	if st, err := loadState(StateFile(stateDir, r.id)); err == nil && st.Slot == r.keys.slot.ID {
+		return
+	}
+	_ = r.updateState(stateDir, func(s *SeenState) { s.Slot = r.keys.slot.ID })
 }
 
 // StateFile returns the path of the local state for a repository ID.
