@@ -21,6 +21,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
@@ -63,7 +64,7 @@ func (s *cofferServer) refusalOf(peer string) (tlspolicy.RefusalRecord, bool) {
 func stateFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var out []string
-	for _, sub := range []string{server.ObjectsDir, server.TempDir} {
+	for _, sub := range []string{state.ObjectsDir, state.TempDir} {
 		root := filepath.Join(dir, sub)
 		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -241,7 +242,7 @@ func TestServerBadInput(t *testing.T) {
 			t.Fatalf("server state changed:\nbefore %q\nafter  %q", baseline, now)
 		}
 		for _, f := range now {
-			if !strings.HasPrefix(f, filepath.Join(server.ObjectsDir, "alice")+string(filepath.Separator)) {
+			if !strings.HasPrefix(f, filepath.Join(state.ObjectsDir, "alice")+string(filepath.Separator)) {
 				t.Errorf("file outside alice's namespace: %s", f)
 			}
 		}

@@ -2,7 +2,7 @@ package main
 
 import (
 	"github.com/coffer-backup/coffer/internal/bytesize"
-	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/admin"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/spf13/cobra"
 )
@@ -50,7 +50,7 @@ the audit log.`,
 				q = &n
 			}
 			ctx := cmd.Context()
-			adm, err := server.OpenAdmin(ctx, dir)
+			adm, err := admin.Open(ctx, dir)
 			if err != nil {
 				return err
 			}

@@ -6,7 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/admin"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/spf13/cobra"
 )
@@ -72,7 +72,7 @@ func newServerClientsCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			adm, err := server.OpenAdmin(ctx, dir)
+			adm, err := admin.Open(ctx, dir)
 			if err != nil {
 				return err
 			}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/spf13/cobra"
 )
 
@@ -36,16 +36,16 @@ overwritten.`,
 					}
 				}
 			}
-			res, err := server.InitState(cmd.Context(), dir, server.InitOptions{Names: flat, Listen: listen})
+			res, err := state.Init(cmd.Context(), dir, state.InitOptions{Names: flat, Listen: listen})
 			if err != nil {
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), serverInitJSON{Dir: dir, CAFingerprint: server.FormatFingerprint(res.CAFingerprint), ServerNames: res.ServerNames, ServerCertExpires: res.ServerExpiry})
+				return printJSON(cmd.OutOrStdout(), serverInitJSON{Dir: dir, CAFingerprint: state.FormatFingerprint(res.CAFingerprint), ServerNames: res.ServerNames, ServerCertExpires: res.ServerExpiry})
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "initialised %s\n", dir)
-			fmt.Fprintf(out, "CA fingerprint (SHA-256 of its public key): %s\n", server.FormatFingerprint(res.CAFingerprint))
+			fmt.Fprintf(out, "CA fingerprint (SHA-256 of its public key): %s\n", state.FormatFingerprint(res.CAFingerprint))
 			fmt.Fprintf(out, "server certificate for %s, valid until %s\n", strings.Join(res.ServerNames, ", "), res.ServerExpiry.Format(time.DateOnly))
 			fmt.Fprintf(out, "next: coffer server run --dir %s, then coffer server token --dir %s --client NAME\n", dir, dir)
 			return nil
@@ -54,6 +54,6 @@ overwritten.`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "server state directory to create")
 	f.StringSliceVar(&names, "name", nil, "DNS names and IP addresses of the server certificate, comma-separated (default localhost,127.0.0.1,::1)")
-	f.StringVar(&listen, "listen", server.DefaultListen, "listen address written to config.json")
+	f.StringVar(&listen, "listen", state.DefaultListen, "listen address written to config.json")
 	return cmd
 }

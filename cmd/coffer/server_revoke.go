@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/admin"
 	"github.com/spf13/cobra"
 )
 
@@ -23,7 +23,7 @@ enrolls the client again with a new certificate.`,
 				return usageErrorf("--client is required")
 			}
 			ctx := cmd.Context()
-			adm, err := server.OpenAdmin(ctx, dir)
+			adm, err := admin.Open(ctx, dir)
 			if err != nil {
 				return err
 			}

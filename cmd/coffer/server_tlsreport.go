@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/admin"
 	"github.com/spf13/cobra"
 )
 
@@ -34,7 +34,7 @@ listed.`,
 				return usageErrorf("--days must be between 1 and 3660")
 			}
 			ctx := cmd.Context()
-			adm, err := server.OpenAdmin(ctx, dir)
+			adm, err := admin.Open(ctx, dir)
 			if err != nil {
 				return err
 			}
@@ -55,7 +55,7 @@ listed.`,
 	return cmd
 }
 
-func printTLSRefusals(out io.Writer, rep *server.TLSReport) error {
+func printTLSRefusals(out io.Writer, rep *admin.TLSReport) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "DAY (UTC)\tREFUSED\tBY KIND")
 	for _, d := range rep.Days {

@@ -5,7 +5,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/admin"
 	"github.com/spf13/cobra"
 )
 
@@ -31,7 +31,7 @@ Hand it over as you would a password.`,
 				return usageErrorf("--client is required")
 			}
 			ctx := cmd.Context()
-			adm, err := server.OpenAdmin(ctx, dir)
+			adm, err := admin.Open(ctx, dir)
 			if err != nil {
 				return err
 			}
@@ -53,6 +53,6 @@ Hand it over as you would a password.`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "server state directory")
 	f.StringVar(&client, "client", "", "client name (a-z, 0-9, '.', '_', '-')")
-	f.DurationVar(&ttl, "ttl", server.DefaultTokenTTL, "how long the token stays valid (at most 720h)")
+	f.DurationVar(&ttl, "ttl", admin.DefaultTokenTTL, "how long the token stays valid (at most 720h)")
 	return cmd
 }

@@ -17,14 +17,6 @@ import (
 	"github.com/coffer-backup/coffer/internal/wire"
 )
 
-// Layout of the state directory (see InitDir).
-const (
-	KeyFile    = "at-rest.key" // the at-rest key: 32 random bytes, mode 0600
-	ObjectsDir = "objects"     // objects/<client>/<repo>: a local repository layout, sealed
-	TempDir    = "tmp"         // scratch space; emptied at start
-	LockFile   = "server.lock" // held by the running server
-)
-
 // ErrCorrupt is wrapped by every error of a stored object that does not
 // verify: bit rot, truncation, tampering, or a file moved to another name.
 var ErrCorrupt = atrest.ErrCorrupt

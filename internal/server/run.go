@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/server/enrollment"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
@@ -30,7 +32,7 @@ type RunOptions struct {
 	RequestLog io.Writer
 }
 
-// Run serves a state directory made by InitState until ctx is done: the
+// Run serves a state directory made by state.Init until ctx is done: the
 // storage API, enrollment and renewal on one mutual-TLS port with the
 // configured policy, and the TLS self-audit. It refuses to start when the
 // directory belongs to another user or a secret file is accessible to
@@ -41,13 +43,13 @@ func Run(ctx context.Context, opts RunOptions) error {
 		log = slog.Default()
 	}
 	dir := opts.Dir
-	if err := CheckOwner(dir); err != nil {
+	if err := state.CheckOwner(dir); err != nil {
 		return err
 	}
-	if err := CheckSecrets(dir); err != nil {
+	if err := state.CheckSecrets(dir); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
-	st, err := LoadSettings(dir)
+	st, err := state.LoadSettings(dir)
 	if err != nil {
 		return err
 	}
@@ -69,7 +71,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 	}
 	defer func() { _ = db.Close() }()
 
-	enr := &Enroller{CA: ca, DB: db, ClientTTL: st.ClientCertTTL, Logger: log}
+	enr := &enrollment.Enroller{CA: ca, DB: db, ClientTTL: st.ClientCertTTL, Logger: log}
 	srv, err := New(Config{Dir: dir, DB: db, Logger: log, Enroll: enr, Renew: http.HandlerFunc(enr.Renew), RequestLog: opts.RequestLog})
 	if err != nil {
 		return err

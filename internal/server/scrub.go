@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/coffer-backup/coffer/internal/atrest"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/storage"
 )
 
@@ -39,11 +40,11 @@ func (s *Server) Scrub(ctx context.Context) (Report, error) {
 // can run beside a running one (it only reads, once the layout is current).
 // It loads the at-rest key with the same permission check as New.
 func ScrubDir(ctx context.Context, dir string) (Report, error) {
-	key, err := loadKey(dir)
+	key, err := state.LoadKey(dir)
 	if err != nil {
 		return Report{}, err
 	}
-	st := &objectStore{root: filepath.Join(dir, ObjectsDir), key: key}
+	st := &objectStore{root: filepath.Join(dir, state.ObjectsDir), key: key}
 	if _, err := st.migrateLayout(ctx); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return Report{}, err
 	}

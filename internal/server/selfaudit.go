@@ -21,6 +21,12 @@ const DefaultSelfAuditInterval = 24 * time.Hour
 // real client sends.
 const selfScanDomain = ".self-scan.coffer.invalid"
 
+// IsSelfScanSNI reports whether sni has the form of the self-audit's scans
+// (reports leave those out only if the scan is also on record).
+func IsSelfScanSNI(sni string) bool {
+	return len(sni) > len(selfScanDomain) && strings.HasSuffix(sni, selfScanDomain)
+}
+
 // SelfAudit scans the server's own port with tlspolicy.Scan, at start and
 // every Interval, and raises an alert (an error in the log and an
 // ActionAlert event in the database) when the port offers anything weaker

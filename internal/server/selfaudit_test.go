@@ -12,6 +12,8 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/admin"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
@@ -79,7 +81,7 @@ func TestSelfAuditPassesOnCofferPolicy(t *testing.T) {
 	if tagged == 0 {
 		t.Fatal("the scan's refused handshakes are not tagged with its name")
 	}
-	adm := &server.Admin{Dir: env.Dir, DB: env.DB, Settings: server.Settings{Policy: env.Policy}, Now: time.Now}
+	adm := &admin.Admin{Dir: env.Dir, DB: env.DB, Settings: state.Settings{Policy: env.Policy}, Now: time.Now}
 	rep2, err := adm.TLSReport(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -146,36 +148,5 @@ func TestSelfAuditAlertsOnWeakPort(t *testing.T) {
 	}
 	if n := len(eventsOf(t, db, serverdb.ActionAlert)); n != 2 {
 		t.Fatalf("%d alerts", n)
-	}
-}
-
-// A refusal that merely claims to be a self-scan (a name no scan
-// recorded) is counted.
-func TestTLSReportCountsForgedSelfScans(t *testing.T) {
-	db := openDB(t)
-	now := time.Now()
-	ctx := context.Background()
-	if err := db.LogEvent(ctx, serverdb.Event{Time: now, Action: serverdb.ActionSelfScan, Detail: "sabc.self-scan.coffer.invalid"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, sni := range []string{"sabc.self-scan.coffer.invalid", "sforged.self-scan.coffer.invalid", ""} {
-		r := tlspolicy.RefusalRecord{Time: now, Peer: "192.0.2.1:5000", Kind: tlspolicy.KindVersion, SNI: sni, OfferedVersions: []string{"TLS 1.0"}}
-		if err := db.LogRefusal(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	adm := &server.Admin{DB: db, Settings: server.Settings{Policy: tlspolicy.Default()}, Now: time.Now}
-	rep, err := adm.TLSReport(ctx, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Days) != 3 || rep.SelfScanExcluded != 1 || rep.Days[2].Refused != 2 {
-		t.Fatalf("report %+v", rep)
-	}
-	if ins := rep.Days[2].Insecure; len(ins) != 1 || ins[0].Peer != "192.0.2.1" || ins[0].Versions[0] != "TLS 1.0" {
-		t.Fatalf("insecure attempts %+v", ins)
-	}
-	if _, err := adm.TLSReport(ctx, 0); err == nil {
-		t.Fatal("zero days accepted")
 	}
 }

@@ -7,11 +7,9 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -19,24 +17,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coffer-backup/coffer/internal/atomicfile"
-	"github.com/coffer-backup/coffer/internal/atrest"
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
-	"golang.org/x/sys/unix"
 )
 
-// Sentinel errors of starting a server.
+// Sentinel errors of starting a server (and see package state's).
 var (
-	// ErrInsecureKeyFile: the at-rest key is readable or writable by group
-	// or others; the server refuses to start.
-	ErrInsecureKeyFile = errors.New("at-rest key file is accessible to group or others")
-	// ErrNotInitialised: the state directory has no at-rest key.
-	ErrNotInitialised = errors.New("server state directory is not initialised")
-	// ErrLocked: another server process runs on the state directory.
-	ErrLocked = errors.New("state directory is in use by another server")
 	// ErrInsecureTLS: the TLS configuration does not verify client certificates.
 	ErrInsecureTLS = errors.New("TLS configuration does not verify client certificates")
 )
@@ -63,7 +52,7 @@ var DefaultAppendOnlyRemovable = []storage.Kind{storage.KindLocks}
 
 // Config configures a Server. Dir and DB are required.
 type Config struct {
-	// Dir is the state directory made by InitDir.
+	// Dir is the state directory made by state.Init.
 	Dir string
 	// DB holds clients, revocations, tokens and the audit log.
 	DB serverdb.DB
@@ -130,67 +119,8 @@ type Server struct {
 	closeOnce sync.Once
 }
 
-// InitDir creates a state directory (mode 0700) with its objects and
-// temporary directories and a new at-rest key (mode 0600). An existing key
-// is kept; the key is never overwritten.
-func InitDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("init server directory: %w", err)
-	}
-	for _, sub := range []string{ObjectsDir, TempDir} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("init server directory: %w", err)
-		}
-	}
-	path := filepath.Join(dir, KeyFile)
-	key := make([]byte, atrest.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		return fmt.Errorf("create at-rest key: %w", err)
-	}
-	err := atomicfile.WriteNew(path, key, 0o600)
-	if atomicfile.IsExist(err) {
-		_, err := loadKey(dir)
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("create at-rest key: %w", err)
-	}
-	return nil
-}
-
-// loadKey reads the at-rest key, refusing a key file others may access.
-func loadKey(dir string) (*atrest.Key, error) {
-	path := filepath.Join(dir, KeyFile)
-	f, err := os.Open(path) // #nosec G304 -- the admin's state directory
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: no %s in %s (run coffer server init)", ErrNotInitialised, KeyFile, dir)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read at-rest key: %w", err)
-	}
-	defer func() { _ = f.Close() }()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read at-rest key: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read at-rest key %s: not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %04o; run chmod 600 %s", ErrInsecureKeyFile, path, perm, path)
-	}
-	var key atrest.Key
-	if _, err := io.ReadFull(f, key[:]); err != nil {
-		return nil, fmt.Errorf("read at-rest key %s: %w", path, err)
-	}
-	if n, _ := f.Read(make([]byte, 1)); n != 0 {
-		return nil, fmt.Errorf("read at-rest key %s: longer than %d bytes", path, atrest.KeySize)
-	}
-	return &key, nil
-}
-
 // New opens the state directory: it loads the at-rest key (refusing an
-// insecure key file), takes the directory's lock so no second server runs
+// insecure key file: state.ErrInsecureFile), takes the directory's lock so no second server runs
 // on it, removes leftover uploads, and loads clients and revocations from
 // the database. Close releases it all.
 func New(cfg Config) (*Server, error) {
@@ -227,11 +157,11 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 
-	key, err := loadKey(cfg.Dir)
+	key, err := state.LoadKey(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	lock, err := lockDir(cfg.Dir)
+	lock, err := state.Lock(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +169,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:            cfg,
 		log:            cfg.Logger,
 		now:            cfg.Now,
-		store:          &objectStore{root: filepath.Join(cfg.Dir, ObjectsDir), key: key},
+		store:          &objectStore{root: filepath.Join(cfg.Dir, state.ObjectsDir), key: key},
 		lock:           lock,
 		refuse:         newRefusalLimiter(cfg.Refusals, 600),
 		clients:        map[string]serverdb.Client{},
@@ -255,14 +185,12 @@ func New(cfg Config) (*Server, error) {
 		_ = lock.Close()
 		return nil, err
 	}
-	for _, sub := range []string{ObjectsDir, TempDir} {
-		if err := os.Mkdir(filepath.Join(cfg.Dir, sub), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fail(fmt.Errorf("server directory: %w", err))
-		}
+	if err := state.MakeDirs(cfg.Dir); err != nil {
+		return fail(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if n, err := s.store.cleanTemp(ctx, filepath.Join(cfg.Dir, TempDir)); err != nil {
+	if n, err := s.store.cleanTemp(ctx, filepath.Join(cfg.Dir, state.TempDir)); err != nil {
 		return fail(fmt.Errorf("clean interrupted uploads: %w", err))
 	} else if n > 0 {
 		s.log.Info("removed interrupted uploads", "count", n)
@@ -277,22 +205,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	go s.refreshLoop()
 	return s, nil
-}
-
-// lockDir takes an exclusive advisory lock on the state directory.
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_RDWR|os.O_CREATE, 0o600) // #nosec G304 -- the admin's state directory
-	if err != nil {
-		return nil, fmt.Errorf("lock server directory: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil { // #nosec G115 -- a file descriptor
-		_ = f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-		}
-		return nil, fmt.Errorf("lock server directory: %w", err)
-	}
-	return f, nil
 }
 
 // Close stops the background refresh, writes pending last-contact times

@@ -23,6 +23,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server"
 	"github.com/coffer-backup/coffer/internal/server/servertest"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage/local"
 	"github.com/coffer-backup/coffer/internal/storage/storagetest"
@@ -299,7 +300,7 @@ func TestTraversalRefused(t *testing.T) {
 	}
 	// Nothing but the repository and its config exists on disk.
 	var files []string
-	_ = filepath.WalkDir(filepath.Join(env.Dir, server.ObjectsDir), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(env.Dir, state.ObjectsDir), func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			files = append(files, p)
 		}
@@ -408,7 +409,7 @@ func TestUploadLimits(t *testing.T) {
 // object tree.
 func tempFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(dir, server.TempDir))
+	entries, err := os.ReadDir(filepath.Join(dir, state.TempDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +417,7 @@ func tempFiles(t *testing.T, dir string) []string {
 	for _, e := range entries {
 		files = append(files, e.Name())
 	}
-	_ = filepath.WalkDir(filepath.Join(dir, server.ObjectsDir), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(dir, state.ObjectsDir), func(p string, d os.DirEntry, err error) error {
 		if err == nil && strings.HasPrefix(d.Name(), local.TempPrefix) {
 			files = append(files, p)
 		}
@@ -497,8 +498,8 @@ func TestRestartCleansInterruptedUploads(t *testing.T) {
 	c.mustStatus("PUT", "/v1/repos/r/data/kept", []byte("kept"), 201)
 	env.Stop(t)
 	for _, leftover := range []string{
-		filepath.Join(dir, server.TempDir, "up-123456"),
-		filepath.Join(dir, server.ObjectsDir, "alice", "r", "data", "ke", local.TempPrefix+"123456"),
+		filepath.Join(dir, state.TempDir, "up-123456"),
+		filepath.Join(dir, state.ObjectsDir, "alice", "r", "data", "ke", local.TempPrefix+"123456"),
 	} {
 		if err := os.WriteFile(leftover, []byte("half an upload"), 0o600); err != nil {
 			t.Fatal(err)
@@ -544,7 +545,7 @@ func TestAtRestEncryptionAndScrub(t *testing.T) {
 	}
 
 	// One flipped bit in the middle of the pack.
-	path := filepath.Join(env.Dir, server.ObjectsDir, "alice", "r", "data", "ab", "ab")
+	path := filepath.Join(env.Dir, state.ObjectsDir, "alice", "r", "data", "ab", "ab")
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -578,7 +579,7 @@ func TestAtRestEncryptionAndScrub(t *testing.T) {
 	}
 
 	// A stray file, and scrub again, offline this time.
-	if err := os.WriteFile(filepath.Join(env.Dir, server.ObjectsDir, "alice", "r", "data", "junk"), []byte("?"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(env.Dir, state.ObjectsDir, "alice", "r", "data", "junk"), []byte("?"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = server.ScrubDir(context.Background(), env.Dir)
@@ -586,7 +587,7 @@ func TestAtRestEncryptionAndScrub(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.Objects != 1 || len(rep.Damaged) != 1 || rep.Damaged[0].Object != "data/ab" || rep.Damaged[0].Client != "alice" ||
-		rep.Damaged[0].Path != filepath.Join(server.ObjectsDir, "alice", "r", "data", "ab", "ab") {
+		rep.Damaged[0].Path != filepath.Join(state.ObjectsDir, "alice", "r", "data", "ab", "ab") {
 		t.Errorf("scrub after damage: %+v", rep)
 	}
 	if len(rep.Stray) != 1 || !strings.HasSuffix(rep.Stray[0], "junk") {
@@ -790,28 +791,18 @@ func TestStartRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := server.New(server.Config{Dir: dir, DB: db}); !errors.Is(err, server.ErrNotInitialised) {
+	if _, err := server.New(server.Config{Dir: dir, DB: db}); !errors.Is(err, state.ErrNotInitialised) {
 		t.Errorf("uninitialised: %v", err)
 	}
-	if err := server.InitDir(dir); err != nil {
+	if _, err := state.Init(ctx, dir, state.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	key := filepath.Join(dir, server.KeyFile)
-	before, _ := os.ReadFile(key)
-	if err := server.InitDir(dir); err != nil {
-		t.Fatal(err)
-	}
-	if after, _ := os.ReadFile(key); !bytes.Equal(before, after) || len(after) != 32 {
-		t.Fatal("InitDir replaced the key")
-	}
-	if fi, _ := os.Stat(key); fi.Mode().Perm() != 0o600 {
-		t.Errorf("key mode %v", fi.Mode().Perm())
-	}
+	key := filepath.Join(dir, state.KeyFile)
 	for _, mode := range []os.FileMode{0o640, 0o604, 0o660} {
 		if err := os.Chmod(key, mode); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := server.New(server.Config{Dir: dir, DB: db}); !errors.Is(err, server.ErrInsecureKeyFile) {
+		if _, err := server.New(server.Config{Dir: dir, DB: db}); !errors.Is(err, state.ErrInsecureFile) {
 			t.Errorf("key mode %v: %v", mode, err)
 		}
 	}
@@ -822,7 +813,7 @@ func TestStartRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := server.New(server.Config{Dir: dir, DB: db}); !errors.Is(err, server.ErrLocked) {
+	if _, err := server.New(server.Config{Dir: dir, DB: db}); !errors.Is(err, state.ErrLocked) {
 		t.Errorf("second server on one directory: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -940,7 +931,7 @@ func TestFrozenStateDirectory(t *testing.T) {
 	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(filepath.Join(dir, server.KeyFile), 0o600); err != nil {
+	if err := os.Chmod(filepath.Join(dir, state.KeyFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := servertest.Start(t, servertest.Options{Dir: dir})

@@ -14,15 +14,16 @@ import (
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/enrollment"
 	"github.com/coffer-backup/coffer/internal/server/servertest"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
 // startEnrolling runs a real server whose enrollment and renewal are served
-// by a server.Enroller issuing certificates valid for ttl.
-func startEnrolling(t *testing.T, ttl time.Duration) (*servertest.Env, *server.Enroller) {
+// by a enrollment.Enroller issuing certificates valid for ttl.
+func startEnrolling(t *testing.T, ttl time.Duration) (*servertest.Env, *enrollment.Enroller) {
 	t.Helper()
-	enr := &server.Enroller{ClientTTL: ttl}
+	enr := &enrollment.Enroller{ClientTTL: ttl}
 	env := servertest.Start(t, servertest.Options{Config: server.Config{Enroll: enr, Renew: http.HandlerFunc(enr.Renew)}})
 	enr.CA, enr.DB, enr.Changed, enr.Now = env.CA, env.DB, env.Server.Refresh, env.Clock.Now
 	enr.Logger = slog.New(slog.DiscardHandler)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
@@ -79,7 +80,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	if err := server.InitDir(dir); err != nil {
+	if _, err := state.Init(context.Background(), dir, state.InitOptions{Names: []string{"127.0.0.1"}}); err != nil && !errors.Is(err, state.ErrAlreadyInitialised) {
 		t.Fatal(err)
 	}
 	db, err := serverdb.Open(context.Background(), filepath.Join(dir, serverdb.DefaultFile))
@@ -88,12 +89,7 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	ca, err := pki.LoadCA(dir)
 	if err != nil {
-		if ca, err = pki.NewCA("coffer test CA", time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		if err := ca.SaveFiles(dir); err != nil {
-			t.Fatal(err)
-		}
+		t.Fatal(err)
 	}
 	clock := &Clock{}
 	cfg := opts.Config

@@ -1,13 +1,16 @@
-package server
+// Package admin is the server's administrative facade: enrollment tokens,
+// revocation, client policy, the client list and the TLS refusal report.
+package admin
 
 import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
@@ -21,16 +24,16 @@ const DefaultTokenTTL = 15 * time.Minute
 type Admin struct {
 	Dir      string
 	DB       serverdb.DB
-	Settings Settings
+	Settings state.Settings
 	Now      func() time.Time
 }
 
-// OpenAdmin opens an initialised state directory as its owner.
-func OpenAdmin(ctx context.Context, dir string) (*Admin, error) {
-	if err := CheckOwner(dir); err != nil {
+// Open opens an initialised state directory as its owner.
+func Open(ctx context.Context, dir string) (*Admin, error) {
+	if err := state.CheckOwner(dir); err != nil {
 		return nil, err
 	}
-	st, err := LoadSettings(dir)
+	st, err := state.LoadSettings(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +151,7 @@ func (a *Admin) TLSReport(ctx context.Context, days int) (*TLSReport, error) {
 	}
 	kept := recs[:0]
 	for _, r := range recs {
-		if r.SNI != "" && strings.HasSuffix(r.SNI, selfScanDomain) && scans[r.SNI] {
+		if server.IsSelfScanSNI(r.SNI) && scans[r.SNI] {
 			rep.SelfScanExcluded++
 			continue
 		}

@@ -1,4 +1,6 @@
-package server
+// Package enrollment is the server's side of enrollment and renewal: it
+// redeems one-time tokens, signs client certificates and records clients.
+package enrollment
 
 import (
 	"context"
@@ -12,27 +14,24 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/pki/enroll"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/wire"
 )
 
-// DefaultClientCertTTL is the lifetime of client certificates; clients
-// renew them after two thirds of it.
-const DefaultClientCertTTL = 90 * 24 * time.Hour
-
 // Enroller issues client certificates: it answers POST /v1/enroll (a
-// one-time token and a CSR) as Config.Enroll and POST /v1/renew (a CSR
-// from an authenticated client) as Config.Renew. Every refusal is logged
+// one-time token and a CSR) as server.Config.Enroll and POST /v1/renew (a
+// CSR from an authenticated client) as server.Config.Renew. Every refusal is logged
 // and recorded in the audit log. The server rate-limits enrollment.
 type Enroller struct {
 	CA *pki.CA
 	DB serverdb.DB
 	// ClientTTL is the lifetime of issued certificates (default
-	// DefaultClientCertTTL).
+	// state.DefaultClientCertTTL).
 	ClientTTL time.Duration
 	// Changed, if set, is called after a client record changed, so the
-	// server sees it at once (Server.Refresh).
+	// server sees it at once (server.Server.Refresh).
 	Changed func(context.Context) error
 	Logger  *slog.Logger
 	Now     func() time.Time
@@ -56,7 +55,7 @@ func (e *Enroller) ttl() time.Duration {
 	if e.ClientTTL > 0 {
 		return e.ClientTTL
 	}
-	return DefaultClientCertTTL
+	return state.DefaultClientCertTTL
 }
 
 // refuse logs a refused enrollment or renewal, records it in the audit log
@@ -157,12 +156,16 @@ func (e *Enroller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // same client and revokes the certificate the request came with.
 func (e *Enroller) Renew(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	client, _ := ClientName(ctx)
-	if client == "" || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		e.refuse(ctx, w, r, "renewal", client, fmt.Errorf("%w: no authenticated client", wire.ErrUnauthenticated))
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		e.refuse(ctx, w, r, "renewal", "", fmt.Errorf("%w: no authenticated client", wire.ErrUnauthenticated))
 		return
 	}
 	old := r.TLS.VerifiedChains[0][0]
+	client, err := pki.ClientName(old)
+	if err != nil {
+		e.refuse(ctx, w, r, "renewal", "", fmt.Errorf("%w: %w", wire.ErrUnauthenticated, err))
+		return
+	}
 	body, err := readBody(r)
 	if err != nil {
 		e.refuse(ctx, w, r, "renewal", client, err)

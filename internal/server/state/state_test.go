@@ -1,4 +1,4 @@
-package server_test
+package state_test
 
 import (
 	"context"
@@ -11,19 +11,19 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
-	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
 
 func TestParseConfig(t *testing.T) {
-	st, err := server.ParseConfig([]byte(`{"version":1,"listen":":7443"}`))
+	st, err := state.ParseConfig([]byte(`{"version":1,"listen":":7443"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.ClientCertTTL != server.DefaultClientCertTTL || st.Policy.MinVersion != tls.VersionTLS12 {
+	if st.ClientCertTTL != state.DefaultClientCertTTL || st.Policy.MinVersion != tls.VersionTLS12 {
 		t.Fatalf("defaults: %+v", st)
 	}
-	st, err = server.ParseConfig([]byte(`{"version":1,"listen":"127.0.0.1:9","client_cert_ttl":"720h","tls":{"min_version":"1.3"}}`))
+	st, err = state.ParseConfig([]byte(`{"version":1,"listen":"127.0.0.1:9","client_cert_ttl":"720h","tls":{"min_version":"1.3"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestParseConfig(t *testing.T) {
 		`{"cipher_suites":["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"]}`,
 		`{"curves":["P-521"]}`,
 	} {
-		_, err := server.ParseConfig([]byte(`{"version":1,"listen":":1","tls":` + tlsSection + `}`))
+		_, err := state.ParseConfig([]byte(`{"version":1,"listen":":1","tls":` + tlsSection + `}`))
 		if !errors.Is(err, tlspolicy.ErrLooserThanPolicy) {
 			t.Errorf("%s: %v", tlsSection, err)
 		}
@@ -47,7 +47,7 @@ func TestParseConfig(t *testing.T) {
 		`{"version":1,"listen":":1","client_cert_ttl":"1s"}`, `{"version":1,"listen":":1","client_cert_ttl":"soon"}`,
 		`{"version":1,"listen":":1"} {}`, `{"version":1,"listen":":1","tls":{"min_versoin":"1.3"}}`,
 	} {
-		if _, err := server.ParseConfig([]byte(bad)); err == nil {
+		if _, err := state.ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
 	}
@@ -58,23 +58,23 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"version":1,"listen":":7443","tls":{"min_version":"1.3","curves":["X25519"]}}`))
 	f.Add([]byte(`{"version":1,"listen":":7443","tls":null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		st, err := server.ParseConfig(b)
+		st, err := state.ParseConfig(b)
 		if err != nil {
 			return
 		}
 		if err := st.Policy.Validate(); err != nil {
 			t.Fatalf("accepted a policy looser than the default: %v", err)
 		}
-		if st.Listen == "" || st.ClientCertTTL < server.MinClientCertTTL || st.ClientCertTTL > server.MaxClientCertTTL {
+		if st.Listen == "" || st.ClientCertTTL < state.MinClientCertTTL || st.ClientCertTTL > state.MaxClientCertTTL {
 			t.Fatalf("accepted out-of-bounds settings %+v", st)
 		}
 	})
 }
 
-func TestInitState(t *testing.T) {
+func TestInit(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "state")
-	res, err := server.InitState(ctx, dir, server.InitOptions{Names: []string{"backup.example", "192.0.2.7"}})
+	res, err := state.Init(ctx, dir, state.InitOptions{Names: []string{"backup.example", "192.0.2.7"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestInitState(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("directory mode: %v %v", fi.Mode(), err)
 	}
-	for _, name := range server.SecretFiles[:4] {
+	for _, name := range state.SecretFiles[:4] {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v", name, fi.Mode(), err)
@@ -105,17 +105,17 @@ func TestInitState(t *testing.T) {
 	if err := kp.Cert.VerifyHostname("backup.example"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := server.LoadSettings(dir); err != nil {
+	if _, err := state.LoadSettings(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := server.CheckSecrets(dir); err != nil {
+	if err := state.CheckSecrets(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := server.CheckOwner(dir); err != nil {
+	if err := state.CheckOwner(dir); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(filepath.Join(dir, pki.CAKeyFile))
-	if _, err := server.InitState(ctx, dir, server.InitOptions{}); !errors.Is(err, server.ErrAlreadyInitialised) {
+	if _, err := state.Init(ctx, dir, state.InitOptions{}); !errors.Is(err, state.ErrAlreadyInitialised) {
 		t.Fatalf("second init: %v", err)
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, pki.CAKeyFile)); string(after) != string(before) {
@@ -125,17 +125,17 @@ func TestInitState(t *testing.T) {
 
 func TestCheckSecrets(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
-	if _, err := server.InitState(context.Background(), dir, server.InitOptions{}); err != nil {
+	if _, err := state.Init(context.Background(), dir, state.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{pki.CAKeyFile, pki.ServerKeyFile, server.KeyFile, "state.db"} {
+	for _, name := range []string{pki.CAKeyFile, pki.ServerKeyFile, state.KeyFile, "state.db"} {
 		path := filepath.Join(dir, name)
 		for _, mode := range []os.FileMode{0o640, 0o604, 0o644} {
 			if err := os.Chmod(path, mode); err != nil {
 				t.Fatal(err)
 			}
-			err := server.CheckSecrets(dir)
-			if !errors.Is(err, server.ErrInsecureFile) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "chmod 600 "+path) {
+			err := state.CheckSecrets(dir)
+			if !errors.Is(err, state.ErrInsecureFile) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "chmod 600 "+path) {
 				t.Errorf("%s mode %o: %v", name, mode, err)
 			}
 		}
@@ -147,16 +147,79 @@ func TestCheckSecrets(t *testing.T) {
 	if err := os.Chmod(filepath.Join(dir, pki.CACertFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := server.CheckSecrets(dir); err != nil {
+	if err := state.CheckSecrets(dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := server.CheckSecrets(dir); !errors.Is(err, server.ErrInsecureFile) || !strings.Contains(err.Error(), "chmod 700") {
+	if err := state.CheckSecrets(dir); !errors.Is(err, state.ErrInsecureFile) || !strings.Contains(err.Error(), "chmod 700") {
 		t.Errorf("world-writable directory: %v", err)
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// An interrupted initialisation (a key, no configuration) is completed
+// and keeps the key; LoadKey and Lock refuse what they must.
+func TestInitKeepsKeyAndChecksIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "state")
+	if _, err := state.LoadKey(dir); !errors.Is(err, state.ErrNotInitialised) {
+		t.Fatalf("no key: %v", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, state.KeyFile)
+	want := []byte("0123456789abcdef0123456789abcdef")
+	if err := os.WriteFile(key, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := state.Init(ctx, dir, state.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := state.LoadKey(dir)
+	if err != nil || string(k[:]) != string(want) {
+		t.Fatalf("key after init: %v", err)
+	}
+	for _, sub := range []string{state.ObjectsDir, state.TempDir} {
+		if fi, err := os.Stat(filepath.Join(dir, sub)); err != nil || !fi.IsDir() {
+			t.Errorf("%s: %v", sub, err)
+		}
+	}
+	for _, mode := range []os.FileMode{0o640, 0o604, 0o660} {
+		if err := os.Chmod(key, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := state.LoadKey(dir); !errors.Is(err, state.ErrInsecureFile) || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("key mode %v: %v", mode, err)
+		}
+	}
+	if err := os.Chmod(key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, append(want, 'x'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := state.LoadKey(dir); err == nil {
+		t.Error("a key of 33 bytes loaded")
+	}
+	lock, err := state.Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := state.Lock(dir); !errors.Is(err, state.ErrLocked) {
+		t.Errorf("second lock: %v", err)
+	}
+	if err := lock.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := state.Lock(dir)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	_ = again.Close()
 }
