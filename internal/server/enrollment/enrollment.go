@@ -210,5 +210,5 @@ func (e *Enroller) answer(w http.ResponseWriter, certDER []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b)
+	_, _ = w.Write(b) // #nosec G705 -- a JSON document (Content-Type set above) of DER certificates we signed
 }
