@@ -64,6 +64,7 @@ func newRootCommand() *cobra.Command {
 		newTagCommand(g),
 		newTLSCommand(),
 		newUnlockCommand(g),
+		newRepairCommand(g),
 		newVersionCommand(g),
 	)
 	registerCompletions(root, g)

@@ -30,22 +30,22 @@ var rules = []rule{
 	{
 		why:   "the server stores ciphertext only: it cannot decrypt, by construction",
 		from:  []string{"internal/server", "internal/serverdb", "internal/atrest", "internal/wire", "internal/tlspolicy", "internal/tlsscan", "internal/pki"},
-		never: append([]string{"internal/client", "internal/archiver", "internal/restorer", "internal/maintenance", "internal/check", "internal/chunker"}, keyHolders...),
+		never: append([]string{"internal/client", "internal/archiver", "internal/restorer", "internal/maintenance", "internal/repair", "internal/check", "internal/chunker"}, keyHolders...),
 	},
 	{
 		why:      "backends move opaque objects and sit below everything that interprets them",
 		from:     []string{"internal/storage"},
-		never:    append([]string{"internal/client", "internal/server", "internal/archiver", "internal/restorer", "internal/maintenance", "internal/check", "internal/atrest"}, keyHolders...),
+		never:    append([]string{"internal/client", "internal/server", "internal/archiver", "internal/restorer", "internal/maintenance", "internal/repair", "internal/check", "internal/atrest"}, keyHolders...),
 		prodOnly: true,
 	},
 	{
 		why:   "the repository format knows nothing of the features built on it",
 		from:  []string{"internal/repository", "internal/crypto", "internal/keyring", "internal/chunker", "internal/compress"},
-		never: []string{"internal/client", "internal/archiver", "internal/restorer", "internal/maintenance", "internal/check", "internal/server", "internal/serverdb"},
+		never: []string{"internal/client", "internal/archiver", "internal/restorer", "internal/maintenance", "internal/repair", "internal/check", "internal/server", "internal/serverdb"},
 	},
 	{
 		why:   "features are called by the client library, never the other way round",
-		from:  []string{"internal/archiver", "internal/restorer", "internal/maintenance", "internal/check", "internal/snapdiff", "internal/dump"},
+		from:  []string{"internal/archiver", "internal/restorer", "internal/maintenance", "internal/repair", "internal/check", "internal/snapdiff", "internal/dump"},
 		never: []string{"internal/client", "internal/server", "internal/serverdb"},
 	},
 	{

@@ -104,7 +104,9 @@ func (s *state) loadIndex(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrUnsafe, err)
+			// Never go on without it: packs only it names would look
+			// unindexed, and be deleted (issue 10, item 7).
+			return fmt.Errorf("%w: %w (`coffer repair index` rebuilds the index from the packs)", ErrUnsafe, err)
 		}
 		s.files[id] = f
 	}

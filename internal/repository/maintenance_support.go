@@ -3,6 +3,7 @@ package repository
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -132,4 +133,39 @@ func (r *Repository) SaveIndexSet(ctx context.Context, supersedes []ID, packs []
 		files = append(files, f)
 	}
 	return ids, files, nil
+}
+
+// maxDirectoryBytes bounds the sealed directory ReadPackDirectory loads:
+// far above what a pack of the largest configured size holds.
+const maxDirectoryBytes = 64 << 20
+
+// ReadPackDirectory reads a stored pack's own directory (its header and
+// its tail, not its blobs), for rebuilding the index. size is the pack's
+// stored size as listed.
+func (r *Repository) ReadPackDirectory(ctx context.Context, pack ID, size int64) ([]PackEntry, error) {
+	h := storage.Handle{Kind: storage.KindData, Name: pack.String()}
+	if size < crypto.HeaderSize+4 {
+		return nil, fmt.Errorf("pack %s: %w: %d bytes", pack.Short(), ErrCorruptPack, size)
+	}
+	hdr, err := r.st.Load(ctx, h, 0, crypto.HeaderSize)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := NewPackReader(pack, hdr, r.keys.lookup, r.id)
+	if err != nil {
+		return nil, err
+	}
+	last, err := r.st.Load(ctx, h, size-4, 4)
+	if err != nil {
+		return nil, err
+	}
+	n := int64(binary.BigEndian.Uint32(last))
+	if n > maxDirectoryBytes || n+4+crypto.HeaderSize > size {
+		return nil, fmt.Errorf("pack %s: %w: directory length %d out of range", pack.Short(), ErrCorruptPack, n)
+	}
+	tail, err := r.st.Load(ctx, h, size-4-n, n+4)
+	if err != nil {
+		return nil, err
+	}
+	return pr.ParseDirectory(tail, size)
 }

@@ -159,6 +159,12 @@ type CondemnedRecord struct {
 
 // LoadCondemned loads every condemned record.
 func (r *Repository) LoadCondemned(ctx context.Context) ([]*CondemnedRecord, error) {
+	return r.loadCondemned(ctx, false)
+}
+
+// loadCondemned is LoadCondemned; with skipDamaged, records that are
+// Unreadable are reported through SetWarnf and left out.
+func (r *Repository) loadCondemned(ctx context.Context, skipDamaged bool) ([]*CondemnedRecord, error) {
 	listed, err := r.listSized(ctx, storage.KindCondemned)
 	if err != nil {
 		return nil, err
@@ -170,12 +176,18 @@ func (r *Repository) LoadCondemned(ctx context.Context) ([]*CondemnedRecord, err
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
+		rec := &CondemnedRecord{ID: id}
+		if err == nil {
+			if jerr := json.Unmarshal(plain, rec); jerr != nil {
+				err = fmt.Errorf("condemned/%s: %w: %w", id, ErrUnreadableObject, jerr)
+			}
+		}
+		if skipDamaged && Unreadable(err) {
+			r.warnf("%v: ignored (prune stops until it is removed)", err)
+			continue
+		}
 		if err != nil {
 			return nil, err
-		}
-		rec := &CondemnedRecord{ID: id}
-		if err := json.Unmarshal(plain, rec); err != nil {
-			return nil, fmt.Errorf("condemned record %s: %w", id.Short(), err)
 		}
 		out = append(out, rec)
 	}

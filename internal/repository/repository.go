@@ -168,9 +168,20 @@ func (r *Repository) loadSealedSized(ctx context.Context, h storage.Handle, ok c
 	}
 	plain, err := crypto.OpenObject(ok, r.keys.lookup, r.id, h.String(), data)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", h, err)
+		return nil, fmt.Errorf("open %s: %w: %w", h, ErrUnreadableObject, err)
 	}
 	return plain, nil
+}
+
+// ErrUnreadableObject marks an object that was loaded but does not open
+// (authentication, header) or decode: damage or forgery, not a failure to
+// reach the storage.
+var ErrUnreadableObject = errors.New("object cannot be read")
+
+// Unreadable reports whether err says an object is damaged (it does not
+// open or decode, or is too large to read) rather than out of reach.
+func Unreadable(err error) bool {
+	return errors.Is(err, ErrUnreadableObject) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrCorruptIndex)
 }
 
 // ListIDs lists the names of a kind as IDs, skipping (and reporting) names
@@ -216,8 +227,14 @@ func (r *Repository) listSized(ctx context.Context, k storage.Kind) ([]listedID,
 // first (docs/format.md §10): a record that a prune finishes after this point
 // has its packs already gone from the index files read next. If an index file
 // vanishes between listing and loading, a prune replaced it: list again.
+//
+// An index file or condemned record that is damaged (Unreadable) is
+// reported through SetWarnf and skipped (issue 10, item 7): the blobs only
+// it lists are unindexed, so a backup stores them again and a restore
+// reads the rest. Skipping a condemned record is safe because prune stops
+// while one is unreadable, so its packs stay.
 func (r *Repository) LoadIndex(ctx context.Context) error {
-	condemned, err := r.LoadCondemned(ctx)
+	condemned, err := r.loadCondemned(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -260,6 +277,10 @@ func (r *Repository) loadIndexFiles(ctx context.Context) (use []*IndexFile, vani
 				gone.Store(true)
 				return nil
 			}
+			if Unreadable(err) {
+				r.warnf("%v: its blobs are treated as unindexed; `coffer repair index` rebuilds the index from the packs", err)
+				return nil
+			}
 			files[i] = f
 			return err
 		})
@@ -272,12 +293,15 @@ func (r *Repository) loadIndexFiles(ctx context.Context) (use []*IndexFile, vani
 	}
 	superseded := map[ID]bool{}
 	for _, f := range files {
+		if f == nil {
+			continue
+		}
 		for _, s := range f.Supersedes {
 			superseded[s] = true
 		}
 	}
 	for i, f := range files {
-		if !superseded[listed[i].ID] {
+		if f != nil && !superseded[listed[i].ID] {
 			use = append(use, f)
 		}
 	}
@@ -298,7 +322,7 @@ func (r *Repository) loadIndexFile(ctx context.Context, id ID, size int64) (*Ind
 	}
 	f, err := DecodeIndexFile(plain)
 	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", id.Short(), err)
+		return nil, fmt.Errorf("index/%s: %w", id, err)
 	}
 	return f, nil
 }
