@@ -15,6 +15,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/client"
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -48,7 +49,7 @@ func (g *globalOptions) register(f *pflag.FlagSet) {
 func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := v(cmd, args); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+			return fmt.Errorf("%w: %v\nusage: %s", errUsage, err, cmd.UseLine())
 		}
 		return nil
 	}
@@ -141,6 +142,9 @@ func readSecretFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read password file: %w", err)
 	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 { // #nosec G703 -- the user names the secret file
+		warnf("password file %s can be read by others (mode %04o): chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	b = bytes.TrimSuffix(b, []byte("\r"))
 	if len(b) == 0 {
@@ -220,7 +224,11 @@ func (g *globalOptions) openRepo(ctx context.Context) (*client.Client, error) {
 		}
 		o.KDFMaxMemory = n
 	}
-	return client.Open(ctx, o)
+	c, err := client.Open(ctx, o)
+	if errors.Is(err, storage.ErrNoRepository) {
+		return nil, fmt.Errorf("%w; to create one: coffer init --repo %s", err, loc)
+	}
+	return c, err
 }
 
 // lockRepo takes a lock unless --no-lock was given for a read-only command.

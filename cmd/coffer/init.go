@@ -84,14 +84,22 @@ func (g *globalOptions) initRepository(cmd *cobra.Command, loc string, o initOpt
 			return nil, nil, fmt.Errorf("recovery key file %s already exists; refusing to overwrite it", o.recoveryKeyFile)
 		}
 	}
+	if client.Exists(cmd.Context(), g.clientOptions(loc)) {
+		// Said before the passphrase is asked for twice.
+		return nil, nil, fmt.Errorf("create repository %s: %w; it was left as it is: back up to it with --repo %s", loc, client.ErrRepositoryExists, loc)
+	}
 	pass, err := g.readPassword(cmd.Context(), "enter a passphrase for the new repository: ", true)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer clear(pass)
-	return client.Init(cmd.Context(), g.clientOptions(loc), client.InitOptions{
+	cl, rk, err := client.Init(cmd.Context(), g.clientOptions(loc), client.InitOptions{
 		Passphrase: pass, Cipher: c, Chunker: params, Compression: mode, KDF: kdf, Recovery: o.recoveryKeyFile != "",
 	})
+	if errors.Is(err, client.ErrRepositoryExists) {
+		return nil, nil, fmt.Errorf("%w; it was left as it is: back up to it with --repo %s", err, loc)
+	}
+	return cl, rk, err
 }
 
 // writeRecoveryKey writes the key to path with mode 0600, never over an

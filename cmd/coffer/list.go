@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -10,7 +11,7 @@ import (
 
 func newListCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:       "list blobs|packs|index|snapshots|keys",
+		Use:       "list blobs|packs|index|snapshots|keys|locks",
 		Short:     "List objects in the repository",
 		Args:      usageArgs(cobra.ExactArgs(1)),
 		ValidArgs: []string{"blobs", "packs", "index", "snapshots", "keys", "locks"},
@@ -46,7 +47,7 @@ func newListCommand(g *globalOptions) *cobra.Command {
 			}
 			k, ok := kinds[args[0]]
 			if !ok {
-				return usageErrorf("list: unknown type %q", args[0])
+				return usageErrorf("list: unknown type %q (valid: %s)", args[0], strings.Join(cmd.ValidArgs, ", "))
 			}
 			arr := &jsonArray{w: w}
 			err = repo.Storage().List(ctx, k, func(fi storage.FileInfo) error {

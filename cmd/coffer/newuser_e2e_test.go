@@ -146,3 +146,72 @@ func TestRestoreIncludeMatchingNothingFails(t *testing.T) {
 		t.Fatalf("one of two includes matching nothing: exit %d: %s", code, se)
 	}
 }
+
+func TestNewUserMessages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	missing := filepath.Join(e.dir, "nope")
+	if _, se, code := e.run("snapshots", "--repo", missing); code != exitNoRepository || !strings.Contains(se, "coffer init --repo "+missing) {
+		t.Errorf("missing repository: exit %d, want %d and a hint to run init: %s", code, exitNoRepository, se)
+	}
+	e.init()
+	_, se, code := e.run(append([]string{"init", "--repo", e.repo}, cheapKDF...)...)
+	if code == 0 || !strings.Contains(se, "already exists") || !strings.Contains(se, "left as it is") {
+		t.Errorf("init over a repository: exit %d: %s", code, se)
+	}
+	if _, se, code := e.run("restore", "--repo", e.repo); code != exitUsage || !strings.Contains(se, "usage: coffer restore SNAPSHOT") {
+		t.Errorf("restore without a snapshot: exit %d, want %d and a usage line naming SNAPSHOT: %s", code, exitUsage, se)
+	}
+	if _, se, code := e.run("list", "foo", "--repo", e.repo); code != exitUsage || !strings.Contains(se, "blobs, packs, index, snapshots, keys, locks") {
+		t.Errorf("list foo: exit %d, want %d naming the valid types: %s", code, exitUsage, se)
+	}
+}
+
+func TestPassphraseSourceNamedNeverShown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.init()
+	const wrong = "not-the-passphrase"
+	pf := filepath.Join(e.dir, "pass")
+	writeFile(t, pf, []byte(wrong+"\n"))
+	if err := os.Chmod(pf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		args   []string
+		env    []string
+		pass   string
+		source string
+	}{
+		{"env file", nil, []string{"COFFER_PASSWORD_FILE=" + pf}, "", "COFFER_PASSWORD_FILE=" + pf},
+		{"flag file", []string{"--password-file", pf}, nil, "", "--password-file " + pf},
+		{"command", []string{"--password-command", "echo " + wrong}, nil, "", "--password-command"},
+		{"env", nil, nil, wrong, "COFFER_PASSWORD"},
+	}
+	for _, c := range cases {
+		e.extra = c.env
+		_, se, code := e.runPass(c.pass, append([]string{"snapshots", "--repo", e.repo}, c.args...)...)
+		if code != exitWrongPassword || !strings.Contains(se, "read from "+c.source) || strings.Contains(se, wrong) {
+			t.Errorf("%s: exit %d, want %d naming %q and not the secret: %s", c.name, code, exitWrongPassword, c.source, se)
+		}
+	}
+	e.extra = nil
+
+	// A passphrase file others can read: a warning, and it still works.
+	good := filepath.Join(e.dir, "good")
+	writeFile(t, good, []byte(testPass+"\n"))
+	if err := os.Chmod(good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, se, code := e.runPass("", "snapshots", "--repo", e.repo, "--password-file", good)
+	if code != 0 || !strings.Contains(se, "warning: password file "+good+" can be read by others") {
+		t.Errorf("mode 0644 passphrase file: exit %d, want a warning: %s", code, se)
+	}
+	if err := os.Chmod(good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, se, _ := e.runPass("", "snapshots", "--repo", e.repo, "--password-file", good); strings.Contains(se, "warning") {
+		t.Errorf("mode 0600 passphrase file warned: %s", se)
+	}
+}

@@ -139,12 +139,31 @@ func explainSecret(err error, cr Credential) error {
 // the rest are repository.Init's defaults.
 type InitOptions = repository.InitOptions
 
+// ErrRepositoryExists: Init found a repository at the location; it never
+// touches one.
+var ErrRepositoryExists = errors.New("a coffer repository already exists there")
+
+// Exists reports whether a repository can be opened at o.Location (its
+// storage; no secret is needed). Init uses it to tell an existing
+// repository from other reasons it cannot create one.
+func Exists(ctx context.Context, o Options) bool {
+	st, err := openStorage(ctx, &o, false)
+	if err != nil {
+		return false
+	}
+	_ = st.Close()
+	return true
+}
+
 // Init creates a repository at o.Location and returns it open, with the
 // recovery key when init asked for one. Passphrase comes from ro; the
 // Credential of o is not used.
 func Init(ctx context.Context, o Options, ro InitOptions) (*Client, *keyring.RecoveryKey, error) {
 	st, err := openStorage(ctx, &o, true)
 	if err != nil {
+		if ctx.Err() == nil && Exists(ctx, o) {
+			return nil, nil, fmt.Errorf("create repository %s: %w", o.Location, ErrRepositoryExists)
+		}
 		return nil, nil, err
 	}
 	if ro.BeforeKDF == nil {
