@@ -12,6 +12,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/compress"
 	"github.com/coffer-backup/coffer/internal/crypto"
 	"github.com/coffer-backup/coffer/internal/keyring"
+	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/spf13/cobra"
 )
 
@@ -84,8 +85,9 @@ func (g *globalOptions) initRepository(cmd *cobra.Command, loc string, o initOpt
 			return nil, nil, fmt.Errorf("recovery key file %s already exists; refusing to overwrite it", o.recoveryKeyFile)
 		}
 	}
-	if client.Exists(cmd.Context(), g.clientOptions(loc)) {
-		// Said before the passphrase is asked for twice.
+	if l, err := storage.ParseLocation(loc); err == nil && l.Scheme == storage.SchemeLocal && client.Exists(cmd.Context(), g.clientOptions(loc)) {
+		// Said before the passphrase is asked for twice (a server is
+		// asked only once, by the create itself).
 		return nil, nil, fmt.Errorf("create repository %s: %w; it was left as it is: back up to it with --repo %s", loc, client.ErrRepositoryExists, loc)
 	}
 	pass, err := g.readPassword(cmd.Context(), "enter a passphrase for the new repository: ", true)
