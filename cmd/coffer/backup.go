@@ -65,7 +65,7 @@ Exit status 3 means the snapshot was written but some sources could not be read.
 	f.StringVar(&o.preHook, "pre-hook", "", "command to run before the backup; a failure aborts it")
 	f.StringVar(&o.postHook, "post-hook", "", "command to run after the backup (COFFER_BACKUP_STATUS holds the result)")
 	f.StringVar(&o.compression, "compression", "", "compression for this backup: auto, off or max (default: the repository's)")
-	f.BoolVar(&o.progress, "progress", false, "show progress even when not on a terminal")
+	f.BoolVar(&o.progress, "progress", false, "show progress even when not on a terminal (there: a plain line every 10s, or every COFFER_PROGRESS_INTERVAL)")
 	f.CountVarP(&o.verbose, "verbose", "v", "list new and modified files (-vv: unchanged ones too)")
 	return cmd
 }

@@ -73,6 +73,8 @@ type restoreStatusJSON struct {
 	BytesRestored  uint64  `json:"bytes_restored"`
 	FilesSkipped   uint64  `json:"files_skipped"`
 	ErrorCount     uint64  `json:"error_count"`
+	TotalFiles     uint64  `json:"total_files"` // selected so far by the walk
+	TotalBytes     uint64  `json:"total_bytes"`
 }
 
 // restoreSummaryJSON is the last line of a restore.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -213,5 +214,68 @@ func TestPassphraseSourceNamedNeverShown(t *testing.T) {
 	}
 	if _, se, _ := e.runPass("", "snapshots", "--repo", e.repo, "--password-file", good); strings.Contains(se, "warning") {
 		t.Errorf("mode 0600 passphrase file warned: %s", se)
+	}
+}
+
+func TestBackupAndRestoreCountTheSameFiles(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.init()
+	src := filepath.Join(e.dir, "src")
+	writeFile(t, filepath.Join(src, "a"), []byte("a"))
+	writeFile(t, filepath.Join(src, "sub", "b"), []byte("bb"))
+	if err := os.Link(filepath.Join(src, "a"), filepath.Join(src, "sub", "a-again")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("a", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	var bsum backupSummaryJSON
+	if err := lastJSON(e.must("backup", "--repo", e.repo, "--json", src), &bsum); err != nil {
+		t.Fatal(err)
+	}
+	var rsum restoreSummaryJSON
+	if err := lastJSON(e.must("restore", "latest", "--repo", e.repo, "--json", "--target", filepath.Join(e.dir, "dst")), &rsum); err != nil {
+		t.Fatal(err)
+	}
+	if bsum.TotalFilesProcessed != 3 || rsum.FilesRestored != bsum.TotalFilesProcessed {
+		t.Fatalf("backup counted %d files, restore %d: want 3 and 3 (regular files, each hardlink name)", bsum.TotalFilesProcessed, rsum.FilesRestored)
+	}
+	bout := e.must("backup", "--repo", e.repo, src)
+	rout := e.must("restore", "latest", "--repo", e.repo, "--target", filepath.Join(e.dir, "dst2"))
+	if !strings.Contains(bout, "Processed:   3 files") || !strings.Contains(rout, ": 3 files,") {
+		t.Fatalf("human counts differ:\n%s\n%s", bout, rout)
+	}
+}
+
+func TestProgressOnAPipeIsPlainLinesWithTotals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.init()
+	src := filepath.Join(e.dir, "src")
+	randomTree(t, src, 64, 1<<20)
+	e.extra = []string{"COFFER_PROGRESS_INTERVAL=20ms"}
+	_, bse, code := e.run("backup", "--repo", e.repo, "--progress", src)
+	if code != 0 {
+		t.Fatalf("backup: %d %s", code, bse)
+	}
+	_, rse, code := e.run("restore", "latest", "--repo", e.repo, "--progress", "--target", filepath.Join(e.dir, "dst"))
+	if code != 0 {
+		t.Fatalf("restore: %d %s", code, rse)
+	}
+	for name, se := range map[string]string{"backup": bse, "restore": rse} {
+		if strings.ContainsAny(se, "\r\033") {
+			t.Errorf("%s --progress on a pipe wrote terminal escapes: %q", name, se)
+		}
+		if !strings.Contains(se, " files, ") || !strings.HasSuffix(strings.Split(se, "\n")[0], "errors") {
+			t.Errorf("%s --progress on a pipe: no plain progress lines: %q", name, se)
+		}
+	}
+	// Restore shows its total: "n/total files", found by the walk.
+	lines := strings.Split(strings.TrimSpace(rse), "\n")
+	last := lines[len(lines)-1]
+	var done, total int
+	if _, err := fmt.Sscanf(last[strings.Index(last, "] ")+2:], "%d/%d files", &done, &total); err != nil || total != 64 {
+		t.Errorf("restore progress shows no total of 64 files: %q (%v)", last, err)
 	}
 }

@@ -13,26 +13,42 @@ import (
 	"github.com/coffer-backup/coffer/internal/restorer"
 )
 
-// startProgress prints line() every half second on a terminal (or when
-// forced) and returns a function that stops it.
+// plainProgressInterval is how often --progress writes a line where
+// stderr is not a terminal (a log, a pipe).
+const plainProgressInterval = 10 * time.Second
+
+// startProgress shows line() on stderr and returns a function that stops
+// it: on a terminal it is redrawn in place every half second; elsewhere,
+// with --progress (force), it is a plain line every plainProgressInterval,
+// with no terminal escapes to clutter a log.
 func (g *globalOptions) startProgress(force bool, line func() string) func() {
-	if g.quiet || g.json || (!force && !isTerminal(os.Stderr)) {
+	tty := isTerminal(os.Stderr)
+	if g.quiet || g.json || (!force && !tty) {
 		return func() {}
+	}
+	every, show, clear := 500*time.Millisecond, "\r\033[K%s", "\r\033[K"
+	if !tty {
+		every, show, clear = plainProgressInterval, "%s\n", ""
+		if v := os.Getenv("COFFER_PROGRESS_INTERVAL"); v != "" {
+			if d, err := time.ParseDuration(v); err == nil && d > 0 {
+				every = d
+			}
+		}
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(500 * time.Millisecond)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
-				fmt.Fprintf(os.Stderr, "\r\033[K")
+				fmt.Fprint(os.Stderr, clear)
 				return
 			case <-t.C:
-				fmt.Fprintf(os.Stderr, "\r\033[K%s", line())
+				fmt.Fprintf(os.Stderr, show, line())
 			}
 		}
 	}()
@@ -78,7 +94,14 @@ func backupStatus(start time.Time, p *archiver.Progress) any {
 
 func restoreStatus(start time.Time, p *restorer.Progress) any {
 	return restoreStatusJSON{MessageType: msgStatus, SecondsElapsed: time.Since(start).Seconds(), FilesRestored: p.Files.Load(),
-		BytesRestored: p.Bytes.Load(), FilesSkipped: p.Skipped.Load(), ErrorCount: p.Errors.Load()}
+		BytesRestored: p.Bytes.Load(), FilesSkipped: p.Skipped.Load(), ErrorCount: p.Errors.Load(),
+		TotalFiles: p.TotalFiles.Load(), TotalBytes: p.TotalBytes.Load()}
+}
+
+// restoreProgressLine describes a restore that began at start.
+func restoreProgressLine(start time.Time, p *restorer.Progress) string {
+	return fmt.Sprintf("[%s] %d/%d files, %s/%s restored, %d skipped, %d errors", time.Since(start).Round(time.Second),
+		p.Files.Load(), p.TotalFiles.Load(), formatBytes(p.Bytes.Load()), formatBytes(p.TotalBytes.Load()), p.Skipped.Load(), p.Errors.Load())
 }
 
 // backupProgressLine describes a backup that began at start.

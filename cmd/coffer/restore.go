@@ -51,10 +51,7 @@ restore resumes. Nothing is ever written outside the target.`,
 			defer c.Close()
 			prog := &restorer.Progress{}
 			start := time.Now()
-			stop := g.startProgress(o.progress, func() string {
-				return fmt.Sprintf("[%s] %d files, %s restored, %d skipped, %d errors", time.Since(start).Round(time.Second),
-					prog.Files.Load(), formatBytes(prog.Bytes.Load()), prog.Skipped.Load(), prog.Errors.Load())
-			})
+			stop := g.startProgress(o.progress, func() string { return restoreProgressLine(start, prog) })
 			stopStatus := g.startJSONStatus(cmd.OutOrStdout(), func() any { return restoreStatus(start, prog) })
 			res, err := c.Restore(ctx, client.RestoreOptions{Snapshot: args[0], Filter: o.snaps.filter(), Target: o.target,
 				Include: inc, Exclude: exc, Verify: o.verify, NoLock: g.noLock, Progress: prog})
@@ -98,7 +95,7 @@ restore resumes. Nothing is ever written outside the target.`,
 	f.StringArrayVarP(&o.includes, "include", "i", nil, "restore only paths matching a pattern (repeatable)")
 	f.StringArrayVarP(&o.excludes, "exclude", "e", nil, "do not restore paths matching a pattern (repeatable)")
 	f.BoolVar(&o.verify, "verify", false, "re-read every restored file and check it against the snapshot")
-	f.BoolVar(&o.progress, "progress", false, "show progress even when not on a terminal")
+	f.BoolVar(&o.progress, "progress", false, "show progress even when not on a terminal (there: a plain line every 10s, or every COFFER_PROGRESS_INTERVAL)")
 	o.snaps.register(f)
 	return cmd
 }

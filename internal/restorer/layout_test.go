@@ -62,8 +62,8 @@ func TestHardlinksAcrossDirectories(t *testing.T) {
 				t.Fatalf("round %d: %s has %d links, want 4", round, l, st.Nlink)
 			}
 		}
-		if got := p.Files.Load(); got != 5 {
-			t.Fatalf("round %d: %d files counted, want 5", round, got)
+		if got, total := p.Files.Load(), p.TotalFiles.Load(); got != 5 || total != 5 {
+			t.Fatalf("round %d: %d of %d files counted, want 5 of 5", round, got, total)
 		}
 	}
 }
@@ -92,8 +92,15 @@ func TestManyDirectoriesAndAFlatOne(t *testing.T) {
 	if errs := res.Errors(); len(errs) != 0 {
 		t.Fatal(errs)
 	}
-	if got := p.Files.Load(); got != uint64(len(files)) {
-		t.Fatalf("%d files restored, want %d", got, len(files))
+	if got := p.Files.Load(); got != uint64(len(files)) || p.TotalFiles.Load() != got {
+		t.Fatalf("%d of %d files restored, want %d", got, p.TotalFiles.Load(), len(files))
+	}
+	var size uint64
+	for _, c := range files {
+		size += uint64(len(c))
+	}
+	if p.Bytes.Load() != size || p.TotalBytes.Load() != size {
+		t.Fatalf("%d of %d bytes restored, want %d", p.Bytes.Load(), p.TotalBytes.Load(), size)
 	}
 	for name, want := range files {
 		b, err := os.ReadFile(filepath.Join(dst, src, name))

@@ -34,12 +34,19 @@ type Options struct {
 	Apply fsmeta.ApplyOptions
 }
 
-// Progress counts what has been restored.
+// Progress counts what has been restored. Files are regular files, each
+// name of a hardlinked file counted, as a backup counts them; symlinks,
+// devices and FIFOs are Others.
 type Progress struct {
 	Files   atomic.Uint64
 	Bytes   atomic.Uint64
 	Skipped atomic.Uint64 // files already correct on disk
+	Others  atomic.Uint64
 	Errors  atomic.Uint64
+	// TotalFiles and TotalBytes are what the walk has selected so far:
+	// the totals once it is done, which is well before the last file.
+	TotalFiles atomic.Uint64
+	TotalBytes atomic.Uint64
 }
 
 // Error is one entry that could not be restored; the restore goes on.
@@ -230,6 +237,9 @@ func (r *Restorer) walk(ctx context.Context, jobs chan<- func() error, dir, snap
 		if !include {
 			continue
 		}
+		if n.Type == fsmeta.TypeFile {
+			r.opts.Progress.TotalFiles.Add(1)
+		}
 		if n.Type == fsmeta.TypeFile && n.Links > 1 {
 			key := [2]uint64{n.Device, n.Inode}
 			if first, seen := r.hardlinks[key]; seen {
@@ -237,6 +247,9 @@ func (r *Restorer) walk(ctx context.Context, jobs chan<- func() error, dir, snap
 				continue // linked once every file is written
 			}
 			r.hardlinks[key] = path
+		}
+		if n.Type == fsmeta.TypeFile {
+			r.opts.Progress.TotalBytes.Add(uint64(max(n.Size, 0))) // #nosec G115 -- clamped at 0
 		}
 		batch = append(batch, entry{path: path, node: n})
 	}
@@ -331,7 +344,7 @@ func (r *Restorer) restoreSpecial(path string, n *repository.Node) error {
 	if err := fsmeta.Apply(path, &n.Meta, r.opts.Apply); err != nil {
 		return err
 	}
-	r.opts.Progress.Files.Add(1)
+	r.opts.Progress.Others.Add(1)
 	return nil
 }
 
