@@ -3,6 +3,7 @@ package repository
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // ErrSkipDir, returned by a WalkFunc for a directory, skips its contents.
@@ -12,14 +13,20 @@ var ErrSkipDir = errors.New("skip this directory")
 // snapshot root, starting with "/".
 type WalkFunc func(path string, n *Node) error
 
-// Walk visits the tree depth-first in name order.
+// Walk visits the tree depth-first in name order, streaming: it holds only
+// the trees on the path to the current node. A path longer than
+// MaxPathLength stops it with ErrPathTooLong, and subtrees repeated beyond
+// what WalkBudget allows with ErrTreeBomb.
 func (r *Repository) Walk(ctx context.Context, tree ID, fn WalkFunc) error {
-	return r.walk(ctx, "", tree, fn)
+	return r.walk(ctx, "", tree, fn, &WalkBudget{})
 }
 
-func (r *Repository) walk(ctx context.Context, prefix string, id ID, fn WalkFunc) error {
+func (r *Repository) walk(ctx context.Context, prefix string, id ID, fn WalkFunc, b *WalkBudget) error {
 	t, err := r.LoadTree(ctx, id)
 	if err != nil {
+		return err
+	}
+	if err := b.Visit(id, len(t.Nodes)); err != nil {
 		return err
 	}
 	for _, n := range t.Nodes {
@@ -27,6 +34,9 @@ func (r *Repository) walk(ctx context.Context, prefix string, id ID, fn WalkFunc
 			return err
 		}
 		p := prefix + "/" + string(n.Name)
+		if err := CheckPath(p); err != nil {
+			return fmt.Errorf("tree %s: %w", id.Short(), err)
+		}
 		err := fn(p, n)
 		if errors.Is(err, ErrSkipDir) {
 			continue
@@ -35,7 +45,7 @@ func (r *Repository) walk(ctx context.Context, prefix string, id ID, fn WalkFunc
 			return err
 		}
 		if n.Subtree != nil {
-			if err := r.walk(ctx, p, *n.Subtree, fn); err != nil {
+			if err := r.walk(ctx, p, *n.Subtree, fn, b); err != nil {
 				return err
 			}
 		}

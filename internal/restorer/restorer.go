@@ -71,6 +71,7 @@ type Restorer struct {
 	dirs      []entry              // directories, their metadata applied last
 	// includeUsed[i]: include pattern i selected something.
 	includeUsed []bool
+	budget      repository.WalkBudget
 }
 
 // New returns a restorer.
@@ -154,6 +155,9 @@ func (r *Restorer) Restore(ctx context.Context, tree repository.ID) error {
 	}
 	// Directory metadata last, deepest first, so their times survive.
 	for i := len(r.dirs) - 1; i >= 0; i-- {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		d := r.dirs[i]
 		if err := fsmeta.Apply(d.path, &d.node.Meta, r.opts.Apply); err != nil {
 			r.fail(d.path, err)
@@ -200,13 +204,9 @@ type link struct{ path, first string }
 // Workers therefore take different directories; a large file's blobs are
 // still loaded in parallel.
 func (r *Restorer) walk(ctx context.Context, jobs chan<- func() error, dir, snapPath string, id repository.ID) error {
-	tree, err := r.repo.LoadTree(ctx, id)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		r.fail(dir, fmt.Errorf("load tree: %w", err))
-		return nil
+	tree, err := r.loadTree(ctx, dir, id)
+	if tree == nil {
+		return err
 	}
 	type subdir struct {
 		path, snapPath string
@@ -222,6 +222,10 @@ func (r *Restorer) walk(ctx context.Context, jobs chan<- func() error, dir, snap
 		name := string(n.Name)
 		path := dir + "/" + name
 		sp := snapPath + "/" + name
+		if err := repository.CheckPath(sp); err != nil {
+			r.fail(dir, err)
+			continue
+		}
 		include, descend := r.selected(sp, n.Type == fsmeta.TypeDir)
 		if !include && !descend {
 			continue
@@ -240,13 +244,8 @@ func (r *Restorer) walk(ctx context.Context, jobs chan<- func() error, dir, snap
 		if n.Type == fsmeta.TypeFile {
 			r.opts.Progress.TotalFiles.Add(1)
 		}
-		if n.Type == fsmeta.TypeFile && n.Links > 1 {
-			key := [2]uint64{n.Device, n.Inode}
-			if first, seen := r.hardlinks[key]; seen {
-				r.links = append(r.links, link{path: path, first: first})
-				continue // linked once every file is written
-			}
-			r.hardlinks[key] = path
+		if r.linkLater(path, n) {
+			continue
 		}
 		if n.Type == fsmeta.TypeFile {
 			r.opts.Progress.TotalBytes.Add(uint64(max(n.Size, 0))) // #nosec G115 -- clamped at 0
@@ -262,6 +261,9 @@ func (r *Restorer) walk(ctx context.Context, jobs chan<- func() error, dir, snap
 		}
 	}
 	for _, d := range subdirs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if err := r.walk(ctx, jobs, d.path, d.snapPath, *d.node.Subtree); err != nil {
 			return err
 		}
@@ -270,6 +272,41 @@ func (r *Restorer) walk(ctx context.Context, jobs chan<- func() error, dir, snap
 		}
 	}
 	return nil
+}
+
+// loadTree loads the tree of directory dir and charges it to the walk's
+// budget. A tree that cannot be loaded is reported and gives nil, nil: the
+// rest of the restore goes on. Identical directories share a tree, but a
+// tree repeated beyond the budget is a bomb, and stops the restore.
+func (r *Restorer) loadTree(ctx context.Context, dir string, id repository.ID) (*repository.Tree, error) {
+	tree, err := r.repo.LoadTree(ctx, id)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		r.fail(dir, fmt.Errorf("load tree: %w", err))
+		return nil, nil
+	}
+	if err := r.budget.Visit(id, len(tree.Nodes)); err != nil {
+		return nil, err
+	}
+	return tree, nil
+}
+
+// linkLater reports whether path is a further name of a file restored
+// under another path, and queues the hardlink made once every file is
+// written.
+func (r *Restorer) linkLater(path string, n *repository.Node) bool {
+	if n.Type != fsmeta.TypeFile || n.Links <= 1 {
+		return false
+	}
+	key := [2]uint64{n.Device, n.Inode}
+	if first, seen := r.hardlinks[key]; seen {
+		r.links = append(r.links, link{path: path, first: first})
+		return true
+	}
+	r.hardlinks[key] = path
+	return false
 }
 
 // restoreEntries restores one directory's files and special entries in order.
@@ -362,7 +399,7 @@ func (r *Restorer) makeLink(l link) {
 }
 
 // fileIsCorrect reports whether path already holds exactly n's content.
-func (r *Restorer) fileIsCorrect(path string, n *repository.Node) bool {
+func (r *Restorer) fileIsCorrect(ctx context.Context, path string, n *repository.Node) bool {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0) // #nosec G304 -- path is built by the restorer from validated tree names under the target
 	if err != nil {
 		return false
@@ -372,21 +409,25 @@ func (r *Restorer) fileIsCorrect(path string, n *repository.Node) bool {
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() != n.Size {
 		return false
 	}
-	return r.compareContent(f, n) == nil
+	return r.compareContent(ctx, f, n) == nil
 }
 
 // compareContent reads f and checks it against the node's content list.
-func (r *Restorer) compareContent(f *os.File, n *repository.Node) error {
+// Holes are checked by seeking (checkZero), not by reading them.
+func (r *Restorer) compareContent(ctx context.Context, f *os.File, n *repository.Node) error {
 	h := r.repo.Hasher()
 	var off int64
 	buf := make([]byte, 0, 1<<20)
 	for _, c := range n.Content {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if c.Hole > 0 {
 			hole, err := holeLen(c)
 			if err != nil {
 				return err
 			}
-			if err := checkZero(f, off, hole); err != nil {
+			if err := checkZero(ctx, f, off, hole); err != nil {
 				return err
 			}
 			off += hole
@@ -431,9 +472,42 @@ func blobLen(c repository.ContentItem) (int, error) {
 	return int(c.Size), nil
 }
 
-func checkZero(f *os.File, off, n int64) error {
+// checkZero checks that [off, off+n) of f reads as zeros. It reads only
+// what the filesystem stores there: SEEK_DATA skips holes, so a 1 TiB hole
+// costs a few system calls. Where the filesystem cannot tell, every byte
+// is data and is read.
+func checkZero(ctx context.Context, f *os.File, off, n int64) error {
+	end := off + n
+	for off < end {
+		data, err := f.Seek(off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			return nil // only a hole from off to the end of the file
+		}
+		if err != nil {
+			data = off // no SEEK_DATA here: read everything
+		}
+		if data >= end {
+			return nil
+		}
+		stop := end
+		if hole, err := f.Seek(data, unix.SEEK_HOLE); err == nil && hole < end {
+			stop = hole
+		}
+		if err := readZeros(ctx, f, data, stop-data); err != nil {
+			return err
+		}
+		off = stop
+	}
+	return nil
+}
+
+// readZeros reads [off, off+n) of f and checks that it is all zeros.
+func readZeros(ctx context.Context, f *os.File, off, n int64) error {
 	buf := make([]byte, min(n, 1<<20))
 	for n > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		k := min(n, int64(len(buf)))
 		if _, err := f.ReadAt(buf[:k], off); err != nil {
 			return err
@@ -499,12 +573,12 @@ func (r *Restorer) prefetch(ctx context.Context, content []repository.ContentIte
 
 // createFile creates path for writing, exclusively. ok is false when path
 // already held the right content: it was left alone and its metadata set.
-func (r *Restorer) createFile(path string, n *repository.Node) (f *os.File, ok bool, err error) {
+func (r *Restorer) createFile(ctx context.Context, path string, n *repository.Node) (f *os.File, ok bool, err error) {
 	f, err = createExcl(path)
 	if !errors.Is(err, os.ErrExist) {
 		return f, false, err
 	}
-	if r.fileIsCorrect(path, n) {
+	if r.fileIsCorrect(ctx, path, n) {
 		r.opts.Progress.Skipped.Add(1)
 		r.opts.Progress.Files.Add(1)
 		r.opts.Progress.Bytes.Add(uint64(n.Size)) // #nosec G115 -- fileIsCorrect matched n.Size to the file's st_size, so it is not negative
@@ -533,7 +607,7 @@ func createExcl(path string) (*os.File, error) {
 }
 
 func (r *Restorer) restoreFile(ctx context.Context, path string, n *repository.Node) error {
-	f, skipped, err := r.createFile(path, n)
+	f, skipped, err := r.createFile(ctx, path, n)
 	if skipped || err != nil {
 		return err
 	}
@@ -542,7 +616,7 @@ func (r *Restorer) restoreFile(ctx context.Context, path string, n *repository.N
 		return err
 	}
 	if r.opts.Verify {
-		if err := r.compareContent(f, n); err != nil {
+		if err := r.compareContent(ctx, f, n); err != nil {
 			_ = f.Close()
 			return fmt.Errorf("verify: %w", err)
 		}
