@@ -70,8 +70,8 @@ shows the token to other users of this machine.`,
 			if err := pki.WriteIdentity(dir, id.KeyPEM, id.CertPEM, id.CAPEM); err != nil {
 				return err
 			}
-			g.printf(cmd.OutOrStdout(), "enrolled as %q with %s; identity written to %s (certificate valid until %s, renewed automatically)\n",
-				id.ClientName, serverAddr, dir, id.NotAfter.Local().Format(time.DateTime))
+			g.printf(cmd.OutOrStdout(), "enrolled as %q with %s; identity written to %s (certificate valid until %s, renewed automatically)\nCA fingerprint (SHA-256 of its public key, as the token required): %s\n",
+				id.ClientName, serverAddr, dir, id.NotAfter.Local().Format(time.DateTime), pki.FormatFingerprint(tok.CAFingerprint))
 			return nil
 		},
 	}

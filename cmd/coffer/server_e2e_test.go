@@ -587,3 +587,35 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return fmt.Sprint(lines[len(lines)-1])
 }
+
+var fingerprintRE = regexp.MustCompile(`(?:[0-9A-F]{2}:){31}[0-9A-F]{2}`)
+
+// server init, enroll and tls scan print the server's CA fingerprint in
+// one form, the SHA-256 of its public key that tokens carry.
+func TestOneCAFingerprint(t *testing.T) {
+	admin := newEnv(t)
+	dir := filepath.Join(admin.dir, "server")
+	out := admin.must("server", "init", "--dir", dir, "--listen", "127.0.0.1:0")
+	want := fingerprintRE.FindString(out)
+	if want == "" {
+		t.Fatalf("server init printed no fingerprint:\n%s", out)
+	}
+	ca, err := pki.LoadCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fp := pki.FormatFingerprint(ca.Fingerprint()); fp != want {
+		t.Fatalf("server init printed %s, the CA's is %s", want, fp)
+	}
+	srv := startServer(t, dir, "127.0.0.1:0")
+	alice := newEnv(t)
+	file := filepath.Join(alice.dir, "alice.token")
+	writeFile(t, file, []byte(srv.token(admin, "alice")+"\n"))
+	if got := fingerprintRE.FindString(alice.must("enroll", "--server", srv.addr, "--token-file", file)); got != want {
+		t.Errorf("enroll printed %q, server init %s", got, want)
+	}
+	scan, _, _ := alice.run("tls", "scan", srv.addr)
+	if !regexp.MustCompile(`fingerprint\s+` + want).MatchString(scan) {
+		t.Errorf("tls scan does not show the CA fingerprint %s:\n%s", want, scan)
+	}
+}

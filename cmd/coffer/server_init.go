@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/spf13/cobra"
 )
@@ -41,11 +42,11 @@ overwritten.`,
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), serverInitJSON{Dir: dir, CAFingerprint: state.FormatFingerprint(res.CAFingerprint), ServerNames: res.ServerNames, ServerCertExpires: res.ServerExpiry})
+				return printJSON(cmd.OutOrStdout(), serverInitJSON{Dir: dir, CAFingerprint: pki.FormatFingerprint(res.CAFingerprint), ServerNames: res.ServerNames, ServerCertExpires: res.ServerExpiry})
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "initialised %s\n", dir)
-			fmt.Fprintf(out, "CA fingerprint (SHA-256 of its public key): %s\n", state.FormatFingerprint(res.CAFingerprint))
+			fmt.Fprintf(out, "CA fingerprint (SHA-256 of its public key): %s\n", pki.FormatFingerprint(res.CAFingerprint))
 			fmt.Fprintf(out, "server certificate for %s, valid until %s\n", strings.Join(res.ServerNames, ", "), res.ServerExpiry.Format(time.DateOnly))
 			fmt.Fprintf(out, "next: coffer server run --dir %s, then coffer server token --dir %s --client NAME\n", dir, dir)
 			return nil

@@ -131,7 +131,7 @@ func printTLSReport(out io.Writer, r *tlspolicy.Report) error {
 		}
 		fmt.Fprintf(w, "  key\t%s, signed with %s, CA: %v\n", c.KeyType, c.SigAlg, c.IsCA)
 		fmt.Fprintf(w, "  valid\t%s to %s\n", c.NotBefore.Format(time.DateOnly), c.NotAfter.Format(time.DateOnly))
-		fmt.Fprintf(w, "  sha256\t%s\n", c.SHA256)
+		fmt.Fprintf(w, "  fingerprint\t%s\n", c.Fingerprint)
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "\nprobe failed: %s", e)

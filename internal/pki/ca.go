@@ -97,6 +97,20 @@ func NewCA(name string, now time.Time) (*CA, error) {
 // enrollment tokens carry.
 func (ca *CA) Fingerprint() [32]byte { return SPKIFingerprint(ca.Cert) }
 
+// FormatFingerprint prints a CA fingerprint (SPKIFingerprint, the value
+// tokens carry) the one way coffer prints it everywhere: upper-case hex in
+// colon-separated pairs (docs/pki.md).
+func FormatFingerprint(fp [32]byte) string {
+	var b strings.Builder
+	for i, c := range fp {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", c)
+	}
+	return b.String()
+}
+
 // SPKIFingerprint returns the SHA-256 of cert's SubjectPublicKeyInfo.
 func SPKIFingerprint(cert *x509.Certificate) [32]byte {
 	return sha256.Sum256(cert.RawSubjectPublicKeyInfo)

@@ -380,3 +380,15 @@ func TestRevocationList(t *testing.T) {
 		t.Fatal("lost a concurrent Add")
 	}
 }
+
+func TestFormatFingerprint(t *testing.T) {
+	t.Parallel()
+	var fp [32]byte
+	for i := range fp {
+		fp[i] = byte(i * 9)
+	}
+	got := FormatFingerprint(fp)
+	if len(got) != 32*3-1 || !strings.HasPrefix(got, "00:09:12:1B:") || !strings.HasSuffix(got, ":FC:05:0E:17") {
+		t.Fatalf("FormatFingerprint = %s", got)
+	}
+}

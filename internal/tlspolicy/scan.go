@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/coffer-backup/coffer/internal/pki"
 	"net"
 	"slices"
 	"strings"
@@ -98,6 +99,9 @@ type CertInfo struct {
 	IsCA        bool      `json:"is_ca"`
 	SHA256      string    `json:"sha256"`
 	SPKISHA256  string    `json:"spki_sha256"`
+	// Fingerprint is SPKISHA256 as coffer prints a CA fingerprint
+	// everywhere (pki.FormatFingerprint).
+	Fingerprint string `json:"fingerprint"`
 }
 
 // Finding severities. Only SeverityFail makes a report fail.
@@ -373,8 +377,9 @@ func certInfo(c *x509.Certificate) CertInfo {
 	}
 	h := sha256.Sum256(c.Raw)
 	ci.SHA256 = hex.EncodeToString(h[:])
-	h = sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	ci.SPKISHA256 = hex.EncodeToString(h[:])
+	spki := pki.SPKIFingerprint(c)
+	ci.SPKISHA256 = hex.EncodeToString(spki[:])
+	ci.Fingerprint = pki.FormatFingerprint(spki)
 	return ci
 }
 

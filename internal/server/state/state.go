@@ -13,7 +13,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
@@ -79,7 +78,7 @@ type InitOptions struct {
 
 // InitResult describes a new state directory.
 type InitResult struct {
-	CAFingerprint [32]byte
+	CAFingerprint [32]byte // pki.FormatFingerprint prints it
 	ServerNames   []string
 	ServerExpiry  time.Time
 }
@@ -235,16 +234,4 @@ func Lock(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock server directory: %w", err)
 	}
 	return f, nil
-}
-
-// FormatFingerprint prints a CA fingerprint as colon-separated hex pairs.
-func FormatFingerprint(fp [32]byte) string {
-	var b strings.Builder
-	for i, c := range fp {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		fmt.Fprintf(&b, "%02X", c)
-	}
-	return b.String()
 }
