@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/coffer-backup/coffer/internal/pki"
 	"net"
 	"slices"
 	"strings"
@@ -100,7 +99,7 @@ type CertInfo struct {
 	SHA256      string    `json:"sha256"`
 	SPKISHA256  string    `json:"spki_sha256"`
 	// Fingerprint is SPKISHA256 as coffer prints a CA fingerprint
-	// everywhere (pki.FormatFingerprint).
+	// everywhere (pki.FormatFingerprint, docs/pki.md).
 	Fingerprint string `json:"fingerprint"`
 }
 
@@ -377,9 +376,9 @@ func certInfo(c *x509.Certificate) CertInfo {
 	}
 	h := sha256.Sum256(c.Raw)
 	ci.SHA256 = hex.EncodeToString(h[:])
-	spki := pki.SPKIFingerprint(c)
-	ci.SPKISHA256 = hex.EncodeToString(spki[:])
-	ci.Fingerprint = pki.FormatFingerprint(spki)
+	h = sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	ci.SPKISHA256 = hex.EncodeToString(h[:])
+	ci.Fingerprint = fingerprint(h)
 	return ci
 }
 
@@ -504,4 +503,18 @@ func (p Policy) Evaluate(r *Report, now time.Time) []Finding {
 		}
 	}
 	return f
+}
+
+// fingerprint prints a SHA-256 as pki.FormatFingerprint does (this package
+// imports only the standard library): upper-case hex in colon-separated
+// pairs. cmd/coffer's TestOneCAFingerprint holds the two together.
+func fingerprint(h [32]byte) string {
+	var b strings.Builder
+	for i, c := range h {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", c)
+	}
+	return b.String()
 }
