@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/coffer-backup/coffer/internal/bytesize"
+	"github.com/coffer-backup/coffer/internal/server"
 	"github.com/coffer-backup/coffer/internal/server/admin"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/spf13/cobra"
@@ -62,7 +63,13 @@ the audit log.`,
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), toClientJSON(c))
 			}
-			return printClients(cmd.OutOrStdout(), []serverdb.Client{c})
+			if err := printClients(cmd.OutOrStdout(), []serverdb.Client{c}); err != nil {
+				return err
+			}
+			if del != nil || q != nil {
+				g.printf(cmd.OutOrStdout(), "a running server applies the change within its refresh interval (%v); no restart needed\n", server.DefaultRefreshInterval)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()

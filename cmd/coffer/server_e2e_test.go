@@ -312,7 +312,9 @@ func TestServerEndToEnd(t *testing.T) {
 		if len(srv.events(serverdb.ActionDelete)) == 0 {
 			t.Error("deletions not in the audit log")
 		}
-		admin.must("server", "client", "--dir", dir, "--client", "alice", "--no-allow-delete", "--quota", "10G")
+		if out := admin.must("server", "client", "--dir", dir, "--client", "alice", "--no-allow-delete", "--quota", "10G"); !strings.Contains(out, "within its refresh interval") {
+			t.Errorf("server client does not say when the change takes effect:\n%s", out)
+		}
 	})
 
 	t.Run("clients", func(t *testing.T) {

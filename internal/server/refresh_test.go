@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,4 +77,32 @@ func TestSlowRefreshKeepsNewerState(t *testing.T) {
 	// Refreshes after the discarded one still apply.
 	bob := newClient(t, env, env.Enroll(t, "bob", nil))
 	bob.mustStatus("POST", "/v1/repos/r", nil, 201)
+}
+
+// The server logs its shutdown, with the reason.
+func TestServeLogsShutdown(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	env := servertest.Start(t, servertest.Options{Config: server.Config{Logger: slog.New(slog.NewTextHandler(&buf, nil))}})
+	env.Stop(t)
+	if out := buf.String(); !strings.Contains(out, `msg="coffer server shutting down" reason="context canceled"`) {
+		t.Fatalf("log lacks the shutdown line:\n%s", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -55,9 +55,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { errc <- hs.Serve(ln) }()
 	select {
 	case err := <-errc:
+		s.log.Error("coffer server stopped", "reason", err)
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	s.log.Info("coffer server shutting down", "reason", context.Cause(ctx).Error(), "grace", shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err := hs.Shutdown(sctx)
