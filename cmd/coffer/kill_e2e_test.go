@@ -90,6 +90,11 @@ func TestInterruptExit130(t *testing.T) {
 	if !ok || ee.ExitCode() != 130 {
 		t.Fatalf("interrupted backup: %v, want exit 130\n%s", err, se.String())
 	}
+	for _, want := range []string{"backup interrupted", "the repository is consistent", "no snapshot was written", "removed by prune"} {
+		if !strings.Contains(se.String(), want) {
+			t.Errorf("interrupted backup does not say %q: %s", want, se.String())
+		}
+	}
 	if ents, _ := os.ReadDir(filepath.Join(e.repo, "locks")); len(ents) != 0 {
 		t.Errorf("interrupted backup left %d locks", len(ents))
 	}

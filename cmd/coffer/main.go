@@ -86,7 +86,7 @@ func main() {
 		debug.SetMemoryLimit(96 << 20)
 	}
 	stopProfile := startProfile()
-	err := newRootCommand().ExecuteContext(ctx)
+	cmd, err := newRootCommand().ExecuteContextC(ctx)
 	stopProfile()
 	if err != nil && (strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "required flag")) {
 		err = fmt.Errorf("%w: %v", errUsage, err)
@@ -95,7 +95,35 @@ func main() {
 		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 			err = fmt.Errorf("%w: %v", context.Canceled, err)
 		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%s interrupted (%w); %s", cmd.CommandPath(), err, interruptedNote(cmd.CommandPath()))
+		}
 		fmt.Fprintf(os.Stderr, "coffer: %v\n", err)
 	}
 	os.Exit(exitCode(err))
+}
+
+// interruptedNote says, for a command stopped by SIGINT or SIGTERM, what
+// the repository holds now: every command leaves it consistent, since
+// nothing is referenced before it is complete.
+func interruptedNote(command string) string {
+	const consistent = "the repository is consistent"
+	switch command {
+	case "coffer backup":
+		return consistent + ": no snapshot was written; data already uploaded will be reused by the next backup or removed by prune"
+	case "coffer restore":
+		return consistent + " and unchanged; the files restored so far are in the target: run the same restore again to finish (files already correct are skipped)"
+	case "coffer forget":
+		return consistent + ": the snapshots removed so far are gone, the rest are kept; run forget again to finish"
+	case "coffer prune":
+		return consistent + ": nothing in use was removed; run prune again to finish"
+	case "coffer key add", "coffer key remove", "coffer key passwd", "coffer key rotate":
+		return consistent + ": run `coffer key list` to see which key slots exist now"
+	case "coffer init":
+		return "the repository may be incomplete: remove its directory and run init again"
+	case "coffer check", "coffer snapshots", "coffer ls", "coffer cat", "coffer diff", "coffer dump", "coffer find",
+		"coffer stats", "coffer list", "coffer mount":
+		return consistent + " and unchanged"
+	}
+	return consistent + ": run the command again to finish"
 }
