@@ -86,6 +86,17 @@ type restoreSummaryJSON struct {
 	FilesSkipped  uint64 `json:"files_skipped"`
 	Errors        int    `json:"errors"`
 	Verified      bool   `json:"verified"`
+	// Safe is what restore --safe left out; absent without --safe.
+	Safe *restoreSafeJSON `json:"safe,omitempty"`
+}
+
+// restoreSafeJSON counts what restore --safe left out (restorer.SafeCounts).
+type restoreSafeJSON struct {
+	DevicesSkipped uint64 `json:"devices_skipped"`
+	SetIDCleared   uint64 `json:"setid_cleared"`
+	XattrsDropped  uint64 `json:"xattrs_dropped"`
+	FlagsCleared   uint64 `json:"flags_cleared"`
+	OwnersChanged  uint64 `json:"owners_changed"`
 }
 
 // checkSummaryJSON is check's result line: check.Result's fields beside

@@ -17,6 +17,7 @@ type restoreOptions struct {
 	includes []string
 	excludes []string
 	verify   bool
+	safe     bool
 	progress bool
 	snaps    snapshotFilterFlags
 }
@@ -29,7 +30,17 @@ func newRestoreCommand(g *globalOptions) *cobra.Command {
 		Long: `Restore SNAPSHOT ("latest" or an ID prefix) below --target. Paths are
 recreated below the target as they were backed up (absolute paths become
 target/...). Files already present and correct are skipped, so an interrupted
-restore resumes. Nothing is ever written outside the target.`,
+restore resumes. Nothing is ever written outside the target.
+
+By default every piece of metadata is restored exactly, as a full-system
+restore needs: owners, set-ID bits, device nodes, file capabilities and
+other security.* and trusted.* xattrs, immutable and append-only flags.
+With --safe, for restoring files of someone else (a snapshot you do not
+trust, restored as root), none of those privileges is restored: device
+nodes are skipped with a warning, setuid and setgid bits cleared,
+security.* and trusted.* xattrs and the immutable and append-only flags
+left out, and everything is owned by the user running the restore. The
+summary says what was left out.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -54,13 +65,16 @@ restore resumes. Nothing is ever written outside the target.`,
 			stop := g.startProgress(o.progress, func() string { return restoreProgressLine(start, prog) })
 			stopStatus := g.startJSONStatus(cmd.OutOrStdout(), func() any { return restoreStatus(start, prog) })
 			res, err := c.Restore(ctx, client.RestoreOptions{Snapshot: args[0], Filter: o.snaps.filter(), Target: o.target,
-				Include: inc, Exclude: exc, Verify: o.verify, NoLock: g.noLock, Progress: prog})
+				Include: inc, Exclude: exc, Verify: o.verify, NoLock: g.noLock, Progress: prog, Safe: o.safe})
 			stopStatus()
 			stop()
 			if err != nil {
 				return err
 			}
 			snap, errs := res.Snapshot, res.Errors
+			for _, w := range res.Warnings {
+				warnf("%v", w)
+			}
 			for _, e := range errs {
 				fmt.Fprintf(os.Stderr, "error: %v\n", e)
 				if g.json {
@@ -70,12 +84,15 @@ restore resumes. Nothing is ever written outside the target.`,
 			if g.json {
 				if err := printJSONLine(cmd.OutOrStdout(), restoreSummaryJSON{MessageType: msgSummary, SnapshotID: snap.ID.String(),
 					FilesRestored: prog.Files.Load(), BytesRestored: prog.Bytes.Load(), FilesSkipped: prog.Skipped.Load(),
-					Errors: len(errs), Verified: o.verify}); err != nil {
+					Errors: len(errs), Verified: o.verify, Safe: restoreSafe(o.safe, &prog.Safe)}); err != nil {
 					return err
 				}
 			} else {
 				g.printf(cmd.OutOrStdout(), "restored snapshot %s to %s: %d files, %s (%d already correct) in %s\n", snap.ID.Short(), o.target,
 					prog.Files.Load(), formatBytes(prog.Bytes.Load()), prog.Skipped.Load(), time.Since(start).Round(time.Millisecond))
+				if o.safe {
+					g.printf(cmd.OutOrStdout(), "%s\n", safeSummary(&prog.Safe))
+				}
 			}
 			for _, p := range res.UnmatchedIncludes {
 				warnf("--include %q matched nothing in snapshot %s (%s of host %s, paths %s)", p, snap.ID.Short(),
@@ -95,6 +112,7 @@ restore resumes. Nothing is ever written outside the target.`,
 	f.StringArrayVarP(&o.includes, "include", "i", nil, "restore only paths matching a pattern (repeatable)")
 	f.StringArrayVarP(&o.excludes, "exclude", "e", nil, "do not restore paths matching a pattern (repeatable)")
 	f.BoolVar(&o.verify, "verify", false, "re-read every restored file and check it against the snapshot")
+	f.BoolVar(&o.safe, "safe", false, "restore no privileges: no device nodes, set-ID bits, capabilities, security.*/trusted.* xattrs or immutable/append-only flags; files owned by you")
 	f.BoolVar(&o.progress, "progress", false, "show progress even when not on a terminal (there: a plain line every 10s, or every COFFER_PROGRESS_INTERVAL)")
 	o.snaps.register(f)
 	return cmd
@@ -109,4 +127,20 @@ func compileFilter(patterns []string) (*filter.Matcher, error) {
 		return nil, usageErrorf("pattern: %v", err)
 	}
 	return m, nil
+}
+
+// restoreSafe is the JSON summary's account of --safe; nil without it.
+func restoreSafe(safe bool, c *restorer.SafeCounts) *restoreSafeJSON {
+	if !safe {
+		return nil
+	}
+	return &restoreSafeJSON{DevicesSkipped: c.Devices.Load(), SetIDCleared: c.SetID.Load(),
+		XattrsDropped: c.Xattrs.Load(), FlagsCleared: c.Flags.Load(), OwnersChanged: c.Owners.Load()}
+}
+
+// safeSummary is the text summary's line of what --safe left out.
+func safeSummary(c *restorer.SafeCounts) string {
+	return fmt.Sprintf("safe restore left out: %d device nodes, set-ID bits of %d entries, %d security/trusted xattrs, "+
+		"immutable/append-only flags of %d entries; %d entries of other owners now yours",
+		c.Devices.Load(), c.SetID.Load(), c.Xattrs.Load(), c.Flags.Load(), c.Owners.Load())
 }

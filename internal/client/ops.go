@@ -60,6 +60,7 @@ type RestoreOptions struct {
 	Verify   bool                      // re-read every restored file
 	NoLock   bool                      // take no lock
 	Progress *restorer.Progress        // nil: not reported
+	Safe     bool                      // restorer.Options.Safe: leave privileges out
 }
 
 // RestoreResult is what a restore did. Progress holds the counts.
@@ -67,6 +68,7 @@ type RestoreResult struct {
 	Snapshot *repository.Snapshot
 	Progress *restorer.Progress
 	Errors   []restorer.Error // entries that could not be restored
+	Warnings []restorer.Error // entries left out on purpose (Safe: device nodes)
 	// UnmatchedIncludes are the include patterns that selected nothing in
 	// the snapshot.
 	UnmatchedIncludes []string
@@ -89,9 +91,10 @@ func (c *Client) Restore(ctx context.Context, o RestoreOptions) (*RestoreResult,
 		prog = &restorer.Progress{}
 	}
 	res := &RestoreResult{Snapshot: snap, Progress: prog}
-	r := restorer.New(c.repo, restorer.Options{Target: o.Target, Include: o.Include, Exclude: o.Exclude, Verify: o.Verify, Progress: prog})
+	r := restorer.New(c.repo, restorer.Options{Target: o.Target, Include: o.Include, Exclude: o.Exclude, Verify: o.Verify, Progress: prog, Safe: o.Safe})
 	err = r.Restore(ctx, snap.Tree)
 	res.Errors = r.Errors()
+	res.Warnings = r.Warnings()
 	res.UnmatchedIncludes = r.UnmatchedIncludes()
 	return res, err
 }

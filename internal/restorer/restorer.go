@@ -32,6 +32,13 @@ type Options struct {
 	Progress *Progress
 	// Apply controls metadata restoration (ownership by name, strictness).
 	Apply fsmeta.ApplyOptions
+	// Safe restores files of someone else without their privileges: no
+	// device nodes (skipped with a warning), no setuid or setgid bits, no
+	// security.* (file capabilities, labels) or trusted.* xattrs, no
+	// immutable or append-only flags, everything owned by the restoring
+	// user. Progress.Safe counts what was left out. The zero value restores
+	// all metadata exactly, as a full-system restore needs.
+	Safe bool
 }
 
 // Progress counts what has been restored. Files are regular files, each
@@ -47,6 +54,8 @@ type Progress struct {
 	// the totals once it is done, which is well before the last file.
 	TotalFiles atomic.Uint64
 	TotalBytes atomic.Uint64
+	// Safe counts what Options.Safe left out.
+	Safe SafeCounts
 }
 
 // Error is one entry that could not be restored; the restore goes on.
@@ -62,8 +71,11 @@ type Restorer struct {
 	repo *repository.Repository
 	opts Options
 
-	mu   sync.Mutex // guards errs, which workers append to
-	errs []Error
+	mu    sync.Mutex // guards errs and warns, which workers append to
+	errs  []Error
+	warns []Error
+
+	uid, gid uint32 // the restoring user, who owns everything with Options.Safe
 
 	// Only the walk touches these, before the workers are waited for.
 	hardlinks map[[2]uint64]string // first path restored per inode
@@ -82,8 +94,9 @@ func New(repo *repository.Repository, opts Options) *Restorer {
 	if opts.Progress == nil {
 		opts.Progress = &Progress{}
 	}
+	uid, gid := restoringUser()
 	return &Restorer{repo: repo, opts: opts, hardlinks: map[[2]uint64]string{},
-		includeUsed: make([]bool, len(opts.Include.Patterns()))}
+		includeUsed: make([]bool, len(opts.Include.Patterns())), uid: uid, gid: gid}
 }
 
 // UnmatchedIncludes returns, after Restore, the include patterns (not the
@@ -104,6 +117,20 @@ func (r *Restorer) Errors() []Error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Error(nil), r.errs...)
+}
+
+// Warnings returns what was left out on purpose (with Options.Safe, the
+// device nodes not created); the restore of everything else succeeded.
+func (r *Restorer) Warnings() []Error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Error(nil), r.warns...)
+}
+
+func (r *Restorer) warn(path string, err error) {
+	r.mu.Lock()
+	r.warns = append(r.warns, Error{Path: path, Err: err})
+	r.mu.Unlock()
 }
 
 func (r *Restorer) fail(path string, err error) {
@@ -159,7 +186,7 @@ func (r *Restorer) Restore(ctx context.Context, tree repository.ID) error {
 			return err
 		}
 		d := r.dirs[i]
-		if err := fsmeta.Apply(d.path, &d.node.Meta, r.opts.Apply); err != nil {
+		if err := fsmeta.Apply(d.path, r.meta(&d.node.Meta), r.opts.Apply); err != nil {
 			r.fail(d.path, err)
 		}
 	}
@@ -368,7 +395,15 @@ func removeExisting(path string) error {
 	return os.Remove(path)
 }
 
+// ErrSafeSkipped is the warning for an entry Options.Safe does not create.
+var ErrSafeSkipped = errors.New("device node not restored (safe restore)")
+
 func (r *Restorer) restoreSpecial(path string, n *repository.Node) error {
+	if r.opts.Safe && isDevice(n.Type) {
+		r.opts.Progress.Safe.Devices.Add(1)
+		r.warn(path, ErrSafeSkipped)
+		return nil
+	}
 	if err := removeExisting(path); err != nil {
 		return err
 	}
@@ -378,7 +413,7 @@ func (r *Restorer) restoreSpecial(path string, n *repository.Node) error {
 	if err := fsmeta.Create(path, &n.Meta); err != nil {
 		return err
 	}
-	if err := fsmeta.Apply(path, &n.Meta, r.opts.Apply); err != nil {
+	if err := fsmeta.Apply(path, r.meta(&n.Meta), r.opts.Apply); err != nil {
 		return err
 	}
 	r.opts.Progress.Others.Add(1)
@@ -582,7 +617,7 @@ func (r *Restorer) createFile(ctx context.Context, path string, n *repository.No
 		r.opts.Progress.Skipped.Add(1)
 		r.opts.Progress.Files.Add(1)
 		r.opts.Progress.Bytes.Add(uint64(n.Size)) // #nosec G115 -- fileIsCorrect matched n.Size to the file's st_size, so it is not negative
-		return nil, true, fsmeta.Apply(path, &n.Meta, r.opts.Apply)
+		return nil, true, fsmeta.Apply(path, r.meta(&n.Meta), r.opts.Apply)
 	}
 	if err := removeExisting(path); err != nil {
 		return nil, false, err
@@ -611,22 +646,32 @@ func (r *Restorer) restoreFile(ctx context.Context, path string, n *repository.N
 	if skipped || err != nil {
 		return err
 	}
-	if err := r.writeContent(ctx, f, n); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if r.opts.Verify {
-		if err := r.compareContent(ctx, f, n); err != nil {
-			_ = f.Close()
-			return fmt.Errorf("verify: %w", err)
+	err = r.writeContent(ctx, f, n)
+	if err == nil && r.opts.Verify {
+		if err = r.compareContent(ctx, f, n); err != nil {
+			err = fmt.Errorf("verify: %w", err)
 		}
 	}
-	aerr := fsmeta.ApplyFile(f, path, &n.Meta, r.opts.Apply)
+	if err != nil {
+		return discard(f, path, err)
+	}
+	aerr := fsmeta.ApplyFile(f, path, r.meta(&n.Meta), r.opts.Apply)
 	if err := f.Close(); err != nil {
 		return err
 	}
 	r.opts.Progress.Files.Add(1)
 	return aerr
+}
+
+// discard closes and removes the file f at path, whose content could not
+// be written or verified, so no partial file is left under the name of a
+// restored one: cause is returned, saying so.
+func discard(f *os.File, path string, cause error) error {
+	_ = f.Close()
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w (the incomplete file could not be removed: %v)", cause, err)
+	}
+	return fmt.Errorf("%w (the incomplete file was removed)", cause)
 }
 
 // writeContent writes n's content into the new, empty file f.

@@ -3,14 +3,17 @@ package restorer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/coffer-backup/coffer/internal/archiver"
 	"github.com/coffer-backup/coffer/internal/filter"
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/storage/mem"
 )
 
@@ -159,5 +162,63 @@ func TestUnmatchedIncludesNamed(t *testing.T) {
 	}
 	if u := res.UnmatchedIncludes(); len(u) != 1 || u[0] != "/nowhere" {
 		t.Fatalf("UnmatchedIncludes = %v, want [/nowhere]", u)
+	}
+}
+
+func TestFailedFileIsRemoved(t *testing.T) {
+	t.Parallel()
+	r, s, src := setup(t, map[string]string{"big": string(bytes.Repeat([]byte("0123456789abcdef"), 1<<18)), "small": "x"})
+	ctx := context.Background()
+	// A fresh client, which has cached nothing.
+	r, err := repository.Open(ctx, r.Storage(), []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Damage every data blob in its pack; the trees stay readable.
+	var lost []repository.BlobLocation
+	r.Index().Each(func(l repository.BlobLocation, _ repository.ID) bool {
+		if l.Type == repository.DataBlob {
+			lost = append(lost, l)
+		}
+		return true
+	})
+	if len(lost) == 0 {
+		t.Fatal("no data blob indexed")
+	}
+	for _, l := range lost {
+		h := storage.Handle{Kind: storage.KindData, Name: l.Pack.String()}
+		b, err := r.Storage().Load(ctx, h, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[l.Offset+l.Length/2] ^= 1
+		if err := r.Storage().Remove(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Storage().Save(ctx, h, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := t.TempDir()
+	rs := New(r, Options{Target: dst})
+	if err := rs.Restore(ctx, s.Tree); err != nil {
+		t.Fatal(err)
+	}
+	errs := rs.Errors()
+	if len(errs) != 2 {
+		t.Fatalf("errors %v, want one per file", errs)
+	}
+	for _, e := range errs {
+		if !strings.Contains(e.Err.Error(), "incomplete file was removed") {
+			t.Errorf("error %v does not say the incomplete file was removed", e)
+		}
+	}
+	for _, name := range []string{"big", "small"} {
+		if _, err := os.Lstat(filepath.Join(dst, src, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: a file that failed to restore was left behind (%v)", name, err)
+		}
 	}
 }
