@@ -109,10 +109,14 @@ func (x Xattr) MarshalJSON() ([]byte, error) {
 	return json.Marshal(j)
 }
 
-// UnmarshalJSON decodes what MarshalJSON writes.
+// UnmarshalJSON decodes what MarshalJSON writes, refusing unknown fields
+// as the decoder of the enclosing tree does (its option does not reach a
+// custom unmarshaler).
 func (x *Xattr) UnmarshalJSON(b []byte) error {
 	var j xattrJSON
-	if err := json.Unmarshal(b, &j); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
 		return err
 	}
 	if len(j.NameRaw) > 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/coffer-backup/coffer/internal/fsmeta"
@@ -49,14 +50,22 @@ func ValidName(name []byte) bool {
 	return bytes.IndexByte(name, '/') < 0 && bytes.IndexByte(name, 0) < 0
 }
 
-// DecodeTree parses a tree blob and rejects hostile content: invalid or
-// duplicate names, unknown types, directories without subtrees.
+// DecodeTree parses a tree blob strictly (docs/security.md §10: unknown
+// fields, duplicate keys, keys not spelled exactly and trailing data are
+// errors) and rejects hostile content: invalid or duplicate names, unknown
+// types, directories without subtrees.
 func DecodeTree(b []byte) (*Tree, error) {
+	if err := checkJSONKeys(b); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadTree, err)
+	}
 	var t Tree
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&t); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadTree, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the tree", ErrBadTree)
 	}
 	for i, n := range t.Nodes {
 		if n == nil {
