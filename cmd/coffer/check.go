@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/coffer-backup/coffer/internal/check"
+	"github.com/coffer-backup/coffer/internal/termesc"
 	"github.com/spf13/cobra"
 )
 
@@ -70,7 +71,7 @@ func (g *globalOptions) printAffected(w io.Writer, aff []check.AffectedFile) {
 			fmt.Fprintf(w, "      ... and %d more (see --json)\n", len(aff)-limit)
 			return
 		}
-		fmt.Fprintf(w, "      snapshot %s: %s\n", a.Snapshot.Short(), a.Path)
+		fmt.Fprintf(w, "      snapshot %s: %s\n", a.Snapshot.Short(), termesc.Name(a.Path))
 	}
 }
 

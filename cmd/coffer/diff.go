@@ -6,6 +6,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/fsmeta"
 	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/coffer-backup/coffer/internal/snapdiff"
+	"github.com/coffer-backup/coffer/internal/termesc"
 	"github.com/spf13/cobra"
 )
 
@@ -46,7 +47,7 @@ object per change and a final statistics object.`,
 					p += "/"
 				}
 				if !g.quiet {
-					_, err := fmt.Fprintf(w, "%c    %s\n", byte(c.Kind), p)
+					_, err := fmt.Fprintf(w, "%c    %s\n", byte(c.Kind), termesc.Name(p))
 					return err
 				}
 				return nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/find"
 	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/termesc"
 	"github.com/spf13/cobra"
 )
 
@@ -123,10 +124,10 @@ func (g *globalOptions) runFind(cmd *cobra.Command, o findOptions, args []string
 			}
 			if o.long {
 				fmt.Fprintf(w, "%s %8s %8s %12d %s %s\n", modeString(n), orID(n.User, n.UID), orID(n.Group, n.GID), n.Size,
-					time.Unix(0, n.MTimeNs).Local().Format("2006-01-02 15:04:05"), p)
+					time.Unix(0, n.MTimeNs).Local().Format("2006-01-02 15:04:05"), termesc.Name(p))
 				return nil
 			}
-			fmt.Fprintln(w, p)
+			fmt.Fprintln(w, termesc.Name(p))
 			return nil
 		})
 		if err != nil {

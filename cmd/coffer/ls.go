@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/termesc"
 	"github.com/spf13/cobra"
 )
 
@@ -55,10 +56,10 @@ func newLsCommand(g *globalOptions) *cobra.Command {
 				}
 				if long {
 					fmt.Fprintf(w, "%s %8s %8s %12d %s %s\n", modeString(n), orID(n.User, n.UID), orID(n.Group, n.GID), n.Size,
-						time.Unix(0, n.MTimeNs).Local().Format("2006-01-02 15:04:05"), p)
+						time.Unix(0, n.MTimeNs).Local().Format("2006-01-02 15:04:05"), termesc.Name(p))
 					return err
 				}
-				fmt.Fprintln(w, p)
+				fmt.Fprintln(w, termesc.Name(p))
 				return err
 			})
 			if err == nil && g.json {
@@ -73,9 +74,11 @@ func newLsCommand(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
+// orID is an owner's name for text output (escaped: it comes from the
+// snapshot), or its number when the name is unknown.
 func orID(name string, id uint32) string {
 	if name != "" {
-		return name
+		return termesc.Name(name)
 	}
 	return fmt.Sprint(id)
 }

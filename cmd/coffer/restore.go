@@ -9,6 +9,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/client"
 	"github.com/coffer-backup/coffer/internal/filter"
 	"github.com/coffer-backup/coffer/internal/restorer"
+	"github.com/coffer-backup/coffer/internal/termesc"
 	"github.com/spf13/cobra"
 )
 
@@ -73,10 +74,10 @@ summary says what was left out.`,
 			}
 			snap, errs := res.Snapshot, res.Errors
 			for _, w := range res.Warnings {
-				warnf("%v", w)
+				warnf("%s", termesc.Name(w.Error()))
 			}
 			for _, e := range errs {
-				fmt.Fprintf(os.Stderr, "error: %v\n", e)
+				fmt.Fprintf(os.Stderr, "error: %s\n", termesc.Name(e.Error()))
 				if g.json {
 					_ = printJSONLine(cmd.OutOrStdout(), errorJSON{MessageType: msgError, Error: errorMessageJSON{e.Err.Error()}, During: "restore", Item: e.Path})
 				}

@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/termesc"
 	"github.com/spf13/cobra"
 )
 
@@ -59,7 +60,7 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 					continue
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), s.Hostname,
-					strings.Join(s.Tags, ","), strings.Join(s.Paths, ", "))
+					strings.Join(s.Tags, ","), termesc.Name(strings.Join(s.Paths, ", ")))
 			}
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), out)

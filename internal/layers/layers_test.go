@@ -56,7 +56,7 @@ var rules = []rule{
 	},
 	{
 		why:   "small utilities import no other coffer package",
-		from:  []string{"internal/atomicfile", "internal/bytesize", "internal/bufpool", "internal/padding"},
+		from:  []string{"internal/atomicfile", "internal/bytesize", "internal/bufpool", "internal/padding", "internal/termesc"},
 		never: []string{"internal/"},
 	},
 }
