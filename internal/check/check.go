@@ -151,7 +151,7 @@ type Result struct {
 	PacksRead  int `json:"packs_read"`
 
 	ObjectErrors   []ObjectError `json:"object_errors,omitempty"`   // index, snapshot, condemned, forget objects
-	MissingPacks   []PackProblem `json:"missing_packs,omitempty"`   // indexed but not stored
+	MissingPacks   []PackProblem `json:"missing_packs,omitempty"`   // indexed but not stored, or not reachable
 	SizeMismatches []PackProblem `json:"size_mismatches,omitempty"` // stored size differs from the index
 	DamagedPacks   []PackProblem `json:"damaged_packs,omitempty"`   // read and found damaged
 	LostBlobs      []BlobProblem `json:"lost_blobs,omitempty"`      // used blobs with no good copy
@@ -229,7 +229,8 @@ type checker struct {
 }
 
 // Check verifies the repository. It never writes to it; the error is only
-// for failures that stop the check itself (a listing that fails), while
+// for failures that stop the check itself (index files or snapshots that
+// cannot be listed; a failed pack listing is worked around), while
 // damage is reported in the Result.
 func Check(ctx context.Context, r *repository.Repository, o Options) (*Result, error) {
 	if o.Log == nil {
@@ -282,7 +283,9 @@ func (c *checker) checkTemp() error {
 	}
 	n, size, err := tl.TempFiles(TempAge)
 	if err != nil {
-		return err
+		// Like a failed pack listing, this is no reason to stop.
+		c.res.Warnings = append(c.res.Warnings, fmt.Sprintf("temporary files not counted: %v", err))
+		return nil
 	}
 	c.res.TempFiles, c.res.TempBytes = n, size
 	if n > 0 {
@@ -376,14 +379,27 @@ func (c *checker) checkPacks(ctx context.Context) error {
 		c.stored[id] = fi.Size
 		return nil
 	})
+	var unreachable map[repository.ID]error
 	if err != nil {
-		return fmt.Errorf("list packs: %w", err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// One unreadable shard of data/ must not stop the check, nor make
+		// every pack it did not list look lost: look each up by itself.
+		c.res.Warnings = append(c.res.Warnings, fmt.Sprintf("the pack listing failed (%v): every indexed pack it did not list was looked up by itself; packs in no index may be unreported", err))
+		if unreachable, err = c.statUnlisted(ctx); err != nil {
+			return err
+		}
 	}
 	c.res.Packs = len(c.stored)
 	for _, id := range sortedKeys(c.active) {
 		size, ok := c.stored[id]
 		if !ok {
-			c.res.MissingPacks = append(c.res.MissingPacks, PackProblem{Pack: id, Problem: "named by the index but not in storage"})
+			problem := "named by the index but not in storage"
+			if err := unreachable[id]; err != nil {
+				problem = fmt.Sprintf("named by the index but cannot be reached in storage: %v", err)
+			}
+			c.res.MissingPacks = append(c.res.MissingPacks, PackProblem{Pack: id, Problem: problem})
 			c.badPack[id] = true
 			continue
 		}
@@ -399,6 +415,28 @@ func (c *checker) checkPacks(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// statUnlisted looks up, one by one, the indexed packs a failed listing
+// did not report, adding those found to c.stored. It returns the packs
+// that could not be looked up, with why; those not found are neither.
+func (c *checker) statUnlisted(ctx context.Context) (map[repository.ID]error, error) {
+	unreachable := map[repository.ID]error{}
+	for _, id := range sortedKeys(c.active) {
+		if _, ok := c.stored[id]; ok {
+			continue
+		}
+		fi, err := c.r.Storage().Stat(ctx, storage.Handle{Kind: storage.KindData, Name: id.String()})
+		switch {
+		case err == nil:
+			c.stored[id] = fi.Size
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case !errors.Is(err, storage.ErrNotFound):
+			unreachable[id] = err
+		}
+	}
+	return unreachable, nil
 }
 
 func sortedKeys[V any](m map[repository.ID]V) []repository.ID {
