@@ -19,58 +19,108 @@ const (
 // '_', no escapes. encoding/json keeps the last of two duplicates and
 // matches field names case-insensitively, with Unicode folding ("Name"
 // and "ſize" for "name" and "size"), so without this check one object
-// could be written many ways. It only looks at keys: the decoder that
-// follows checks the syntax, and on JSON that is not valid this check
-// may pass or fail.
-func checkJSONKeys(b []byte) error {
-	type frame struct {
-		object  bool
-		wantKey bool
-		keys    int    // start of this object's keys in the keys stack
-		seen    uint64 // a bit per key hash: most keys need no search
-	}
-	var stackBuf [maxJSONDepth]frame
-	stack := stackBuf[:0]
-	var keys [][]byte
+// could be written many ways. It only looks at keys (and, with value set,
+// at string values): the decoder that follows checks the syntax, and on
+// JSON that is not valid this check may pass or fail.
+//
+// value, if not nil, is called for every string value of an object member
+// with the depth of that object (1 for the outermost), the member's key
+// and the raw string between its quotes.
+func checkJSONKeys(b []byte, value func(depth int, key, raw []byte) error) error {
+	s := keyScan{value: value}
+	s.stack = s.stackBuf[:0]
 	for i := 0; i < len(b); i++ {
 		if !jsonStructural[b[i]] {
 			continue
 		}
+		var err error
 		switch b[i] {
 		case '"':
 			end := stringEnd(b, i+1)
 			if end < 0 {
 				return errors.New("unterminated string")
 			}
-			if n := len(stack); n > 0 && stack[n-1].wantKey {
-				top := &stack[n-1]
-				k := b[i+1 : end]
-				bit := keyBit(k)
-				if err := checkKey(k, keys[top.keys:], top.seen&bit != 0); err != nil {
-					return err
-				}
-				top.seen |= bit
-				keys = append(keys, k)
-				top.wantKey = false
-			}
+			err = s.str(b[i+1 : end])
 			i = end
 		case '{', '[':
-			if len(stack) == maxJSONDepth {
-				return fmt.Errorf("JSON nested deeper than %d", maxJSONDepth)
-			}
-			stack = append(stack, frame{object: b[i] == '{', wantKey: b[i] == '{', keys: len(keys)})
+			err = s.open(b[i] == '{')
 		case '}', ']':
-			if len(stack) == 0 {
-				return errors.New("unbalanced JSON")
-			}
-			keys = keys[:stack[len(stack)-1].keys]
-			stack = stack[:len(stack)-1]
+			err = s.close()
 		case ',':
-			if n := len(stack); n > 0 && stack[n-1].object {
-				stack[n-1].wantKey = true
+			if n := len(s.stack); n > 0 && s.stack[n-1].object {
+				s.stack[n-1].wantKey = true
 			}
 		}
+		if err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// keyScan is checkJSONKeys's state: the open objects and arrays, and the
+// keys of the open objects.
+type keyScan struct {
+	stackBuf [maxJSONDepth]keyFrame
+	stack    []keyFrame
+	keys     [][]byte
+	value    func(depth int, key, raw []byte) error
+}
+
+type keyFrame struct {
+	object  bool
+	wantKey bool
+	keys    int    // start of this object's keys in keyScan.keys
+	seen    uint64 // a bit per key hash: most keys need no search
+	member  []byte // the key whose value comes next, until it starts
+}
+
+func (s *keyScan) str(v []byte) error {
+	n := len(s.stack)
+	if n == 0 {
+		return nil
+	}
+	top := &s.stack[n-1]
+	if !top.object {
+		return nil
+	}
+	if !top.wantKey {
+		if top.member != nil && s.value != nil {
+			if err := s.value(n, top.member, v); err != nil {
+				return err
+			}
+		}
+		top.member = nil
+		return nil
+	}
+	bit := keyBit(v)
+	if err := checkKey(v, s.keys[top.keys:], top.seen&bit != 0); err != nil {
+		return err
+	}
+	top.seen |= bit
+	s.keys = append(s.keys, v)
+	top.wantKey, top.member = false, v
+	return nil
+}
+
+func (s *keyScan) open(object bool) error {
+	if len(s.stack) == maxJSONDepth {
+		return fmt.Errorf("JSON nested deeper than %d", maxJSONDepth)
+	}
+	if n := len(s.stack); n > 0 {
+		s.stack[n-1].member = nil
+	}
+	s.stack = append(s.stack, keyFrame{object: object, wantKey: object, keys: len(s.keys)})
+	return nil
+}
+
+func (s *keyScan) close() error {
+	n := len(s.stack)
+	if n == 0 {
+		return errors.New("unbalanced JSON")
+	}
+	s.keys = s.keys[:s.stack[n-1].keys]
+	s.stack = s.stack[:n-1]
 	return nil
 }
 

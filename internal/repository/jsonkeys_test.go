@@ -66,7 +66,7 @@ func FuzzCheckJSONKeys(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if checkJSONKeys(b) != nil || !json.Valid(b) {
+		if checkJSONKeys(b, nil) != nil || !json.Valid(b) {
 			return
 		}
 		if !keysByTokens(b) {
@@ -78,7 +78,7 @@ func FuzzCheckJSONKeys(f *testing.F) {
 func TestCheckJSONKeysBounds(t *testing.T) {
 	t.Parallel()
 	deep := bytes.Repeat([]byte("["), maxJSONDepth+1)
-	if checkJSONKeys(deep) == nil {
+	if checkJSONKeys(deep, nil) == nil {
 		t.Error("JSON nested too deeply passed")
 	}
 	var wide bytes.Buffer
@@ -90,7 +90,7 @@ func TestCheckJSONKeysBounds(t *testing.T) {
 		wide.WriteString(`"k` + string(rune('a'+i/26)) + string(rune('a'+i%26)) + `":0`)
 	}
 	wide.WriteString("}")
-	if checkJSONKeys(wide.Bytes()) == nil {
+	if checkJSONKeys(wide.Bytes(), nil) == nil {
 		t.Error("object with too many keys passed")
 	}
 }

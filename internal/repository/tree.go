@@ -2,6 +2,7 @@ package repository
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,12 +51,40 @@ func ValidName(name []byte) bool {
 	return bytes.IndexByte(name, '/') < 0 && bytes.IndexByte(name, 0) < 0
 }
 
+// canonicalTreeBytes returns checkJSONKeys's value check for a tree: the
+// members that encoding/json decodes as bytes (a node's name and
+// link_target at depth 3, an xattr's name_raw and value at depth 5) must
+// be canonical padded base64, which encoding/json alone does not demand
+// (it skips newlines and ignores the unused bits of the last character).
+func canonicalTreeBytes() func(depth int, key, raw []byte) error {
+	var buf []byte
+	strict := base64.StdEncoding.Strict()
+	return func(depth int, key, raw []byte) error {
+		switch {
+		case depth == 3 && (string(key) == "name" || string(key) == "link_target"):
+		case depth == 5 && (string(key) == "name_raw" || string(key) == "value"):
+		default:
+			return nil
+		}
+		if len(raw)%4 != 0 || bytes.IndexByte(raw, '\\') >= 0 {
+			return fmt.Errorf("%s is not canonical base64", key)
+		}
+		if n := strict.DecodedLen(len(raw)); cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		if _, err := strict.Decode(buf[:cap(buf)], raw); err != nil {
+			return fmt.Errorf("%s is not canonical base64: %v", key, err)
+		}
+		return nil
+	}
+}
+
 // DecodeTree parses a tree blob strictly (docs/security.md §10: unknown
-// fields, duplicate keys, keys not spelled exactly and trailing data are
-// errors) and rejects hostile content: invalid or duplicate names, unknown
+// fields, duplicate keys, keys not spelled exactly, non-canonical base64
+// and trailing data are errors) and rejects hostile content: invalid or duplicate names, unknown
 // types, directories without subtrees.
 func DecodeTree(b []byte) (*Tree, error) {
-	if err := checkJSONKeys(b); err != nil {
+	if err := checkJSONKeys(b, canonicalTreeBytes()); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadTree, err)
 	}
 	var t Tree

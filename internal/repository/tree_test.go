@@ -3,6 +3,7 @@ package repository
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/coffer-backup/coffer/internal/fsmeta"
@@ -80,6 +81,13 @@ func TestTreeDecodingIsStrict(t *testing.T) {
 		"Value in xattr":       `{"nodes":[{"name":"YQ==",` + node + `,"xattrs":[{"name":"user.a","Value":"dg=="}]}]}`,
 		"ID for id in content": `{"nodes":[{"name":"YQ==",` + node + `,"content":[{"ID":"0000000000000000000000000000000000000000000000000000000000000000","size":1}]}]}`,
 		"duplicate in content": `{"nodes":[{"name":"YQ==",` + node + `,"content":[{"hole":1,"hole":2}]}]}`,
+		"name with spare bits": `{"nodes":[{"name":"YR==",` + node + `}]}`,
+		"name with a newline":  `{"nodes":[{"name":"Y\nQ==",` + node + `}]}`,
+		"name unpadded":        `{"nodes":[{"name":"YQ",` + node + `}]}`,
+		"name escaped":         `{"nodes":[{"name":"\u0059Q==",` + node + `}]}`,
+		"link target bits":     `{"nodes":[{"name":"YQ==",` + strings.Replace(node, "file", "symlink", 1) + `,"link_target":"YR=="}]}`,
+		"xattr value bits":     `{"nodes":[{"name":"YQ==",` + node + `,"xattrs":[{"name":"user.a","value":"dh=="}]}]}`,
+		"xattr name_raw bits":  `{"nodes":[{"name":"YQ==",` + node + `,"xattrs":[{"name_raw":"/x==","value":"dg=="}]}]}`,
 	} {
 		if _, err := DecodeTree([]byte(b)); !errors.Is(err, ErrBadTree) {
 			t.Errorf("%s: accepted (%v)", what, err)
