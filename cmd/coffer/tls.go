@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/coffer-backup/coffer/internal/tlspolicy"
+	"github.com/coffer-backup/coffer/internal/tlsscan"
 	"github.com/spf13/cobra"
 )
 
@@ -43,7 +43,7 @@ It exits with code 20 when the server is weaker than the policy.`,
 			if _, _, err := net.SplitHostPort(addr); err != nil {
 				return fmt.Errorf("%w: %q is not HOST:PORT: %v", errUsage, addr, err)
 			}
-			report, err := tlspolicy.Scan(cmd.Context(), addr, tlspolicy.ScanOptions{
+			report, err := tlsscan.Scan(cmd.Context(), addr, tlsscan.Options{
 				Timeout: timeout, MaxDuration: maxTime, ServerName: serverName,
 			})
 			if report != nil {
@@ -59,13 +59,13 @@ It exits with code 20 when the server is weaker than the policy.`,
 					return perr
 				}
 			}
-			if err != nil && !errors.Is(err, tlspolicy.ErrScanIncomplete) {
+			if err != nil && !errors.Is(err, tlsscan.ErrScanIncomplete) {
 				return err
 			}
 			if report != nil && !report.Pass {
 				n := 0
 				for _, f := range report.Findings {
-					if f.Severity == tlspolicy.SeverityFail {
+					if f.Severity == tlsscan.SeverityFail {
 						n++
 					}
 				}
@@ -89,7 +89,7 @@ func yesNo(b bool) string {
 	return "refused"
 }
 
-func printTLSReport(out io.Writer, r *tlspolicy.Report) error {
+func printTLSReport(out io.Writer, r *tlsscan.Report) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "TLS scan of %s", r.Address)
 	if r.ServerName != "" {

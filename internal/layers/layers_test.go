@@ -55,6 +55,17 @@ var rules = []rule{
 		never:  []string{"internal/client"},
 	},
 	{
+		why:      "the TLS policy uses the standard library only: the scanner and the server build on it",
+		from:     []string{"internal/tlspolicy"},
+		never:    []string{"internal/"},
+		prodOnly: true, // its tests borrow internal/pki's CA
+	},
+	{
+		why:   "the TLS scanner audits any port: it knows nothing of the server it may audit",
+		from:  []string{"internal/tlsscan"},
+		never: []string{"internal/server", "internal/serverdb", "internal/storage", "internal/wire"},
+	},
+	{
 		why:   "small utilities import no other coffer package",
 		from:  []string{"internal/atomicfile", "internal/bytesize", "internal/bufpool", "internal/padding", "internal/termesc"},
 		never: []string{"internal/"},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
+	"github.com/coffer-backup/coffer/internal/tlsscan"
 )
 
 // DefaultSelfAuditInterval is how often the server scans its own port.
@@ -27,7 +28,7 @@ func IsSelfScanSNI(sni string) bool {
 	return len(sni) > len(selfScanDomain) && strings.HasSuffix(sni, selfScanDomain)
 }
 
-// SelfAudit scans the server's own port with tlspolicy.Scan, at start and
+// SelfAudit scans the server's own port with tlsscan.Scan, at start and
 // every Interval, and raises an alert (an error in the log and an
 // ActionAlert event in the database) when the port offers anything weaker
 // than the policy or cannot be scanned.
@@ -93,7 +94,7 @@ func (a *SelfAudit) Run(ctx context.Context) {
 // Once runs one scan. It returns the report (nil if the scan could not
 // start) and whether the server passed: false also when it could not be
 // scanned, which is alerted as well.
-func (a *SelfAudit) Once(ctx context.Context) (*tlspolicy.Report, bool) {
+func (a *SelfAudit) Once(ctx context.Context) (*tlsscan.Report, bool) {
 	sni, err := selfScanName()
 	if err != nil {
 		a.alert(ctx, "TLS self-audit could not start: "+err.Error())
@@ -108,7 +109,7 @@ func (a *SelfAudit) Once(ctx context.Context) (*tlspolicy.Report, bool) {
 		timeout = 5 * time.Second
 	}
 	start := time.Now()
-	rep, err := tlspolicy.Scan(ctx, a.Addr, tlspolicy.ScanOptions{ServerName: sni, Policy: &policy, Timeout: timeout, MaxDuration: 5 * time.Minute, Now: a.now})
+	rep, err := tlsscan.Scan(ctx, a.Addr, tlsscan.Options{ServerName: sni, Policy: &policy, Timeout: timeout, MaxDuration: 5 * time.Minute, Now: a.now})
 	if ctx.Err() != nil {
 		return rep, false
 	}
@@ -119,9 +120,9 @@ func (a *SelfAudit) Once(ctx context.Context) (*tlspolicy.Report, bool) {
 	var fails, warns []string
 	for _, f := range rep.Findings {
 		switch f.Severity {
-		case tlspolicy.SeverityFail:
+		case tlsscan.SeverityFail:
 			fails = append(fails, f.Message)
-		case tlspolicy.SeverityWarn:
+		case tlsscan.SeverityWarn:
 			warns = append(warns, f.Message)
 		}
 	}

@@ -1,5 +1,5 @@
 // Package tlspolicy is coffer's TLS policy: the server and client configs,
-// refused-handshake logging and reports, and a scanner that audits any port.
+// and the refused-handshake listener, log and reports.
 //
 // It uses only crypto/tls and crypto/x509. docs/pki.md describes the policy.
 package tlspolicy
@@ -69,6 +69,9 @@ var defaultCurves = []tls.CurveID{
 // hybridCurves are the post-quantum hybrids, usable only with TLS 1.3.
 var hybridCurves = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024}
 
+// IsHybrid reports whether g is a post-quantum hybrid group (TLS 1.3 only).
+func IsHybrid(g tls.CurveID) bool { return slices.Contains(hybridCurves, g) }
+
 // Default returns coffer's policy: TLS 1.2 minimum (1.3 preferred, as Go
 // does), ECDHE with AEAD suites only in 1.2, and Go's default groups
 // including X25519MLKEM768.
@@ -85,11 +88,11 @@ func Default() Policy {
 // subset of the default ones, and enough left to make a handshake.
 func (p Policy) Validate() error {
 	if p.MinVersion != tls.VersionTLS12 && p.MinVersion != tls.VersionTLS13 {
-		return fmt.Errorf("%w: minimum version %s (allowed: 1.2, 1.3)", ErrLooserThanPolicy, versionName(p.MinVersion))
+		return fmt.Errorf("%w: minimum version %s (allowed: 1.2, 1.3)", ErrLooserThanPolicy, VersionName(p.MinVersion))
 	}
 	for _, s := range p.CipherSuites {
 		if !slices.Contains(defaultSuites, s) {
-			return fmt.Errorf("%w: cipher suite %s: %s", ErrLooserThanPolicy, tls.CipherSuiteName(s), suiteWeakness(s))
+			return fmt.Errorf("%w: cipher suite %s: %s", ErrLooserThanPolicy, tls.CipherSuiteName(s), SuiteWeakness(s))
 		}
 	}
 	if p.MinVersion == tls.VersionTLS12 && len(p.CipherSuites) == 0 {
@@ -111,8 +114,8 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// suiteWeakness says why a suite is outside the policy.
-func suiteWeakness(id uint16) string {
+// SuiteWeakness says why a suite is outside the policy.
+func SuiteWeakness(id uint16) string {
 	name := tls.CipherSuiteName(id)
 	switch {
 	case strings.HasPrefix(name, "0x"):
@@ -198,7 +201,7 @@ func (c Config) Policy() (Policy, error) {
 				return Policy{}, fmt.Errorf("%w: unknown cipher suite %q", ErrInvalidConfig, name)
 			}
 			if !slices.Contains(defaultSuites, id) {
-				return Policy{}, fmt.Errorf("%w: cipher suite %s: %s", ErrLooserThanPolicy, name, suiteWeakness(id))
+				return Policy{}, fmt.Errorf("%w: cipher suite %s: %s", ErrLooserThanPolicy, name, SuiteWeakness(id))
 			}
 			if slices.Contains(p.CipherSuites, id) {
 				return Policy{}, fmt.Errorf("%w: cipher suite %s listed twice", ErrInvalidConfig, name)
@@ -263,7 +266,9 @@ func curveByName(name string) (tls.CurveID, bool) {
 // deprecates its constant.
 const versionSSL30 = 0x0300
 
-func versionName(v uint16) string {
+// VersionName names a protocol version as reports print it ("TLS 1.2");
+// unknown versions are printed in hex.
+func VersionName(v uint16) string {
 	switch v {
 	case tls.VersionTLS10:
 		return "TLS 1.0"

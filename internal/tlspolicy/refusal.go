@@ -95,7 +95,7 @@ func (p Policy) NewRefusal(t time.Time, peer string, h *Hello, err error) Refusa
 	if h != nil {
 		r.SNI = clip(h.SNI)
 		for _, v := range h.Versions {
-			r.OfferedVersions = append(r.OfferedVersions, versionName(v))
+			r.OfferedVersions = append(r.OfferedVersions, VersionName(v))
 		}
 		for _, s := range h.Suites {
 			r.OfferedSuites = append(r.OfferedSuites, tls.CipherSuiteName(s))
@@ -128,6 +128,16 @@ func (p Policy) classify(h *Hello, err error) string {
 		}
 		return KindMalformed
 	}
+	if kind := p.offerKind(h); kind != "" {
+		return kind
+	}
+	return errorKind(err, timeout)
+}
+
+// offerKind returns the kind of a ClientHello the policy cannot serve: no
+// allowed version, no allowed suite below TLS 1.3, no allowed group (hybrids
+// count only with 1.3); "" when the offer is acceptable.
+func (p Policy) offerKind(h *Hello) string {
 	best := uint16(0)
 	for _, v := range h.Versions {
 		if v >= p.MinVersion && v <= tls.VersionTLS13 && v > best {
@@ -141,23 +151,30 @@ func (p Policy) classify(h *Hello, err error) string {
 		return KindCipher
 	}
 	if !slices.ContainsFunc(h.Groups, func(g tls.CurveID) bool {
-		return slices.Contains(p.Curves, g) && (best == tls.VersionTLS13 || !slices.Contains(hybridCurves, g))
+		return slices.Contains(p.Curves, g) && (best == tls.VersionTLS13 || !IsHybrid(g))
 	}) {
 		return KindGroup
 	}
+	return ""
+}
+
+// errorKind classifies the error of a handshake whose offer was acceptable.
+func errorKind(err error, timeout bool) string {
 	var certErr *tls.CertificateVerificationError
 	switch {
 	case errors.Is(err, ErrPeerRejected):
 		return KindRejected
 	case errors.As(err, &certErr):
 		return KindBadCert
-	case err != nil && strings.Contains(err.Error(), "didn't provide a certificate"):
+	case err == nil:
+		return KindOther
+	case strings.Contains(err.Error(), "didn't provide a certificate"):
 		return KindNoCertificate
 	case timeout:
 		return KindTimeout
-	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || err != nil && strings.Contains(err.Error(), "connection reset"):
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "connection reset"):
 		return KindClosed
-	case err != nil && strings.Contains(err.Error(), "certificate"):
+	case strings.Contains(err.Error(), "certificate"):
 		return KindBadCert
 	}
 	return KindOther
@@ -277,79 +294,104 @@ type InsecureAttempt struct {
 // day (oldest first, every day present), and lists per day who was refused
 // for an insecure version or suite with what it offered below p.
 func (p Policy) Summarize(records []RefusalRecord, days int, now time.Time) []DaySummary {
-	if days < 1 {
-		days = 1
+	s := newSummary(days, now)
+	for _, r := range records {
+		s.add(p, r)
 	}
+	return s.days()
+}
+
+// summary is Summarize in progress.
+type summary struct {
+	out      []DaySummary
+	index    map[string]int // day to position in out
+	attempts map[attemptKey]*InsecureAttempt
+}
+
+type attemptKey struct {
+	day  int
+	peer string
+}
+
+func newSummary(days int, now time.Time) *summary {
+	days = max(days, 1)
 	today := now.UTC().Truncate(24 * time.Hour)
 	first := today.AddDate(0, 0, -(days - 1))
-	out := make([]DaySummary, days)
-	index := make(map[string]int, days)
-	for i := range out {
+	s := &summary{out: make([]DaySummary, days), index: make(map[string]int, days), attempts: map[attemptKey]*InsecureAttempt{}}
+	for i := range s.out {
 		d := first.AddDate(0, 0, i).Format(time.DateOnly)
-		out[i] = DaySummary{Day: d, ByKind: map[string]int{}}
-		index[d] = i
+		s.out[i] = DaySummary{Day: d, ByKind: map[string]int{}}
+		s.index[d] = i
 	}
-	type key struct {
-		day  int
-		peer string
+	return s
+}
+
+// add counts r on its day, if in range, and notes an insecure offer.
+func (s *summary) add(p Policy, r RefusalRecord) {
+	i, ok := s.index[r.Time.UTC().Format(time.DateOnly)]
+	if !ok {
+		return
 	}
-	attempts := map[key]*InsecureAttempt{}
-	for _, r := range records {
-		i, ok := index[r.Time.UTC().Format(time.DateOnly)]
-		if !ok {
-			continue
-		}
-		n := 1
-		if r.Kind == KindSuppressed && r.Count > 0 {
-			n = r.Count
-		}
-		out[i].Refused += n
-		out[i].ByKind[r.Kind] += n
-		if r.Kind != KindVersion && r.Kind != KindCipher {
-			continue
-		}
-		host := r.Peer
-		if h, _, err := net.SplitHostPort(r.Peer); err == nil {
-			host = h
-		}
-		k := key{i, host}
-		a := attempts[k]
-		if a == nil {
-			a = &InsecureAttempt{Peer: host}
-			attempts[k] = a
-		}
-		a.Count++
-		for _, v := range r.OfferedVersions {
-			if id, ok := versionByName(v); ok && id < p.MinVersion && !slices.Contains(a.Versions, v) {
-				a.Versions = append(a.Versions, v)
-			}
-		}
-		for _, s := range r.OfferedSuites {
-			id, known := suiteByName(s)
-			weak := !known && strings.HasPrefix(s, "0x") || known && !isTLS13Suite(id) && !slices.Contains(p.CipherSuites, id)
-			if weak && !slices.Contains(a.Suites, s) && len(a.Suites) < maxListed {
-				a.Suites = append(a.Suites, s)
-			}
+	n := 1
+	if r.Kind == KindSuppressed && r.Count > 0 {
+		n = r.Count
+	}
+	s.out[i].Refused += n
+	s.out[i].ByKind[r.Kind] += n
+	if r.Kind != KindVersion && r.Kind != KindCipher {
+		return
+	}
+	host := r.Peer
+	if h, _, err := net.SplitHostPort(r.Peer); err == nil {
+		host = h
+	}
+	k := attemptKey{i, host}
+	a := s.attempts[k]
+	if a == nil {
+		a = &InsecureAttempt{Peer: host}
+		s.attempts[k] = a
+	}
+	a.Count++
+	p.noteInsecure(a, r)
+}
+
+// noteInsecure adds to a the versions and suites of r that p refuses.
+func (p Policy) noteInsecure(a *InsecureAttempt, r RefusalRecord) {
+	for _, v := range r.OfferedVersions {
+		if id, ok := versionByName(v); ok && id < p.MinVersion && !slices.Contains(a.Versions, v) {
+			a.Versions = append(a.Versions, v)
 		}
 	}
-	for k, a := range attempts {
-		out[k.day].Insecure = append(out[k.day].Insecure, *a)
+	for _, s := range r.OfferedSuites {
+		id, known := suiteByName(s)
+		weak := !known && strings.HasPrefix(s, "0x") || known && !isTLS13Suite(id) && !slices.Contains(p.CipherSuites, id)
+		if weak && !slices.Contains(a.Suites, s) && len(a.Suites) < maxListed {
+			a.Suites = append(a.Suites, s)
+		}
 	}
-	for i := range out {
-		sort.Slice(out[i].Insecure, func(a, b int) bool {
-			x, y := out[i].Insecure[a], out[i].Insecure[b]
+}
+
+// days returns the summaries, each day's insecure peers by count, most
+// first, then by name.
+func (s *summary) days() []DaySummary {
+	for k, a := range s.attempts {
+		s.out[k.day].Insecure = append(s.out[k.day].Insecure, *a)
+	}
+	for i := range s.out {
+		sort.Slice(s.out[i].Insecure, func(a, b int) bool {
+			x, y := s.out[i].Insecure[a], s.out[i].Insecure[b]
 			if x.Count != y.Count {
 				return x.Count > y.Count
 			}
 			return x.Peer < y.Peer
 		})
 	}
-	return out
+	return s.out
 }
 
 func versionByName(name string) (uint16, bool) {
 	for _, v := range []uint16{versionSSL30, tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13} {
-		if versionName(v) == name {
+		if VersionName(v) == name {
 			return v, true
 		}
 	}

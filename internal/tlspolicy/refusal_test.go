@@ -2,6 +2,7 @@ package tlspolicy
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -38,6 +39,12 @@ func TestClassify(t *testing.T) {
 		{"no hello timeout", nil, os.ErrDeadlineExceeded, KindTimeout},
 		{"no hello", nil, errors.New("tls: first record does not look like a TLS handshake"), KindMalformed},
 		{"other", good, errors.New("tls: something"), KindOther},
+		{"no error", good, nil, KindOther},
+		{"reset", good, errors.New("read tcp: connection reset by peer"), KindClosed},
+		{"closed conn", good, net.ErrClosed, KindClosed},
+		{"certificate text", good, errors.New("tls: invalid certificate signature"), KindBadCert},
+		{"timeout after a good hello", good, context.DeadlineExceeded, KindTimeout},
+		{"1.2 hello, suite allowed, only classical groups", &Hello{Versions: []uint16{tls.VersionTLS12}, Suites: p.CipherSuites, Groups: []tls.CurveID{tls.CurveP256}}, io.EOF, KindClosed},
 	}
 	for _, c := range cases {
 		if got := p.classify(c.hello, c.err); got != c.want {

@@ -1,4 +1,4 @@
-package tlspolicy
+package tlsscan
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
 
 func accepted[T any](rs []T, ok func(T) bool, name func(T) string) []string {
@@ -52,7 +54,7 @@ func tlsServe(t *testing.T, cfg *tls.Config) string {
 	return l.Addr().String()
 }
 
-func scanOpts() ScanOptions { return ScanOptions{Timeout: 3 * time.Second, MaxDuration: time.Minute} }
+func scanOpts() Options { return Options{Timeout: 3 * time.Second, MaxDuration: time.Minute} }
 
 func wantPolicyServerReport(t *testing.T, r *Report) {
 	t.Helper()
@@ -91,7 +93,7 @@ func wantPolicyServerReport(t *testing.T, r *Report) {
 
 func TestScanPolicyServer(t *testing.T) {
 	pk := newPKI(t)
-	cfg := Default().ServerConfig(pk.serverCert(), pk.ca.Pool(), nil)
+	cfg := tlspolicy.Default().ServerConfig(pk.serverCert(), pk.ca.Pool(), nil)
 	cfg.ClientAuth, cfg.GetConfigForClient = tls.NoClientCert, nil
 	addr := tlsServe(t, cfg)
 	r, err := Scan(context.Background(), addr, scanOpts())
@@ -118,7 +120,7 @@ func TestScanClientCertServer(t *testing.T) {
 	// scanner offered.
 	waitFor(t, "scan refusals", func() bool {
 		k := s.kinds()
-		return slices.Contains(k, KindVersion) && slices.Contains(k, KindCipher) && slices.Contains(k, KindNoCertificate)
+		return slices.Contains(k, tlspolicy.KindVersion) && slices.Contains(k, tlspolicy.KindCipher) && slices.Contains(k, tlspolicy.KindNoCertificate)
 	})
 	if got := s.echo.got(); len(got) != 0 {
 		t.Fatalf("the scanner sent application data: %q", got)
@@ -197,10 +199,10 @@ func TestScanWeakServer(t *testing.T) {
 
 func TestScanTightPolicy(t *testing.T) {
 	pk := newPKI(t)
-	cfg := Default().ServerConfig(pk.serverCert(), pk.ca.Pool(), nil)
+	cfg := tlspolicy.Default().ServerConfig(pk.serverCert(), pk.ca.Pool(), nil)
 	cfg.ClientAuth, cfg.GetConfigForClient = tls.NoClientCert, nil
 	addr := tlsServe(t, cfg)
-	strict, err := ParseConfig([]byte(`{"min_version":"1.3"}`))
+	strict, err := tlspolicy.ParseConfig([]byte(`{"min_version":"1.3"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +268,7 @@ func TestScanBounded(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	_, err := Scan(context.Background(), l.Addr().String(), ScanOptions{Timeout: 100 * time.Millisecond, MaxDuration: 250 * time.Millisecond})
+	_, err := Scan(context.Background(), l.Addr().String(), Options{Timeout: 100 * time.Millisecond, MaxDuration: 250 * time.Millisecond})
 	if err == nil {
 		t.Fatal("silent server scanned without error")
 	}
