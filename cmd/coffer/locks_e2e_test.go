@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coffer-backup/coffer/internal/storage/local"
 )
 
 // holdLock starts a backup of a standard input that never ends, so it
@@ -30,13 +32,31 @@ func holdLock(t *testing.T, e *env, wrap ...string) *exec.Cmd {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = w.Close(); _ = cmd.Wait() })
 	for i := 0; i < 200; i++ {
-		if ents, _ := os.ReadDir(filepath.Join(e.repo, "locks")); len(ents) > 0 {
+		if storedLocks(t, e) > 0 {
 			return cmd
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("the lock holder never stored its lock")
 	return nil
+}
+
+// storedLocks counts the lock objects in the repository. A lock being
+// written is a ".tmp-*" file beside them, which storage never lists: a
+// holder killed before it renames that file has stored no lock.
+func storedLocks(t *testing.T, e *env) int {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(e.repo, "locks"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, ent := range ents {
+		if !strings.HasPrefix(ent.Name(), local.TempPrefix) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestLiveLockHint: a lock of a live process (as after PID reuse) blocks
@@ -116,8 +136,8 @@ func TestGarbageLock(t *testing.T) {
 	if so := e.must("unlock", "--repo", e.repo, "--remove-all"); !strings.Contains(so, "unreadable lock") {
 		t.Fatalf("unlock --remove-all did not report the garbage lock: %s", so)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(e.repo, "locks")); len(ents) != 0 {
-		t.Fatalf("%d locks left", len(ents))
+	if n := storedLocks(t, e); n != 0 {
+		t.Fatalf("%d locks left", n)
 	}
 }
 

@@ -63,7 +63,11 @@ type Env struct {
 // Options adjust the server before it starts.
 type Options struct {
 	// Config is applied over the defaults (Dir, DB, Now and a short
-	// RefreshInterval are filled in when zero).
+	// RefreshInterval are filled in when zero). The short interval, 50 ms,
+	// lets a test see a database change quickly, but the server refuses
+	// requests as stale after ten intervals without a successful read: a
+	// test that loads the server heavily sets server.DefaultRefreshInterval
+	// and calls Env.Server.Refresh when it needs a change seen.
 	Config server.Config
 	// Dir reuses a state directory (to restart a server); empty makes one.
 	Dir string

@@ -443,8 +443,12 @@ func sha(b []byte) string {
 }
 
 // Many clients back up at once: no errors, and each sees only its own objects.
+// The server refreshes at the production interval: servertest's 50 ms would
+// make it refuse everyone as stale after 500 ms without a database read,
+// and under -race on a loaded machine one read of the client table (with
+// 20 clients writing) can take longer than that.
 func TestManyClients(t *testing.T) {
-	env := servertest.Start(t, servertest.Options{})
+	env := servertest.Start(t, servertest.Options{Config: server.Config{RefreshInterval: server.DefaultRefreshInterval}})
 	const clients, objects = 20, 20
 	ctx := context.Background()
 	var wg sync.WaitGroup
