@@ -173,8 +173,10 @@ func Verify(dir string, pub ed25519.PublicKey, head Head) (Report, error) {
 		err := eachLine(filepath.Join(dir, name), func(line int, raw []byte, complete bool) error {
 			if !complete {
 				p := &VerifyError{File: name, Line: line, Seq: c.last.Seq + 1, Problem: fmt.Sprintf("%d bytes without a newline", len(raw))}
-				if !lastSeg {
-					p.Problem += " before the last segment"
+				if !lastSeg || line == 1 {
+					// A segment's first line is written whole, and only
+					// the last segment is appended to.
+					p.Problem += " where an interrupted append cannot leave them"
 					p.Err = ErrTampered
 					return p
 				}

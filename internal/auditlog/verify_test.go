@@ -323,3 +323,15 @@ func TestVerifyWrongKeyAndEmpty(t *testing.T) {
 		t.Fatalf("empty segment = %v, want ErrTampered", err)
 	}
 }
+
+func TestVerifyPartialFirstLineIsTamper(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pub, _ := newKey(t)
+	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), []byte(`{"seq":1,`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(dir, pub, Head{}); !errors.Is(err, ErrTampered) || errors.Is(err, ErrPartialLine) {
+		t.Fatalf("a segment of one partial line = %v, want ErrTampered", err)
+	}
+}
