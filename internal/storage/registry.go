@@ -87,6 +87,10 @@ type OpenOptions struct {
 	// pinned CA) for the coffer server at host, "HOST:PORT". Nil: coffer://
 	// locations fail to open.
 	RemoteTLS func(ctx context.Context, host string) (*tls.Config, error)
+	// CACertFile names a PEM file of CA certificates that backends
+	// reached over HTTPS (s3:) trust besides the system's. "": the
+	// system's only.
+	CACertFile string
 }
 
 // Factory opens (or, with opts.Create, creates) the backend for a location
