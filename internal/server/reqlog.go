@@ -39,16 +39,16 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// logRequests wraps h so that every refused request (status 400 and up) is
-// logged with its peer, client and target, and, when Config.RequestLog is
-// set, every request is timed into it.
+// logRequests wraps h so that every refused request (status 400 and up,
+// see refused) is logged with its peer, client and target, and, when
+// Config.RequestLog is set, every request is timed into it.
 func (s *Server) logRequests(h http.Handler) http.Handler {
 	var mu sync.Mutex
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
-			if sw.status >= 400 {
+			if refused(r.Method, sw.status) {
 				client := ""
 				if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 					client = r.TLS.PeerCertificates[0].Subject.CommonName
@@ -74,4 +74,14 @@ func (s *Server) logRequests(h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(sw, r)
 	})
+}
+
+// refused tells whether a request that got status was refused. A read
+// (GET, HEAD) answered 404 is not: it is how a client asks whether a
+// repository or object exists, as `coffer init` does before creating one.
+func refused(method string, status int) bool {
+	if status == http.StatusNotFound && (method == http.MethodGet || method == http.MethodHead) {
+		return false
+	}
+	return status >= 400
 }
