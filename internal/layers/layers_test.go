@@ -66,6 +66,11 @@ var rules = []rule{
 		never: []string{"internal/server", "internal/serverdb", "internal/storage", "internal/wire"},
 	},
 	{
+		why:   "the schedule engine is shared by the server and the agent: it imports no other coffer package",
+		from:  []string{"internal/schedule"},
+		never: []string{"internal/"},
+	},
+	{
 		why:   "small utilities import no other coffer package",
 		from:  []string{"internal/atomicfile", "internal/bytesize", "internal/bufpool", "internal/padding", "internal/termesc"},
 		never: []string{"internal/"},
