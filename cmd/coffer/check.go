@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/coffer-backup/coffer/internal/check"
 	"github.com/coffer-backup/coffer/internal/termesc"
@@ -23,6 +24,11 @@ keyed hash; --read-data-subset reads a random percentage ("10%") or group n of
 m ("2/5") of the packs. Damage is reported with the snapshots and files it
 affects. Check never modifies the repository.
 
+Progress goes to stderr: each phase (load index, list packs, walk snapshots,
+read data) ends with a line of its counts; between them a progress line is
+redrawn on a terminal, or printed every 10s (COFFER_PROGRESS_INTERVAL)
+elsewhere. With --json, progress is JSON lines on stdout (docs/json.md).
+
 Exit status 1 means damage was found.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -36,15 +42,14 @@ Exit status 1 means damage was found.`,
 				}
 				o.Subset, o.ReadData = s, true
 			}
-			if !g.quiet && !g.json {
-				o.Log = func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
-			}
 			c, err := g.openRepo(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
+			stop := g.startCheckProgress(cmd.OutOrStdout(), &o)
 			res, err := c.Check(ctx, o, g.noLock)
+			stop()
 			if err != nil {
 				return err
 			}
@@ -62,6 +67,30 @@ Exit status 1 means damage was found.`,
 	f.BoolVar(&readData, "read-data", false, "read all packs and verify every blob")
 	f.StringVar(&subset, "read-data-subset", "", `read only a subset of the packs: "N%" (random), a size ("500M": random packs up to it) or "n/m" (group n of m)`)
 	return cmd
+}
+
+// startCheckProgress sets o's progress hooks and starts showing them: with
+// --json, a "status" line every second and a "phase" line as each phase
+// ends; otherwise, on stderr, the progress line (redrawn on a terminal,
+// a plain line every 10s or COFFER_PROGRESS_INTERVAL elsewhere) and one
+// line with the final counts of each phase. It returns the function that
+// stops the display.
+func (g *globalOptions) startCheckProgress(stdout io.Writer, o *check.Options) func() {
+	if g.quiet {
+		return func() {}
+	}
+	start := time.Now()
+	o.Progress = &check.Progress{}
+	if g.json {
+		o.PhaseDone = func(s check.Status) { _ = printJSONLine(stdout, checkStatus(msgPhase, start, s)) }
+		return g.startJSONStatus(stdout, func() any { return checkStatus(msgStatus, start, o.Progress.Status()) })
+	}
+	clear := ""
+	if isTerminal(os.Stderr) {
+		clear = "\r\033[K"
+	}
+	o.PhaseDone = func(s check.Status) { fmt.Fprintf(os.Stderr, "%s%s\n", clear, checkProgressLine(start, s)) }
+	return g.startProgress(true, func() string { return checkProgressLine(start, o.Progress.Status()) })
 }
 
 func (g *globalOptions) printAffected(w io.Writer, aff []check.AffectedFile) {

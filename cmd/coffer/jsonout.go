@@ -19,6 +19,7 @@ const (
 	msgStatus  = "status"
 	msgSummary = "summary"
 	msgError   = "error"
+	msgPhase   = "phase"
 )
 
 // backupStatusJSON is a progress line of backup, printed every second.
@@ -97,6 +98,26 @@ type restoreSafeJSON struct {
 	XattrsDropped  uint64 `json:"xattrs_dropped"`
 	FlagsCleared   uint64 `json:"flags_cleared"`
 	OwnersChanged  uint64 `json:"owners_changed"`
+}
+
+// checkStatusJSON is a progress line of check: "status" every second
+// while it runs, "phase" once as each phase ends, with its final counts.
+// Counts of phases not reached yet are 0.
+type checkStatusJSON struct {
+	MessageType     string  `json:"message_type"` // "status" or "phase"
+	Phase           string  `json:"phase"`        // "load_index", "list_packs", "walk_snapshots", "read_data"
+	SecondsElapsed  float64 `json:"seconds_elapsed"`
+	PercentDone     float64 `json:"percent_done"` // 0..1, of the phase; 0 for list_packs, which has no total
+	IndexFilesDone  uint64  `json:"index_files_done"`
+	IndexFilesTotal uint64  `json:"index_files_total"`
+	PacksListed     uint64  `json:"packs_listed"`
+	SnapshotsDone   uint64  `json:"snapshots_done"`
+	SnapshotsTotal  uint64  `json:"snapshots_total"`
+	TreesDone       uint64  `json:"trees_done"`
+	PacksReadDone   uint64  `json:"packs_read_done"`
+	PacksReadTotal  uint64  `json:"packs_read_total"`
+	BytesReadDone   uint64  `json:"bytes_read_done"`
+	BytesReadTotal  uint64  `json:"bytes_read_total"`
 }
 
 // checkSummaryJSON is check's result line: check.Result's fields beside

@@ -62,13 +62,7 @@ func TestJSONShapes(t *testing.T) {
 		t.Fatalf("restore summary %+v", rs)
 	}
 
-	var cs struct {
-		MessageType string `json:"message_type"`
-		Snapshots   int    `json:"snapshots"`
-	}
-	if err := json.Unmarshal([]byte(e.must("check", "--repo", e.repo, "--json")), &cs); err != nil || cs.MessageType != msgSummary || cs.Snapshots != 1 {
-		t.Fatalf("check: %+v %v", cs, err)
-	}
+	checkJSONShapes(t, e)
 
 	var nodes []json.RawMessage
 	if err := json.Unmarshal([]byte(e.must("ls", "--repo", e.repo, "--json", "latest")), &nodes); err != nil || len(nodes) < 2 {
@@ -95,5 +89,47 @@ func TestJSONShapes(t *testing.T) {
 	var empty []json.RawMessage
 	if err := json.Unmarshal([]byte(e.must("list", "locks", "--repo", e.repo, "--json")), &empty); err != nil || len(empty) != 0 {
 		t.Fatalf("list locks: %v %v", empty, err)
+	}
+}
+
+// checkJSONShapes: check --json prints one "phase" line per phase, in
+// order and with its final counts, then its summary (status lines, every
+// second, may come between them).
+func checkJSONShapes(t *testing.T, e *env) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(e.must("check", "--repo", e.repo, "--json", "--read-data")), "\n")
+	var cs struct {
+		MessageType string `json:"message_type"`
+		Snapshots   int    `json:"snapshots"`
+		Packs       int    `json:"packs"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &cs); err != nil || cs.MessageType != msgSummary || cs.Snapshots != 1 {
+		t.Fatalf("check summary: %+v %v", cs, err)
+	}
+	var phases []checkStatusJSON
+	for _, l := range lines[:len(lines)-1] {
+		var st checkStatusJSON
+		requireFields(t, "check progress", l, &st)
+		switch st.MessageType {
+		case msgPhase:
+			phases = append(phases, st)
+		case msgStatus:
+		default:
+			t.Fatalf("check progress of type %q: %s", st.MessageType, l)
+		}
+	}
+	want := []string{"load_index", "list_packs", "walk_snapshots", "read_data"}
+	if len(phases) != len(want) {
+		t.Fatalf("check --json: %d phase lines, want %d:\n%s", len(phases), len(want), strings.Join(lines, "\n"))
+	}
+	for i, p := range phases {
+		if p.Phase != want[i] {
+			t.Errorf("phase %d is %q, want %q", i, p.Phase, want[i])
+		}
+	}
+	last := phases[len(phases)-1]
+	if last.SnapshotsDone != 1 || last.SnapshotsTotal != 1 || last.PacksListed != uint64(cs.Packs) || last.PacksReadDone != last.PacksReadTotal ||
+		last.BytesReadTotal == 0 || last.BytesReadDone != last.BytesReadTotal || last.PercentDone != 1 || last.IndexFilesDone == 0 {
+		t.Errorf("check's last phase line does not hold the final counts: %+v (summary %+v)", last, cs)
 	}
 }

@@ -279,3 +279,39 @@ func TestProgressOnAPipeIsPlainLinesWithTotals(t *testing.T) {
 		t.Errorf("restore progress shows no total of 64 files: %q (%v)", last, err)
 	}
 }
+
+// TestCheckProgressOnAPipe: check reports each phase with its counts on
+// stderr, and with a short COFFER_PROGRESS_INTERVAL plain periodic lines
+// too, never terminal escapes.
+func TestCheckProgressOnAPipe(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.init()
+	src := filepath.Join(e.dir, "src")
+	randomTree(t, src, 16, 256<<10)
+	e.must("backup", "--repo", e.repo, src)
+	e.extra = []string{"COFFER_PROGRESS_INTERVAL=1ms"}
+	_, se, code := e.run("check", "--repo", e.repo, "--read-data")
+	if code != 0 {
+		t.Fatalf("check: %d %s", code, se)
+	}
+	if strings.ContainsAny(se, "\r\033") {
+		t.Errorf("check progress on a pipe wrote terminal escapes: %q", se)
+	}
+	for _, want := range []string{"] load index: 1/1 index files\n", "] list packs: ", "] walk snapshots: 1/1 snapshots, ", "] read data: "} {
+		if !strings.Contains(se, want) {
+			t.Errorf("check progress has no %q:\n%s", want, se)
+		}
+	}
+	var done, total int
+	lines := strings.Split(strings.TrimSpace(se), "\n")
+	last := lines[len(lines)-1]
+	if i := strings.Index(last, "] read data: "); i < 0 {
+		t.Errorf("last progress line is not the read phase's: %q", last)
+	} else if _, err := fmt.Sscanf(last[i+len("] read data: "):], "%d/%d packs", &done, &total); err != nil || done != total || total == 0 {
+		t.Errorf("read phase ends at %d/%d packs (%v): %q", done, total, err, last)
+	}
+	if _, se, _ := e.run("check", "--repo", e.repo, "--quiet"); strings.Contains(se, "load index") {
+		t.Errorf("check --quiet printed progress: %s", se)
+	}
+}

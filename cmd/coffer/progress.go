@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/archiver"
+	"github.com/coffer-backup/coffer/internal/check"
 	"github.com/coffer-backup/coffer/internal/restorer"
 )
 
@@ -96,6 +97,31 @@ func restoreStatus(start time.Time, p *restorer.Progress) any {
 	return restoreStatusJSON{MessageType: msgStatus, SecondsElapsed: time.Since(start).Seconds(), FilesRestored: p.Files.Load(),
 		BytesRestored: p.Bytes.Load(), FilesSkipped: p.Skipped.Load(), ErrorCount: p.Errors.Load(),
 		TotalFiles: p.TotalFiles.Load(), TotalBytes: p.TotalBytes.Load()}
+}
+
+func checkStatus(msgType string, start time.Time, s check.Status) checkStatusJSON {
+	return checkStatusJSON{MessageType: msgType, Phase: strings.ReplaceAll(s.Phase.String(), " ", "_"),
+		SecondsElapsed: time.Since(start).Seconds(), PercentDone: s.PercentDone(),
+		IndexFilesDone: s.IndexFiles, IndexFilesTotal: s.IndexFilesTotal, PacksListed: s.Packs,
+		SnapshotsDone: s.Snapshots, SnapshotsTotal: s.SnapshotsTotal, TreesDone: s.Trees,
+		PacksReadDone: s.PacksRead, PacksReadTotal: s.PacksReadTotal, BytesReadDone: s.BytesRead, BytesReadTotal: s.BytesReadTotal}
+}
+
+// checkProgressLine describes the phase a check that began at start is in.
+func checkProgressLine(start time.Time, s check.Status) string {
+	var what string
+	switch s.Phase {
+	case check.PhaseIndex:
+		what = fmt.Sprintf("%d/%d index files", s.IndexFiles, s.IndexFilesTotal)
+	case check.PhasePacks:
+		what = fmt.Sprintf("%d packs", s.Packs)
+	case check.PhaseSnapshots:
+		what = fmt.Sprintf("%d/%d snapshots, %d trees", s.Snapshots, s.SnapshotsTotal, s.Trees)
+	case check.PhaseReadData:
+		what = fmt.Sprintf("%d/%d packs, %s/%s (%.0f%%)", s.PacksRead, s.PacksReadTotal,
+			formatBytes(s.BytesRead), formatBytes(s.BytesReadTotal), 100*s.PercentDone())
+	}
+	return fmt.Sprintf("[%s] %s: %s", time.Since(start).Round(time.Second), s.Phase, what)
 }
 
 // restoreProgressLine describes a restore that began at start.

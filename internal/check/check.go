@@ -105,8 +105,12 @@ type Options struct {
 	ReadData bool
 	// Subset limits ReadData to some packs; the zero value reads all.
 	Subset Subset
-	// Log receives progress messages; nil discards them.
-	Log func(format string, args ...any)
+	// Progress, if set, is updated as the check goes: a display reads it
+	// from another goroutine. Nil keeps the counts to Check itself.
+	Progress *Progress
+	// PhaseDone, if set, is called by Check's goroutine as each phase
+	// ends, with that phase's final counts. Nil calls nothing.
+	PhaseDone func(Status)
 }
 
 // AffectedFile is a path in a snapshot whose data is (partly) lost. A
@@ -214,6 +218,7 @@ func cmpID(a, b repository.ID) int { return bytes.Compare(a[:], b[:]) }
 type checker struct {
 	r   *repository.Repository
 	o   Options
+	p   *Progress
 	res *Result
 
 	active map[repository.ID]repository.IndexPack
@@ -233,30 +238,35 @@ type checker struct {
 // cannot be listed; a failed pack listing is worked around), while
 // damage is reported in the Result.
 func Check(ctx context.Context, r *repository.Repository, o Options) (*Result, error) {
-	if o.Log == nil {
-		o.Log = func(string, ...any) {}
+	if o.Progress == nil {
+		o.Progress = &Progress{}
 	}
-	c := &checker{r: r, o: o, res: &Result{}, badBlobs: map[repository.ID]map[repository.BlobHandle]bool{},
+	c := &checker{r: r, o: o, p: o.Progress, res: &Result{}, badBlobs: map[repository.ID]map[repository.BlobHandle]bool{},
 		badPack: map[repository.ID]bool{}, treeErr: map[repository.ID]error{}, used: map[repository.BlobHandle]bool{}}
-	o.Log("load indexes")
-	if err := c.loadIndex(ctx); err != nil {
-		return nil, err
+	phases := []struct {
+		ph  Phase
+		run func(context.Context) error
+	}{
+		{PhaseIndex, c.loadIndex},
+		{PhasePacks, func(ctx context.Context) error {
+			if err := c.checkPacks(ctx); err != nil {
+				return err
+			}
+			return c.checkRecords(ctx)
+		}},
+		{PhaseSnapshots, c.checkSnapshots},
+		{PhaseReadData, c.readData},
 	}
-	o.Log("check packs")
-	if err := c.checkPacks(ctx); err != nil {
-		return nil, err
-	}
-	if err := c.checkRecords(ctx); err != nil {
-		return nil, err
-	}
-	o.Log("check snapshots and trees")
-	if err := c.checkSnapshots(ctx); err != nil {
-		return nil, err
-	}
-	if o.ReadData {
-		o.Log("read data")
-		if err := c.readData(ctx); err != nil {
+	for _, x := range phases {
+		if x.ph == PhaseReadData && !o.ReadData {
+			break
+		}
+		c.p.begin(x.ph)
+		if err := x.run(ctx); err != nil {
 			return nil, err
+		}
+		if o.PhaseDone != nil {
+			o.PhaseDone(c.p.Status())
 		}
 	}
 	if err := c.findLost(ctx); err != nil {
@@ -307,9 +317,11 @@ func (c *checker) loadIndex(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.p.indexFilesTotal.Store(uint64(len(ids)))
 	files := map[repository.ID]*repository.IndexFile{}
 	for _, id := range ids {
 		f, err := c.r.LoadIndexFile(ctx, id)
+		c.p.indexFiles.Add(1)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -377,6 +389,7 @@ func (c *checker) checkPacks(ctx context.Context) error {
 			return nil
 		}
 		c.stored[id] = fi.Size
+		c.p.packs.Add(1)
 		return nil
 	})
 	var unreachable map[repository.ID]error
@@ -489,8 +502,10 @@ func (c *checker) checkSnapshots(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.p.snapshotsTotal.Store(uint64(len(ids)))
 	for _, id := range ids {
 		s, err := c.r.LoadSnapshot(ctx, id)
+		c.p.snapshots.Add(1)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -520,6 +535,7 @@ func (c *checker) checkSnapshots(ctx context.Context) error {
 		for _, id := range frontier {
 			g.Go(func() error {
 				t, err := c.r.LoadTree(gctx, id)
+				c.p.trees.Add(1)
 				c.mu.Lock()
 				defer c.mu.Unlock()
 				c.used[repository.BlobHandle{Type: repository.TreeBlob, ID: id}] = true
@@ -565,14 +581,20 @@ func (c *checker) readData(ctx context.Context) error {
 	ids = c.o.Subset.pick(ids, func(id repository.ID) int64 { return c.stored[id] })
 	c.res.PacksRead = len(ids)
 	c.res.read = ids
+	var total int64
+	for _, id := range ids {
+		total += c.stored[id]
+	}
+	c.p.packsReadTotal.Store(uint64(len(ids)))
+	c.p.bytesReadTotal.Store(uint64(max(total, 0))) // #nosec G115 -- clamped at 0
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)
-	for i, id := range ids {
+	for _, id := range ids {
 		g.Go(func() error {
-			if i%50 == 0 {
-				c.o.Log("read pack %d of %d", i+1, len(ids))
-			}
-			return c.readPack(gctx, id)
+			err := c.readPack(gctx, id)
+			c.p.packsRead.Add(1)
+			c.p.bytesRead.Add(uint64(max(c.stored[id], 0))) // #nosec G115 -- clamped at 0
+			return err
 		})
 	}
 	return g.Wait()
