@@ -203,30 +203,29 @@ func (c *Client) Lock(ctx context.Context, op string, exclusive bool) (*reposito
 
 // LoadSnapshots loads every readable snapshot and runs the rollback check
 // against what this client has seen before, then records what it sees now.
-// Unreadable snapshots are reported through Warnf and count as seen.
+// Unreadable snapshots are reported through Warnf; one this client has
+// seen before is a rollback unless a forget record covers it (issue 10,
+// item 1), so "latest" never falls back to an older snapshot. Unreadable
+// snapshots are not recorded as seen.
 func (c *Client) LoadSnapshots(ctx context.Context) ([]*repository.Snapshot, error) {
 	snaps, bad, err := c.repo.LoadSnapshots(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if c.opts.StateDir != "" {
+		ids := make([]repository.ID, 0, len(snaps))
+		for _, s := range snaps {
+			ids = append(ids, s.ID)
+		}
+		if err := c.repo.CheckSeen(ctx, c.opts.StateDir, ids, bad); err != nil {
+			return nil, err
+		}
+		if err := c.repo.RecordSeen(c.opts.StateDir, ids); err != nil {
+			c.opts.warnf("cannot record seen snapshots: %v", err)
+		}
+	}
 	for _, b := range bad {
 		c.opts.warnf("snapshot %s cannot be read: %v", b.ID.Short(), b.Err)
-	}
-	if c.opts.StateDir == "" {
-		return snaps, nil
-	}
-	ids := make([]repository.ID, 0, len(snaps)+len(bad))
-	for _, s := range snaps {
-		ids = append(ids, s.ID)
-	}
-	for _, b := range bad {
-		ids = append(ids, b.ID)
-	}
-	if err := c.repo.CheckRollback(ctx, c.opts.StateDir, ids); err != nil {
-		return nil, err
-	}
-	if err := c.repo.RecordSeen(c.opts.StateDir, ids); err != nil {
-		c.opts.warnf("cannot record seen snapshots: %v", err)
 	}
 	return snaps, nil
 }

@@ -128,6 +128,17 @@ func (r *Repository) CheckTerm(stateDir string) error {
 // CheckRollback compares the snapshots present now with those this client
 // saw before. stateDir "" disables the check.
 func (r *Repository) CheckRollback(ctx context.Context, stateDir string, present []ID) error {
+	return r.CheckSeen(ctx, stateDir, present, nil)
+}
+
+// CheckSeen is CheckRollback for a listing where some snapshots could not
+// be loaded: present are the snapshots that loaded, unreadable those that
+// are listed but fail to load or authenticate. A snapshot this client has
+// seen that is now unreadable counts as gone (issue 10, item 1): the
+// storage may have emptied or replaced the newest snapshot to make
+// "latest" fall back to an older one. Only an authenticated forget record
+// explains either. stateDir "" disables the check.
+func (r *Repository) CheckSeen(ctx context.Context, stateDir string, present []ID, unreadable []SnapshotError) error {
 	if stateDir == "" {
 		return nil
 	}
@@ -138,16 +149,12 @@ func (r *Repository) CheckRollback(ctx context.Context, stateDir string, present
 	if err := r.checkTerm(stateDir, st); err != nil {
 		return err
 	}
-	seen := make(map[ID]bool, len(st.Seen))
-	for _, id := range st.Seen {
-		seen[id] = true
-	}
 	have := make(map[ID]bool, len(present))
 	for _, id := range present {
 		have[id] = true
 	}
 	var missing []ID
-	for id := range seen {
+	for _, id := range st.Seen {
 		if !have[id] {
 			missing = append(missing, id)
 		}
@@ -155,18 +162,40 @@ func (r *Repository) CheckRollback(ctx context.Context, stateDir string, present
 	if len(missing) == 0 {
 		return nil
 	}
-	forgotten, err := r.ForgottenSnapshots(ctx)
+	unexplained, err := r.unexplained(ctx, missing, have, unreadable)
 	if err != nil {
 		return err
+	}
+	if len(unexplained) > 0 {
+		slices.Sort(unexplained)
+		return fmt.Errorf("%w: snapshots %s were seen by this client but are gone or unreadable without a forget record; the storage may be serving an old or altered state (if you restored the repository from an older copy on purpose, remove %s)",
+			ErrRolledBack, strings.Join(unexplained, ", "), StateFile(stateDir, r.id))
+	}
+	return nil
+}
+
+// unexplained describes the missing snapshots no forget record covers.
+func (r *Repository) unexplained(ctx context.Context, missing []ID, have map[ID]bool, unreadable []SnapshotError) ([]string, error) {
+	forgotten, err := r.ForgottenSnapshots(ctx)
+	if err != nil {
+		return nil, err
 	}
 	replacements, err := r.SnapshotReplacements(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var unexplained []string
+	why := make(map[ID]error, len(unreadable))
+	for _, u := range unreadable {
+		why[u.ID] = u.Err
+	}
+	var out []string
 	for _, id := range missing {
 		if !forgotten[id] {
-			unexplained = append(unexplained, id.Short())
+			if e, ok := why[id]; ok {
+				out = append(out, fmt.Sprintf("%s (unreadable: %v)", id.Short(), e))
+			} else {
+				out = append(out, id.Short())
+			}
 			continue
 		}
 		// A snapshot re-sealed under a new key term is forgotten with a
@@ -174,16 +203,11 @@ func (r *Repository) CheckRollback(ctx context.Context, stateDir string, present
 		// the replacement (or what replaced it in turn) must be there too.
 		if _, replaced := replacements[id]; replaced {
 			if n := ResolveReplacement(replacements, id); !have[n] && !forgotten[n] {
-				unexplained = append(unexplained, id.Short()+" (replaced by "+n.Short()+", which is gone)")
+				out = append(out, id.Short()+" (replaced by "+n.Short()+", which is gone)")
 			}
 		}
 	}
-	if len(unexplained) > 0 {
-		slices.Sort(unexplained)
-		return fmt.Errorf("%w: snapshots %s were seen by this client but are gone without a forget record; the storage may be serving an old state (if you restored the repository from an older copy on purpose, remove %s)",
-			ErrRolledBack, strings.Join(unexplained, ", "), StateFile(stateDir, r.id))
-	}
-	return nil
+	return out, nil
 }
 
 // RecordSeen stores the snapshot IDs present now as seen, and the

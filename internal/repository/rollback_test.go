@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,5 +125,34 @@ func TestStateFileWrite(t *testing.T) {
 	}
 	if len(ents) != 1 {
 		t.Errorf("state directory holds %d entries, want only the state file", len(ents))
+	}
+}
+
+// TestSeenUnreadableIsRollback (issue 10, item 1): a seen snapshot that
+// no longer loads is a rollback, named with why it does not load, until
+// a forget record covers it; an unreadable one never seen is not.
+func TestSeenUnreadableIsRollback(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := testRepo(t)
+	state := t.TempDir()
+	s := &Snapshot{Time: time.Now(), Tree: NewRandomID(), Paths: []string{"/x"}, Hostname: "h"}
+	if err := r.SaveSnapshot(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RecordSeen(state, []ID{s.ID}); err != nil {
+		t.Fatal(err)
+	}
+	unseen := NewRandomID()
+	bad := []SnapshotError{{ID: s.ID, Err: errors.New("authentication failed")}, {ID: unseen, Err: errors.New("truncated")}}
+	err := r.CheckSeen(ctx, state, nil, bad)
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), s.ID.Short()+" (unreadable: authentication failed)") || strings.Contains(err.Error(), unseen.Short()) {
+		t.Fatalf("seen unreadable snapshot: %v", err)
+	}
+	if err := r.ForgetSnapshots(ctx, "h", []ID{s.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CheckSeen(ctx, state, nil, bad); err != nil {
+		t.Fatalf("forgotten unreadable snapshot reported: %v", err)
 	}
 }
