@@ -43,7 +43,9 @@ func (s *cofferServer) refusals() []tlspolicy.RefusalRecord {
 }
 
 // refusalOf waits up to 5 s for the refusal record of the connection from
-// peer (the client's local host:port).
+// peer (the client's local host:port). The server aggregates a day's
+// refusals of one source address and kind into the first one's record, so
+// peer must be the first of its address and kind that day.
 func (s *cofferServer) refusalOf(peer string) (tlspolicy.RefusalRecord, bool) {
 	s.t.Helper()
 	var rec tlspolicy.RefusalRecord
@@ -98,7 +100,17 @@ func http1Config(cert tls.Certificate, pool *x509.CertPool) *tls.Config {
 // handshake fails.
 func dialTLS(t *testing.T, addr string, cfg *tls.Config) (*tls.Conn, string, error) {
 	t.Helper()
-	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialTLSFrom(t, "", addr, cfg)
+}
+
+// dialTLSFrom is dialTLS from the local IP address from ("": any).
+func dialTLSFrom(t *testing.T, from, addr string, cfg *tls.Config) (*tls.Conn, string, error) {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	raw, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,12 +123,18 @@ func dialTLS(t *testing.T, addr string, cfg *tls.Config) (*tls.Conn, string, err
 // status, or the error that ended the exchange.
 func tryRequest(t *testing.T, addr string, cert tls.Certificate, pool *x509.CertPool) (status int, peer string, err error) {
 	t.Helper()
+	return tryRequestFrom(t, "", addr, cert, pool)
+}
+
+// tryRequestFrom is tryRequest from the local IP address from ("": any).
+func tryRequestFrom(t *testing.T, from, addr string, cert tls.Certificate, pool *x509.CertPool) (status int, peer string, err error) {
+	t.Helper()
 	cfg := http1Config(cert, pool)
 	// Present cert whatever CAs the server asks for, as an attacker would
 	// (crypto/tls would otherwise send none that the server does not name).
 	cfg.Certificates = nil
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
-	conn, peer, err := dialTLS(t, addr, cfg)
+	conn, peer, err := dialTLSFrom(t, from, addr, cfg)
 	if err != nil {
 		_ = conn.Close()
 		return 0, peer, err
@@ -276,9 +294,11 @@ func TestServerBadInput(t *testing.T) {
 			{"server certificate as client", srvKP.TLSCertificate(realCA.Cert), tlspolicy.KindBadCert, "key usage"},
 			{"never enrolled name from the server's CA", clientCert(t, realCA, "eve", time.Hour, time.Now()), tlspolicy.KindRejected, "not enrolled"},
 		}
-		for _, c := range cases {
+		for i, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				status, peer, err := tryRequest(t, srv.addr, c.cert, id.CAPool())
+				// Each from its own address: the server keeps one record
+				// per day, source address and kind, counting repeats.
+				status, peer, err := tryRequestFrom(t, fmt.Sprintf("127.0.0.%d", 10+i), srv.addr, c.cert, id.CAPool())
 				if err == nil {
 					t.Fatalf("served with status %d", status)
 				}

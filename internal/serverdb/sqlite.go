@@ -3,7 +3,6 @@ package serverdb
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
-	"github.com/coffer-backup/coffer/internal/tlspolicy"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -62,6 +60,17 @@ var migrations = []string{
 		record TEXT NOT NULL
 	) STRICT;
 	CREATE INDEX tls_refusals_time ON tls_refusals(time);`,
+	// 2: refusals aggregated per UTC day, source address and kind (and
+	// self-scan name): one row counts the repeats (refusals.go). Rows of
+	// version 1 keep day ''.
+	`ALTER TABLE tls_refusals ADD COLUMN day TEXT NOT NULL DEFAULT '';
+	ALTER TABLE tls_refusals ADD COLUMN source TEXT NOT NULL DEFAULT '';
+	ALTER TABLE tls_refusals ADD COLUMN scan TEXT NOT NULL DEFAULT '';
+	ALTER TABLE tls_refusals ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+	ALTER TABLE tls_refusals ADD COLUMN last INTEGER NOT NULL DEFAULT 0;
+	UPDATE tls_refusals SET last = time;
+	CREATE UNIQUE INDEX tls_refusals_key ON tls_refusals(day, source, kind, scan) WHERE day != '';
+	CREATE INDEX tls_refusals_last ON tls_refusals(last);`,
 }
 
 // SchemaVersion is the schema version this code writes.
@@ -70,7 +79,8 @@ var SchemaVersion = len(migrations)
 // SQLite is the DB in an SQLite file, in WAL mode with a busy timeout, so
 // the server and admin commands can use it at once.
 type SQLite struct {
-	db *sql.DB
+	db       *sql.DB
+	refusals *refusalBatch // RefusalLog's buffer, written once a second
 }
 
 var _ DB = (*SQLite)(nil)
@@ -97,6 +107,7 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	s := &SQLite{db: db}
+	s.refusals = newRefusalBatch(s)
 	if err := s.migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -129,7 +140,10 @@ func (s *SQLite) migrate(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *SQLite) Close() error { return s.db.Close() }
+func (s *SQLite) Close() error {
+	s.refusals.stop()
+	return s.db.Close()
+}
 
 func nanos(t time.Time) int64 {
 	if t.IsZero() {
@@ -418,69 +432,6 @@ func (s *SQLite) Events(ctx context.Context, since time.Time, limit int) ([]Even
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	return out, nil
-}
-
-// maxRefusalRecord bounds a stored refusal record (tlspolicy clips fields).
-const maxRefusalRecord = 64 << 10
-
-// LogRefusal implements DB. The record is stored as its JSON line, beside
-// its time and kind for queries.
-func (s *SQLite) LogRefusal(ctx context.Context, r tlspolicy.RefusalRecord) error {
-	if r.Time.IsZero() {
-		return fmt.Errorf("log refusal: %w: time is required", ErrInvalidRecord)
-	}
-	b, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("log refusal: %w", err)
-	}
-	if len(b) > maxRefusalRecord {
-		return fmt.Errorf("log refusal: %w: record of %d bytes", ErrInvalidRecord, len(b))
-	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO tls_refusals (time, kind, record) VALUES (?, ?, ?)`, nanos(r.Time), r.Kind, string(b)); err != nil {
-		return fmt.Errorf("log refusal: %w", err)
-	}
-	return nil
-}
-
-// Refusals implements DB.
-func (s *SQLite) Refusals(ctx context.Context, since time.Time) ([]tlspolicy.RefusalRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT record FROM tls_refusals WHERE time >= ? ORDER BY time, id`, nanos(since))
-	if err != nil {
-		return nil, fmt.Errorf("read refusals: %w", err)
-	}
-	defer func() { _ = rows.Close() }()
-	var out []tlspolicy.RefusalRecord
-	for rows.Next() {
-		var text string
-		if err := rows.Scan(&text); err != nil {
-			return nil, fmt.Errorf("read refusals: %w", err)
-		}
-		var r tlspolicy.RefusalRecord
-		dec := json.NewDecoder(strings.NewReader(text))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&r); err != nil {
-			return nil, fmt.Errorf("read refusals: %w: %v", ErrInvalidRecord, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read refusals: %w", err)
-	}
-	return out, nil
-}
-
-// refusalWriteTimeout bounds one refusal insert made through RefusalLog.
-const refusalWriteTimeout = 5 * time.Second
-
-// RefusalLog implements DB.
-func (s *SQLite) RefusalLog() tlspolicy.RefusalLog { return refusalLog{s} }
-
-type refusalLog struct{ s *SQLite }
-
-func (l refusalLog) LogRefusal(r tlspolicy.RefusalRecord) error {
-	ctx, cancel := context.WithTimeout(context.Background(), refusalWriteTimeout)
-	defer cancel()
-	return l.s.LogRefusal(ctx, r)
 }
 
 // Tokens implements DB.

@@ -30,6 +30,7 @@ const (
 	KindMalformed     = "malformed" // no parseable ClientHello
 	KindClosed        = "closed"    // the client gave up (for instance, it did not trust us)
 	KindSuppressed    = "suppressed"
+	KindOverload      = "overload" // closed unfinished: too many handshakes from its address, or in all
 	KindOther         = "other"
 )
 
@@ -45,7 +46,9 @@ type RefusalRecord struct {
 	OfferedSuites   []string  `json:"offered_suites,omitempty"`
 	OfferedGroups   []string  `json:"offered_groups,omitempty"`
 	OfferedALPN     []string  `json:"offered_alpn,omitempty"`
-	// Count is the number of refusals a "suppressed" record stands for.
+	// Count is the number of refusals the record stands for when more than
+	// one: those of a "suppressed" record, or the repeats of the same day,
+	// source address and kind that a store aggregated (0 means one).
 	Count int `json:"count,omitempty"`
 }
 
@@ -332,10 +335,7 @@ func (s *summary) add(p Policy, r RefusalRecord) {
 	if !ok {
 		return
 	}
-	n := 1
-	if r.Kind == KindSuppressed && r.Count > 0 {
-		n = r.Count
-	}
+	n := max(r.Count, 1) // a record may stand for several refusals
 	s.out[i].Refused += n
 	s.out[i].ByKind[r.Kind] += n
 	if r.Kind != KindVersion && r.Kind != KindCipher {
@@ -351,7 +351,7 @@ func (s *summary) add(p Policy, r RefusalRecord) {
 		a = &InsecureAttempt{Peer: host}
 		s.attempts[k] = a
 	}
-	a.Count++
+	a.Count += n
 	p.noteInsecure(a, r)
 }
 

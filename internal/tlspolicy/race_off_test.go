@@ -1,0 +1,6 @@
+//go:build !race
+
+package tlspolicy
+
+// raceSlowdown stretches time bounds under the race detector only.
+const raceSlowdown = 1
