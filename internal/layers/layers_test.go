@@ -29,7 +29,7 @@ var keyHolders = []string{"internal/crypto", "internal/keyring", "internal/repos
 var rules = []rule{
 	{
 		why:   "the server stores ciphertext only: it cannot decrypt, by construction",
-		from:  []string{"internal/server", "internal/serverdb", "internal/atrest", "internal/wire", "internal/tlspolicy", "internal/tlsscan", "internal/pki", "internal/auditlog"},
+		from:  []string{"internal/server", "internal/serverdb", "internal/atrest", "internal/wire", "internal/tlspolicy", "internal/tlsscan", "internal/pki", "internal/auditlog", "internal/fleet/policy"},
 		never: append([]string{"internal/client", "internal/archiver", "internal/restorer", "internal/maintenance", "internal/repair", "internal/check", "internal/chunker"}, keyHolders...),
 	},
 	{
