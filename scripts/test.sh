@@ -5,8 +5,10 @@
 #
 # What it installs: the linters pinned in tools/*/go.mod, which `go tool`
 # fetches from the Go module proxy and builds on first use (cached after);
-# and, when run as root on a Debian-like system without setfacl, the `acl`
-# package (apt-get), which the ACL round-trip tests use.
+# versitygw v1.8.0, the S3 server the s3 backend's tests start, with
+# `go install` into $(go env GOPATH)/bin; and, when run as root on a
+# Debian-like system without setfacl, the `acl` package (apt-get), which the
+# ACL round-trip tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,12 @@ prefetch_log=$(mktemp)
 (for t in staticcheck gosec gocyclo; do go build -modfile="tools/$t/go.mod" -o /dev/null "$(sed -n 's/^tool //p' "tools/$t/go.mod")" || exit 1; done) >"$prefetch_log" 2>&1 &
 prefetch=$!
 
+# versitygw is built in the background too, and waited for before go test;
+# with COFFER_REQUIRE_S3=1 the S3 tests fail rather than skip without it.
+versitygw_log=$(mktemp)
+go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 >"$versitygw_log" 2>&1 &
+versitygw=$!
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*'))
 if [ -n "$unformatted" ]; then
@@ -37,6 +45,12 @@ echo "== go vet"
 go vet ./...
 echo "== go build (static)"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/coffer
+
+if ! wait "$versitygw"; then
+	cat "$versitygw_log"; echo "could not install versitygw for the S3 tests"; exit 1
+fi
+rm -f "$versitygw_log"
+export COFFER_REQUIRE_S3=1
 
 echo "== go test -race"
 # The race detector needs cgo; the binary the end-to-end tests build is

@@ -29,6 +29,7 @@ type globalOptions struct {
 	json            bool
 	quiet           bool
 	noLock          bool
+	cacert          string
 
 	// Set by main: process-wide tuning around the key derivation.
 	beforeKDF   keyring.KDFHook
@@ -43,6 +44,7 @@ func (g *globalOptions) register(f *pflag.FlagSet) {
 	f.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	f.BoolVar(&g.noLock, "no-lock", false, "do not lock the repository (read-only commands only)")
+	f.StringVar(&g.cacert, "cacert", "", "trust the CA certificates in this PEM file, besides the system's, for s3:https:// endpoints (env COFFER_CACERT)")
 }
 
 // usageArgs wraps a cobra argument validator so its errors exit with code 2.
@@ -97,6 +99,14 @@ func (g *globalOptions) repoLocation() (string, bool) {
 		return r, false
 	}
 	return defaultRepo(), true
+}
+
+// caCertFile is --cacert, else COFFER_CACERT.
+func (g *globalOptions) caCertFile() string {
+	if g.cacert != "" {
+		return g.cacert
+	}
+	return os.Getenv("COFFER_CACERT")
 }
 
 // credential returns where the passphrase comes from, in order:
@@ -202,6 +212,7 @@ func (g *globalOptions) clientOptions(loc string) client.Options {
 		Credential:  g.credential("enter the passphrase for repository "+loc+": ", false),
 		StateDir:    stateDir(),
 		IdentityDir: identityDir(),
+		CACertFile:  g.caCertFile(),
 		BeforeKDF:   g.beforeKDF,
 		AfterUnlock: g.afterUnlock,
 		Warnf:       warnf,

@@ -24,7 +24,8 @@ type Credential struct {
 // Options say which repository to open and how. Only Location and
 // Credential are required.
 type Options struct {
-	// Location is a path, local:PATH or coffer://HOST:PORT/REPO.
+	// Location is a path, local:PATH, coffer://HOST:PORT/REPO or
+	// s3:https://HOST/BUCKET[/PREFIX].
 	Location string
 	// Credential unlocks the repository.
 	Credential Credential
@@ -34,6 +35,9 @@ type Options struct {
 	// IdentityDir holds the enrolled client key and certificates used for
 	// coffer:// locations.
 	IdentityDir string
+	// CACertFile names a PEM file of CA certificates trusted, besides the
+	// system's, for s3:https:// endpoints; "": the system's only.
+	CACertFile string
 	// BeforeKDF runs before each Argon2id derivation (nil: nothing). A
 	// program's main may pass keyring.PrepareWorkArea.
 	BeforeKDF keyring.KDFHook

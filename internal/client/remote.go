@@ -20,7 +20,7 @@ import (
 // openStorage opens (or, with create, creates) the backend for o.Location
 // through the registry of built-in schemes.
 func openStorage(ctx context.Context, o *Options, create bool) (storage.Storage, error) {
-	st, err := backends.Open(ctx, o.Location, storage.OpenOptions{Create: create, RemoteTLS: o.remoteTLS})
+	st, err := backends.Open(ctx, o.Location, storage.OpenOptions{Create: create, RemoteTLS: o.remoteTLS, CACertFile: o.CACertFile})
 	if err != nil {
 		return nil, ExplainRemote(err)
 	}

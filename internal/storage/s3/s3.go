@@ -117,7 +117,7 @@ var (
 
 // ErrNotEmpty is returned by Create when objects exist under the prefix
 // but no repository: coffer never creates a repository among other data.
-var ErrNotEmpty = errors.New("bucket prefix is not empty")
+var ErrNotEmpty = errors.New("objects exist under this bucket prefix but no coffer repository; choose another prefix (s3:https://HOST/BUCKET/PREFIX)")
 
 // Open opens the repository at cfg.Location. It fails with an error
 // wrapping storage.ErrNoRepository when the bucket or the config object

@@ -130,13 +130,13 @@ func start(t testing.TB, bin, certFile, keyFile string) (*Server, error) {
 		return nil, err
 	}
 	defer func() { _ = logf.Close() }()
-	// The secret is the test server's own, made up here; a real one would
-	// not go on a command line.
-	args := []string{"--access", s.AccessKey, "--secret", s.SecretKey, "--port", s.Endpoint, "--quiet"}
+	args := []string{"--port", s.Endpoint, "--quiet"}
 	if certFile != "" {
 		args = append(args, "--cert", certFile, "--key", keyFile)
 	}
 	cmd := exec.Command(bin, append(args, "posix", s.Dir)...) // #nosec G204 -- the test's own binary and arguments
+	// The root credentials go in the environment, not on the command line.
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
