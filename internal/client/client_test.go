@@ -247,7 +247,7 @@ func TestOpenByScheme(t *testing.T) {
 	ctx := context.Background()
 	asked := false
 	cred := Credential{Source: "the test", Secret: func(context.Context) ([]byte, error) { asked = true; return []byte("x"), nil }}
-	_, err := Open(ctx, Options{Location: "s3:https://example.invalid/bucket", Credential: cred})
+	_, err := Open(ctx, Options{Location: "sftp:user@example.invalid:/srv", Credential: cred})
 	if !errors.Is(err, storage.ErrUnknownScheme) || !strings.Contains(err.Error(), "coffer") || !strings.Contains(err.Error(), "local") {
 		t.Fatalf("unknown scheme: %v", err)
 	}
