@@ -26,7 +26,8 @@ type faultProxy struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
 	fail func(r *http.Request) (status int, code string)
-	seen []string // "METHOD path?query" of every request
+	seen  []string // "METHOD path?query" of every request
+	hosts []string // the Host of every request
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -40,6 +41,7 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.seen = append(p.seen, r.Method+" "+r.URL.RequestURI())
+		p.hosts = append(p.hosts, r.Host)
 		fail := p.fail
 		p.mu.Unlock()
 		if fail != nil {
@@ -59,7 +61,13 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 func (p *faultProxy) set(fail func(r *http.Request) (int, string)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.fail, p.seen = fail, nil
+	p.fail, p.seen, p.hosts = fail, nil, nil
+}
+
+func (p *faultProxy) hostsSeen() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.hosts...)
 }
 
 func (p *faultProxy) requests() []string {

@@ -66,11 +66,12 @@ func Binary() string {
 	return ""
 }
 
-// Start runs versitygw for the rest of the test. Without the binary it
-// skips the test, or fails it when COFFER_REQUIRE_S3=1.
-func Start(t testing.TB) *Server {
+// Start runs versitygw for the rest of the test, with extra global flags
+// if given (such as --virtual-domain). Without the binary it skips the
+// test, or fails it when COFFER_REQUIRE_S3=1.
+func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	return startServer(t, "", "")
+	return startServer(t, "", "", extra...)
 }
 
 // StartTLS is Start with https, the certificate issued for 127.0.0.1 by a
@@ -93,7 +94,7 @@ func StartTLS(t testing.TB) *Server {
 	return s
 }
 
-func startServer(t testing.TB, certFile, keyFile string) *Server {
+func startServer(t testing.TB, certFile, keyFile string, extra ...string) *Server {
 	t.Helper()
 	bin := Binary()
 	if bin == "" {
@@ -104,7 +105,7 @@ func startServer(t testing.TB, certFile, keyFile string) *Server {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		s, err := start(t, bin, certFile, keyFile)
+		s, err := start(t, bin, certFile, keyFile, extra)
 		if err == nil {
 			return s
 		}
@@ -114,7 +115,7 @@ func startServer(t testing.TB, certFile, keyFile string) *Server {
 	return nil
 }
 
-func start(t testing.TB, bin, certFile, keyFile string) (*Server, error) {
+func start(t testing.TB, bin, certFile, keyFile string, extra []string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -130,7 +131,7 @@ func start(t testing.TB, bin, certFile, keyFile string) (*Server, error) {
 		return nil, err
 	}
 	defer func() { _ = logf.Close() }()
-	args := []string{"--port", s.Endpoint, "--quiet"}
+	args := append([]string{"--port", s.Endpoint, "--quiet"}, extra...)
 	if certFile != "" {
 		args = append(args, "--cert", certFile, "--key", keyFile)
 	}
