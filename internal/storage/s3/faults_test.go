@@ -23,9 +23,9 @@ import (
 // faultProxy forwards to a real S3 server and answers the requests fail
 // picks with an S3 error of its own instead.
 type faultProxy struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	fail func(r *http.Request) (status int, code string)
+	srv   *httptest.Server
+	mu    sync.Mutex
+	fail  func(r *http.Request) (status int, code string)
 	seen  []string // "METHOD path?query" of every request
 	hosts []string // the Host of every request
 }
