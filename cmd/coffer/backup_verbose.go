@@ -8,13 +8,6 @@ import (
 	"github.com/coffer-backup/coffer/internal/archiver"
 )
 
-// verboseStatusJSON is backup's JSON line for one file with -v.
-type verboseStatusJSON struct {
-	MessageType string `json:"message_type"` // "verbose_status"
-	Action      string `json:"action"`       // "new", "modified" or "unchanged"
-	Item        string `json:"item"`
-}
-
 // fileReporter returns backup's per-file callback for -v (new and
 // modified files) and -vv (unchanged ones too), or nil, which keeps the
 // archiver's hot path free of it.

@@ -20,29 +20,6 @@ type findOptions struct {
 	patterns   []string
 }
 
-// findMatchJSON is one entry found, in find's JSON document.
-type findMatchJSON struct {
-	Path        string    `json:"path"`
-	Type        string    `json:"type"`
-	Permissions string    `json:"permissions"`
-	Mode        uint32    `json:"mode"`
-	Size        int64     `json:"size"`
-	UID         uint32    `json:"uid"`
-	GID         uint32    `json:"gid"`
-	User        string    `json:"user,omitempty"`
-	Group       string    `json:"group,omitempty"`
-	MTime       time.Time `json:"mtime"`
-	ATime       time.Time `json:"atime"`
-	CTime       time.Time `json:"ctime"`
-}
-
-// findSnapshotJSON is the entries found in one snapshot.
-type findSnapshotJSON struct {
-	Snapshot string          `json:"snapshot"`
-	Hits     int             `json:"hits"`
-	Matches  []findMatchJSON `json:"matches"`
-}
-
 func newFindCommand(g *globalOptions) *cobra.Command {
 	var o findOptions
 	cmd := &cobra.Command{

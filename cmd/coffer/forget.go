@@ -60,31 +60,9 @@ snapshots are removed. Data is freed by prune (--prune runs it afterwards).`,
 	return cmd
 }
 
-// forgetSnapJSON is a snapshot in forget's JSON output.
-type forgetSnapJSON struct {
-	ID       string   `json:"id"`
-	ShortID  string   `json:"short_id"`
-	Time     string   `json:"time"`
-	Hostname string   `json:"hostname"`
-	Paths    []string `json:"paths"`
-	Tags     []string `json:"tags,omitempty"`
-}
-
 func toForgetJSON(s *repository.Snapshot) forgetSnapJSON {
 	return forgetSnapJSON{ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time.Format(time.RFC3339Nano),
 		Hostname: s.Hostname, Paths: s.Paths, Tags: s.Tags}
-}
-
-type forgetGroupJSON struct {
-	GroupKey maintenance.GroupKey `json:"group_key"`
-	Keep     []forgetSnapJSON     `json:"keep"`
-	Remove   []forgetSnapJSON     `json:"remove"`
-	Reasons  []forgetReasonJSON   `json:"reasons"`
-}
-
-type forgetReasonJSON struct {
-	Snapshot forgetSnapJSON `json:"snapshot"`
-	Matches  []string       `json:"matches"`
 }
 
 func (g *globalOptions) runForget(cmd *cobra.Command, o forgetOptions, args []string) error {

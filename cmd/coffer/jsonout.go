@@ -239,6 +239,102 @@ type serverTokenJSON struct {
 	Expires time.Time `json:"expires"`
 }
 
+// findMatchJSON is one entry found, in find's JSON document.
+type findMatchJSON struct {
+	Path        string    `json:"path"`
+	Type        string    `json:"type"`
+	Permissions string    `json:"permissions"`
+	Mode        uint32    `json:"mode"`
+	Size        int64     `json:"size"`
+	UID         uint32    `json:"uid"`
+	GID         uint32    `json:"gid"`
+	User        string    `json:"user,omitempty"`
+	Group       string    `json:"group,omitempty"`
+	MTime       time.Time `json:"mtime"`
+	ATime       time.Time `json:"atime"`
+	CTime       time.Time `json:"ctime"`
+}
+
+// findSnapshotJSON is the entries found in one snapshot.
+type findSnapshotJSON struct {
+	Snapshot string          `json:"snapshot"`
+	Hits     int             `json:"hits"`
+	Matches  []findMatchJSON `json:"matches"`
+}
+
+// tagReplacementJSON is one snapshot tag rewrote: its old and new IDs.
+type tagReplacementJSON struct {
+	OldID string `json:"old_id"`
+	NewID string `json:"new_id"`
+}
+
+// tagJSON is tag's document.
+type tagJSON struct {
+	ChangedSnapshots int                  `json:"changed_snapshots"`
+	Replaced         []tagReplacementJSON `json:"replaced"`
+}
+
+// forgetSnapJSON is a snapshot in forget's JSON output.
+type forgetSnapJSON struct {
+	ID       string   `json:"id"`
+	ShortID  string   `json:"short_id"`
+	Time     string   `json:"time"`
+	Hostname string   `json:"hostname"`
+	Paths    []string `json:"paths"`
+	Tags     []string `json:"tags,omitempty"`
+}
+
+// forgetGroupJSON is one group of forget's array (with a policy).
+type forgetGroupJSON struct {
+	GroupKey maintenance.GroupKey `json:"group_key"`
+	Keep     []forgetSnapJSON     `json:"keep"`
+	Remove   []forgetSnapJSON     `json:"remove"`
+	Reasons  []forgetReasonJSON   `json:"reasons"`
+}
+
+// forgetReasonJSON is why forget keeps a snapshot: the rules it matches.
+type forgetReasonJSON struct {
+	Snapshot forgetSnapJSON `json:"snapshot"`
+	Matches  []string       `json:"matches"`
+}
+
+// verboseStatusJSON is backup's JSON line for one file with -v.
+type verboseStatusJSON struct {
+	MessageType string `json:"message_type"` // "verbose_status"
+	Action      string `json:"action"`       // "new", "modified" or "unchanged"
+	Item        string `json:"item"`
+}
+
+// clientJSON is one client in the JSON output of server clients and client.
+type clientJSON struct {
+	Name         string     `json:"name"`
+	CertSerial   string     `json:"cert_serial"`
+	CertNotAfter time.Time  `json:"cert_not_after"`
+	Created      time.Time  `json:"created"`
+	LastContact  *time.Time `json:"last_contact"`
+	AllowDelete  bool       `json:"allow_delete"`
+	QuotaBytes   int64      `json:"quota_bytes"`
+	Revoked      bool       `json:"revoked"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+}
+
+// serverScrubDamageJSON is one damaged object server scrub found.
+type serverScrubDamageJSON struct {
+	Path   string `json:"path"`
+	Client string `json:"client"`
+	Repo   string `json:"repo"`
+	Object string `json:"object"`
+	Reason string `json:"reason"`
+}
+
+// serverScrubJSON is server scrub's document.
+type serverScrubJSON struct {
+	Objects int                     `json:"objects"`
+	Bytes   int64                   `json:"bytes"`
+	Damaged []serverScrubDamageJSON `json:"damaged"`
+	Stray   []string                `json:"stray"`
+}
+
 // jsonArray writes a JSON array one element at a time, so that a long
 // listing is one document without being held in memory.
 type jsonArray struct {

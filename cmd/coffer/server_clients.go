@@ -11,19 +11,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// clientJSON is one client in the JSON output of server clients and client.
-type clientJSON struct {
-	Name         string     `json:"name"`
-	CertSerial   string     `json:"cert_serial"`
-	CertNotAfter time.Time  `json:"cert_not_after"`
-	Created      time.Time  `json:"created"`
-	LastContact  *time.Time `json:"last_contact"`
-	AllowDelete  bool       `json:"allow_delete"`
-	QuotaBytes   int64      `json:"quota_bytes"`
-	Revoked      bool       `json:"revoked"`
-	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
-}
-
 func toClientJSON(c serverdb.Client) clientJSON {
 	opt := func(t time.Time) *time.Time {
 		if t.IsZero() {

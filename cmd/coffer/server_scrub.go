@@ -35,24 +35,12 @@ Exit status 1 means damaged objects were found.`,
 			}
 			out := cmd.OutOrStdout()
 			if g.json {
-				type damage struct {
-					Path   string `json:"path"`
-					Client string `json:"client"`
-					Repo   string `json:"repo"`
-					Object string `json:"object"`
-					Reason string `json:"reason"`
-				}
-				j := struct {
-					Objects int      `json:"objects"`
-					Bytes   int64    `json:"bytes"`
-					Damaged []damage `json:"damaged"`
-					Stray   []string `json:"stray"`
-				}{Objects: rep.Objects, Bytes: rep.Bytes, Damaged: []damage{}, Stray: rep.Stray}
+				j := serverScrubJSON{Objects: rep.Objects, Bytes: rep.Bytes, Damaged: []serverScrubDamageJSON{}, Stray: rep.Stray}
 				if j.Stray == nil {
 					j.Stray = []string{}
 				}
 				for _, d := range rep.Damaged {
-					j.Damaged = append(j.Damaged, damage(d))
+					j.Damaged = append(j.Damaged, serverScrubDamageJSON(d))
 				}
 				if err := printJSON(out, j); err != nil {
 					return err

@@ -10,18 +10,6 @@ type tagOptions struct {
 	set, add, remove []string
 }
 
-// tagReplacementJSON is one snapshot tag rewrote: its old and new IDs.
-type tagReplacementJSON struct {
-	OldID string `json:"old_id"`
-	NewID string `json:"new_id"`
-}
-
-// tagJSON is tag's document.
-type tagJSON struct {
-	ChangedSnapshots int                  `json:"changed_snapshots"`
-	Replaced         []tagReplacementJSON `json:"replaced"`
-}
-
 func newTagCommand(g *globalOptions) *cobra.Command {
 	var o tagOptions
 	cmd := &cobra.Command{
