@@ -44,7 +44,8 @@ func newBackupCommand(g *globalOptions) *cobra.Command {
 		Long: `Back up PATHs into a new snapshot. With no repository given, the default local
 repository is used and created on first use (its recovery key is shown once).
 
-Exit status 3 means the snapshot was written but some sources could not be read.`,
+Exit status 3 means the snapshot was written but some sources were missing or
+could not be read.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.runBackup(cmd, o, args)
 		},
@@ -196,7 +197,7 @@ func (g *globalOptions) runBackup(cmd *cobra.Command, o backupOptions, args []st
 			return err
 		}
 		if len(res.Errors) > 0 {
-			return fmt.Errorf("%w: %d source(s) unreadable, snapshot %s written without them", errPartialBackup, len(res.Errors), res.Snapshot.ID.Short())
+			return fmt.Errorf("%w: %d source(s) missing or unreadable, snapshot %s written without them", errPartialBackup, len(res.Errors), res.Snapshot.ID.Short())
 		}
 		return nil
 	})

@@ -15,7 +15,7 @@ const (
 	exitOK              = 0   // success
 	exitError           = 1   // any other error
 	exitUsage           = 2   // bad command line
-	exitPartialBackup   = 3   // backup finished but some sources were unreadable
+	exitPartialBackup   = 3   // backup wrote its snapshot but some sources were missing or unreadable
 	exitNoRepository    = 10  // repository does not exist
 	exitLocked          = 11  // repository is locked by another process
 	exitWrongPassword   = 12  // no key slot opens with the given secret
@@ -28,7 +28,7 @@ const (
 // own sentinels, mapped in exitCodes.
 var (
 	errUsage         = errors.New("usage error")
-	errPartialBackup = errors.New("some sources could not be read")
+	errPartialBackup = errors.New("some sources are missing or could not be read")
 	errTLSPolicy     = errors.New("server is weaker than the TLS policy")
 )
 
