@@ -267,3 +267,47 @@ func TestMultipart(t *testing.T) {
 		t.Fatalf("Load: %d bytes, %v", len(got), err)
 	}
 }
+
+// TestOpenRetriesTransient checks that Open gets past a 503 on its first
+// request, and gives up at once on a refusal that another try cannot
+// change.
+func TestOpenRetriesTransient(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	proxy := newFaultProxy(t, srv.Endpoint)
+	ctx := context.Background()
+	st, err := s3.Create(ctx, proxy.config(srv, bucket, "r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Save(ctx, storage.Handle{Kind: storage.KindConfig, Name: "config"}, []byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Close()
+
+	var mu sync.Mutex
+	calls := 0
+	proxy.set(func(*http.Request) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			return 503, "SlowDown"
+		}
+		return 0, ""
+	})
+	st, err = s3.Open(ctx, proxy.config(srv, bucket, "r"))
+	if err != nil {
+		t.Fatalf("Open after one 503: %v", err)
+	}
+	_ = st.Close()
+
+	proxy.set(func(*http.Request) (int, string) { return 403, "AccessDenied" })
+	if _, err := s3.Open(ctx, proxy.config(srv, bucket, "r")); !errors.Is(err, storage.ErrForbidden) {
+		t.Fatalf("Open refused: %v, want ErrForbidden", err)
+	}
+	if n := len(proxy.requests()); n != 1 {
+		t.Errorf("a refused Open made %d requests, want 1 (no retry)", n)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -128,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (*S3, error) {
 	if err != nil {
 		return nil, err
 	}
-	found, err := s.probe(ctx)
+	found, err := s.probeRetried(ctx)
 	switch {
 	case errors.Is(err, errNoBucket):
 		err = fmt.Errorf("bucket %s does not exist at %s: %w", s.loc.Bucket, s.loc.Endpoint, storage.ErrNoRepository)
@@ -159,7 +160,7 @@ func Create(ctx context.Context, cfg Config) (*S3, error) {
 }
 
 func (s *S3) create(ctx context.Context, region string) error {
-	found, err := s.probe(ctx)
+	found, err := s.probeRetried(ctx)
 	if errors.Is(err, errNoBucket) {
 		if err := s.client.MakeBucket(ctx, s.loc.Bucket, minio.MakeBucketOptions{Region: region}); err != nil {
 			return fmt.Errorf("make bucket %s: %w", s.loc.Bucket, mapError(err))
@@ -232,6 +233,42 @@ func lookupOf(l BucketLookup, endpoint string) minio.BucketLookupType {
 		return minio.BucketLookupAuto
 	}
 	return minio.BucketLookupPath
+}
+
+// probeAttempts and probeBackoff bound how Open and Create retry their
+// first request when it fails for a reason another try may not meet (a
+// 5xx, throttling, a refused connection); the retry decorator takes over
+// once the backend is open.
+const (
+	probeAttempts = 3
+	probeBackoff  = 250 * time.Millisecond
+)
+
+// probeRetried is probe, tried again after transient failures.
+func (s *S3) probeRetried(ctx context.Context) (map[string]bool, error) {
+	for attempt := 1; ; attempt++ {
+		found, err := s.probe(ctx)
+		if err == nil || attempt == probeAttempts || permanent(err) {
+			return found, err
+		}
+		t := time.NewTimer(probeBackoff << (attempt - 1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (last attempt failed: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// permanent reports whether another try cannot change err.
+func permanent(err error) bool {
+	for _, target := range []error{errNoBucket, storage.ErrForbidden, storage.ErrNoRepository, storage.ErrNotFound, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // errNoBucket is probe's error for a missing bucket.
