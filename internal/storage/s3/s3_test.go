@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,4 +260,80 @@ func TestConditionalWrite(t *testing.T) {
 	if minio.ToErrorResponse(err).StatusCode != 412 {
 		t.Fatalf("second conditional PUT: %v, want 412 Precondition Failed", err)
 	}
+}
+
+// TestSaveStreamMultipart checks SaveStream above the part size: the
+// object is stored as streamed, and a source that fails or writes more or
+// fewer bytes than announced leaves nothing, not even a pending upload.
+func TestSaveStreamMultipart(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	ctx := context.Background()
+	cfg := srv.Config(bucket, "stream")
+	cfg.PartSize = 5 << 20
+	st, err := s3.Create(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	data := storagetest.Content("stream", 12<<20+5)
+	h := storage.Handle{Kind: storage.KindData, Name: "aabig"}
+	if err := st.SaveStream(ctx, h, chunks{data: data, step: 1 << 20}, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Load(ctx, h, 0, -1); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Load: %d bytes, %v", len(got), err)
+	}
+	for name, c := range map[string]struct {
+		src  chunks
+		size int64
+	}{
+		"long":    {chunks{data: data, step: 1 << 20}, int64(len(data)) - 1},
+		"short":   {chunks{data: data[:11<<20], step: 1 << 20}, int64(len(data))},
+		"failing": {chunks{data: data, step: 1 << 20, failAfter: 11 << 20}, int64(len(data))},
+	} {
+		bh := storage.Handle{Kind: storage.KindData, Name: "bb" + name}
+		if err := st.SaveStream(ctx, bh, c.src, c.size); err == nil {
+			t.Errorf("%s source: SaveStream succeeded", name)
+		}
+		if _, err := st.Stat(ctx, bh); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s source: object visible (Stat: %v)", name, err)
+		}
+	}
+	uploads := 0
+	for u := range rawClient(t, srv).ListIncompleteUploads(ctx, bucket, "stream/", true) {
+		if u.Err != nil {
+			t.Fatalf("list pending uploads: %v", u.Err)
+		}
+		uploads++
+	}
+	if uploads != 0 {
+		t.Errorf("%d multipart uploads left pending", uploads)
+	}
+}
+
+// chunks writes data in pieces of step bytes, failing once failAfter
+// bytes are written if it is set.
+type chunks struct {
+	data      []byte
+	step      int
+	failAfter int
+}
+
+func (c chunks) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for rest := c.data; len(rest) > 0; {
+		if c.failAfter > 0 && n >= int64(c.failAfter) {
+			return n, errors.New("source broke")
+		}
+		k := min(c.step, len(rest))
+		m, err := w.Write(rest[:k])
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+		rest = rest[k:]
+	}
+	return n, nil
 }
