@@ -237,6 +237,8 @@ type serverTokenJSON struct {
 	Client  string    `json:"client"`
 	Token   string    `json:"token"`
 	Expires time.Time `json:"expires"`
+	// Replaces: the client exists and redeeming the token replaces it.
+	Replaces bool `json:"replaces"`
 }
 
 // findMatchJSON is one entry found, in find's JSON document.

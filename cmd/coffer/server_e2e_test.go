@@ -203,7 +203,7 @@ func TestServerEndToEnd(t *testing.T) {
 			t.Errorf("reused token: exit %d: %s", code, se)
 		}
 		// An expired token.
-		other.extra = []string{"COFFER_TOKEN=" + srv.token(admin, "mallory", "--ttl", "1s")}
+		other.extra = []string{"COFFER_TOKEN=" + srv.token(admin, "mallory", "--ttl", "1s", "--replace")}
 		time.Sleep(1100 * time.Millisecond)
 		_, se, code = other.run("enroll", "--server", srv.addr, "--identity", filepath.Join(other.dir, "id3"))
 		if code == 0 || !strings.Contains(se, "expired") {
@@ -211,7 +211,7 @@ func TestServerEndToEnd(t *testing.T) {
 		}
 		// A token whose CA fingerprint is not this server's: refused before
 		// anything is sent, so the server records no enrollment attempt.
-		good := srv.token(admin, "mallory")
+		good := srv.token(admin, "mallory", "--replace")
 		tk, err := pki.ParseToken(good)
 		if err != nil {
 			t.Fatal(err)

@@ -134,17 +134,20 @@ type TokenRecord struct {
 // Put stores a new record; a record with the same SecretHash already stored
 // is ErrTokenExists.
 //
-// Redeem atomically finds the record with secretHash and marks it used at
-// now, returning it. Of any number of concurrent Redeem calls for one hash,
-// at most one succeeds. It returns ErrTokenUnknown when no record matches,
-// ErrTokenUsed when it was redeemed before (whether or not it has expired
-// since), and ErrTokenExpired when now is not before ExpiresAt; only the
-// success case changes the record. A SQL store does this in one statement:
-// UPDATE ... SET used_at = ? WHERE hash = ? AND used_at IS NULL AND
-// expires_at > ?, then reads the row to tell the errors apart.
+// Redeem atomically finds the record with secretHash issued for clientName
+// and marks it used at now, returning it. Of any number of concurrent
+// Redeem calls for one hash, at most one succeeds. It returns
+// ErrTokenUnknown when no record matches or the record names another
+// client (a token whose name was edited: the genuine token stays
+// redeemable), ErrTokenUsed when it was redeemed before (whether or not it
+// has expired since), and ErrTokenExpired when now is not before
+// ExpiresAt; only the success case changes the record. A SQL store does
+// this in one statement: UPDATE ... SET used_at = ? WHERE hash = ? AND
+// client = ? AND used_at IS NULL AND expires_at > ?, then reads the row to
+// tell the errors apart.
 type TokenStore interface {
 	Put(ctx context.Context, rec TokenRecord) error
-	Redeem(ctx context.Context, secretHash [32]byte, now time.Time) (TokenRecord, error)
+	Redeem(ctx context.Context, secretHash [32]byte, clientName string, now time.Time) (TokenRecord, error)
 }
 
 // MemoryTokenStore is a TokenStore in memory, for tests and as the
@@ -170,14 +173,14 @@ func (m *MemoryTokenStore) Put(ctx context.Context, rec TokenRecord) error {
 
 // Redeem implements TokenStore. It compares the hash against every record
 // in constant time.
-func (m *MemoryTokenStore) Redeem(ctx context.Context, secretHash [32]byte, now time.Time) (TokenRecord, error) {
+func (m *MemoryTokenStore) Redeem(ctx context.Context, secretHash [32]byte, clientName string, now time.Time) (TokenRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return TokenRecord{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	i := m.find(secretHash)
-	if i < 0 {
+	if i < 0 || m.recs[i].ClientName != clientName {
 		return TokenRecord{}, ErrTokenUnknown
 	}
 	rec := &m.recs[i]
@@ -226,9 +229,11 @@ type Enrollment struct {
 }
 
 // Enroll redeems tok and signs csrDER for the client the token was issued
-// to. The CSR is checked before the token is spent, so a broken client does
-// not burn its token; the token must carry this CA's fingerprint
-// (ErrTokenWrongCA). Errors wrap ErrBadCSR or the token sentinels.
+// to. The CSR and the token's client name are checked before the token is
+// spent (the store compares the name in the same step that marks the token
+// used), so neither a broken client nor an edited token burns the genuine
+// token; the token must carry this CA's fingerprint (ErrTokenWrongCA).
+// Errors wrap ErrBadCSR or the token sentinels.
 func (ca *CA) Enroll(ctx context.Context, store TokenStore, tok *Token, csrDER []byte, ttl time.Duration, now time.Time) (*Enrollment, error) {
 	fp := ca.Fingerprint()
 	if subtle.ConstantTimeCompare(fp[:], tok.CAFingerprint[:]) != 1 {
@@ -237,11 +242,14 @@ func (ca *CA) Enroll(ctx context.Context, store TokenStore, tok *Token, csrDER [
 	if _, err := ParseCSR(csrDER); err != nil {
 		return nil, err
 	}
-	rec, err := store.Redeem(ctx, tok.SecretHash(), now)
+	rec, err := store.Redeem(ctx, tok.SecretHash(), tok.ClientName, now)
+	if errors.Is(err, ErrTokenUnknown) {
+		return nil, fmt.Errorf("redeem token: %w (no unredeemed token for client %q has this secret)", err, tok.ClientName)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("redeem token: %w", err)
 	}
-	if rec.ClientName != tok.ClientName {
+	if rec.ClientName != tok.ClientName { // the store's contract; kept as a guard
 		return nil, fmt.Errorf("%w: token names %q but was issued for another client", ErrTokenUnknown, tok.ClientName)
 	}
 	der, serial, err := ca.SignClient(csrDER, rec.ClientName, ttl, now)

@@ -214,6 +214,10 @@ func TestEnroll(t *testing.T) {
 	if _, err := ca.Enroll(ctx, store, &edited, csr, time.Hour, now); !errors.Is(err, pki.ErrTokenUnknown) {
 		t.Fatalf("edited name: %v", err)
 	}
+	// ... and the genuine token was not burnt by it.
+	if e, err := ca.Enroll(ctx, store, tok3, csr, time.Hour, now); err != nil || e.ClientName != "carol" {
+		t.Fatalf("genuine token after an edited copy: %v", err)
+	}
 	if _, err := (&pki.Token{ClientName: "../x"}).Encode(); err == nil {
 		t.Fatal("encoded a token with an invalid name")
 	}

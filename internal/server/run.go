@@ -35,8 +35,8 @@ type RunOptions struct {
 // Run serves a state directory made by state.Init until ctx is done: the
 // storage API, enrollment and renewal on one mutual-TLS port with the
 // configured policy, and the TLS self-audit. It refuses to start when the
-// directory belongs to another user or a secret file is accessible to
-// group or others.
+// directory belongs to another user or any file or directory of its tree
+// fails state.CheckTree (writable by others, a secret readable by them).
 func Run(ctx context.Context, opts RunOptions) error {
 	log := opts.Logger
 	if log == nil {
@@ -46,7 +46,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 	if err := state.CheckOwner(dir); err != nil {
 		return err
 	}
-	if err := state.CheckSecrets(dir); err != nil {
+	if err := state.CheckTree(dir); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
 	st, err := state.LoadSettings(dir)

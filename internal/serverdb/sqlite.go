@@ -462,10 +462,11 @@ func (t tokenStore) Put(ctx context.Context, rec pki.TokenRecord) error {
 }
 
 // Redeem implements pki.TokenStore: one conditional UPDATE marks the token
-// used only if it is unused and unexpired, so of concurrent redeemers
-// exactly one sees a row; the others learn why from a second read in the
+// used only if it names clientName and is unused and unexpired, so of
+// concurrent redeemers exactly one sees a row, and a token whose name was
+// edited changes nothing; the others learn why from a second read in the
 // same (immediate) transaction.
-func (t tokenStore) Redeem(ctx context.Context, secretHash [32]byte, now time.Time) (pki.TokenRecord, error) {
+func (t tokenStore) Redeem(ctx context.Context, secretHash [32]byte, clientName string, now time.Time) (pki.TokenRecord, error) {
 	tx, err := t.db.BeginTx(ctx, nil)
 	if err != nil {
 		return pki.TokenRecord{}, fmt.Errorf("redeem token: %w", err)
@@ -473,8 +474,8 @@ func (t tokenStore) Redeem(ctx context.Context, secretHash [32]byte, now time.Ti
 	defer func() { _ = tx.Rollback() }()
 	rec := pki.TokenRecord{SecretHash: secretHash}
 	var created, expires, used int64
-	err = tx.QueryRowContext(ctx, `UPDATE tokens SET used_at = ? WHERE secret_hash = ? AND used_at IS NULL AND expires > ? RETURNING client, created, expires, used_at`,
-		nanos(now), secretHash[:], nanos(now)).Scan(&rec.ClientName, &created, &expires, &used)
+	err = tx.QueryRowContext(ctx, `UPDATE tokens SET used_at = ? WHERE secret_hash = ? AND client = ? AND used_at IS NULL AND expires > ? RETURNING client, created, expires, used_at`,
+		nanos(now), secretHash[:], clientName, nanos(now)).Scan(&rec.ClientName, &created, &expires, &used)
 	if err == nil {
 		if err := tx.Commit(); err != nil {
 			return pki.TokenRecord{}, fmt.Errorf("redeem token: %w", err)
@@ -486,9 +487,10 @@ func (t tokenStore) Redeem(ctx context.Context, secretHash [32]byte, now time.Ti
 		return pki.TokenRecord{}, fmt.Errorf("redeem token: %w", err)
 	}
 	var usedAt sql.NullInt64
-	err = tx.QueryRowContext(ctx, `SELECT used_at FROM tokens WHERE secret_hash = ?`, secretHash[:]).Scan(&usedAt)
+	var client string
+	err = tx.QueryRowContext(ctx, `SELECT client, used_at FROM tokens WHERE secret_hash = ?`, secretHash[:]).Scan(&client, &usedAt)
 	switch {
-	case errors.Is(err, sql.ErrNoRows):
+	case errors.Is(err, sql.ErrNoRows), err == nil && client != clientName:
 		return pki.TokenRecord{}, pki.ErrTokenUnknown
 	case err != nil:
 		return pki.TokenRecord{}, fmt.Errorf("redeem token: %w", err)

@@ -64,7 +64,7 @@ func TestRedeemRace(t *testing.T) {
 					store = b.Tokens()
 				}
 				<-start
-				_, errs[i] = store.Redeem(ctx, h, t0.Add(time.Second))
+				_, errs[i] = store.Redeem(ctx, h, "alice", t0.Add(time.Second))
 			}()
 		}
 		close(start)

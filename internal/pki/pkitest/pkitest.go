@@ -27,17 +27,17 @@ func TokenStore(t *testing.T, newStore func(t *testing.T) pki.TokenStore) {
 		if err := s.Put(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.Redeem(ctx, r.SecretHash, now.Add(30*time.Second))
+		got, err := s.Redeem(ctx, r.SecretHash, r.ClientName, now.Add(30*time.Second))
 		if err != nil {
 			t.Fatalf("first redeem: %v", err)
 		}
 		if got.ClientName != r.ClientName || !got.ExpiresAt.Equal(r.ExpiresAt) || got.UsedAt.IsZero() {
 			t.Fatalf("redeemed record %+v, want client %q, used", got, r.ClientName)
 		}
-		if _, err := s.Redeem(ctx, r.SecretHash, now.Add(31*time.Second)); !errors.Is(err, pki.ErrTokenUsed) {
+		if _, err := s.Redeem(ctx, r.SecretHash, r.ClientName, now.Add(31*time.Second)); !errors.Is(err, pki.ErrTokenUsed) {
 			t.Fatalf("second redeem: %v, want ErrTokenUsed", err)
 		}
-		if _, err := s.Redeem(ctx, r.SecretHash, now.Add(time.Hour)); !errors.Is(err, pki.ErrTokenUsed) {
+		if _, err := s.Redeem(ctx, r.SecretHash, r.ClientName, now.Add(time.Hour)); !errors.Is(err, pki.ErrTokenUsed) {
 			t.Fatalf("redeem of used, now expired token: %v, want ErrTokenUsed", err)
 		}
 	})
@@ -48,11 +48,11 @@ func TokenStore(t *testing.T, newStore func(t *testing.T) pki.TokenStore) {
 		if err := s.Put(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Redeem(ctx, r.SecretHash, now.Add(time.Minute)); !errors.Is(err, pki.ErrTokenExpired) {
+		if _, err := s.Redeem(ctx, r.SecretHash, r.ClientName, now.Add(time.Minute)); !errors.Is(err, pki.ErrTokenExpired) {
 			t.Fatalf("redeem at expiry: %v, want ErrTokenExpired", err)
 		}
 		// An expired token stays expired; it is not reported as used.
-		if _, err := s.Redeem(ctx, r.SecretHash, now.Add(2*time.Minute)); !errors.Is(err, pki.ErrTokenExpired) {
+		if _, err := s.Redeem(ctx, r.SecretHash, r.ClientName, now.Add(2*time.Minute)); !errors.Is(err, pki.ErrTokenExpired) {
 			t.Fatalf("redeem after expiry: %v, want ErrTokenExpired", err)
 		}
 	})
@@ -62,8 +62,30 @@ func TokenStore(t *testing.T, newStore func(t *testing.T) pki.TokenStore) {
 		if err := s.Put(ctx, rec("c", time.Minute)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Redeem(ctx, sha256.Sum256([]byte("d")), now); !errors.Is(err, pki.ErrTokenUnknown) {
+		if _, err := s.Redeem(ctx, sha256.Sum256([]byte("d")), "client-d", now); !errors.Is(err, pki.ErrTokenUnknown) {
 			t.Fatalf("redeem unknown: %v, want ErrTokenUnknown", err)
+		}
+	})
+
+	// A token whose client name was edited is unknown and changes nothing:
+	// the genuine token is still redeemable afterwards.
+	t.Run("EditedName", func(t *testing.T) {
+		s := newStore(t)
+		r := rec("g", time.Minute)
+		if err := s.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"admin", "client-", "CLIENT-g", ""} {
+			if _, err := s.Redeem(ctx, r.SecretHash, name, now); !errors.Is(err, pki.ErrTokenUnknown) {
+				t.Fatalf("redeem as %q: %v, want ErrTokenUnknown", name, err)
+			}
+		}
+		got, err := s.Redeem(ctx, r.SecretHash, r.ClientName, now)
+		if err != nil || got.ClientName != r.ClientName {
+			t.Fatalf("genuine redeem after edited ones: %+v %v", got, err)
+		}
+		if _, err := s.Redeem(ctx, r.SecretHash, "admin", now); !errors.Is(err, pki.ErrTokenUnknown) {
+			t.Fatalf("edited name after redemption: %v, want ErrTokenUnknown", err)
 		}
 	})
 
@@ -93,7 +115,7 @@ func TokenStore(t *testing.T, newStore func(t *testing.T) pki.TokenStore) {
 			go func() {
 				defer wg.Done()
 				<-start
-				_, err := s.Redeem(ctx, r.SecretHash, now)
+				_, err := s.Redeem(ctx, r.SecretHash, r.ClientName, now)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {

@@ -4,6 +4,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -47,31 +48,88 @@ func Open(ctx context.Context, dir string) (*Admin, error) {
 // Close closes the database.
 func (a *Admin) Close() error { return a.DB.Close() }
 
-// IssueToken makes a one-time enrollment token for client, valid for ttl,
-// stores its hash and returns the encoded token (the only copy of its
-// secret) and its expiry.
-func (a *Admin) IssueToken(ctx context.Context, client string, ttl time.Duration) (string, time.Time, error) {
+// ErrClientExists: a token was asked for a client that is enrolled
+// (active or revoked) without TokenOptions.Replace.
+var ErrClientExists = errors.New("client is already enrolled")
+
+// TokenOptions configure IssueToken.
+type TokenOptions struct {
+	// TTL is how long the token stays valid (default DefaultTokenTTL).
+	TTL time.Duration
+	// Replace allows a token for a client that is enrolled, active or
+	// revoked: redeeming it gives the name to the new holder.
+	Replace bool
+}
+
+// IssuedToken is a new enrollment token.
+type IssuedToken struct {
+	Token   string // the encoded token: the only copy of its secret
+	Expires time.Time
+	// Replaces is the client record the token will replace when redeemed
+	// (nil for a new client).
+	Replaces *serverdb.Client
+}
+
+// ReplaceNote says what redeeming a token for the existing client c does:
+// its current certificate is revoked, a revoked client is enabled again,
+// and its repositories and policy carry over.
+func ReplaceNote(c serverdb.Client) string {
+	serial := "none"
+	if c.CertSerial != nil {
+		serial = c.CertSerial.Text(16)
+	}
+	if c.Revoked() {
+		return fmt.Sprintf("client %q was revoked at %s; redeeming this token enables it again with a new certificate (the revoked one, serial %s, stays revoked); its repositories, quota and allow-delete setting carry over",
+			c.Name, c.RevokedAt.UTC().Format(time.RFC3339), serial)
+	}
+	return fmt.Sprintf("client %q is enrolled and active; redeeming this token revokes its current certificate (serial %s, expires %s) and gives the name, its repositories, quota and allow-delete setting to the new holder; until then the current certificate keeps working (run coffer server revoke first if it must stop now)",
+		c.Name, serial, c.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// IssueToken makes a one-time enrollment token for client, stores its hash
+// and returns the encoded token. A client that is enrolled, active or
+// revoked, gets one only with opts.Replace (ErrClientExists otherwise,
+// with ReplaceNote's explanation): a token for an existing name hands that
+// name, with its repositories, to whoever redeems it.
+func (a *Admin) IssueToken(ctx context.Context, client string, opts TokenOptions) (*IssuedToken, error) {
 	if err := pki.ValidateClientName(client); err != nil {
-		return "", time.Time{}, err
+		return nil, err
+	}
+	if opts.TTL == 0 {
+		opts.TTL = DefaultTokenTTL
+	}
+	var replaces *serverdb.Client
+	existing, err := a.DB.Client(ctx, client)
+	switch {
+	case err == nil && !opts.Replace:
+		return nil, fmt.Errorf("%w: %s; to issue a token anyway use --replace: %s", ErrClientExists, client, ReplaceNote(existing))
+	case err == nil:
+		replaces = &existing
+	case !errors.Is(err, serverdb.ErrNotFound):
+		return nil, err
 	}
 	ca, err := pki.LoadCA(a.Dir)
 	if err != nil {
-		return "", time.Time{}, err
+		return nil, err
 	}
 	now := a.Now()
-	tok, err := ca.IssueToken(ctx, a.DB.Tokens(), client, ttl, now)
+	tok, err := ca.IssueToken(ctx, a.DB.Tokens(), client, opts.TTL, now)
 	if err != nil {
-		return "", time.Time{}, err
+		return nil, err
 	}
 	s, err := tok.Encode()
 	if err != nil {
-		return "", time.Time{}, err
+		return nil, err
 	}
-	exp := now.Add(ttl)
-	if err := a.DB.LogEvent(ctx, serverdb.Event{Time: now, Client: client, Action: serverdb.ActionToken, Detail: "expires=" + exp.UTC().Format(time.RFC3339)}); err != nil {
-		return "", time.Time{}, err
+	exp := now.Add(opts.TTL)
+	detail := "expires=" + exp.UTC().Format(time.RFC3339)
+	if replaces != nil {
+		detail += " replace=true"
 	}
-	return s, exp, nil
+	if err := a.DB.LogEvent(ctx, serverdb.Event{Time: now, Client: client, Action: serverdb.ActionToken, Detail: detail}); err != nil {
+		return nil, err
+	}
+	return &IssuedToken{Token: s, Expires: exp, Replaces: replaces}, nil
 }
 
 // Revoke revokes every certificate of client.

@@ -55,9 +55,10 @@ var (
 	// ErrConfig: the configuration file does not parse or is out of bounds.
 	ErrConfig = errors.New("invalid server configuration")
 	// ErrInsecureFile: a secret file (the at-rest key, a private key, the
-	// database) or the directory is accessible to
-	// group or others; the server refuses to start.
-	ErrInsecureFile = errors.New("secret file is accessible to group or others")
+	// database) is accessible to group or others, or a file or directory of
+	// the state tree is writable by them or a symbolic link; the server
+	// refuses to start.
+	ErrInsecureFile = errors.New("insecure state directory")
 	// ErrAlreadyInitialised: server init found a configured directory.
 	ErrAlreadyInitialised = errors.New("server state directory is already initialised")
 	// ErrWrongUser: the state directory belongs to another user, whose

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,7 +109,7 @@ func TestInit(t *testing.T) {
 	if _, err := state.LoadSettings(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := state.CheckSecrets(dir); err != nil {
+	if err := state.CheckTree(dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := state.CheckOwner(dir); err != nil {
@@ -134,7 +135,7 @@ func TestCheckSecrets(t *testing.T) {
 			if err := os.Chmod(path, mode); err != nil {
 				t.Fatal(err)
 			}
-			err := state.CheckSecrets(dir)
+			err := state.CheckTree(dir)
 			if !errors.Is(err, state.ErrInsecureFile) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "chmod 600 "+path) {
 				t.Errorf("%s mode %o: %v", name, mode, err)
 			}
@@ -147,17 +148,107 @@ func TestCheckSecrets(t *testing.T) {
 	if err := os.Chmod(filepath.Join(dir, pki.CACertFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := state.CheckSecrets(dir); err != nil {
+	if err := state.CheckTree(dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := state.CheckSecrets(dir); !errors.Is(err, state.ErrInsecureFile) || !strings.Contains(err.Error(), "chmod 700") {
+	if err := state.CheckTree(dir); !errors.Is(err, state.ErrInsecureFile) || !strings.Contains(err.Error(), "chmod 700") {
 		t.Errorf("world-writable directory: %v", err)
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Issue 10, item 15: every file and directory of the state tree is
+// checked, not only the directory and the secrets at its top.
+func TestCheckTree(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "state")
+	if _, err := state.Init(context.Background(), dir, state.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, state.ObjectsDir, "alice", "main")
+	if err := os.MkdirAll(filepath.Join(repo, "data", "ab"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	object := filepath.Join(repo, "data", "ab", "abcd")
+	if err := os.WriteFile(object, []byte("sealed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.CheckTree(dir); err != nil {
+		t.Fatalf("a sound tree: %v", err)
+	}
+	cases := []struct {
+		path string
+		mode os.FileMode
+		fix  string
+	}{
+		{filepath.Join(dir, state.ConfigFile), 0o666, "chmod go-w "},
+		{filepath.Join(dir, state.ConfigFile), 0o620, "chmod go-w "},
+		{filepath.Join(dir, state.ObjectsDir), 0o777, "chmod 700 "},
+		{filepath.Join(dir, state.TempDir), 0o770, "chmod 700 "},
+		{filepath.Join(repo, "data"), 0o757, "chmod 700 "},
+		{object, 0o602, "chmod go-w "},
+		{filepath.Join(dir, pki.CACertFile), 0o666, "chmod go-w "},
+	}
+	for _, c := range cases {
+		fi, err := os.Stat(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(c.path, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		err = state.CheckTree(dir)
+		if !errors.Is(err, state.ErrInsecureFile) || !strings.Contains(err.Error(), c.fix+c.path) {
+			t.Errorf("%s mode %04o: %v; want the path and %q", c.path, c.mode, err, c.fix+c.path)
+		}
+		if err := os.Chmod(c.path, fi.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Readable is fine for what is not secret.
+	if err := os.Chmod(object, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.CheckTree(dir); err != nil {
+		t.Errorf("an object readable by others (it is sealed): %v", err)
+	}
+	// A symbolic link below the directory is refused; the directory itself
+	// may be one.
+	link := filepath.Join(repo, "index")
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.CheckTree(dir); !errors.Is(err, state.ErrInsecureFile) || !strings.Contains(err.Error(), link+" is a symbolic link") {
+		t.Errorf("symlink in the tree: %v", err)
+	}
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	alias := filepath.Join(t.TempDir(), "alias")
+	if err := os.Symlink(dir, alias); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.CheckTree(alias); err != nil {
+		t.Errorf("state directory reached through a link: %v", err)
+	}
+	// Many problems are listed up to a bound, then counted.
+	for i := range 30 {
+		p := filepath.Join(repo, fmt.Sprintf("junk%02d", i))
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := state.CheckTree(dir)
+	if !errors.Is(err, state.ErrInsecureFile) || !strings.Contains(err.Error(), "and 10 more problems") || !strings.Contains(err.Error(), "chmod -R go-w "+dir) {
+		t.Errorf("30 problems: %v", err)
 	}
 }
 
