@@ -31,6 +31,10 @@ certificate request and receives the client certificate. It writes DIR
 0600), client.crt and ca.crt, as PEM. From then on the client trusts only
 that CA for coffer:// repositories, and renews its certificate by itself.
 
+A server that is limiting enrollment attempts (HTTP 429) is asked again
+after the time it names, up to 6 attempts; the token is not used by a
+refused attempt.
+
 The token is read from --token-file, or COFFER_TOKEN; --token works too but
 shows the token to other users of this machine.`,
 		Args: usageArgs(cobra.NoArgs),
@@ -60,7 +64,12 @@ shows the token to other users of this machine.`,
 					}
 				}
 			}
-			id, err := enroll.Enroll(cmd.Context(), serverAddr, tok, enroll.Options{})
+			opts := enroll.Options{Waiting: func(attempt int, wait time.Duration) {
+				if !g.quiet {
+					fmt.Fprintf(os.Stderr, "the server is limiting enrollment attempts (attempt %d of %d refused); retrying in %s\n", attempt, enroll.DefaultAttempts, wait)
+				}
+			}}
+			id, err := enroll.Enroll(cmd.Context(), serverAddr, tok, opts)
 			if errors.Is(err, pki.ErrFingerprintMismatch) || errors.Is(err, pki.ErrServerNotTrusted) {
 				return fmt.Errorf("refusing to enroll, nothing was sent: the server at %s is not the one the token was issued for: %w", serverAddr, err)
 			}

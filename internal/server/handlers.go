@@ -13,6 +13,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/atrest"
 	"github.com/coffer-backup/coffer/internal/pki/enroll"
+	"github.com/coffer-backup/coffer/internal/server/enrollment"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/wire"
@@ -122,9 +123,9 @@ func (s *Server) fail(w http.ResponseWriter, client string, route wire.Route, er
 }
 
 func (s *Server) serveEnroll(w http.ResponseWriter, r *http.Request) {
-	if !s.enrollLimit.allow(s.now()) {
-		w.Header().Set("Retry-After", "1")
-		wire.WriteError(w, fmt.Errorf("%w: enrollment", wire.ErrTooManyRequests))
+	if ok, wait := s.enrollLimit.Allow(r.RemoteAddr, s.now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(enrollment.RetryAfterSeconds(wait)))
+		wire.WriteError(w, fmt.Errorf("%w: enrollment attempts from %s, retry in %s", wire.ErrTooManyRequests, enrollment.SourceOf(r.RemoteAddr), wait.Round(time.Millisecond)))
 		return
 	}
 	if s.cfg.Enroll == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/coffer-backup/coffer/internal/wire"
 )
@@ -92,31 +91,4 @@ func (s *Server) released(client string, size int64) {
 	if u.loaded {
 		u.used -= size
 	}
-}
-
-// rateLimiter is a token bucket: rate tokens a second, at most burst.
-type rateLimiter struct {
-	mu     sync.Mutex
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimiter(rate, burst float64) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: burst, tokens: burst}
-}
-
-func (l *rateLimiter) allow(now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		return false
-	}
-	l.tokens--
-	return true
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/server/enrollment"
 	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -78,6 +79,10 @@ type Config struct {
 	// AppendOnlyRemovable lists the kinds a client without allow-delete may
 	// remove; nil means DefaultAppendOnlyRemovable, an empty non-nil slice none.
 	AppendOnlyRemovable []storage.Kind
+	// EnrollLimits bound enrollment attempts per source address and for
+	// the whole server (zero fields: enrollment's defaults); beyond them
+	// the server answers 429 with Retry-After.
+	EnrollLimits enrollment.Limits
 	// RequestLog, if set, receives one JSON line per request with its
 	// time, method, status and duration_ms, for latency measurements.
 	RequestLog io.Writer
@@ -112,7 +117,7 @@ type Server struct {
 	slots          map[string]chan struct{}
 	usage          map[string]*clientUsage
 
-	enrollLimit *rateLimiter
+	enrollLimit *enrollment.Limiter
 
 	stop      chan struct{}
 	stopped   chan struct{}
@@ -177,7 +182,7 @@ func New(cfg Config) (*Server, error) {
 		contactWritten: map[string]time.Time{},
 		slots:          map[string]chan struct{}{},
 		usage:          map[string]*clientUsage{},
-		enrollLimit:    newRateLimiter(5, 20),
+		enrollLimit:    enrollment.NewLimiter(cfg.EnrollLimits),
 		stop:           make(chan struct{}),
 		stopped:        make(chan struct{}),
 	}

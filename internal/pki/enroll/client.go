@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -33,16 +34,37 @@ var (
 	// ErrRefused: the server refused the request; the error carries its
 	// status and message.
 	ErrRefused = errors.New("server refused")
+	// ErrRateLimited: the server answered 429 (too many enrollment attempts)
+	// to every attempt; the token was not used.
+	ErrRateLimited = errors.New("server is limiting enrollment attempts")
+)
+
+// Defaults of the retries of a rate-limited enrollment.
+const (
+	DefaultAttempts = 6
+	// DefaultMaxWait bounds one wait, whatever the server's Retry-After says.
+	DefaultMaxWait = time.Minute
 )
 
 // Options tune the client. Zero values select the defaults.
 type Options struct {
 	// Policy is the TLS policy (default tlspolicy.Default()).
 	Policy *tlspolicy.Policy
-	// Timeout bounds the whole exchange (default 30s).
+	// Timeout bounds one attempt (default 30s).
 	Timeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Attempts bounds the attempts of Enroll when the server answers 429
+	// (default DefaultAttempts). Between attempts Enroll waits the
+	// server's Retry-After, or else 1s doubling each time, at most MaxWait.
+	Attempts int
+	// MaxWait bounds one wait between attempts (default DefaultMaxWait).
+	MaxWait time.Duration
+	// Waiting, if set, is told before each wait (the attempt that was
+	// refused and how long Enroll waits), so a command can say so.
+	Waiting func(attempt int, wait time.Duration)
+	// sleep waits d or until ctx is done (tests shorten it).
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 func (o *Options) defaults() {
@@ -56,6 +78,44 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Attempts <= 0 {
+		o.Attempts = DefaultAttempts
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = DefaultMaxWait
+	}
+	if o.sleep == nil {
+		o.sleep = sleepCtx
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// retryLater is a 429 answer: the server asks to come back after a while.
+type retryLater struct {
+	after  time.Duration // 0: the server did not say
+	status string
+}
+
+func (e *retryLater) Error() string { return fmt.Sprintf("%v (%s)", ErrRateLimited, e.status) }
+func (e *retryLater) Unwrap() error { return ErrRateLimited }
+
+// backoff is the wait before attempt n+1 after attempt n was refused.
+func backoff(n int, retryAfter, maxWait time.Duration) time.Duration {
+	d := time.Second << min(n-1, 6)
+	if retryAfter > 0 {
+		d = retryAfter
+	}
+	return min(d, maxWait)
 }
 
 // Identity is an enrolled identity as PEM, ready for pki.WriteIdentity.
@@ -70,8 +130,10 @@ type Identity struct {
 // token's CA fingerprint during the handshake: a server that does not
 // match gets nothing (errors wrap pki.ErrFingerprintMismatch or
 // pki.ErrServerNotTrusted). Only then does it send the token and a CSR.
-// The returned identity pins the CA whose fingerprint was checked; the key
-// never leaves this process.
+// A server that answers 429 is asked again after its Retry-After (or an
+// exponential backoff), up to opts.Attempts times; then the error wraps
+// ErrRateLimited. The returned identity pins the CA whose fingerprint was
+// checked; the key never leaves this process.
 func Enroll(ctx context.Context, addr string, tok *pki.Token, opts Options) (*Identity, error) {
 	opts.defaults()
 	host, _, err := net.SplitHostPort(addr)
@@ -94,35 +156,60 @@ func Enroll(ctx context.Context, addr string, tok *pki.Token, opts Options) (*Id
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
+	start := opts.Now()
+	for attempt := 1; ; attempt++ {
+		certPEM, ca, err := enrollOnce(ctx, addr, host, tok, body, opts)
+		var later *retryLater
+		if errors.As(err, &later) {
+			if attempt >= opts.Attempts {
+				return nil, fmt.Errorf("enroll with %s: %w: gave up after %d attempts in %s (the token was not used; try again later)",
+					addr, later, attempt, opts.Now().Sub(start).Round(time.Second))
+			}
+			wait := backoff(attempt, later.after, opts.MaxWait)
+			if opts.Waiting != nil {
+				opts.Waiting(attempt, wait)
+			}
+			if err := opts.sleep(ctx, wait); err != nil {
+				return nil, fmt.Errorf("enroll with %s: %w", addr, err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("enroll with %s: %w", addr, err)
+		}
+		cert, err := checkAnswer(certPEM, ca, key, tok.ClientName, opts.Now())
+		if err != nil {
+			return nil, fmt.Errorf("enroll with %s: %w", addr, err)
+		}
+		keyPEM, err := pki.EncodeKeyPEM(key)
+		if err != nil {
+			return nil, err
+		}
+		return &Identity{KeyPEM: keyPEM, CertPEM: certPEM, CAPEM: pki.EncodeCertPEM(ca.Raw), ClientName: tok.ClientName, NotAfter: cert.NotAfter}, nil
+	}
+}
+
+// enrollOnce makes one attempt: connect, check the CA, post the request.
+// It returns the certificate and the CA it was checked against.
+func enrollOnce(ctx context.Context, addr, host string, tok *pki.Token, body []byte, opts Options) ([]byte, *x509.Certificate, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	conf := opts.Policy.EnrollmentConfig(host, pki.FingerprintVerifier(host, tok.CAFingerprint, opts.Now))
 	conn, err := dial(ctx, addr, conf)
 	if err != nil {
-		return nil, fmt.Errorf("enroll with %s: %w", addr, err)
+		return nil, nil, err
 	}
 	defer conn.Close()
 	cs := conn.ConnectionState()
 	if cs.NegotiatedProtocol != tlspolicy.EnrollmentProto {
-		return nil, fmt.Errorf("enroll with %s: %w (ALPN %q)", addr, ErrNoEnrollment, cs.NegotiatedProtocol)
+		return nil, nil, fmt.Errorf("%w (ALPN %q)", ErrNoEnrollment, cs.NegotiatedProtocol)
 	}
 	ca, err := pki.VerifyServerAgainstFingerprint(cs.PeerCertificates, host, tok.CAFingerprint, opts.Now())
 	if err != nil {
-		return nil, fmt.Errorf("enroll with %s: %w", addr, err)
+		return nil, nil, err
 	}
 	certPEM, err := post(ctx, conn, addr, EnrollPath, body)
-	if err != nil {
-		return nil, fmt.Errorf("enroll with %s: %w", addr, err)
-	}
-	cert, err := checkAnswer(certPEM, ca, key, tok.ClientName, opts.Now())
-	if err != nil {
-		return nil, fmt.Errorf("enroll with %s: %w", addr, err)
-	}
-	keyPEM, err := pki.EncodeKeyPEM(key)
-	if err != nil {
-		return nil, err
-	}
-	return &Identity{KeyPEM: keyPEM, CertPEM: certPEM, CAPEM: pki.EncodeCertPEM(ca.Raw), ClientName: tok.ClientName, NotAfter: cert.NotAfter}, nil
+	return certPEM, ca, err
 }
 
 // Renew asks the server at addr, over mutual TLS with the current
@@ -234,6 +321,9 @@ func post(ctx context.Context, conn *tls.Conn, addr, path string, body []byte) (
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusTooManyRequests {
+		return nil, &retryLater{after: parseRetryAfter(resp.Header.Get("Retry-After")), status: resp.Status}
+	}
 	if resp.StatusCode != http.StatusOK {
 		var eb wire.ErrorBody
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
@@ -248,6 +338,16 @@ func post(ctx context.Context, conn *tls.Conn, addr, path string, body []byte) (
 	}
 	certPEM, _, err := ParseResponse(b)
 	return certPEM, err
+}
+
+// parseRetryAfter reads a Retry-After of delay-seconds; anything else
+// (an HTTP date included) is 0, the caller's own backoff.
+func parseRetryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return time.Duration(min(n, 24*3600)) * time.Second
 }
 
 // checkAnswer accepts a certificate only for our key and name, issued by
