@@ -1,11 +1,19 @@
 package server_test
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coffer-backup/coffer/internal/server"
 )
@@ -65,5 +73,88 @@ func TestEnrollmentRateLimitPerSource(t *testing.T) {
 	}
 	if sprayLimited == 0 {
 		t.Error("300 sources at once never met the global ceiling")
+	}
+}
+
+// Issue 10, item 14: revoking a client ends its uploads and downloads in
+// flight within a second, and a cut upload stores nothing.
+func TestRevocationEndsRunningRequests(t *testing.T) {
+	t.Parallel()
+	env := start(t, server.Config{})
+	c := newClient(t, env, env.Enroll(t, "mallory", nil))
+	c.mustStatus("POST", "/v1/repos/r", nil, 201)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 30<<20/16) // 30 MiB
+	c.mustStatus("PUT", "/v1/repos/r/data/bb", big, 201)
+
+	// A slow upload: 1 KiB of a declared 10 MiB, then nothing.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequest("PUT", "https://"+env.Addr+"/v1/repos/r/data/aa", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = 10 << 20
+	upload := make(chan error, 1)
+	go func() {
+		resp, err := c.http.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 201 {
+				err = errors.New("upload stored")
+			} else {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		upload <- err
+	}()
+	if _, err := pw.Write(make([]byte, 1024)); err != nil {
+		t.Fatal(err)
+	}
+
+	// A large download, read slowly.
+	resp, err := c.http.Get("https://" + env.Addr + "/v1/repos/r/data/bb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("download: %d", resp.StatusCode)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+
+	revoked := time.Now()
+	if err := env.DB.RevokeClient(context.Background(), "mallory", revoked, "test"); err != nil {
+		t.Fatal(err)
+	}
+	// The download, read as fast as possible now, ends short of its length.
+	downloaded := make(chan error, 1)
+	go func() {
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err == nil {
+			err = fmt.Errorf("the whole download arrived (%d more bytes)", n)
+		} else {
+			err = nil
+		}
+		downloaded <- err
+	}()
+	for name, ch := range map[string]chan error{"upload": upload, "download": downloaded} {
+		select {
+		case err := <-ch:
+			if name == "download" && err != nil {
+				t.Errorf("download after revocation: %v", err)
+			}
+			if name == "upload" && err != nil && strings.Contains(err.Error(), "stored") {
+				t.Errorf("upload after revocation: %v", err)
+			}
+		case <-time.After(time.Until(revoked.Add(time.Second))):
+			t.Errorf("%s still running a second after the revocation", name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(env.Dir, "objects", "mallory", "r", "data", "aa", "aa")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the cut upload was stored: %v", err)
 	}
 }

@@ -62,16 +62,25 @@ func (s *Server) Refresh(ctx context.Context) error {
 	for _, c := range clients {
 		m[c.Name] = c
 	}
+	if s.apply(seq, serials, m) {
+		s.abortRevoked(m)
+	}
+	return nil
+}
+
+// apply puts the result of refresh seq in place unless a later one is
+// there already, and reports whether it did.
+func (s *Server) apply(seq uint64, serials []*big.Int, clients map[string]serverdb.Client) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if seq < s.refreshApplied {
-		return nil // a newer read is in place
+		return false // a newer read is in place
 	}
 	s.refreshApplied = seq
 	s.revs.Replace(serials)
-	s.clients = m
+	s.clients = clients
 	s.lastRefresh = s.now()
-	return nil
+	return true
 }
 
 func (s *Server) refreshLoop() {

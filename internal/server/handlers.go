@@ -46,6 +46,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	s.noteContact(client.Name)
+	ctx, done := s.track(r.Context(), w, client.Name)
+	defer done()
+	r = r.WithContext(ctx)
 
 	if r.Method == http.MethodPost && r.RequestURI == enroll.RenewPath {
 		s.serveRenew(w, r, client.Name)
@@ -62,7 +65,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveEnroll(w, r)
 		return
 	}
-	ctx := context.WithValue(r.Context(), clientKey{}, client.Name)
+	ctx = context.WithValue(ctx, clientKey{}, client.Name)
 	r = r.WithContext(ctx)
 	if route.Op == wire.OpCreateRepo {
 		err = s.createRepo(ctx, client.Name, route.Repo)

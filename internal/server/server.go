@@ -119,6 +119,10 @@ type Server struct {
 
 	enrollLimit *enrollment.Limiter
 
+	// runMu guards running, the requests in flight (inflight.go).
+	runMu   sync.Mutex
+	running map[*request]struct{}
+
 	stop      chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -182,6 +186,7 @@ func New(cfg Config) (*Server, error) {
 		contactWritten: map[string]time.Time{},
 		slots:          map[string]chan struct{}{},
 		usage:          map[string]*clientUsage{},
+		running:        map[*request]struct{}{},
 		enrollLimit:    enrollment.NewLimiter(cfg.EnrollLimits),
 		stop:           make(chan struct{}),
 		stopped:        make(chan struct{}),
