@@ -316,6 +316,8 @@ type clientJSON struct {
 	LastContact  *time.Time `json:"last_contact"`
 	AllowDelete  bool       `json:"allow_delete"`
 	QuotaBytes   int64      `json:"quota_bytes"`
+	MaxObjects   int64      `json:"max_objects"` // 0: the server's default
+	MaxRepos     int64      `json:"max_repos"`   // 0: the server's default
 	Revoked      bool       `json:"revoked"`
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 }

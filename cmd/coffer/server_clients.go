@@ -21,6 +21,7 @@ func toClientJSON(c serverdb.Client) clientJSON {
 	return clientJSON{
 		Name: c.Name, CertSerial: c.CertSerial.Text(16), CertNotAfter: c.NotAfter, Created: c.Created,
 		LastContact: opt(c.LastContact), AllowDelete: c.AllowDelete, QuotaBytes: c.QuotaBytes,
+		MaxObjects: c.MaxObjects, MaxRepos: c.MaxRepos,
 		Revoked: c.Revoked(), RevokedAt: opt(c.RevokedAt),
 	}
 }

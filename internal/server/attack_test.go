@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/servertest"
+	"github.com/coffer-backup/coffer/internal/serverdb"
+	"github.com/coffer-backup/coffer/internal/wire"
 )
-
 
 // Issue 10, item 12: one source flooding the enrollment endpoint is
 // limited on its own; other sources still get through, and a global
@@ -157,4 +159,75 @@ func TestRevocationEndsRunningRequests(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(env.Dir, "objects", "mallory", "r", "data", "aa", "aa")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the cut upload was stored: %v", err)
 	}
+}
+
+// Issue 10, item 13: empty objects and repositories are not free under a
+// quota, and object and repository counts are capped per client.
+func TestQuotaChargesOverheadAndCapsCounts(t *testing.T) {
+	t.Parallel()
+	const quota = 20 << 10
+	env := start(t, server.Config{})
+	ctx := context.Background()
+
+	// 300 repositories under a 20 KiB quota: each counts 64 KiB, none fits.
+	repos := newClient(t, env, env.Enroll(t, "repos", func(c *serverdb.Client) { c.QuotaBytes = quota }))
+	for i := range 300 {
+		r := repos.do("POST", fmt.Sprintf("/v1/repos/r%d", i), nil, nil)
+		if r.status != 507 || r.header.Get(wire.HeaderError) != string(wire.CodeQuota) || !strings.Contains(string(r.body), "every repository 65536") {
+			t.Fatalf("repository %d under a 20 KiB quota: %d %s", i, r.status, r.body)
+		}
+	}
+
+	// 3,000 empty objects under a 20 KiB quota (beyond the repository's
+	// charge): each counts 4 KiB, so five fit.
+	objs := newClient(t, env, env.Enroll(t, "objects", nil))
+	objs.mustStatus("POST", "/v1/repos/r", nil, 201)
+	if err := env.DB.SetQuota(ctx, "objects", server.RepoCharge+quota, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Server.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	var refusal string
+	for i := range 3000 {
+		r := objs.do("PUT", fmt.Sprintf("/v1/repos/r/snapshots/%04d", i), nil, nil)
+		switch r.status {
+		case 201:
+			stored++
+		case 507:
+			refusal = string(r.body)
+		default:
+			t.Fatalf("empty object %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if stored != quota/server.MinObjectCharge || !strings.Contains(refusal, "every object counts at least 4096 bytes") {
+		t.Fatalf("%d empty objects stored under a 20 KiB quota (want %d); refusal %q", stored, quota/server.MinObjectCharge, refusal)
+	}
+	files, err := os.ReadDir(filepath.Join(env.Dir, "objects", "objects", "r", "snapshots"))
+	if err != nil || len(files) != stored {
+		t.Fatalf("%d files on disk (%v), %d stored", len(files), err, stored)
+	}
+
+	// Count caps, without a quota, also after a restart (counted from disk).
+	capped := func(c *serverdb.Client) { c.MaxObjects, c.MaxRepos = 10, 3 }
+	counts := newClient(t, env, env.Enroll(t, "counts", capped))
+	for i := range 3 {
+		counts.mustStatus("POST", fmt.Sprintf("/v1/repos/r%d", i), nil, 201)
+	}
+	if r := counts.mustStatus("POST", "/v1/repos/r3", nil, 507); !strings.Contains(string(r.body), "has 3 repositories, its limit is 3") {
+		t.Errorf("fourth repository: %s", r.body)
+	}
+	for i := range 10 {
+		counts.mustStatus("PUT", fmt.Sprintf("/v1/repos/r%d/index/%02d", i%3, i), nil, 201)
+	}
+	if r := counts.mustStatus("PUT", "/v1/repos/r0/index/xx", []byte("x"), 507); !strings.Contains(string(r.body), "has 10 objects, its limit is 10") {
+		t.Errorf("eleventh object: %s", r.body)
+	}
+	env.Stop(t)
+	env2 := servertest.Start(t, servertest.Options{Dir: env.Dir})
+	id := env2.Enroll(t, "counts", capped)
+	again := newClient(t, env2, id)
+	again.mustStatus("PUT", "/v1/repos/r1/index/yy", nil, 507)
+	again.mustStatus("POST", "/v1/repos/r9", nil, 507)
 }

@@ -68,7 +68,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx = context.WithValue(ctx, clientKey{}, client.Name)
 	r = r.WithContext(ctx)
 	if route.Op == wire.OpCreateRepo {
-		err = s.createRepo(ctx, client.Name, route.Repo)
+		err = s.createRepo(ctx, client, route.Repo)
 		if err == nil {
 			w.WriteHeader(http.StatusCreated)
 		}
@@ -149,11 +149,11 @@ func (s *Server) serveRenew(w http.ResponseWriter, r *http.Request, client strin
 	s.cfg.Renew.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, client)))
 }
 
-func (s *Server) createRepo(ctx context.Context, client, repo string) error {
-	if err := s.store.create(client, repo); err != nil {
+func (s *Server) createRepo(ctx context.Context, c serverdb.Client, repo string) error {
+	if err := s.reserveRepo(ctx, c, func() error { return s.store.create(c.Name, repo) }); err != nil {
 		return err
 	}
-	if err := s.cfg.DB.LogEvent(ctx, serverdb.Event{Time: s.now(), Client: client, Repo: repo, Action: serverdb.ActionCreateRepo}); err != nil {
+	if err := s.cfg.DB.LogEvent(ctx, serverdb.Event{Time: s.now(), Client: c.Name, Repo: repo, Action: serverdb.ActionCreateRepo}); err != nil {
 		s.log.Warn("audit log", "err", err)
 	}
 	return nil
@@ -300,7 +300,7 @@ func (s *Server) serveSave(w http.ResponseWriter, r *http.Request, st *atrest.St
 		}
 		want = b
 	}
-	done, err := s.reserve(r.Context(), client.Name, size, client.QuotaBytes)
+	done, err := s.reserve(r.Context(), client, size)
 	if err != nil {
 		return err
 	}

@@ -80,13 +80,28 @@ func (s *objectStore) create(client, repo string) error {
 	return l.Close()
 }
 
-// usage sums the content sizes of every object of a client.
-func (s *objectStore) usage(ctx context.Context, client string) (int64, error) {
+// storedUsage is what a client stores: its objects' charges (limits.go),
+// its object count and its repository count.
+type storedUsage struct {
+	charged, objects, repos int64
+}
+
+// usage adds up what a client stores over all its repositories.
+func (s *objectStore) usage(ctx context.Context, client string) (storedUsage, error) {
+	var u storedUsage
 	if err := wire.ValidateClientName(client); err != nil {
-		return 0, err
+		return u, err
 	}
-	var total int64
-	err := s.walk(ctx, filepath.Join(s.root, client), func(path string, d fs.DirEntry) error {
+	repos, err := os.ReadDir(filepath.Join(s.root, client))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return u, err
+	}
+	for _, r := range repos {
+		if r.IsDir() {
+			u.repos++
+		}
+	}
+	err = s.walk(ctx, filepath.Join(s.root, client), func(path string, d fs.DirEntry) error {
 		if _, _, ok := s.parseObjectPath(path); !ok || !d.Type().IsRegular() {
 			return nil
 		}
@@ -98,11 +113,12 @@ func (s *objectStore) usage(ctx context.Context, client string) (int64, error) {
 			return err
 		}
 		if size, ok := atrest.ContentSize(fi.Size()); ok {
-			total += size
+			u.charged += objectCharge(size)
+			u.objects++
 		}
 		return nil
 	})
-	return total, err
+	return u, err
 }
 
 // walk calls fn for every file below dir; a missing dir has none.

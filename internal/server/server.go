@@ -73,6 +73,10 @@ type Config struct {
 
 	// MaxObjectSize bounds one upload (default 64 MiB).
 	MaxObjectSize int64
+	// MaxObjects and MaxRepos cap the objects and repositories of a client
+	// whose record sets no cap (default DefaultMaxObjects and
+	// DefaultMaxRepos); beyond them uploads and creations get 507.
+	MaxObjects, MaxRepos int64
 	// MaxClientRequests bounds one client's concurrent requests (default
 	// 32); beyond it the server answers 429.
 	MaxClientRequests int
@@ -147,6 +151,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxObjectSize <= 0 {
 		cfg.MaxObjectSize = DefaultMaxObjectSize
+	}
+	if cfg.MaxObjects <= 0 {
+		cfg.MaxObjects = DefaultMaxObjects
+	}
+	if cfg.MaxRepos <= 0 {
+		cfg.MaxRepos = DefaultMaxRepos
 	}
 	if cfg.MaxClientRequests <= 0 {
 		cfg.MaxClientRequests = DefaultMaxClientRequests

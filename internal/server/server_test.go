@@ -389,15 +389,18 @@ func TestUploadLimits(t *testing.T) {
 	assertNoTemp(t, env)
 	c.mustStatus("PUT", "/v1/repos/r/data/a1", make([]byte, 1<<20), 201)
 	c.mustStatus("PUT", "/v1/repos/r/data/a2", make([]byte, 1<<20), 201)
-	c.mustStatus("PUT", "/v1/repos/r/data/a3", make([]byte, 1<<20-10), 201)
-	r := c.mustStatus("PUT", "/v1/repos/r/data/a4", make([]byte, 11), 507)
-	if r.header.Get(wire.HeaderError) != string(wire.CodeQuota) {
-		t.Errorf("quota code %q", r.header.Get(wire.HeaderError))
-	}
-	c.mustStatus("PUT", "/v1/repos/r/data/a4", make([]byte, 10), 201)
 	// Removing frees quota (locks are removable without allow-delete).
 	c.mustStatus("PUT", "/v1/repos/r/locks/l", nil, 201)
 	c.mustStatus("DELETE", "/v1/repos/r/locks/l", nil, 204)
+	// Left: the quota less two objects and the repository's charge; fill
+	// it but for one minimum charge, which an empty object then takes.
+	left := 3<<20 - 2<<20 - server.RepoCharge
+	c.mustStatus("PUT", "/v1/repos/r/data/a3", make([]byte, left-server.MinObjectCharge), 201)
+	c.mustStatus("PUT", "/v1/repos/r/data/a4", nil, 201)
+	r := c.mustStatus("PUT", "/v1/repos/r/data/a5", nil, 507)
+	if r.header.Get(wire.HeaderError) != string(wire.CodeQuota) {
+		t.Errorf("quota code %q", r.header.Get(wire.HeaderError))
+	}
 
 	// A quota for another client is unaffected.
 	other := newClient(t, env, env.Enroll(t, "bob", nil))

@@ -39,6 +39,8 @@ type Client struct {
 	AllowDelete bool      // the admin allowed this client to delete objects
 	QuotaBytes  int64     // 0: no quota
 	RevokedAt   time.Time // zero unless every certificate of the client is revoked
+	MaxObjects  int64     // cap on the client's objects; 0: the server's default
+	MaxRepos    int64     // cap on the client's repositories; 0: the server's default
 }
 
 // Revoked reports whether the client as a whole is revoked.
@@ -69,7 +71,7 @@ const (
 	ActionCreateRepo    = "create-repo"
 	ActionEnroll        = "enrol" // stored in audit logs: the spelling of the first databases
 	ActionRevoke        = "revoke"
-	ActionPolicy        = "policy"        // allow-delete or quota changed
+	ActionPolicy        = "policy"        // allow-delete, quota or count limits changed
 	ActionEnrollRefused = "enrol-refused" // stored in audit logs, as ActionEnroll
 	ActionRenew         = "renew"
 	ActionToken         = "token"         // an enrollment token was issued
@@ -108,6 +110,9 @@ type DB interface {
 	// there is no such client) and log an ActionPolicy event.
 	SetAllowDelete(ctx context.Context, name string, allow bool, now time.Time) error
 	SetQuota(ctx context.Context, name string, bytes int64, now time.Time) error
+	// SetCountLimits sets a client's caps on objects and repositories (0:
+	// the server's default), like SetQuota.
+	SetCountLimits(ctx context.Context, name string, maxObjects, maxRepos int64, now time.Time) error
 	// Touch records a client's last contact (never moving it backwards).
 	Touch(ctx context.Context, name string, at time.Time) error
 

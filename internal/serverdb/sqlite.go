@@ -71,6 +71,10 @@ var migrations = []string{
 	UPDATE tls_refusals SET last = time;
 	CREATE UNIQUE INDEX tls_refusals_key ON tls_refusals(day, source, kind, scan) WHERE day != '';
 	CREATE INDEX tls_refusals_last ON tls_refusals(last);`,
+	// 3: per-client caps on object and repository counts (0: the server's
+	// default).
+	`ALTER TABLE clients ADD COLUMN max_objects INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE clients ADD COLUMN max_repos INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this code writes.
@@ -190,20 +194,20 @@ func (s *SQLite) PutClient(ctx context.Context, c Client) error {
 	if err != nil {
 		return fmt.Errorf("put client %s: %w", c.Name, err)
 	}
-	if c.QuotaBytes < 0 || c.Created.IsZero() || c.NotAfter.IsZero() {
-		return fmt.Errorf("put client %s: %w: needs creation and expiry times and a quota >= 0", c.Name, ErrInvalidRecord)
+	if c.QuotaBytes < 0 || c.MaxObjects < 0 || c.MaxRepos < 0 || c.Created.IsZero() || c.NotAfter.IsZero() {
+		return fmt.Errorf("put client %s: %w: needs creation and expiry times and a quota and limits >= 0", c.Name, ErrInvalidRecord)
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO clients (name, cert_serial, not_after, created, last_contact, allow_delete, quota_bytes, revoked_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 0)
+	_, err = s.db.ExecContext(ctx, `INSERT INTO clients (name, cert_serial, not_after, created, last_contact, allow_delete, quota_bytes, revoked_at, max_objects, max_repos)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)
 		ON CONFLICT(name) DO UPDATE SET cert_serial = excluded.cert_serial, not_after = excluded.not_after, revoked_at = 0`,
-		c.Name, serial, nanos(c.NotAfter), nanos(c.Created), nanos(c.LastContact), boolInt(c.AllowDelete), c.QuotaBytes)
+		c.Name, serial, nanos(c.NotAfter), nanos(c.Created), nanos(c.LastContact), boolInt(c.AllowDelete), c.QuotaBytes, c.MaxObjects, c.MaxRepos)
 	if err != nil {
 		return fmt.Errorf("put client %s: %w", c.Name, err)
 	}
 	return nil
 }
 
-const clientColumns = `name, cert_serial, not_after, created, last_contact, allow_delete, quota_bytes, revoked_at`
+const clientColumns = `name, cert_serial, not_after, created, last_contact, allow_delete, quota_bytes, revoked_at, max_objects, max_repos`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -214,7 +218,7 @@ func scanClient(r scanner) (Client, error) {
 		notAfter, created, contact, revokedAt int64
 		allowDelete                           int64
 	)
-	if err := r.Scan(&c.Name, &serial, &notAfter, &created, &contact, &allowDelete, &c.QuotaBytes, &revokedAt); err != nil {
+	if err := r.Scan(&c.Name, &serial, &notAfter, &created, &contact, &allowDelete, &c.QuotaBytes, &revokedAt, &c.MaxObjects, &c.MaxRepos); err != nil {
 		return Client{}, err
 	}
 	var err error
@@ -301,6 +305,18 @@ func (s *SQLite) SetQuota(ctx context.Context, name string, bytes int64, now tim
 	ev := Event{Time: now, Client: name, Action: ActionPolicy, Detail: "quota=" + strconv.FormatInt(bytes, 10)}
 	if err := s.updateClient(ctx, name, ev, `UPDATE clients SET quota_bytes = ? WHERE name = ?`, bytes, name); err != nil {
 		return fmt.Errorf("set quota of %s: %w", name, err)
+	}
+	return nil
+}
+
+// SetCountLimits implements DB.
+func (s *SQLite) SetCountLimits(ctx context.Context, name string, maxObjects, maxRepos int64, now time.Time) error {
+	if maxObjects < 0 || maxRepos < 0 {
+		return fmt.Errorf("set count limits of %s: %w: negative limit", name, ErrInvalidRecord)
+	}
+	ev := Event{Time: now, Client: name, Action: ActionPolicy, Detail: "max-objects=" + strconv.FormatInt(maxObjects, 10) + " max-repos=" + strconv.FormatInt(maxRepos, 10)}
+	if err := s.updateClient(ctx, name, ev, `UPDATE clients SET max_objects = ?, max_repos = ? WHERE name = ?`, maxObjects, maxRepos, name); err != nil {
+		return fmt.Errorf("set count limits of %s: %w", name, err)
 	}
 	return nil
 }

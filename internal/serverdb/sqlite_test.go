@@ -163,6 +163,15 @@ func TestClients(t *testing.T) {
 	if err := db.SetQuota(ctx, "nobody", 1, t0); !errors.Is(err, ErrNotFound) {
 		t.Errorf("SetQuota of unknown client: %v", err)
 	}
+	if err := db.SetCountLimits(ctx, "alice", 500, 3, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetCountLimits(ctx, "alice", -1, 3, t0); !errors.Is(err, ErrInvalidRecord) {
+		t.Errorf("negative object cap: %v", err)
+	}
+	if err := db.SetCountLimits(ctx, "nobody", 1, 1, t0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetCountLimits of unknown client: %v", err)
+	}
 	if err := db.SetAllowDelete(ctx, "nobody", true, t0); !errors.Is(err, ErrNotFound) {
 		t.Errorf("SetAllowDelete of unknown client: %v", err)
 	}
@@ -186,14 +195,15 @@ func TestClients(t *testing.T) {
 	}
 	a := all[0]
 	if a.CertSerial.Int64() != 6 || !a.NotAfter.Equal(t0.Add(2*time.Hour)) || !a.Created.Equal(t0) ||
-		!a.AllowDelete || a.QuotaBytes != 1<<30 || !a.LastContact.Equal(t0.Add(time.Minute)) || a.Revoked() {
+		!a.AllowDelete || a.QuotaBytes != 1<<30 || !a.LastContact.Equal(t0.Add(time.Minute)) || a.Revoked() ||
+		a.MaxObjects != 500 || a.MaxRepos != 3 {
 		t.Errorf("alice = %+v", a)
 	}
-	if all[1].AllowDelete || all[1].QuotaBytes != 0 || !all[1].LastContact.IsZero() {
+	if all[1].AllowDelete || all[1].QuotaBytes != 0 || !all[1].LastContact.IsZero() || all[1].MaxObjects != 0 || all[1].MaxRepos != 0 {
 		t.Errorf("bob = %+v", all[1])
 	}
 	events, err := db.Events(ctx, time.Time{}, 0)
-	if err != nil || len(events) != 2 || events[0].Action != ActionPolicy || events[0].Detail != "allow-delete=true" {
+	if err != nil || len(events) != 3 || events[0].Action != ActionPolicy || events[0].Detail != "allow-delete=true" || events[2].Detail != "max-objects=500 max-repos=3" {
 		t.Errorf("policy events = %+v, %v", events, err)
 	}
 }

@@ -143,19 +143,40 @@ func (a *Admin) Revoke(ctx context.Context, client, reason string) error {
 // Clients lists the enrolled clients.
 func (a *Admin) Clients(ctx context.Context) ([]serverdb.Client, error) { return a.DB.Clients(ctx) }
 
-// SetClientPolicy changes what client may do: allowDelete and quota (bytes,
-// 0 = none) are changed when not nil. Both are audit-logged.
-func (a *Admin) SetClientPolicy(ctx context.Context, client string, allowDelete *bool, quota *int64) (serverdb.Client, error) {
-	if _, err := a.DB.Client(ctx, client); err != nil {
+// PolicyChange is a change of a client's policy; nil fields stay as they are.
+type PolicyChange struct {
+	AllowDelete *bool
+	Quota       *int64 // bytes; 0: none
+	// MaxObjects and MaxRepos cap the client's objects and repositories;
+	// 0: the server's defaults (server.DefaultMaxObjects, DefaultMaxRepos).
+	MaxObjects, MaxRepos *int64
+}
+
+// SetClientPolicy applies ch to client; each change is audit-logged.
+func (a *Admin) SetClientPolicy(ctx context.Context, client string, ch PolicyChange) (serverdb.Client, error) {
+	c, err := a.DB.Client(ctx, client)
+	if err != nil {
 		return serverdb.Client{}, err
 	}
-	if allowDelete != nil {
-		if err := a.DB.SetAllowDelete(ctx, client, *allowDelete, a.Now()); err != nil {
+	if ch.AllowDelete != nil {
+		if err := a.DB.SetAllowDelete(ctx, client, *ch.AllowDelete, a.Now()); err != nil {
 			return serverdb.Client{}, err
 		}
 	}
-	if quota != nil {
-		if err := a.DB.SetQuota(ctx, client, *quota, a.Now()); err != nil {
+	if ch.Quota != nil {
+		if err := a.DB.SetQuota(ctx, client, *ch.Quota, a.Now()); err != nil {
+			return serverdb.Client{}, err
+		}
+	}
+	if ch.MaxObjects != nil || ch.MaxRepos != nil {
+		objects, repos := c.MaxObjects, c.MaxRepos
+		if ch.MaxObjects != nil {
+			objects = *ch.MaxObjects
+		}
+		if ch.MaxRepos != nil {
+			repos = *ch.MaxRepos
+		}
+		if err := a.DB.SetCountLimits(ctx, client, objects, repos, a.Now()); err != nil {
 			return serverdb.Client{}, err
 		}
 	}
