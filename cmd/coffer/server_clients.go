@@ -54,7 +54,12 @@ func newServerClientsCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "clients --dir DIR [--json]",
 		Short: "List enrolled clients, their certificate expiry and last contact",
-		Args:  usageArgs(cobra.NoArgs),
+		Long: `Clients lists the enrolled clients: certificate expiry, last contact,
+policy (allow-delete, quota, caps on objects and repositories; 0 means the
+server's default) and status. A running server records each client's last
+request within its refresh interval (1s), so LAST CONTACT is at most that
+far behind.`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireDir(dir); err != nil {
 				return err

@@ -231,3 +231,37 @@ func TestQuotaChargesOverheadAndCapsCounts(t *testing.T) {
 	again.mustStatus("PUT", "/v1/repos/r1/index/yy", nil, 507)
 	again.mustStatus("POST", "/v1/repos/r9", nil, 507)
 }
+
+// Issue 11: the last contact in the database follows the client's requests
+// within the refresh interval, not once a minute.
+func TestLastContactIsCurrent(t *testing.T) {
+	t.Parallel()
+	env := start(t, server.Config{})
+	c := newClient(t, env, env.Enroll(t, "alice", nil))
+	ctx := context.Background()
+	contactAfter := func(at time.Time) bool {
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			cl, err := env.DB.Client(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !cl.LastContact.Before(at) {
+				return true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return false
+	}
+	for i := range 3 {
+		before := env.Clock.Now()
+		c.mustStatus("HEAD", "/v1/repos/r", nil, 404)
+		if !contactAfter(before) {
+			t.Fatalf("request %d at %s: last contact not recorded within 2s", i, before)
+		}
+		env.Clock.Advance(20 * time.Second)
+		if err := env.Server.Refresh(ctx); err != nil { // not stale by the new clock
+			t.Fatal(err)
+		}
+	}
+}

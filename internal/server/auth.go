@@ -102,20 +102,16 @@ func (s *Server) refreshLoop() {
 	}
 }
 
-// contactEvery is how often a client's last contact is written to the
-// database at most.
-const contactEvery = time.Minute
-
-// noteContact remembers a request of client for the next flush.
+// noteContact remembers a request of client for the next flush, which the
+// refresh loop runs every RefreshInterval: the database's last contact is
+// at most one interval behind, at one write per active client per interval.
 func (s *Server) noteContact(client string) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if last, ok := s.contactWritten[client]; ok && now.Sub(last) < contactEvery && now.After(last) {
-		return
+	if now.After(s.contacts[client]) {
+		s.contacts[client] = now
 	}
-	s.contactWritten[client] = now
-	s.contacts[client] = now
 }
 
 // flushContacts writes the last-contact times seen since the last flush.

@@ -116,10 +116,8 @@ type Server struct {
 	// refreshApplied is the number of the one whose result is in place.
 	refreshStarted, refreshApplied uint64
 	contacts                       map[string]time.Time // to be written
-	// contactWritten: when each client's contact was last queued
-	contactWritten map[string]time.Time
-	slots          map[string]chan struct{}
-	usage          map[string]*clientUsage
+	slots                          map[string]chan struct{}
+	usage                          map[string]*clientUsage
 
 	enrollLimit *enrollment.Limiter
 
@@ -185,21 +183,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:            cfg,
-		log:            cfg.Logger,
-		now:            cfg.Now,
-		store:          &objectStore{root: filepath.Join(cfg.Dir, state.ObjectsDir), key: key},
-		lock:           lock,
-		refuse:         newRefusalLimiter(cfg.Refusals, 600),
-		clients:        map[string]serverdb.Client{},
-		contacts:       map[string]time.Time{},
-		contactWritten: map[string]time.Time{},
-		slots:          map[string]chan struct{}{},
-		usage:          map[string]*clientUsage{},
-		running:        map[*request]struct{}{},
-		enrollLimit:    enrollment.NewLimiter(cfg.EnrollLimits),
-		stop:           make(chan struct{}),
-		stopped:        make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		store:       &objectStore{root: filepath.Join(cfg.Dir, state.ObjectsDir), key: key},
+		lock:        lock,
+		refuse:      newRefusalLimiter(cfg.Refusals, 600),
+		clients:     map[string]serverdb.Client{},
+		contacts:    map[string]time.Time{},
+		slots:       map[string]chan struct{}{},
+		usage:       map[string]*clientUsage{},
+		running:     map[*request]struct{}{},
+		enrollLimit: enrollment.NewLimiter(cfg.EnrollLimits),
+		stop:        make(chan struct{}),
+		stopped:     make(chan struct{}),
 	}
 	fail := func(err error) (*Server, error) {
 		_ = lock.Close()
