@@ -150,12 +150,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxObjectSize <= 0 {
 		cfg.MaxObjectSize = DefaultMaxObjectSize
 	}
-	if cfg.MaxObjects <= 0 {
-		cfg.MaxObjects = DefaultMaxObjects
-	}
-	if cfg.MaxRepos <= 0 {
-		cfg.MaxRepos = DefaultMaxRepos
-	}
+	cfg.MaxObjects, cfg.MaxRepos = orDefault(cfg.MaxObjects, DefaultMaxObjects), orDefault(cfg.MaxRepos, DefaultMaxRepos)
 	if cfg.MaxClientRequests <= 0 {
 		cfg.MaxClientRequests = DefaultMaxClientRequests
 	}
@@ -242,3 +237,11 @@ func (s *Server) Close() error {
 // Revocations is the server's revocation list, reloaded from the database
 // every RefreshInterval; VerifyConnection consults it.
 func (s *Server) Revocations() *pki.RevocationList { return &s.revs }
+
+// orDefault is v, or def when v is not positive.
+func orDefault(v, def int64) int64 {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
