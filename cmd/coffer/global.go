@@ -26,6 +26,7 @@ type globalOptions struct {
 	repo            string
 	passwordFile    string
 	passwordCommand string
+	escrowKey       string
 	json            bool
 	quiet           bool
 	noLock          bool
@@ -41,6 +42,7 @@ func (g *globalOptions) register(f *pflag.FlagSet) {
 	f.StringVarP(&g.repo, "repo", "r", "", "repository location (env COFFER_REPO; default: a local repository under $XDG_DATA_HOME/coffer/default)")
 	f.StringVar(&g.passwordFile, "password-file", "", "read the passphrase (or recovery key) from this file (env COFFER_PASSWORD_FILE)")
 	f.StringVar(&g.passwordCommand, "password-command", "", "run this command and read the passphrase from its output (env COFFER_PASSWORD_COMMAND)")
+	f.StringVar(&g.escrowKey, "escrow-key", "", "open the repository with this escrow private key file, not a passphrase (env COFFER_ESCROW_KEY_FILE)")
 	f.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	f.BoolVar(&g.noLock, "no-lock", false, "do not lock the repository (read-only commands only)")
@@ -209,7 +211,7 @@ func promptPassword(prompt string, confirm bool) ([]byte, error) {
 func (g *globalOptions) clientOptions(loc string) client.Options {
 	o := client.Options{
 		Location:    loc,
-		Credential:  g.credential("enter the passphrase for repository "+loc+": ", false),
+		Credential:  g.openCredential("enter the passphrase for repository " + loc + ": "),
 		StateDir:    stateDir(),
 		IdentityDir: identityDir(),
 		CACertFile:  g.caCertFile(),

@@ -168,6 +168,10 @@ type keySlotJSON struct {
 	Created time.Time `json:"created"`
 	Host    string    `json:"host"`
 	User    string    `json:"user"`
+	// Escrow slots only: the public key they are sealed to and its
+	// fingerprint.
+	EscrowPublicKey   string `json:"escrow_public_key,omitempty"`
+	EscrowFingerprint string `json:"escrow_fingerprint,omitempty"`
 }
 
 // listBlobJSON is one entry of list blobs' array.

@@ -13,7 +13,7 @@ import (
 )
 
 func newKeyCommand(g *globalOptions) *cobra.Command {
-	cmd := &cobra.Command{Use: "key", Short: "Manage key slots (passphrases, recovery keys) and data-key terms"}
+	cmd := &cobra.Command{Use: "key", Short: "Manage key slots (passphrases, recovery keys, escrow keys) and data-key terms"}
 	cmd.AddCommand(newKeyListCommand(g), newKeyAddCommand(g), newKeyRemoveCommand(g), newKeyPasswdCommand(g), newKeyRotateCommand(g))
 	return cmd
 }
@@ -65,18 +65,18 @@ func newKeyListCommand(g *globalOptions) *cobra.Command {
 			if g.json {
 				out := []keySlotJSON{}
 				for _, s := range slots {
-					out = append(out, keySlotJSON{s.ID, s.ID == cur, string(s.Kind), s.Created, s.Host, s.User})
+					out = append(out, newKeySlotJSON(s, cur))
 				}
 				return printJSON(cmd.OutOrStdout(), out)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, " \tID\tKind\tUser\tHost\tCreated")
+			fmt.Fprintln(tw, " \tID\tKind\tUser\tHost\tCreated\tEscrow key")
 			for _, s := range slots {
 				mark := " "
 				if s.ID == cur {
 					mark = "*"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", mark, s.ID[:8], s.Kind, s.User, s.Host, s.Created.Local().Format("2006-01-02 15:04:05"))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mark, s.ID[:8], s.Kind, s.User, s.Host, s.Created.Local().Format("2006-01-02 15:04:05"), escrowFingerprint(s))
 			}
 			return tw.Flush()
 		},
@@ -85,9 +85,9 @@ func newKeyListCommand(g *globalOptions) *cobra.Command {
 
 func newKeyAddCommand(g *globalOptions) *cobra.Command {
 	var np newPassphraseFlags
-	var recoveryFile string
+	var recoveryFile, escrowPublic string
 	cmd := &cobra.Command{
-		Use: "add", Short: "Add a passphrase (or, with --recovery-key-file, a recovery key)", Args: usageArgs(cobra.NoArgs),
+		Use: "add", Short: "Add a passphrase (or a recovery key, or an escrow key)", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.openRepo(cmd.Context())
 			if err != nil {
@@ -95,6 +95,9 @@ func newKeyAddCommand(g *globalOptions) *cobra.Command {
 			}
 			defer c.Close()
 			repo := c.Repository()
+			if escrowPublic != "" {
+				return addEscrowSlot(cmd, g, repo, escrowPublic)
+			}
 			if recoveryFile != "" {
 				// The file is created before the slot, so that no slot is
 				// ever written whose key has nowhere to go.
@@ -129,6 +132,9 @@ func newKeyAddCommand(g *globalOptions) *cobra.Command {
 	}
 	np.register(cmd.Flags())
 	cmd.Flags().StringVar(&recoveryFile, "recovery-key-file", "", "add a recovery key and write it to this file (mode 0600)")
+	cmd.Flags().StringVar(&escrowPublic, "escrow-public-key", "", "add an escrow slot sealed to this public key file (from escrow keygen)")
+	cmd.MarkFlagsMutuallyExclusive("recovery-key-file", "escrow-public-key")
+	cmd.MarkFlagsMutuallyExclusive("new-password-file", "escrow-public-key")
 	return cmd
 }
 
@@ -219,6 +225,34 @@ func newKeyRotateCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// addEscrowSlot is key add --escrow-public-key.
+func addEscrowSlot(cmd *cobra.Command, g *globalOptions, repo *repository.Repository, path string) error {
+	r, err := readEscrowPublicKey(path)
+	if err != nil {
+		return err
+	}
+	s, err := repo.AddEscrowSlot(cmd.Context(), r)
+	if err != nil {
+		return err
+	}
+	g.printf(cmd.OutOrStdout(), "added escrow key slot %s for %s\n", s.ID[:8], r.Fingerprint())
+	return nil
+}
+
+// escrowFingerprint is the fingerprint of an escrow slot's public key, ""
+// for other slots.
+func escrowFingerprint(s *keyring.Slot) string {
+	if s.Kind != keyring.SlotEscrow {
+		return ""
+	}
+	return keyring.EscrowFingerprint(s.Recipient)
+}
+
+func newKeySlotJSON(s *keyring.Slot, cur string) keySlotJSON {
+	return keySlotJSON{ID: s.ID, Current: s.ID == cur, Kind: string(s.Kind), Created: s.Created, Host: s.Host, User: s.User,
+		EscrowPublicKey: s.Recipient, EscrowFingerprint: escrowFingerprint(s)}
 }
 
 func resolveSlot(cmd *cobra.Command, repo *repository.Repository, prefix string) (string, error) {

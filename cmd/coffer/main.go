@@ -49,6 +49,7 @@ func newRootCommand() *cobra.Command {
 		newDumpCommand(g),
 		newFindCommand(g),
 		newEnrollCommand(g),
+		newEscrowCommand(g),
 		newForgetCommand(g),
 		newGenerateCommand(),
 		newInitCommand(g),

@@ -12,10 +12,15 @@ import (
 	"github.com/coffer-backup/coffer/internal/storage"
 )
 
-// Credential is where the passphrase (or recovery key) comes from.
+// Credential is where the passphrase (or recovery key, or escrow key)
+// comes from.
 type Credential struct {
 	// Secret returns the secret; the caller clears it after use.
 	Secret func(ctx context.Context) ([]byte, error)
+	// Escrow, if not nil, returns an escrow identity; Open then tries only
+	// the repository's escrow slots with it (no Argon2id) and ignores
+	// Secret.
+	Escrow func(ctx context.Context) (*keyring.EscrowIdentity, error)
 	// Source names where the secret was read from, for error messages
 	// ("COFFER_PASSWORD_FILE=/etc/coffer/pass"); "" says nothing.
 	Source string
@@ -94,12 +99,19 @@ func Open(ctx context.Context, o Options) (*Client, error) {
 }
 
 func open(ctx context.Context, o Options, st storage.Storage) (*Client, error) {
-	pass, err := secret(ctx, o.Credential)
+	oo := repository.OpenOptions{BeforeKDF: o.BeforeKDF, StateDir: o.StateDir,
+		KDFMaxMemoryKiB: uint32(min(max(o.KDFMaxMemory, 0)>>10, keyring.MaxKDFMemoryKiB))} // #nosec G115 -- clamped to the parser's limit
+	var pass []byte
+	var err error
+	if o.Credential.Escrow != nil {
+		oo.Escrow, err = o.Credential.Escrow(ctx)
+	} else {
+		pass, err = secret(ctx, o.Credential)
+	}
 	if err != nil {
 		return nil, err
 	}
-	r, err := repository.OpenWith(ctx, st, pass, repository.OpenOptions{BeforeKDF: o.BeforeKDF, StateDir: o.StateDir,
-		KDFMaxMemoryKiB: uint32(min(max(o.KDFMaxMemory, 0)>>10, keyring.MaxKDFMemoryKiB))}) // #nosec G115 -- clamped to the parser's limit
+	r, err := repository.OpenWith(ctx, st, pass, oo)
 	clear(pass)
 	if err != nil {
 		return nil, explainSecret(err, o.Credential)

@@ -25,8 +25,14 @@ func FuzzParseSlot(f *testing.F) {
 		f.Fatal(err)
 	}
 	rb, _ := rs.Marshal()
+	es, err := NewEscrowSlot(m, fuzzEscrowIdentity(f).Recipient(), testInfo)
+	if err != nil {
+		f.Fatal(err)
+	}
+	eb, _ := es.Marshal()
 	f.Add(ps.ID, pb)
 	f.Add(rs.ID, rb)
+	f.Add(es.ID, eb)
 	f.Add(ps.ID, []byte(`{"version":1,"version":1}`))
 	f.Add(ps.ID, []byte(`{"kdf":{"memory_kib":4294967295}}`))
 	f.Add("x", []byte("{}"))
@@ -44,7 +50,7 @@ func FuzzParseSlot(f *testing.F) {
 			t.Fatalf("re-encoded slot does not parse: %v", err)
 		}
 		if s.Kind != s2.Kind || s.Host != s2.Host || s.User != s2.User || !s.Created.Equal(s2.Created) ||
-			!bytes.Equal(s.RepoID, s2.RepoID) || s.Cipher != s2.Cipher || s.KDF != s2.KDF ||
+			!bytes.Equal(s.RepoID, s2.RepoID) || s.Cipher != s2.Cipher || s.KDF != s2.KDF || s.Recipient != s2.Recipient ||
 			s.salt != s2.salt || !bytes.Equal(s.wrapped, s2.wrapped) || !bytes.Equal(s.aad(), s2.aad()) {
 			t.Fatal("slot changed across a re-encode")
 		}

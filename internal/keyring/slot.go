@@ -118,10 +118,13 @@ type Slot struct {
 	User    string
 	RepoID  []byte
 	Cipher  crypto.Cipher
-	KDF     KDFParams // zero for recovery slots
+	KDF     KDFParams // zero for recovery and escrow slots
+	// Recipient is the "age1…" public key an escrow slot is sealed to;
+	// "" for other kinds.
+	Recipient string
 
-	salt    [kdfSaltSize]byte // Argon2id salt; zero for recovery slots
-	wrapped []byte            // crypto.Seal output: nonce || ciphertext || tag
+	salt    [kdfSaltSize]byte // Argon2id salt; zero for recovery and escrow slots
+	wrapped []byte            // crypto.Seal output: nonce || ciphertext || tag; an age file for escrow slots
 }
 
 // Handle is where the slot is stored.
@@ -285,6 +288,8 @@ func (s *Slot) aad() []byte {
 		b = binary.BigEndian.AppendUint32(b, s.KDF.MemoryKiB)
 		b = append(b, s.KDF.Threads)
 		field(s.salt[:])
+	} else if s.Kind == SlotEscrow {
+		field([]byte(s.Recipient))
 	} else {
 		field(nil)
 	}
@@ -320,8 +325,31 @@ func (s *Slot) check() error {
 		if s.KDF != (KDFParams{}) || s.salt != [kdfSaltSize]byte{} {
 			return errors.New("recovery slot must not have KDF parameters")
 		}
+	case SlotEscrow:
+		if s.KDF != (KDFParams{}) || s.salt != [kdfSaltSize]byte{} {
+			return errors.New("escrow slot must not have KDF parameters")
+		}
+		if s.Cipher != EscrowCipher {
+			return fmt.Errorf("escrow slot cipher is %s, must be %s", s.Cipher, EscrowCipher)
+		}
+		return checkEscrowRecipient(s.Recipient)
 	default:
 		return fmt.Errorf("unknown slot kind %q", s.Kind)
+	}
+	if s.Recipient != "" {
+		return fmt.Errorf("%s slot must not have a recipient", s.Kind)
+	}
+	return nil
+}
+
+// checkWrapped checks the wrapped secret's form: its exact size, and for
+// escrow slots the age file's structure.
+func (s *Slot) checkWrapped() error {
+	if s.Kind == SlotEscrow {
+		return s.checkEscrowWrapped()
+	}
+	if len(s.wrapped) != MasterSecretSize+crypto.Overhead {
+		return fmt.Errorf("wrapped secret is %d bytes, want %d", len(s.wrapped), MasterSecretSize+crypto.Overhead)
 	}
 	return nil
 }
@@ -362,15 +390,16 @@ func parseTime(s string) (time.Time, error) {
 }
 
 type slotJSON struct {
-	Version int      `json:"version"`
-	Kind    string   `json:"kind"`
-	Created string   `json:"created"`
-	Host    string   `json:"host"`
-	User    string   `json:"user"`
-	RepoID  string   `json:"repo_id"`
-	Cipher  string   `json:"cipher"`
-	KDF     *kdfJSON `json:"kdf,omitempty"`
-	Wrapped string   `json:"wrapped"`
+	Version   int      `json:"version"`
+	Kind      string   `json:"kind"`
+	Created   string   `json:"created"`
+	Host      string   `json:"host"`
+	User      string   `json:"user"`
+	RepoID    string   `json:"repo_id"`
+	Cipher    string   `json:"cipher"`
+	KDF       *kdfJSON `json:"kdf,omitempty"`
+	Recipient *string  `json:"recipient,omitempty"`
+	Wrapped   string   `json:"wrapped"`
 }
 
 type kdfJSON struct {
@@ -386,8 +415,8 @@ func (s *Slot) Marshal() ([]byte, error) {
 	if err := s.check(); err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrInvalidSlot, s.ID, err)
 	}
-	if len(s.wrapped) != MasterSecretSize+crypto.Overhead {
-		return nil, fmt.Errorf("%w %s: slot was not created by NewPassphraseSlot or NewRecoverySlot", ErrInvalidSlot, s.ID)
+	if err := s.checkWrapped(); err != nil {
+		return nil, fmt.Errorf("%w %s: slot was not created by NewPassphraseSlot, NewRecoverySlot or NewEscrowSlot: %w", ErrInvalidSlot, s.ID, err)
 	}
 	j := slotJSON{
 		Version: slotVersion,
@@ -407,6 +436,9 @@ func (s *Slot) Marshal() ([]byte, error) {
 			Threads:   uint32(s.KDF.Threads),
 			Salt:      base64.StdEncoding.EncodeToString(s.salt[:]),
 		}
+	}
+	if s.Kind == SlotEscrow {
+		j.Recipient = &s.Recipient
 	}
 	out, err := json.Marshal(j)
 	if err != nil {
@@ -459,30 +491,8 @@ func parseSlot(id string, data []byte) (*Slot, error) {
 	default:
 		return nil, fmt.Errorf("unknown cipher %.40q", j.Cipher)
 	}
-	switch s.Kind {
-	case SlotPassphrase:
-		if j.KDF == nil {
-			return nil, errors.New("passphrase slot without kdf")
-		}
-		if j.KDF.Alg != kdfAlgArgon2id {
-			return nil, fmt.Errorf("unsupported kdf %.40q", j.KDF.Alg)
-		}
-		if j.KDF.Threads > MaxKDFThreads {
-			return nil, fmt.Errorf("argon2id threads %d outside %d..%d", j.KDF.Threads, MinKDFThreads, MaxKDFThreads)
-		}
-		s.KDF = KDFParams{Time: j.KDF.Time, MemoryKiB: j.KDF.MemoryKiB, Threads: uint8(j.KDF.Threads)}
-		salt, err := decodeB64(j.KDF.Salt)
-		if err != nil {
-			return nil, fmt.Errorf("kdf salt: %w", err)
-		}
-		if len(salt) != kdfSaltSize {
-			return nil, fmt.Errorf("kdf salt is %d bytes, want %d", len(salt), kdfSaltSize)
-		}
-		copy(s.salt[:], salt)
-	case SlotRecovery:
-		if j.KDF != nil {
-			return nil, errors.New("recovery slot must not have a kdf")
-		}
+	if err := s.parseKindFields(&j); err != nil {
+		return nil, err
 	}
 	if err := s.check(); err != nil {
 		return nil, err
@@ -490,10 +500,47 @@ func parseSlot(id string, data []byte) (*Slot, error) {
 	if s.wrapped, err = decodeB64(j.Wrapped); err != nil {
 		return nil, fmt.Errorf("wrapped: %w", err)
 	}
-	if len(s.wrapped) != MasterSecretSize+crypto.Overhead {
-		return nil, fmt.Errorf("wrapped secret is %d bytes, want %d", len(s.wrapped), MasterSecretSize+crypto.Overhead)
+	if err := s.checkWrapped(); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// parseKindFields reads the fields only some kinds of slot have: kdf
+// (passphrase) and recipient (escrow).
+func (s *Slot) parseKindFields(j *slotJSON) error {
+	switch s.Kind {
+	case SlotPassphrase:
+		if j.KDF == nil {
+			return errors.New("passphrase slot without kdf")
+		}
+		if j.KDF.Alg != kdfAlgArgon2id {
+			return fmt.Errorf("unsupported kdf %.40q", j.KDF.Alg)
+		}
+		if j.KDF.Threads > MaxKDFThreads {
+			return fmt.Errorf("argon2id threads %d outside %d..%d", j.KDF.Threads, MinKDFThreads, MaxKDFThreads)
+		}
+		s.KDF = KDFParams{Time: j.KDF.Time, MemoryKiB: j.KDF.MemoryKiB, Threads: uint8(j.KDF.Threads)}
+		salt, err := decodeB64(j.KDF.Salt)
+		if err != nil {
+			return fmt.Errorf("kdf salt: %w", err)
+		}
+		if len(salt) != kdfSaltSize {
+			return fmt.Errorf("kdf salt is %d bytes, want %d", len(salt), kdfSaltSize)
+		}
+		copy(s.salt[:], salt)
+	case SlotRecovery, SlotEscrow:
+		if j.KDF != nil {
+			return fmt.Errorf("%s slot must not have a kdf", s.Kind)
+		}
+	}
+	if (s.Kind == SlotEscrow) != (j.Recipient != nil) {
+		return errors.New("a recipient is required in escrow slots and allowed in no others")
+	}
+	if j.Recipient != nil {
+		s.Recipient = *j.Recipient
+	}
+	return nil
 }
 
 // decodeStrict decodes one JSON object into v: unknown fields, duplicate
@@ -679,6 +726,14 @@ type UnlockOptions struct {
 	MaxMemoryKiB uint32
 	// MaxSlots bounds the passphrase slots tried (0: DefaultUnlockMaxSlots).
 	MaxSlots int
+	// Escrow, if not nil, is the escrow identity to unlock with: the
+	// secret is then ignored and only escrow slots are tried.
+	Escrow *EscrowIdentity
+	// Verify, if not nil, checks a master secret a slot opened to (the
+	// repository layer opens its config with it). A slot whose master
+	// fails it is reported and the next slot is tried, so a slot copied
+	// from another repository cannot stop the real one from opening.
+	Verify func(*Master) error
 }
 
 // UnlockWithOptions tries the slots with secret and returns the master
@@ -702,6 +757,9 @@ func UnlockWithOptions(slots []*Slot, secret []byte, o UnlockOptions) (*Master, 
 		return nil, nil, ErrNoSlots
 	}
 	u := unlocker{opts: o}
+	if o.Escrow != nil {
+		return u.unlockEscrow(candidates, o.Escrow)
+	}
 	if rk, err := parseRecoveryKey(secret); err == nil {
 		k := recoveryWrapKey(rk)
 		clear(rk[:])
@@ -736,9 +794,10 @@ func UnlockWithOptions(slots []*Slot, secret []byte, o UnlockOptions) (*Master, 
 
 // unlocker counts the slots one unlock tries and collects its problems.
 type unlocker struct {
-	opts     UnlockOptions
-	tried    int
-	problems []error
+	opts      UnlockOptions
+	tried     int
+	problems  []error
+	verifyErr error // the first slot that opened but failed opts.Verify
 }
 
 func (u *unlocker) try(s *Slot, k crypto.Key) *Master {
@@ -747,10 +806,36 @@ func (u *unlocker) try(s *Slot, k crypto.Key) *Master {
 	if err != nil && !errors.Is(err, crypto.ErrAuthFailed) {
 		u.problems = append(u.problems, err)
 	}
+	if m != nil && !u.verified(s, m) {
+		return nil
+	}
 	return m
 }
 
+// verified runs opts.Verify on the master slot s opened to; a failure is
+// kept (and m wiped) so that the unlock reports it if no slot succeeds.
+func (u *unlocker) verified(s *Slot, m *Master) bool {
+	if u.opts.Verify == nil {
+		return true
+	}
+	err := u.opts.Verify(m)
+	if err == nil {
+		return true
+	}
+	m.Wipe()
+	err = fmt.Errorf("key slot %s opens, but it belongs to another repository (repo_id %.8x…) or the repository is damaged: %w", s.ID, s.RepoID, err)
+	if u.verifyErr == nil {
+		u.verifyErr = err
+	} else {
+		u.problems = append(u.problems, err)
+	}
+	return false
+}
+
 func (u *unlocker) failure(candidates int) error {
+	if u.verifyErr != nil {
+		return errors.Join(append([]error{u.verifyErr}, u.problems...)...)
+	}
 	err := fmt.Errorf("%w (tried %d of %d key slots)", ErrWrongPassword, u.tried, candidates)
 	return errors.Join(append([]error{err}, u.problems...)...)
 }

@@ -66,6 +66,9 @@ type OpenOptions struct {
 	// KDFMaxMemoryKiB raises (or lowers) the most Argon2id memory a key
 	// slot may ask for; 0 is keyring.DefaultUnlockMaxMemoryKiB.
 	KDFMaxMemoryKiB uint32
+	// Escrow, if not nil, unlocks with this escrow identity instead of a
+	// secret: only escrow slots are tried, and no Argon2id runs.
+	Escrow *keyring.EscrowIdentity
 }
 
 func slotInfo(before keyring.KDFHook) keyring.SlotInfo {
@@ -259,6 +262,7 @@ func OpenWith(ctx context.Context, st storage.Storage, secret []byte, o OpenOpti
 	}
 	m, slot, err := keyring.UnlockWithOptions(slots, secret, keyring.UnlockOptions{
 		BeforeKDF: o.BeforeKDF, Prefer: lastSlot(o.StateDir, slots), MaxMemoryKiB: o.KDFMaxMemoryKiB,
+		Escrow: o.Escrow, Verify: opensConfig(cfgData),
 	})
 	if err != nil {
 		if errors.Is(err, keyring.ErrNoSlots) && len(slotErrs) > 0 {
@@ -396,6 +400,10 @@ func shortSlot(id string) string {
 // ChangePassphrase adds a slot for pass, then removes the slot that opened
 // the repository. A crash in between leaves both usable.
 func (r *Repository) ChangePassphrase(ctx context.Context, pass []byte, p keyring.KDFParams) (*keyring.Slot, error) {
+	if r.keys.slot.Kind == keyring.SlotEscrow {
+		// Replacing the escrow slot would take the escrow key's access away.
+		return nil, ErrEscrowNotPassphrase
+	}
 	s, err := r.AddPassphrase(ctx, pass, p)
 	if err != nil {
 		return nil, err
