@@ -143,9 +143,9 @@ func newKeyRemoveCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "remove ID", Short: "Remove a key slot (never the one in use or the last one)", Args: usageArgs(cobra.ExactArgs(1)),
 		Long: `Remove the key slot whose ID starts with ID. The slot that opened the
-repository is never removed (open it with another passphrase or recovery key
-to remove this one), nor the last slot; the last passphrase slot and the last
-recovery slot go only with --force.`,
+repository is never removed (open it with another passphrase, recovery key
+or escrow key to remove this one), nor the last slot; the last passphrase
+slot, the last recovery slot and the last escrow slot go only with --force.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.openRepo(cmd.Context())
 			if err != nil {
@@ -164,7 +164,7 @@ recovery slot go only with --force.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&force, "force", false, "remove the last passphrase slot or the last recovery slot")
+	cmd.Flags().BoolVar(&force, "force", false, "remove the last slot of its kind (passphrase, recovery or escrow)")
 	return cmd
 }
 

@@ -108,8 +108,9 @@ type SlotInfo struct {
 type KDFHook func(workArea int)
 
 // Slot is one key slot: the master secret wrapped under a passphrase or a
-// recovery key. Every field is bound into the wrapping AEAD's associated
-// data, so editing any of them makes the slot fail to open.
+// recovery key, or sealed to an escrow public key. Every field is bound
+// into the wrapping AEAD's associated data (for escrow slots, into the
+// sealed plaintext), so editing any of them makes the slot fail to open.
 type Slot struct {
 	ID      string // storage name under keys/: 32 lowercase hex characters
 	Kind    SlotKind

@@ -352,7 +352,7 @@ var (
 
 // RemoveSlot removes key slot id. It never removes the slot that opened
 // the repository (ErrSlotInUse) or the last slot (keyring.ErrLastSlot),
-// and removes the last passphrase slot or the last recovery slot only
+// and removes the last slot of a kind (passphrase, recovery, escrow) only
 // when force is set (ErrLastOfKind otherwise).
 func (r *Repository) RemoveSlot(ctx context.Context, id string, force bool) error {
 	if r.keys.slot != nil && r.keys.slot.ID == id {
