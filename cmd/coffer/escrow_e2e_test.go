@@ -101,7 +101,11 @@ func TestEscrowKeyOpensRepository(t *testing.T) {
 
 	// A wrong escrow key exits as a wrong passphrase does.
 	other := filepath.Join(e.dir, "other.key")
-	e.escrowKeygen(other)
+	var kj escrowKeygenJSON
+	requireFields(t, "escrow keygen", e.must("escrow", "keygen", "--out", other, "--json"), &kj)
+	if !strings.HasPrefix(kj.PublicKey, "age1") || kj.Fingerprint != keyring.EscrowFingerprint(kj.PublicKey) || kj.IdentityFile != other || kj.PublicKeyFile != other+".pub" {
+		t.Fatalf("escrow keygen --json: %+v", kj)
+	}
 	if _, se, code := e.runPass("", "snapshots", "--repo", e.repo, "--escrow-key", other); code != exitWrongPassword || !strings.Contains(se, "wrong escrow key") ||
 		!strings.Contains(se, "--escrow-key "+other) {
 		t.Fatalf("wrong escrow key: exit %d: %s", code, se)
