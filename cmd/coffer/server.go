@@ -39,8 +39,9 @@ func requireDir(dir string) error {
 
 func newServerRunCommand() *cobra.Command {
 	var dir, listen string
+	var keepDays int
 	cmd := &cobra.Command{
-		Use:   "run --dir DIR [--listen ADDR]",
+		Use:   "run --dir DIR [--listen ADDR] [--keep-days N]",
 		Short: "Serve repositories and enrollment on one mutual-TLS port",
 		Long: `Run serves the storage API (HTTPS, HTTP/2), enrollment and certificate
 renewal on one port until interrupted, with the TLS policy of the state
@@ -48,7 +49,9 @@ directory's config.json. Clients must present a certificate issued by the
 server's CA; refused handshakes and requests are recorded in the state
 database (see coffer server tls-report). At start and every 24 hours the
 server scans its own port and raises an alert if it offers anything weaker
-than its policy.
+than its policy. Refusals are kept one record per day, source address and
+kind, counting repeats; they and the audit events are deleted after
+--keep-days days.
 
 Run refuses to start when a key file or the database is accessible to group
 or others, or when the directory belongs to another user.`,
@@ -57,8 +60,11 @@ or others, or when the directory belongs to another user.`,
 			if err := requireDir(dir); err != nil {
 				return err
 			}
+			if keepDays < 1 {
+				return usageErrorf("--keep-days must be at least 1, not %d", keepDays)
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log}
+			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log, KeepDays: keepDays}
 			// For benchmarks: one JSON line per request with its latency.
 			if p := os.Getenv("COFFER_SERVER_REQUEST_LOG"); p != "" {
 				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600) // #nosec G304 G703 -- the operator names the log file
@@ -74,5 +80,6 @@ or others, or when the directory belongs to another user.`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "server state directory")
 	f.StringVar(&listen, "listen", "", `address to listen on (default: "listen" of config.json, normally :7443)`)
+	f.IntVar(&keepDays, "keep-days", server.DefaultKeepDays, "days of refused handshakes and requests and of audit events the database keeps")
 	return cmd
 }

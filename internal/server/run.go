@@ -30,6 +30,40 @@ type RunOptions struct {
 	SelfAuditInterval time.Duration
 	// RequestLog, if set, receives a JSON line per request (Config.RequestLog).
 	RequestLog io.Writer
+	// KeepDays is how many days of refused handshakes and requests
+	// (tls_refusals) and audit events the database keeps (default
+	// DefaultKeepDays); older ones are deleted at start and daily.
+	KeepDays int
+}
+
+// DefaultKeepDays is RunOptions.KeepDays's default.
+const DefaultKeepDays = 90
+
+// pruneLog deletes the refusals and events older than keep days before
+// now, and logs what it removed.
+func pruneLog(ctx context.Context, db *serverdb.SQLite, keep int, now time.Time, log *slog.Logger) {
+	refusals, events, err := db.PruneBefore(ctx, now.AddDate(0, 0, -keep))
+	if err != nil {
+		log.Warn("prune the refusal log and audit events", "err", err)
+		return
+	}
+	if refusals+events > 0 {
+		log.Info("pruned the refusal log and audit events", "keep_days", keep, "refusals", refusals, "events", events)
+	}
+}
+
+// pruneLogDaily runs pruneLog now and every 24 hours until ctx is done.
+func pruneLogDaily(ctx context.Context, db *serverdb.SQLite, keep int, log *slog.Logger) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		pruneLog(ctx, db, keep, time.Now(), log)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Run serves a state directory made by state.Init until ctx is done: the
@@ -93,6 +127,15 @@ func Run(ctx context.Context, opts RunOptions) error {
 
 	var wg sync.WaitGroup
 	actx, stopAudit := context.WithCancel(ctx)
+	keep := opts.KeepDays
+	if keep <= 0 {
+		keep = DefaultKeepDays
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		pruneLogDaily(actx, db, keep, log)
+	}()
 	if opts.SelfAuditInterval >= 0 {
 		audit := &SelfAudit{Addr: SelfScanAddr(inner.Addr()), Policy: st.Policy, DB: db, Logger: log, Interval: opts.SelfAuditInterval}
 		wg.Add(1)

@@ -33,6 +33,12 @@ const selfScanSuffix = ".self-scan.coffer.invalid"
 // few scans a day make about five rows each.
 const maxScanRows = 64
 
+// MaxRefusalRowsPerDay bounds the rows of one UTC day: beyond it, refusals
+// of a new source address or kind are counted in the day's "suppressed"
+// row. With records under tlspolicy.MaxRecordBytes, a day stays under about
+// 8 MiB however many addresses a flood comes from.
+const MaxRefusalRowsPerDay = 1000
+
 // refusalKey is the aggregation key of a refusal.
 type refusalKey struct{ day, source, kind, scan string }
 
@@ -55,12 +61,26 @@ type rowExecer interface {
 }
 
 // write upserts row, unnamed when its day and source have maxScanRows
-// self-scan-named rows already.
-func (row *refusalRow) write(ctx context.Context, x rowExecer) error {
+// self-scan-named rows already, and into the day's suppressed row when its
+// day has MaxRefusalRowsPerDay rows and it would add one.
+func (row *refusalRow) write(ctx context.Context, x rowExecer, days dayRows) error {
 	k := row.key
+	record := row.record
+	full, err := days.full(ctx, x, k)
+	if err != nil {
+		return err
+	}
+	if full {
+		k = refusalKey{day: k.day, kind: tlspolicy.KindSuppressed}
+		record, err = json.Marshal(tlspolicy.RefusalRecord{Time: row.first, Kind: tlspolicy.KindSuppressed,
+			Reason: fmt.Sprintf("refusals over the limit of %d records a day", MaxRefusalRowsPerDay)})
+		if err != nil {
+			return err
+		}
+	}
 	if k.scan != "" {
 		var n int
-		err := x.QueryRowContext(ctx, `SELECT count(*) FROM tls_refusals WHERE day = ? AND source = ? AND scan != '' AND NOT (kind = ? AND scan = ?)`, k.day, k.source, k.kind, k.scan).Scan(&n)
+		err := x.QueryRowContext(ctx, `SELECT count(*) FROM tls_refusals WHERE day = ? AND day != '' AND source = ? AND scan != '' AND NOT (kind = ? AND scan = ?)`, k.day, k.source, k.kind, k.scan).Scan(&n)
 		if err != nil {
 			return err
 		}
@@ -68,8 +88,34 @@ func (row *refusalRow) write(ctx context.Context, x rowExecer) error {
 			k.scan = ""
 		}
 	}
-	_, err := x.ExecContext(ctx, upsertRefusal, nanos(row.first), k.kind, string(row.record), k.day, k.source, k.scan, row.count, nanos(row.last))
+	_, err = x.ExecContext(ctx, upsertRefusal, nanos(row.first), k.kind, string(record), k.day, k.source, k.scan, row.count, nanos(row.last))
 	return err
+}
+
+// dayRows counts the rows of each day a write touches, read once per
+// transaction (a count per row would make a flood quadratic).
+type dayRows map[string]int
+
+// full tells whether k would be a new row of a day that has
+// MaxRefusalRowsPerDay rows already, and counts it if it is new.
+func (d dayRows) full(ctx context.Context, x rowExecer, k refusalKey) (bool, error) {
+	var exists int
+	err := x.QueryRowContext(ctx, `SELECT count(*) FROM tls_refusals WHERE day = ? AND day != '' AND source = ? AND kind = ? AND scan = ?`, k.day, k.source, k.kind, k.scan).Scan(&exists)
+	if err != nil || exists > 0 {
+		return false, err
+	}
+	n, ok := d[k.day]
+	if !ok {
+		if err := x.QueryRowContext(ctx, `SELECT count(*) FROM tls_refusals WHERE day = ? AND day != ''`, k.day).Scan(&n); err != nil {
+			return false, err
+		}
+	}
+	if n >= MaxRefusalRowsPerDay {
+		d[k.day] = n
+		return true, nil
+	}
+	d[k.day] = n + 1
+	return false, nil
 }
 
 // refusalRow is one aggregated row to write.
@@ -102,7 +148,7 @@ func (s *SQLite) LogRefusal(ctx context.Context, r tlspolicy.RefusalRecord) erro
 	if err != nil {
 		return fmt.Errorf("log refusal: %w", err)
 	}
-	if err := row.write(ctx, s.db); err != nil {
+	if err := row.write(ctx, s.db, dayRows{}); err != nil {
 		return fmt.Errorf("log refusal: %w", err)
 	}
 	return nil
@@ -252,21 +298,21 @@ func (b *refusalBatch) flush(ctx context.Context) {
 	defer b.writeMu.Unlock()
 	b.mu.Lock()
 	rows := b.rows
-	if len(rows) > 0 {
-		b.rows = map[refusalKey]*refusalRow{}
-	}
-	b.mu.Unlock()
 	if len(rows) == 0 {
+		b.mu.Unlock()
 		return
 	}
+	b.rows = map[refusalKey]*refusalRow{}
+	b.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	tx, err := b.s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return
 	}
+	days := dayRows{}
 	for _, row := range rows {
-		if err := row.write(ctx, tx); err != nil {
+		if err := row.write(ctx, tx, days); err != nil {
 			_ = tx.Rollback()
 			return
 		}

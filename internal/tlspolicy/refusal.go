@@ -58,18 +58,34 @@ type RefusalLog interface {
 	LogRefusal(RefusalRecord) error
 }
 
-// Limits on what a peer can make us store.
+// Limits on what a peer can make us store: a record's fields are capped
+// one by one, so its JSON stays under MaxRecordBytes whatever a ClientHello
+// holds (a 17 KB record of 64 ALPN names of 255 bytes was possible).
 const (
-	maxListed     = 64
-	maxFieldBytes = 256
+	maxVersions   = 8
+	maxSuites     = 32
+	maxGroups     = 16
+	maxALPN       = 8
+	maxALPNBytes  = 32
+	maxFieldBytes = 256 // peer, reason, SNI
 	maxLineBytes  = 64 << 10
 )
 
-func clip(s string) string {
-	if len(s) > maxFieldBytes {
-		s = s[:maxFieldBytes]
+// MaxRecordBytes bounds the JSON of any record NewRefusal returns.
+const MaxRecordBytes = 8 << 10
+
+// clip cuts s to n bytes of valid UTF-8 without control characters, which
+// JSON would store six times larger and a terminal would interpret.
+func clip(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
 	}
-	return strings.ToValidUTF8(s, "?")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
 }
 
 // Hello is what a ClientHello offered, with names as in the records.
@@ -83,10 +99,10 @@ type Hello struct {
 
 func helloFrom(chi *tls.ClientHelloInfo) *Hello {
 	h := &Hello{SNI: chi.ServerName}
-	h.Versions = slices.Clone(chi.SupportedVersions[:min(len(chi.SupportedVersions), maxListed)])
-	h.Suites = slices.Clone(chi.CipherSuites[:min(len(chi.CipherSuites), maxListed)])
-	h.Groups = slices.Clone(chi.SupportedCurves[:min(len(chi.SupportedCurves), maxListed)])
-	h.ALPN = slices.Clone(chi.SupportedProtos[:min(len(chi.SupportedProtos), maxListed)])
+	h.Versions = slices.Clone(chi.SupportedVersions[:min(len(chi.SupportedVersions), maxVersions)])
+	h.Suites = slices.Clone(chi.CipherSuites[:min(len(chi.CipherSuites), maxSuites)])
+	h.Groups = slices.Clone(chi.SupportedCurves[:min(len(chi.SupportedCurves), maxGroups)])
+	h.ALPN = slices.Clone(chi.SupportedProtos[:min(len(chi.SupportedProtos), maxALPN)])
 	return h
 }
 
@@ -94,20 +110,20 @@ func helloFrom(chi *tls.ClientHelloInfo) *Hello {
 // (nil when no ClientHello was read) and failed with err, classified
 // against p.
 func (p Policy) NewRefusal(t time.Time, peer string, h *Hello, err error) RefusalRecord {
-	r := RefusalRecord{Time: t.UTC(), Peer: clip(peer), Kind: p.classify(h, err), Reason: clip(errString(err))}
+	r := RefusalRecord{Time: t.UTC(), Peer: clip(peer, maxFieldBytes), Kind: p.classify(h, err), Reason: clip(errString(err), maxFieldBytes)}
 	if h != nil {
-		r.SNI = clip(h.SNI)
-		for _, v := range h.Versions {
+		r.SNI = clip(h.SNI, maxFieldBytes)
+		for _, v := range h.Versions[:min(len(h.Versions), maxVersions)] {
 			r.OfferedVersions = append(r.OfferedVersions, VersionName(v))
 		}
-		for _, s := range h.Suites {
+		for _, s := range h.Suites[:min(len(h.Suites), maxSuites)] {
 			r.OfferedSuites = append(r.OfferedSuites, tls.CipherSuiteName(s))
 		}
-		for _, g := range h.Groups {
+		for _, g := range h.Groups[:min(len(h.Groups), maxGroups)] {
 			r.OfferedGroups = append(r.OfferedGroups, g.String())
 		}
-		for _, a := range h.ALPN {
-			r.OfferedALPN = append(r.OfferedALPN, clip(a))
+		for _, a := range h.ALPN[:min(len(h.ALPN), maxALPN)] {
+			r.OfferedALPN = append(r.OfferedALPN, clip(a, maxALPNBytes))
 		}
 	}
 	return r
@@ -365,7 +381,7 @@ func (p Policy) noteInsecure(a *InsecureAttempt, r RefusalRecord) {
 	for _, s := range r.OfferedSuites {
 		id, known := suiteByName(s)
 		weak := !known && strings.HasPrefix(s, "0x") || known && !isTLS13Suite(id) && !slices.Contains(p.CipherSuites, id)
-		if weak && !slices.Contains(a.Suites, s) && len(a.Suites) < maxListed {
+		if weak && !slices.Contains(a.Suites, s) && len(a.Suites) < maxSuites {
 			a.Suites = append(a.Suites, s)
 		}
 	}

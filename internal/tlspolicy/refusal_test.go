@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -132,15 +133,43 @@ func TestRefusalFile(t *testing.T) {
 	}
 }
 
+// TestRefusalRecordBounded: whatever a ClientHello holds (64 ALPN names of
+// 255 control bytes, a long SNI, thousands of suites, versions and groups),
+// each field is capped and the record's JSON stays under MaxRecordBytes.
 func TestRefusalRecordBounded(t *testing.T) {
+	t.Parallel()
 	many := make([]uint16, 5000)
+	curves := make([]tls.CurveID, 5000)
 	for i := range many {
-		many[i] = uint16(i)
+		many[i], curves[i] = uint16(i), tls.CurveID(i)
 	}
-	chi := &tls.ClientHelloInfo{CipherSuites: many, SupportedVersions: []uint16{tls.VersionTLS10}, ServerName: strings.Repeat("a", 1000)}
-	r := Default().NewRefusal(day, "p", helloFrom(chi), errors.New(strings.Repeat("e", 5000)))
-	if len(r.OfferedSuites) != maxListed || len(r.SNI) > maxFieldBytes || len(r.Reason) > maxFieldBytes {
-		t.Fatalf("record not bounded: %d suites, SNI %d, reason %d", len(r.OfferedSuites), len(r.SNI), len(r.Reason))
+	alpn := make([]string, 64)
+	for i := range alpn {
+		alpn[i] = strings.Repeat("\x01", 255)
+	}
+	h := &Hello{Versions: many, Suites: many, Groups: curves, SNI: strings.Repeat("\x7f", 1000), ALPN: alpn}
+	r := Default().NewRefusal(day, strings.Repeat("p", 1000), h, errors.New(strings.Repeat("\x02", 5000)))
+	if len(r.OfferedVersions) != maxVersions || len(r.OfferedSuites) != maxSuites || len(r.OfferedGroups) != maxGroups || len(r.OfferedALPN) != maxALPN {
+		t.Fatalf("lists not capped: %d versions, %d suites, %d groups, %d ALPN", len(r.OfferedVersions), len(r.OfferedSuites), len(r.OfferedGroups), len(r.OfferedALPN))
+	}
+	if len(r.SNI) > maxFieldBytes || len(r.Reason) > maxFieldBytes || len(r.Peer) > maxFieldBytes || len(r.OfferedALPN[0]) > maxALPNBytes {
+		t.Fatalf("fields not capped: SNI %d, reason %d, peer %d, ALPN %d", len(r.SNI), len(r.Reason), len(r.Peer), len(r.OfferedALPN[0]))
+	}
+	if strings.ContainsAny(r.SNI+r.Reason+r.OfferedALPN[0], "\x01\x02\x7f") {
+		t.Fatal("control characters stored")
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > MaxRecordBytes {
+		t.Fatalf("worst-case record of %d bytes, over %d", len(b), MaxRecordBytes)
+	}
+	t.Logf("worst-case record: %d bytes", len(b))
+	// Through the listener's capture too.
+	chi := &tls.ClientHelloInfo{CipherSuites: many, SupportedVersions: many, SupportedCurves: curves, SupportedProtos: alpn, ServerName: "x"}
+	if hf := helloFrom(chi); len(hf.Suites) != maxSuites || len(hf.ALPN) != maxALPN || len(hf.Versions) != maxVersions || len(hf.Groups) != maxGroups {
+		t.Fatalf("helloFrom keeps %d suites, %d ALPN", len(hf.Suites), len(hf.ALPN))
 	}
 }
 
