@@ -405,21 +405,23 @@ func TestBadResponses(t *testing.T) {
 
 // The real server's quota and size limits come back as their sentinels.
 func TestServerLimitsMapped(t *testing.T) {
-	env := servertest.Start(t, servertest.Options{Config: server.Config{MaxObjectSize: 1000}})
-	id := env.Enroll(t, "alice", func(c *serverdb.Client) { c.QuotaBytes = 1500 })
+	env := servertest.Start(t, servertest.Options{Config: server.Config{MaxObjectSize: 5000}})
+	// Room for the repository's own charge, one full-size object and one
+	// minimum-charge object, nothing more.
+	id := env.Enroll(t, "alice", func(c *serverdb.Client) { c.QuotaBytes = server.RepoCharge + 5000 + server.MinObjectCharge })
 	ctx := context.Background()
 	r, err := remote.CreateWithOptions(ctx, env.URL("r"), id.TLS, fast)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if err := r.Save(ctx, storage.Handle{Kind: storage.KindData, Name: "big"}, make([]byte, 1001)); !errors.Is(err, wire.ErrTooLarge) {
+	if err := r.Save(ctx, storage.Handle{Kind: storage.KindData, Name: "big"}, make([]byte, 5001)); !errors.Is(err, wire.ErrTooLarge) {
 		t.Errorf("oversized: %v", err)
 	}
-	if err := r.Save(ctx, storage.Handle{Kind: storage.KindData, Name: "a"}, make([]byte, 1000)); err != nil {
+	if err := r.Save(ctx, storage.Handle{Kind: storage.KindData, Name: "a"}, make([]byte, 5000)); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Save(ctx, storage.Handle{Kind: storage.KindData, Name: "b"}, make([]byte, 501)); !errors.Is(err, wire.ErrQuota) {
+	if err := r.Save(ctx, storage.Handle{Kind: storage.KindData, Name: "b"}, make([]byte, server.MinObjectCharge+1)); !errors.Is(err, wire.ErrQuota) {
 		t.Errorf("over quota: %v", err)
 	}
 	if err := r.Save(ctx, storage.Handle{Kind: storage.KindData, Name: "b"}, bytes.Repeat([]byte{1}, 500)); err != nil {
