@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/coffer-backup/coffer/internal/client"
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/spf13/cobra"
 )
@@ -99,7 +100,9 @@ func main() {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%s interrupted (%w); %s", cmd.CommandPath(), err, interruptedNote(cmd.CommandPath()))
 		}
-		fmt.Fprintf(os.Stderr, "coffer: %v\n", err)
+		// A refusal of this client's certificate can come after the
+		// repository opened (a revocation mid-command): explain it there too.
+		fmt.Fprintf(os.Stderr, "coffer: %v\n", client.ExplainRemote(err))
 	}
 	os.Exit(exitCode(err))
 }

@@ -48,16 +48,25 @@ func (o *Options) remoteTLS(ctx context.Context, host string) (*tls.Config, erro
 	return tlspolicy.Default().ClientConfig(id.TLSCertificate(), id.CAPool(), ""), nil
 }
 
+// The explanations ExplainRemote adds.
+const (
+	hintRogueServer = "the server's certificate is not from the CA this client enrolled with: refusing to talk to it"
+	hintRefused     = "the server refused this client's certificate: it may be revoked or expired; ask the server's admin for a new token"
+)
+
 // ExplainRemote adds what a refused identity means to the error: the
-// server is not the enrolled one, or it no longer accepts this client.
+// server is not the enrolled one, or it no longer accepts this client. An
+// error it already explained is returned as it is.
 func ExplainRemote(err error) error {
 	var unknown x509.UnknownAuthorityError
 	switch {
+	case err == nil, strings.Contains(err.Error(), hintRogueServer), strings.Contains(err.Error(), hintRefused):
+		return err
 	case errors.As(err, &unknown):
-		return fmt.Errorf("%w (the server's certificate is not from the CA this client enrolled with: refusing to talk to it)", err)
+		return fmt.Errorf("%w (%s)", err, hintRogueServer)
 	case strings.Contains(err.Error(), "remote error: tls: bad certificate"), strings.Contains(err.Error(), "remote error: tls: certificate"),
 		errors.Is(err, wire.ErrUnauthenticated):
-		return fmt.Errorf("%w (the server refused this client's certificate: it may be revoked or expired; ask the server's admin for a new token)", err)
+		return fmt.Errorf("%w (%s)", err, hintRefused)
 	}
 	return err
 }

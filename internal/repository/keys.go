@@ -249,7 +249,7 @@ func OpenWith(ctx context.Context, st storage.Storage, secret []byte, o OpenOpti
 		return nil, fmt.Errorf("%w at %s", storage.ErrNoRepository, st.Location())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load config: %w", err)
+		return nil, err // loadWhole names the object
 	}
 	if h, err := crypto.ParseHeader(cfgData); err != nil || h.Kind != crypto.KindConfig {
 		// Another tool's repository, or a damaged config: say so before
