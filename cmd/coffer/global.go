@@ -31,6 +31,8 @@ type globalOptions struct {
 	quiet           bool
 	noLock          bool
 	cacert          string
+	limitUpload     int64 // bytes per second, 0: unlimited
+	limitDownload   int64
 
 	// Set by main: process-wide tuning around the key derivation.
 	beforeKDF   keyring.KDFHook
@@ -46,6 +48,8 @@ func (g *globalOptions) register(f *pflag.FlagSet) {
 	f.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	f.BoolVar(&g.noLock, "no-lock", false, "do not lock the repository (read-only commands only)")
+	f.Var(rateFlag{&g.limitUpload}, "limit-upload", "send at most this rate to the repository: a plain number is KiB/s (as in restic), or give a unit (\"20MiB/s\"); 0: unlimited")
+	f.Var(rateFlag{&g.limitDownload}, "limit-download", "read at most this rate from the repository, as --limit-upload")
 	f.StringVar(&g.cacert, "cacert", "", "trust the CA certificates in this PEM file, besides the system's, for s3:https:// endpoints (env COFFER_CACERT)")
 }
 
@@ -215,6 +219,7 @@ func (g *globalOptions) clientOptions(loc string) client.Options {
 		StateDir:    stateDir(),
 		IdentityDir: identityDir(),
 		CACertFile:  g.caCertFile(),
+		LimitUpload: g.limitUpload, LimitDownload: g.limitDownload,
 		BeforeKDF:   g.beforeKDF,
 		AfterUnlock: g.afterUnlock,
 		Warnf:       warnf,

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/coffer-backup/coffer/internal/bytesize"
+	"github.com/coffer-backup/coffer/internal/storage/ratelimit"
 )
 
 // sizeFlag is a flag that takes a byte size in internal/bytesize's grammar
@@ -36,3 +37,25 @@ func (s sizeFlag) Set(v string) error {
 }
 
 func (s sizeFlag) Type() string { return "size" }
+
+// rateFlag is a --limit-upload or --limit-download value, parsed by
+// ratelimit.ParseRate (a plain number is KiB/s, as in restic; "20MiB/s").
+type rateFlag struct{ n *int64 }
+
+func (r rateFlag) String() string {
+	if r.n == nil || *r.n == 0 {
+		return "0"
+	}
+	return bytesize.Format(*r.n) + "/s"
+}
+
+func (r rateFlag) Set(v string) error {
+	n, err := ratelimit.ParseRate(v)
+	if err != nil {
+		return err
+	}
+	*r.n = n
+	return nil
+}
+
+func (r rateFlag) Type() string { return "rate" }

@@ -43,6 +43,10 @@ type Options struct {
 	// CACertFile names a PEM file of CA certificates trusted, besides the
 	// system's, for s3:https:// endpoints; "": the system's only.
 	CACertFile string
+	// LimitUpload and LimitDownload are the most bytes per second this
+	// client sends to and reads from the repository's storage (0:
+	// unlimited); see internal/storage/ratelimit.
+	LimitUpload, LimitDownload int64
 	// BeforeKDF runs before each Argon2id derivation (nil: nothing). A
 	// program's main may pass keyring.PrepareWorkArea.
 	BeforeKDF keyring.KDFHook

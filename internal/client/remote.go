@@ -13,18 +13,19 @@ import (
 	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/storage/backends"
+	"github.com/coffer-backup/coffer/internal/storage/ratelimit"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 	"github.com/coffer-backup/coffer/internal/wire"
 )
 
 // openStorage opens (or, with create, creates) the backend for o.Location
-// through the registry of built-in schemes.
+// through the registry of built-in schemes, throttled to o's limits.
 func openStorage(ctx context.Context, o *Options, create bool) (storage.Storage, error) {
 	st, err := backends.Open(ctx, o.Location, storage.OpenOptions{Create: create, RemoteTLS: o.remoteTLS, CACertFile: o.CACertFile})
 	if err != nil {
 		return nil, ExplainRemote(err)
 	}
-	return st, nil
+	return ratelimit.New(st, ratelimit.Limits{Upload: o.LimitUpload, Download: o.LimitDownload}), nil
 }
 
 // remoteTLS gives the TLS configuration for a coffer server at host with

@@ -341,7 +341,7 @@ func (x *execution) removeSuperseded(ctx context.Context) {
 // (kill -9), when the storage can, and older than the plan's age. A failure
 // is a warning: they hold nothing a reader uses.
 func (x *execution) cleanTemp(ctx context.Context) {
-	c, ok := x.s.r.Storage().(tempCleaner)
+	c, ok := storage.As[tempCleaner](x.s.r.Storage())
 	if !ok {
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/storage"
 )
 
 // Reason says why a plan condemns a pack.
@@ -382,7 +383,7 @@ func (p *Plan) planNewRecord(ctx context.Context) error {
 // planExtras counts the temporary files to remove and, with
 // RewriteOldTerms, the records and snapshots to re-seal.
 func (p *Plan) planExtras(ctx context.Context) error {
-	if tl, ok := p.st.r.Storage().(tempLister); ok {
+	if tl, ok := storage.As[tempLister](p.st.r.Storage()); ok {
 		if age, ok := p.tempAge(); ok {
 			n, b, err := tl.TempFiles(age)
 			if err != nil {

@@ -40,3 +40,23 @@ func PropertiesOf(st Storage) Properties {
 type Unwrapper interface {
 	Unwrap() Storage
 }
+
+// As returns the first storage in st's chain of decorators (st itself,
+// then what each Unwrap returns) that is a T, so a caller reaches a
+// backend's own methods through decorators that do not forward them. It
+// never looks past a decorator that declares ReadOnly, whose backend's own
+// methods could write.
+func As[T any](st Storage) (T, bool) {
+	for i := 0; st != nil && i < 64; i++ {
+		if t, ok := st.(T); ok {
+			return t, true
+		}
+		u, ok := st.(Unwrapper)
+		if !ok || PropertiesOf(st).ReadOnly {
+			break
+		}
+		st = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
