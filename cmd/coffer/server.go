@@ -64,7 +64,7 @@ or others, or when the directory belongs to another user.`,
 				return usageErrorf("--keep-days must be at least 1, not %d", keepDays)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log, KeepDays: keepDays}
+			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log, KeepDays: keepDays, Version: version}
 			// For benchmarks: one JSON line per request with its latency.
 			if p := os.Getenv("COFFER_SERVER_REQUEST_LOG"); p != "" {
 				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600) // #nosec G304 G703 -- the operator names the log file

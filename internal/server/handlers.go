@@ -55,6 +55,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if s.serveFleet(w, r, client) {
+		return
+	}
 	route, err := wire.ParseRequest(r.Method, r.RequestURI)
 	if err != nil {
 		s.log.Debug("refused request", "client", client.Name, "method", r.Method, "err", err)

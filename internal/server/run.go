@@ -13,6 +13,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server/enrollment"
+	"github.com/coffer-backup/coffer/internal/server/fleet/control"
 	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
@@ -34,6 +35,11 @@ type RunOptions struct {
 	// (tls_refusals) and audit events the database keeps (default
 	// DefaultKeepDays); older ones are deleted at start and daily.
 	KeepDays int
+	// Version is the server's version; fleet status flags older agents.
+	Version string
+	// MissedInterval is how often missed backups are looked for (default
+	// control.DefaultMissedInterval).
+	MissedInterval time.Duration
 }
 
 // DefaultKeepDays is RunOptions.KeepDays's default.
@@ -106,11 +112,23 @@ func Run(ctx context.Context, opts RunOptions) error {
 	defer func() { _ = db.Close() }()
 
 	enr := &enrollment.Enroller{CA: ca, DB: db, ClientTTL: st.ClientCertTTL, Logger: log}
-	srv, err := New(Config{Dir: dir, DB: db, Logger: log, Enroll: enr, Renew: http.HandlerFunc(enr.Renew), RequestLog: opts.RequestLog})
+	var srv *Server
+	ctl, err := control.New(control.Config{Store: db, Logger: log, Version: opts.Version,
+		Seen:  func(c string) { srv.NoteContact(c) },
+		Usage: func(c string) (int64, bool) { return srv.StoredBytes(c) }})
+	if err != nil {
+		return err
+	}
+	srv, err = New(Config{Dir: dir, DB: db, Logger: log, Enroll: enr, Renew: http.HandlerFunc(enr.Renew), RequestLog: opts.RequestLog, Control: ctl})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = srv.Close() }()
+	// After New, which holds the state directory's lock: only the one
+	// server of a directory marks its jobs.
+	if err := ctl.Recover(ctx); err != nil {
+		return err
+	}
 	enr.Changed = srv.Refresh
 
 	conf := st.Policy.ServerConfig(kp.TLSCertificate(ca.Cert), ca.Pool(), srv.VerifyConnection)
@@ -135,6 +153,11 @@ func Run(ctx context.Context, opts RunOptions) error {
 	go func() {
 		defer wg.Done()
 		pruneLogDaily(actx, db, keep, log)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctl.WatchMissed(actx, opts.MissedInterval)
 	}()
 	if opts.SelfAuditInterval >= 0 {
 		audit := &SelfAudit{Addr: SelfScanAddr(inner.Addr()), Policy: st.Policy, DB: db, Logger: log, Interval: opts.SelfAuditInterval}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server/enrollment"
+	"github.com/coffer-backup/coffer/internal/server/fleet/control"
 	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -87,6 +88,12 @@ type Config struct {
 	// the whole server (zero fields: enrollment's defaults); beyond them
 	// the server answers 429 with Retry-After.
 	EnrollLimits enrollment.Limits
+	// Control serves the fleet's control stream, the agents' reports and
+	// the jobs and status endpoints of the fleet API; nil answers 501.
+	Control *control.Control
+	// FleetAccess says what the principal of a fleet administration
+	// request may do; nil answers those requests 501.
+	FleetAccess func(r *http.Request, client serverdb.Client) (control.Access, error)
 	// RequestLog, if set, receives one JSON line per request with its
 	// time, method, status and duration_ms, for latency measurements.
 	RequestLog io.Writer

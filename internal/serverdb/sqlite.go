@@ -75,6 +75,44 @@ var migrations = []string{
 	// default).
 	`ALTER TABLE clients ADD COLUMN max_objects INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE clients ADD COLUMN max_repos INTEGER NOT NULL DEFAULT 0;`,
+	// 4: the fleet's jobs (one row a job, kept as its history), what the
+	// server knows of each host's agent, and the missed-backup watch
+	// (jobs.go).
+	`CREATE TABLE jobs (
+		id               TEXT PRIMARY KEY,
+		client           TEXT NOT NULL,
+		kind             TEXT NOT NULL,
+		repository       TEXT NOT NULL,
+		state            TEXT NOT NULL,
+		scheduled        INTEGER NOT NULL,
+		created          INTEGER NOT NULL,
+		updated          INTEGER NOT NULL,
+		start            INTEGER NOT NULL DEFAULT 0,
+		end_time         INTEGER NOT NULL DEFAULT 0,
+		stats            TEXT NOT NULL DEFAULT '',
+		snapshot         TEXT NOT NULL DEFAULT '',
+		error            TEXT NOT NULL DEFAULT '',
+		files            TEXT NOT NULL DEFAULT '',
+		spec             TEXT NOT NULL DEFAULT '',
+		ordered_by       TEXT NOT NULL DEFAULT '',
+		cancel_requested INTEGER NOT NULL DEFAULT 0,
+		server_set       INTEGER NOT NULL DEFAULT 0
+	) STRICT;
+	CREATE INDEX jobs_client ON jobs(client, kind, created);
+	CREATE INDEX jobs_state ON jobs(state, client);
+	CREATE TABLE agents (
+		client    TEXT PRIMARY KEY,
+		version   TEXT NOT NULL DEFAULT '',
+		connected INTEGER NOT NULL DEFAULT 0,
+		dropped   INTEGER NOT NULL DEFAULT 0
+	) STRICT;
+	CREATE TABLE rpo_watch (
+		client      TEXT NOT NULL,
+		repository  TEXT NOT NULL,
+		since       INTEGER NOT NULL,
+		last_missed INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (client, repository)
+	) STRICT;`,
 }
 
 // SchemaVersion is the schema version this code writes.

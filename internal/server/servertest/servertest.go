@@ -20,6 +20,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/fleet/control"
 	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
@@ -74,6 +75,9 @@ type Options struct {
 	// WrapDB, if set, wraps the database the server reads (Env.DB stays
 	// the unwrapped one), so a test can delay or fail the server's reads.
 	WrapDB func(serverdb.DB) serverdb.DB
+	// Control, if set, makes the fleet control the server serves, over
+	// the server's database (Config.Control).
+	Control func(*serverdb.SQLite) *control.Control
 }
 
 // Start initialises a state directory, opens its database and serves on a
@@ -103,6 +107,9 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	if cfg.Now == nil {
 		cfg.Now = clock.Now
+	}
+	if opts.Control != nil {
+		cfg.Control = opts.Control(db)
 	}
 	if cfg.RefreshInterval == 0 {
 		cfg.RefreshInterval = 50 * time.Millisecond
