@@ -49,6 +49,10 @@ type InitOptions struct {
 	KDF         keyring.KDFParams
 	// Recovery, when true, adds a recovery key slot; Init returns the key.
 	Recovery bool
+	// RecoveryKey, when not nil and Passphrase is empty, makes a recovery
+	// slot for this key the repository's only slot: no passphrase slot and
+	// no Argon2id (an agent's random per-host key).
+	RecoveryKey *keyring.RecoveryKey
 	// BeforeKDF, if not nil, runs before each Argon2id derivation, here and
 	// in the returned repository's passphrase changes.
 	BeforeKDF keyring.KDFHook
@@ -79,12 +83,8 @@ func slotInfo(before keyring.KDFHook) keyring.SlotInfo {
 	return info
 }
 
-// Init writes a new repository into an empty storage: key slot(s), the
-// first keyring term, then the config (whose presence marks a repository).
-func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, *keyring.RecoveryKey, error) {
-	if len(o.Passphrase) == 0 {
-		return nil, nil, errors.New("an empty passphrase is not allowed")
-	}
+// defaults fills in the zero fields Init has defaults for.
+func (o *InitOptions) defaults() {
 	if o.Cipher == 0 {
 		o.Cipher = crypto.AES256GCM
 	}
@@ -97,6 +97,15 @@ func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, 
 	if o.KDF == (keyring.KDFParams{}) {
 		o.KDF = keyring.DefaultKDFParams()
 	}
+}
+
+// Init writes a new repository into an empty storage: key slot(s), the
+// first keyring term, then the config (whose presence marks a repository).
+func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, *keyring.RecoveryKey, error) {
+	if len(o.Passphrase) == 0 && o.RecoveryKey == nil {
+		return nil, nil, errors.New("an empty passphrase is not allowed")
+	}
+	o.defaults()
 	if _, err := st.Stat(ctx, storage.Handle{Kind: storage.KindConfig, Name: "config"}); err == nil {
 		return nil, nil, fmt.Errorf("a repository already exists at %s", st.Location())
 	}
@@ -113,7 +122,7 @@ func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, 
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
-	slot, err := keyring.NewPassphraseSlot(m, o.Passphrase, o.Cipher, o.KDF, slotInfo(o.BeforeKDF))
+	slot, err := firstSlot(m, o)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -163,6 +172,15 @@ func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, 
 	}
 	r, err := assemble(st, m, ring, slot, cfg)
 	return withKDFHook(r, o.BeforeKDF), rk, err
+}
+
+// firstSlot makes Init's first key slot: a passphrase slot, or with only
+// o.RecoveryKey a recovery slot for it.
+func firstSlot(m *keyring.Master, o InitOptions) (*keyring.Slot, error) {
+	if len(o.Passphrase) == 0 {
+		return keyring.NewRecoverySlot(m, *o.RecoveryKey, o.Cipher, slotInfo(nil))
+	}
+	return keyring.NewPassphraseSlot(m, o.Passphrase, o.Cipher, o.KDF, slotInfo(o.BeforeKDF))
 }
 
 func modeName(m compress.Mode) string {
