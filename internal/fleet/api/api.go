@@ -86,6 +86,11 @@ const (
 	KindPrune   JobKind = "prune" // forget + prune under a grant
 	KindCheck   JobKind = "check"
 	KindRestore JobKind = "restore"
+	// KindPolicy is not a job the server orders: a report of this kind
+	// says the agent refused a policy (bad signature, another host's,
+	// replayed, invalid). Its state is failed, its repository empty, its
+	// error the reason; the agent keeps the policy it held.
+	KindPolicy JobKind = "policy"
 )
 
 // JobState is where a job is in its life.
@@ -321,6 +326,9 @@ func isHex(s string) bool {
 
 // Validate checks a report's fields.
 func (r *Report) Validate() error {
+	if r.Kind == KindPolicy {
+		return r.validatePolicy()
+	}
 	if !ValidID(r.Job) || !validKind(r.Kind) || !validRepo(r.Repository) || !validState(r.State) {
 		return fmt.Errorf("%w: report: job %q, kind %q, repository %q, state %q", ErrInvalid, r.Job, r.Kind, r.Repository, r.State)
 	}
@@ -343,6 +351,14 @@ func (r *Report) Validate() error {
 		if err := text("report file name", f, maxName); err != nil {
 			return err
 		}
+	}
+	return text("report error", r.Error, maxText)
+}
+
+// validatePolicy checks a report of a refused policy.
+func (r *Report) validatePolicy() error {
+	if !ValidID(r.Job) || r.Repository != "" || r.State != StateFailed || r.Error == "" {
+		return fmt.Errorf("%w: a policy report has a job ID, no repository, state failed and an error", ErrInvalid)
 	}
 	return text("report error", r.Error, maxText)
 }

@@ -165,3 +165,35 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A policy report (the agent refused a policy) has a job ID, no
+// repository, state failed and the reason; nothing else passes, and a job
+// message can never be of kind policy.
+func TestPolicyReport(t *testing.T) {
+	ok := &Report{Job: id1, Kind: KindPolicy, State: StateFailed, Error: "policy signature does not verify"}
+	body, err := EncodeReport(ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DecodeReport(body); err != nil || got.Kind != KindPolicy {
+		t.Fatalf("decode: %+v, %v", got, err)
+	}
+	for name, mutate := range map[string]func(*Report){
+		"repository": func(r *Report) { r.Repository = "main" },
+		"succeeded":  func(r *Report) { r.State = StateSucceeded },
+		"no error":   func(r *Report) { r.Error = "" },
+		"bad id":     func(r *Report) { r.Job = "x" },
+		"nul":        func(r *Report) { r.Error = "a\x00" },
+	} {
+		r := *ok
+		mutate(&r)
+		if _, err := EncodeReport(&r); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	now := time.Now()
+	m := &Message{Type: MsgJob, Time: now, Job: &Job{ID: id1, Kind: KindPolicy, Repository: "main", Created: now}}
+	if _, err := EncodeMessage(m); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a policy job message: %v", err)
+	}
+}
