@@ -43,6 +43,7 @@ func newRootCommand() *cobra.Command {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	})
 	root.AddCommand(
+		newAgentCommand(g),
 		newBackupCommand(g),
 		newCatCommand(g),
 		newCheckCommand(g),
