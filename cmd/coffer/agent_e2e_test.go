@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"io"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/agent"
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
+	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
 // agentProc is a real `coffer agent run` process.
@@ -112,11 +114,29 @@ func signedPolicy(t *testing.T, priv ed25519.PrivateKey, p *policy.Policy) []byt
 	return b
 }
 
+// serverJobs reads a host's jobs from the server's database, as a second
+// process would.
+func serverJobs(t *testing.T, dir string, f serverdb.JobFilter) []serverdb.Job {
+	t.Helper()
+	db, err := serverdb.Open(context.Background(), filepath.Join(dir, serverdb.DefaultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	jobs, err := db.Jobs(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jobs
+}
+
 // TestAgentEndToEnd runs a real agent against a real server: its `every
 // 10s` policy backs up into the default repository on the server (created
 // by the agent with its host key, which opens it by hand) and into a local
-// one; with the server stopped it keeps backing up to the local one; and
-// SIGTERM stops it within a second, exit status 0, no lock left.
+// one, and the server's job history shows the scheduled backups; with the
+// server stopped the agent keeps backing up to the local repository and
+// delivers those reports when the server is back; SIGTERM stops it within
+// a second, exit status 0, no lock left.
 func TestAgentEndToEnd(t *testing.T) {
 	t.Parallel()
 	admin := newEnv(t)
@@ -157,10 +177,34 @@ func TestAgentEndToEnd(t *testing.T) {
 		t.Fatalf("restored by hand with the host key: %q, %v", b, err)
 	}
 
+	succeeded := serverdb.JobFilter{Client: "host1", Kind: "backup", States: []string{"succeeded"}}
+	if !within(10*time.Second, func() bool {
+		for _, j := range serverJobs(t, srv.dir, succeeded) {
+			if j.Repository == "server" && j.Scheduled && len(j.Snapshot) == 64 {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("the server has no succeeded scheduled backup: %+v", serverJobs(t, srv.dir, serverdb.JobFilter{}))
+	}
+
 	srv.kill()
+	down := time.Now()
 	before := count(local)
 	if !within(25*time.Second, func() bool { return count(local) > before }) {
 		t.Fatalf("no backup to the local repository while the server is down (%d snapshots)", before)
+	}
+	srv = startServer(t, srv.dir, srv.addr)
+	if !within(15*time.Second, func() bool {
+		for _, j := range serverJobs(t, srv.dir, succeeded) {
+			if j.Repository == "local" && j.Start.After(down) {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("the report of a backup made while the server was down never arrived")
 	}
 	if took := ag.stop(t); took > 2*time.Second {
 		t.Errorf("SIGTERM took %s", took)
@@ -205,6 +249,12 @@ func TestAgentRefusesTamperedCachedPolicy(t *testing.T) {
 	}
 	if !strings.Contains(ag.logText(), "signature") {
 		t.Errorf("the refusal does not name the signature")
+	}
+	if !within(10*time.Second, func() bool {
+		jobs := serverJobs(t, srv.dir, serverdb.JobFilter{Client: "host2", Kind: "policy"})
+		return len(jobs) == 1 && jobs[0].State == "failed" && strings.Contains(jobs[0].Error, "signature")
+	}) {
+		t.Errorf("the refusal was not reported to the server: %+v", serverJobs(t, srv.dir, serverdb.JobFilter{}))
 	}
 	time.Sleep(11 * time.Second) // one whole `every 10s` period
 	if _, err := os.Stat(local); !os.IsNotExist(err) {
