@@ -1,5 +1,6 @@
 // Package serverdb is the coffer server's state database: enrolled clients,
-// enrollment tokens, revocations, the audit log and refused TLS handshakes.
+// enrollment tokens, revocations, the audit log, refused TLS handshakes, and
+// the alert channels and outbox.
 //
 // DB is the interface the server uses; SQLite (a pure-Go driver) implements
 // it, so that another engine can be added later behind the same interface.
@@ -11,6 +12,7 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/alert"
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
@@ -139,6 +141,10 @@ type DB interface {
 	LogRefusal(ctx context.Context, r tlspolicy.RefusalRecord) error
 	Refusals(ctx context.Context, since time.Time) ([]tlspolicy.RefusalRecord, error)
 	RefusalLog() tlspolicy.RefusalLog
+
+	// The alert channels and the outbox of their undelivered events
+	// (alerts.go).
+	alert.Store
 
 	Close() error
 }

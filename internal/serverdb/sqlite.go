@@ -113,6 +113,26 @@ var migrations = []string{
 		last_missed INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (client, repository)
 	) STRICT;`,
+	// 5: alert channels (their JSON, internal/alert's Channel) and the
+	// outbox of events waiting for delivery (alerts.go).
+	`CREATE TABLE alert_channels (
+		name    TEXT PRIMARY KEY,
+		config  TEXT NOT NULL,
+		updated INTEGER NOT NULL
+	) STRICT;
+	CREATE TABLE alert_outbox (
+		id           INTEGER PRIMARY KEY,
+		channel      TEXT NOT NULL,
+		event        TEXT NOT NULL,
+		created      INTEGER NOT NULL,
+		next_attempt INTEGER NOT NULL,
+		attempts     INTEGER NOT NULL DEFAULT 0,
+		last_error   TEXT NOT NULL DEFAULT '',
+		state        TEXT NOT NULL DEFAULT 'pending',
+		done         INTEGER NOT NULL DEFAULT 0
+	) STRICT;
+	CREATE INDEX alert_outbox_due ON alert_outbox(channel, state, next_attempt);
+	CREATE INDEX alert_outbox_done ON alert_outbox(state, done);`,
 }
 
 // SchemaVersion is the schema version this code writes.
