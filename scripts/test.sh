@@ -5,8 +5,9 @@
 #
 # What it installs: the linters pinned in tools/*/go.mod, which `go tool`
 # fetches from the Go module proxy and builds on first use (cached after);
-# versitygw v1.8.0, the S3 server the s3 backend's tests start, with
-# `go install` into $(go env GOPATH)/bin; and, when run as root on a
+# through scripts/deps.sh, versitygw v1.8.0 and mailpit v1.27.11, the S3
+# and SMTP servers the tests start, with `go install` into
+# $(go env GOPATH)/bin; and, when run as root on a
 # Debian-like system without setfacl, the `acl` package (apt-get), which the
 # ACL round-trip tests use.
 set -euo pipefail
@@ -30,17 +31,13 @@ prefetch_log=$(mktemp)
 (for t in staticcheck gosec gocyclo; do go build -modfile="tools/$t/go.mod" -o /dev/null "$(sed -n 's/^tool //p' "tools/$t/go.mod")" || exit 1; done) >"$prefetch_log" 2>&1 &
 prefetch=$!
 
-# versitygw is built in the background too, and waited for before go test;
-# with COFFER_REQUIRE_S3=1 the S3 tests fail rather than skip without it.
-# It costs about 6 CPU-minutes to build the first time; an installed v1.8.0
-# is kept.
-versitygw_log=$(mktemp)
-if go version -m "$(go env GOPATH)/bin/versitygw" 2>/dev/null | grep -q '^[[:space:]]*mod[[:space:]]*github.com/versity/versitygw[[:space:]]*v1\.8\.0[[:space:]]'; then
-	true &
-else
-	go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 >"$versitygw_log" 2>&1 &
-fi
-versitygw=$!
+# The servers the tests start (versitygw for S3, mailpit for SMTP) are
+# installed by scripts/deps.sh in the background too, and waited for before
+# go test; with COFFER_REQUIRE_S3=1 and COFFER_REQUIRE_MAILPIT=1 their tests
+# fail rather than skip without them. Installed pinned versions are kept.
+deps_log=$(mktemp)
+bash scripts/deps.sh >"$deps_log" 2>&1 &
+deps=$!
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*'))
@@ -52,11 +49,12 @@ go vet ./...
 echo "== go build (static)"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/coffer
 
-if ! wait "$versitygw"; then
-	cat "$versitygw_log"; echo "could not install versitygw for the S3 tests"; exit 1
+if ! wait "$deps"; then
+	cat "$deps_log"; echo "could not install versitygw and mailpit for the S3 and mail tests"; exit 1
 fi
-rm -f "$versitygw_log"
-export COFFER_REQUIRE_S3=1
+cat "$deps_log"
+rm -f "$deps_log"
+export COFFER_REQUIRE_S3=1 COFFER_REQUIRE_MAILPIT=1
 
 echo "== go test -race"
 # The race detector needs cgo; the binary the end-to-end tests build is

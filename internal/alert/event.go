@@ -137,8 +137,9 @@ func (e Event) Validate() error {
 }
 
 // Normalize returns e with every string valid UTF-8 and within the limits
-// above (cut, with "…" marking the cut; details beyond MaxDetails dropped
-// and counted in the detail "truncated"), and the time in UTC.
+// above (cut, with "…" marking the cut; details beyond MaxDetails, or
+// whose cut key is another's, dropped and counted in the detail
+// "truncated"), and the time in UTC.
 func (e Event) Normalize() Event {
 	out := e
 	out.Time = e.Time.UTC()
@@ -161,12 +162,17 @@ func (e Event) Normalize() Event {
 	}
 	sort.Strings(keys)
 	out.Details = make(map[string]string, min(len(keys), MaxDetails+1))
-	for i, k := range keys {
-		if i == MaxDetails {
-			out.Details["truncated"] = fmt.Sprintf("%d more details dropped", len(keys)-MaxDetails)
-			break
+	dropped := 0
+	for _, k := range keys {
+		ck := clip(k, MaxDetailKey)
+		if _, dup := out.Details[ck]; dup || len(out.Details) == MaxDetails {
+			dropped++ // beyond the limit, or its cut key is another's
+			continue
 		}
-		out.Details[clip(k, MaxDetailKey)] = clip(e.Details[k], MaxDetailValue)
+		out.Details[ck] = clip(e.Details[k], MaxDetailValue)
+	}
+	if dropped > 0 {
+		out.Details["truncated"] = fmt.Sprintf("%d more details dropped", dropped)
 	}
 	return out
 }
