@@ -78,10 +78,10 @@ a slot for it: keep it offline.`,
 // --password-command), then COFFER_ESCROW_KEY_FILE, then the passphrase
 // environment and prompt of credential(). A flag beats the environment.
 func (g *globalOptions) openCredential(prompt string) client.Credential {
-	path, source := g.escrowKey, "--escrow-key "+g.escrowKey
+	path, source := g.escrowKey, g.flagName("escrow-key")+" "+g.escrowKey
 	if path == "" && g.passwordFile == "" && g.passwordCommand == "" {
-		path = os.Getenv("COFFER_ESCROW_KEY_FILE")
-		source = "COFFER_ESCROW_KEY_FILE=" + path
+		path = g.getenv("ESCROW_KEY_FILE")
+		source = g.envName("ESCROW_KEY_FILE") + "=" + path
 	}
 	if path == "" {
 		return g.credential(prompt, false)

@@ -33,6 +33,10 @@ type globalOptions struct {
 	cacert          string
 	limitUpload     int64 // bytes per second, 0: unlimited
 	limitDownload   int64
+	// credEnv prefixes the environment variables that name the repository
+	// and its credential: "" is "COFFER_"; copy's source uses
+	// "COFFER_FROM_" (COFFER_FROM_REPO, COFFER_FROM_PASSWORD_FILE, …).
+	credEnv string
 
 	// Set by main: process-wide tuning around the key derivation.
 	beforeKDF   keyring.KDFHook
@@ -101,7 +105,7 @@ func (g *globalOptions) repoLocation() (string, bool) {
 	if g.repo != "" {
 		return g.repo, false
 	}
-	if r := os.Getenv("COFFER_REPO"); r != "" {
+	if r := g.getenv("REPO"); r != "" {
 		return r, false
 	}
 	return defaultRepo(), true
@@ -115,27 +119,52 @@ func (g *globalOptions) caCertFile() string {
 	return os.Getenv("COFFER_CACERT")
 }
 
+// envName is the environment variable of name ("REPO", "PASSWORD_FILE")
+// for this repository: COFFER_name, or copy's COFFER_FROM_name.
+func (g *globalOptions) envName(name string) string {
+	if g.credEnv == "" {
+		return "COFFER_" + name
+	}
+	return g.credEnv + name
+}
+
+func (g *globalOptions) getenv(name string) string { return os.Getenv(g.envName(name)) }
+
+// flagName is the flag of name ("password-file") for this repository, as
+// errors name it: --name, or copy's --from-name.
+func (g *globalOptions) flagName(name string) string {
+	if g.credEnv == "" {
+		return "--" + name
+	}
+	return "--from-" + name
+}
+
 // credential returns where the passphrase comes from, in order:
 // --password-file, COFFER_PASSWORD_FILE, --password-command,
 // COFFER_PASSWORD_COMMAND, COFFER_PASSWORD, a terminal prompt.
 func (g *globalOptions) credential(prompt string, confirm bool) client.Credential {
 	switch {
 	case g.passwordFile != "":
-		return fileCredential(g.passwordFile, "--password-file "+g.passwordFile)
-	case os.Getenv("COFFER_PASSWORD_FILE") != "":
-		f := os.Getenv("COFFER_PASSWORD_FILE")
-		return fileCredential(f, "COFFER_PASSWORD_FILE="+f)
+		return fileCredential(g.passwordFile, g.flagName("password-file")+" "+g.passwordFile)
+	case g.getenv("PASSWORD_FILE") != "":
+		f := g.getenv("PASSWORD_FILE")
+		return fileCredential(f, g.envName("PASSWORD_FILE")+"="+f)
 	case g.passwordCommand != "":
-		return commandCredential(g.passwordCommand, "--password-command")
-	case os.Getenv("COFFER_PASSWORD_COMMAND") != "":
-		return commandCredential(os.Getenv("COFFER_PASSWORD_COMMAND"), "COFFER_PASSWORD_COMMAND")
-	case os.Getenv("COFFER_PASSWORD") != "":
-		return client.Credential{Source: "COFFER_PASSWORD", Secret: func(context.Context) ([]byte, error) {
-			return []byte(os.Getenv("COFFER_PASSWORD")), nil
+		return commandCredential(g.passwordCommand, g.flagName("password-command"))
+	case g.getenv("PASSWORD_COMMAND") != "":
+		return commandCredential(g.getenv("PASSWORD_COMMAND"), g.envName("PASSWORD_COMMAND"))
+	case g.getenv("PASSWORD") != "":
+		return client.Credential{Source: g.envName("PASSWORD"), Secret: func(context.Context) ([]byte, error) {
+			return []byte(g.getenv("PASSWORD")), nil
 		}}
 	}
 	return client.Credential{Source: "the terminal", Secret: func(context.Context) ([]byte, error) {
-		return promptPassword(prompt, confirm)
+		p, err := promptPassword(prompt, confirm)
+		if errors.Is(err, errNoTerminal) {
+			return nil, fmt.Errorf("no passphrase given: set %s, %s or %s, or run on a terminal",
+				g.envName("PASSWORD_FILE"), g.envName("PASSWORD_COMMAND"), g.envName("PASSWORD"))
+		}
+		return p, err
 	}}
 }
 
@@ -183,10 +212,13 @@ func passwordFromCommand(c string) ([]byte, error) {
 	return out, nil
 }
 
+// errNoTerminal: a passphrase was to be prompted for, with no terminal.
+var errNoTerminal = errors.New("no terminal to prompt for a passphrase")
+
 func promptPassword(prompt string, confirm bool) ([]byte, error) {
 	fd := int(os.Stdin.Fd()) // #nosec G115 -- file descriptors fit in int
 	if !term.IsTerminal(fd) {
-		return nil, errors.New("no passphrase given: set COFFER_PASSWORD_FILE, COFFER_PASSWORD_COMMAND or COFFER_PASSWORD, or run on a terminal")
+		return nil, errNoTerminal
 	}
 	fmt.Fprint(os.Stderr, prompt)
 	p, err := term.ReadPassword(fd)

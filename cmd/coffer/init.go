@@ -12,6 +12,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/compress"
 	"github.com/coffer-backup/coffer/internal/crypto"
 	"github.com/coffer-backup/coffer/internal/keyring"
+	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/spf13/cobra"
 )
@@ -22,6 +23,10 @@ type initOptions struct {
 	chunkAvg        int
 	recoveryKeyFile string
 	kdf             kdfFlags
+	// copyChunker takes the chunker parameters and the blob-ID and
+	// chunker keys of the repository from names.
+	copyChunker bool
+	from        fromRepoFlags
 }
 
 func newInitCommand(g *globalOptions) *cobra.Command {
@@ -45,9 +50,13 @@ location). With --recovery-key-file, a recovery key is written to that file
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), initJSON{ID: r.Config().ID, Location: loc, Cipher: r.Config().Cipher})
+				from, _ := r.SharedKeysFrom()
+				return printJSON(cmd.OutOrStdout(), initJSON{ID: r.Config().ID, Location: loc, Cipher: r.Config().Cipher, SharedKeysFrom: from})
 			}
 			g.printf(cmd.OutOrStdout(), "created coffer repository %s at %s\n", r.Config().ID[:8], loc)
+			if from, ok := r.SharedKeysFrom(); ok {
+				g.printf(cmd.OutOrStdout(), "it uses the chunker and blob-ID keys of repository %s: copies between them need no re-chunking\n", from[:8])
+			}
 			if rk != nil {
 				g.printf(cmd.OutOrStdout(), "recovery key written to %s: keep it offline; it opens the repository\n", o.recoveryKeyFile)
 			}
@@ -60,7 +69,31 @@ location). With --recovery-key-file, a recovery key is written to that file
 	f.Var(newSizeFlag(&o.chunkAvg, chunker.DefaultParams.Avg), "chunk-size", "average chunk size, a power of two (\"1M\", \"512KiB\")")
 	f.StringVar(&o.recoveryKeyFile, "recovery-key-file", "", "write a recovery key to this file (mode 0600)")
 	o.kdf.register(f)
+	f.BoolVar(&o.copyChunker, "copy-chunker-params", false, "use the chunker parameters and the blob-ID and chunker keys of --from-repo, so that the new repository deduplicates with it and copy needs no re-chunking (docs/security.md §4)")
+	o.from.register(f)
 	return cmd
+}
+
+// sharedKeys opens the repository of --from-repo when
+// --copy-chunker-params asks for its keys, and returns them with its
+// chunker parameters; nil without the flag.
+func (g *globalOptions) sharedKeys(cmd *cobra.Command, o initOptions) (*repository.SharedKeys, chunker.Params, error) {
+	if !o.copyChunker {
+		if o.from != (fromRepoFlags{}) {
+			return nil, chunker.Params{}, usageErrorf("--from-repo and its credential flags go with --copy-chunker-params")
+		}
+		return nil, chunker.Params{}, nil
+	}
+	if cmd.Flags().Changed("chunk-size") {
+		return nil, chunker.Params{}, usageErrorf("--chunk-size and --copy-chunker-params exclude each other: the chunker comes from --from-repo")
+	}
+	src, err := o.from.open(cmd.Context(), g)
+	if err != nil {
+		return nil, chunker.Params{}, err
+	}
+	defer src.Close()
+	r := src.Repository()
+	return r.ShareKeys(), r.Config().Chunker, nil
 }
 
 func (g *globalOptions) initRepository(cmd *cobra.Command, loc string, o initOptions) (*client.Client, *keyring.RecoveryKey, error) {
@@ -75,6 +108,13 @@ func (g *globalOptions) initRepository(cmd *cobra.Command, loc string, o initOpt
 	params := chunker.Params{Min: o.chunkAvg / 4, Avg: o.chunkAvg, Max: o.chunkAvg * 8}
 	if err := params.Validate(); err != nil {
 		return nil, nil, usageErrorf("--chunk-size: %v", err)
+	}
+	shared, sharedParams, err := g.sharedKeys(cmd, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	if shared != nil {
+		params = sharedParams
 	}
 	kdf, err := o.kdf.params()
 	if err != nil {
@@ -96,7 +136,7 @@ func (g *globalOptions) initRepository(cmd *cobra.Command, loc string, o initOpt
 	}
 	defer clear(pass)
 	cl, rk, err := client.Init(cmd.Context(), g.clientOptions(loc), client.InitOptions{
-		Passphrase: pass, Cipher: c, Chunker: params, Compression: mode, KDF: kdf, Recovery: o.recoveryKeyFile != "",
+		Passphrase: pass, Cipher: c, Chunker: params, Compression: mode, KDF: kdf, Recovery: o.recoveryKeyFile != "", Shared: shared,
 	})
 	if errors.Is(err, client.ErrRepositoryExists) {
 		return nil, nil, fmt.Errorf("%w; it was left as it is: back up to it with --repo %s", err, loc)

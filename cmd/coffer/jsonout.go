@@ -20,6 +20,7 @@ const (
 	msgSummary = "summary"
 	msgError   = "error"
 	msgPhase   = "phase"
+	msgCopied  = "snapshot"
 )
 
 // backupStatusJSON is a progress line of backup, printed every second.
@@ -152,6 +153,9 @@ type initJSON struct {
 	ID       string `json:"id"`
 	Location string `json:"location"`
 	Cipher   string `json:"cipher"`
+	// SharedKeysFrom is the repository whose chunker and blob-ID keys
+	// init --copy-chunker-params took.
+	SharedKeysFrom string `json:"shared_keys_from,omitempty"`
 }
 
 // keyRotateJSON is key rotate's document.
@@ -201,6 +205,40 @@ type lsNodeJSON struct {
 	MTime time.Time `json:"mtime"`
 }
 
+// copyStatusJSON is a progress line of copy, printed every second.
+type copyStatusJSON struct {
+	MessageType    string  `json:"message_type"` // "status"
+	SecondsElapsed float64 `json:"seconds_elapsed"`
+	SnapshotsDone  uint64  `json:"snapshots_done"`
+	SnapshotsTotal uint64  `json:"snapshots_total"`
+	TreesVisited   uint64  `json:"trees_visited"`
+	BlobsRead      uint64  `json:"blobs_read"`
+	BytesRead      uint64  `json:"bytes_read"`
+	BlobsNew       uint64  `json:"blobs_new"`
+	BytesAdded     uint64  `json:"bytes_added"`
+}
+
+// copySnapshotJSON is copy's line for one source snapshot: copied, or
+// skipped because the target holds it already.
+type copySnapshotJSON struct {
+	MessageType string `json:"message_type"` // "snapshot"
+	Source      string `json:"source"`
+	Target      string `json:"target"`
+	Skipped     bool   `json:"skipped"`
+}
+
+// copySummaryJSON is the last line of a copy that finished.
+type copySummaryJSON struct {
+	MessageType      string `json:"message_type"` // "summary"
+	SnapshotsCopied  int    `json:"snapshots_copied"`
+	SnapshotsSkipped int    `json:"snapshots_skipped"`
+	Rechunked        bool   `json:"rechunked"`
+	BlobsNew         uint64 `json:"blobs_new"`
+	BytesAdded       uint64 `json:"bytes_added"`
+	BytesStored      uint64 `json:"bytes_stored"`
+	Packs            uint64 `json:"packs"`
+}
+
 // snapshotJSON is one entry of snapshots' array.
 type snapshotJSON struct {
 	ID       string   `json:"id"`
@@ -212,6 +250,7 @@ type snapshotJSON struct {
 	Tags     []string `json:"tags,omitempty"`
 	Tree     string   `json:"tree"`
 	Parent   string   `json:"parent,omitempty"`
+	Original string   `json:"original,omitempty"`
 }
 
 // statsJSON is stats' document.

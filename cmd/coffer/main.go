@@ -47,6 +47,7 @@ func newRootCommand() *cobra.Command {
 		newBackupCommand(g),
 		newCatCommand(g),
 		newCheckCommand(g),
+		newCopyCommand(g),
 		newDiffCommand(g),
 		newDumpCommand(g),
 		newFindCommand(g),
@@ -124,6 +125,8 @@ func interruptedNote(command string) string {
 		return consistent + ": nothing in use was removed; run prune again to finish"
 	case "coffer key add", "coffer key remove", "coffer key passwd", "coffer key rotate":
 		return consistent + ": run `coffer key list` to see which key slots exist now"
+	case "coffer copy":
+		return consistent + ": the snapshots copied so far are complete; run the same copy again to finish (data already copied is not copied again)"
 	case "coffer init":
 		return "the repository may be incomplete: remove its directory and run init again"
 	case "coffer check", "coffer snapshots", "coffer ls", "coffer cat", "coffer diff", "coffer dump", "coffer find",

@@ -56,6 +56,9 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 					if s.Parent != nil {
 						j.Parent = s.Parent.String()
 					}
+					if s.Original != nil {
+						j.Original = s.Original.String()
+					}
 					out = append(out, j)
 					continue
 				}

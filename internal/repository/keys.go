@@ -47,6 +47,11 @@ type InitOptions struct {
 	Compression compress.Mode
 	PackSize    int
 	KDF         keyring.KDFParams
+	// Shared, when not nil, makes the repository use these blob-ID and
+	// chunker keys instead of deriving its own (a version 2 config), so
+	// that it deduplicates with the repository they come from; give that
+	// repository's chunker parameters in Chunker too.
+	Shared *SharedKeys
 	// Recovery, when true, adds a recovery key slot; Init returns the key.
 	Recovery bool
 	// RecoveryKey, when not nil and Passphrase is empty, makes a recovery
@@ -117,8 +122,11 @@ func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, 
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := Config{Version: 1, ID: hex.EncodeToString(repoID), Created: time.Now().UTC(), Cipher: o.Cipher.String(),
+	cfg := Config{Version: configVersion, ID: hex.EncodeToString(repoID), Created: time.Now().UTC(), Cipher: o.Cipher.String(),
 		Chunker: o.Chunker, PackSize: o.PackSize, Compression: modeName(o.Compression)}
+	if o.Shared != nil {
+		cfg.Version, cfg.Shared = configVersionShared, o.Shared
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
@@ -213,10 +221,14 @@ func assemble(st storage.Storage, m *keyring.Master, ring *keyring.Ring, slot *k
 	if err != nil {
 		return nil, err
 	}
-	keys := &unlockedKeys{master: m, ring: ring, chunker: m.ChunkerKey(), slot: slot}
+	blobID, chunkerKey := m.BlobIDKey(), m.ChunkerKey()
+	if cfg.Shared != nil {
+		blobID, chunkerKey = crypto.Key(cfg.Shared.BlobID), crypto.Key(cfg.Shared.Chunker)
+	}
+	keys := &unlockedKeys{master: m, ring: ring, chunker: chunkerKey, slot: slot}
 	r := &Repository{
 		st: st, id: m.RepoID(), cfg: cfg, cipher: c, keys: keys,
-		hasher: NewBlobHasher(m.BlobIDKey()), compress: mode,
+		hasher: NewBlobHasher(blobID), compress: mode,
 	}
 	r.idx.Store(NewMasterIndex())
 	return r, nil

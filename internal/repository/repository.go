@@ -32,10 +32,30 @@ type Config struct {
 	Chunker     chunker.Params `json:"chunker"`
 	PackSize    int            `json:"pack_size"`
 	Compression string         `json:"compression"`
+	// Shared, in a version 2 config, replaces the blob-ID and chunker keys
+	// derived from the master secret (docs/format.md §2). Config() never
+	// returns it.
+	Shared *SharedKeys `json:"shared_keys,omitempty"`
 }
 
+// Config versions: 1 derives every key from the master secret; 2 takes
+// the blob-ID and chunker keys from Shared, which older readers must not
+// ignore (they would name blobs differently), so they refuse it.
+const (
+	configVersion       = 1
+	configVersionShared = 2
+)
+
 func (c *Config) validate() error {
-	if c.Version != 1 {
+	switch {
+	case c.Version == configVersion && c.Shared == nil:
+	case c.Version == configVersionShared && c.Shared != nil:
+		if err := c.Shared.validate(); err != nil {
+			return err
+		}
+	case c.Version == configVersion || c.Version == configVersionShared:
+		return fmt.Errorf("config version %d does not match its shared keys (present: %t): damaged or forged", c.Version, c.Shared != nil)
+	default:
 		return fmt.Errorf("unsupported repository version %d", c.Version)
 	}
 	if _, err := crypto.ParseCipher(c.Cipher); err != nil {
@@ -94,8 +114,13 @@ type WriteStats struct {
 // Storage returns the backend.
 func (r *Repository) Storage() storage.Storage { return r.st }
 
-// Config returns the repository configuration.
-func (r *Repository) Config() Config { return r.cfg }
+// Config returns the repository configuration, without the secret keys
+// of a version 2 config (SharedKeysFrom says where they came from).
+func (r *Repository) Config() Config {
+	c := r.cfg
+	c.Shared = nil
+	return c
+}
 
 // ID returns the repository ID.
 func (r *Repository) ID() []byte { return r.id }

@@ -27,6 +27,10 @@ type Snapshot struct {
 	Excludes       []string         `json:"excludes,omitempty"`
 	ProgramVersion string           `json:"program_version,omitempty"`
 	Summary        *SnapshotSummary `json:"summary,omitempty"`
+	// Original is the ID of the snapshot this one was copied from by
+	// `coffer copy`, in the repository it was first written to (a copy of
+	// a copy names the first); nil for a snapshot written by a backup.
+	Original *ID `json:"original,omitempty"`
 }
 
 // SnapshotSummary records what a backup did.
