@@ -104,6 +104,16 @@ func (o *InitOptions) defaults() {
 	}
 }
 
+// newConfig is the config of a new repository: version 2 with o.Shared.
+func newConfig(repoID []byte, o InitOptions) Config {
+	cfg := Config{Version: configVersion, ID: hex.EncodeToString(repoID), Created: time.Now().UTC(), Cipher: o.Cipher.String(),
+		Chunker: o.Chunker, PackSize: o.PackSize, Compression: modeName(o.Compression)}
+	if o.Shared != nil {
+		cfg.Version, cfg.Shared = configVersionShared, o.Shared
+	}
+	return cfg
+}
+
 // Init writes a new repository into an empty storage: key slot(s), the
 // first keyring term, then the config (whose presence marks a repository).
 func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, *keyring.RecoveryKey, error) {
@@ -122,11 +132,7 @@ func Init(ctx context.Context, st storage.Storage, o InitOptions) (*Repository, 
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := Config{Version: configVersion, ID: hex.EncodeToString(repoID), Created: time.Now().UTC(), Cipher: o.Cipher.String(),
-		Chunker: o.Chunker, PackSize: o.PackSize, Compression: modeName(o.Compression)}
-	if o.Shared != nil {
-		cfg.Version, cfg.Shared = configVersionShared, o.Shared
-	}
+	cfg := newConfig(repoID, o)
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
