@@ -279,6 +279,12 @@ func TestBacksUpWhileServerDown(t *testing.T) {
 	f.waitReport(10*time.Second, "queued backup", func(r *api.Report) bool {
 		return r.Kind == api.KindBackup && r.State == api.StateSucceeded && r.Scheduled
 	})
+	f.mu.Lock()
+	gen := f.headers.Get(api.HeaderPolicyGeneration)
+	f.mu.Unlock()
+	if gen != "1" {
+		t.Errorf("policy generation header %q, want the cached policy's 1", gen)
+	}
 }
 
 // The stream is dropped when nothing arrives for OfflineAfter, and the
