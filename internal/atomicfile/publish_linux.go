@@ -22,3 +22,19 @@ var renameNoReplace = func(oldpath, newpath string) error {
 	}
 	return nil
 }
+
+// renameNoReplaceAt is renameNoReplace for two names in the directory dir.
+// Tests replace it to exercise the link fallback.
+var renameNoReplaceAt = func(dir *os.File, oldname, newname string) error {
+	var err error
+	if cerr := control(dir, func(fd int) { err = unix.Renameat2(fd, oldname, fd, newname, unix.RENAME_NOREPLACE) }); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
+		return errNoReplaceUnsupported
+	}
+	if err != nil {
+		return &os.LinkError{Op: "renameat2", Old: oldname, New: newname, Err: err}
+	}
+	return nil
+}

@@ -23,7 +23,7 @@ func TestServerCannotImportClientKeys(t *testing.T) {
 		module + "internal/agent",
 		module + "internal/client",
 	}
-	roots := []string{"./internal/server/...", "./internal/serverdb/...", "./internal/wire/...", "./internal/atrest/...", "./internal/pki/...", "./internal/tlspolicy/...", "./internal/alert/..."}
+	roots := []string{"./internal/server/...", "./internal/regfile/...", "./internal/serverdb/...", "./internal/wire/...", "./internal/atrest/...", "./internal/pki/...", "./internal/tlspolicy/...", "./internal/alert/..."}
 	for _, withTests := range []bool{false, true} {
 		args := []string{"list", "-deps", "-json=ImportPath,Module"}
 		if withTests {

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/coffer-backup/coffer/internal/atomicfile"
 	"github.com/coffer-backup/coffer/internal/atrest"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/storage/local"
 	"github.com/coffer-backup/coffer/internal/wire"
@@ -23,54 +23,74 @@ var ErrCorrupt = atrest.ErrCorrupt
 
 // objectStore keeps every client's repositories: each is a local storage
 // under objects/<client>/<repo>, sealed by the at-rest decorator. Every
-// method validates the names it joins into a path.
+// method validates the names it joins into a path, and every path is
+// resolved through tree, which never leaves objects/: a symbolic link
+// planted in the tree is refused or, raced in, stays inside it.
 type objectStore struct {
-	root string // <dir>/objects
+	root string   // <dir>/objects
+	tree *os.Root // root, opened
 	key  *atrest.Key
 }
 
-func (s *objectStore) repoDir(client, repo string) (string, error) {
+// openObjectStore opens the object tree of the state directory dir; the
+// caller closes it.
+func openObjectStore(dir string, key *atrest.Key) (*objectStore, error) {
+	root := filepath.Join(dir, state.ObjectsDir)
+	tree, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("open the object tree: %w", err)
+	}
+	return &objectStore{root: root, tree: tree, key: key}, nil
+}
+
+func (s *objectStore) close() error { return s.tree.Close() }
+
+// repoRel is the directory of a client's repository, relative to root.
+func (s *objectStore) repoRel(client, repo string) (string, error) {
 	if err := wire.ValidateClientName(client); err != nil {
 		return "", err
 	}
 	if err := wire.ValidateRepo(repo); err != nil {
 		return "", err
 	}
-	return filepath.Join(s.root, client, repo), nil
+	return filepath.Join(client, repo), nil
 }
 
 // open returns the storage of a client's repository; the caller closes it.
-// A missing repository fails with storage.ErrNoRepository.
+// A missing repository fails with storage.ErrNoRepository, one whose
+// directory is a symbolic link with an error wrapping local.ErrSymlink.
 func (s *objectStore) open(client, repo string) (*atrest.Storage, error) {
-	dir, err := s.repoDir(client, repo)
+	rel, err := s.repoRel(client, repo)
 	if err != nil {
 		return nil, err
 	}
-	l, err := local.OpenDir(dir)
-	if err != nil {
+	l, err := local.OpenDirIn(s.tree, rel)
+	if errors.Is(err, storage.ErrNoRepository) {
 		return nil, fmt.Errorf("repository %s: %w", repo, storage.ErrNoRepository)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", repo, err)
 	}
 	return atrest.New(l, s.key, atrest.Namespace{Client: client, Repo: repo}), nil
 }
 
 // create makes a new, empty repository; storage.ErrExists if it is there.
 func (s *objectStore) create(client, repo string) error {
-	dir, err := s.repoDir(client, repo)
+	rel, err := s.repoRel(client, repo)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Lstat(dir); err == nil { // #nosec G703 -- repoDir validated both names
+	if _, err := s.tree.Lstat(rel); err == nil {
 		return fmt.Errorf("repository %s: %w", repo, storage.ErrExists)
 	}
-	clientDir := filepath.Dir(dir)
-	if err := os.Mkdir(clientDir, 0o700); err == nil { // #nosec G703 -- repoDir validated the client name
-		if err := atomicfile.SyncDir(s.root); err != nil {
+	if err := s.tree.Mkdir(client, 0o700); err == nil {
+		if err := s.syncRoot(); err != nil {
 			return err
 		}
 	} else if !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	l, err := local.Create(dir)
+	l, err := local.CreateIn(s.tree, rel)
 	if errors.Is(err, local.ErrDirNotEmpty) {
 		return fmt.Errorf("repository %s: %w", repo, storage.ErrExists)
 	}
@@ -78,6 +98,22 @@ func (s *objectStore) create(client, repo string) error {
 		return err
 	}
 	return l.Close()
+}
+
+// syncRoot fsyncs the object tree's top directory.
+func (s *objectStore) syncRoot() error {
+	d, err := s.tree.Open(".")
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", s.root, err)
+	}
+	return nil
 }
 
 // storedUsage is what a client stores: its objects' charges (limits.go),
@@ -92,7 +128,7 @@ func (s *objectStore) usage(ctx context.Context, client string) (storedUsage, er
 	if err := wire.ValidateClientName(client); err != nil {
 		return u, err
 	}
-	repos, err := os.ReadDir(filepath.Join(s.root, client))
+	repos, err := fs.ReadDir(s.tree.FS(), client)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return u, err
 	}
@@ -101,8 +137,8 @@ func (s *objectStore) usage(ctx context.Context, client string) (storedUsage, er
 			u.repos++
 		}
 	}
-	err = s.walk(ctx, filepath.Join(s.root, client), func(path string, d fs.DirEntry) error {
-		if _, _, ok := s.parseObjectPath(path); !ok || !d.Type().IsRegular() {
+	err = s.walk(ctx, client, func(rel string, d fs.DirEntry) error {
+		if _, _, ok := s.parseObjectPath(rel); !ok || !d.Type().IsRegular() {
 			return nil
 		}
 		fi, err := d.Info()
@@ -121,9 +157,19 @@ func (s *objectStore) usage(ctx context.Context, client string) (storedUsage, er
 	return u, err
 }
 
-// walk calls fn for every file below dir; a missing dir has none.
+// walk calls fn for every file below the directory dir of the tree ("."
+// for all of it), with its slash-separated path relative to root; a
+// missing dir has none. Symbolic links are reported as files, never
+// followed.
 func (s *objectStore) walk(ctx context.Context, dir string, fn func(string, fs.DirEntry) error) error {
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	if fi, err := s.tree.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	} else if !fi.IsDir() {
+		return fn(dir, fs.FileInfoToDirEntry(fi))
+	}
+	return fs.WalkDir(s.tree.FS(), dir, func(rel string, d fs.DirEntry, err error) error {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
@@ -136,18 +182,15 @@ func (s *objectStore) walk(ctx context.Context, dir string, fn func(string, fs.D
 		if d.IsDir() {
 			return nil
 		}
-		return fn(path, d)
+		return fn(rel, d)
 	})
 }
 
-// parseObjectPath turns a path below root back into the client, repository
-// and handle of an object, or reports that it is not one.
-func (s *objectStore) parseObjectPath(path string) (ns atrest.Namespace, h storage.Handle, ok bool) {
-	rel, err := filepath.Rel(s.root, path)
-	if err != nil {
-		return ns, h, false
-	}
-	parts := strings.Split(filepath.ToSlash(rel), "/")
+// parseObjectPath turns a slash-separated path relative to root back into
+// the client, repository and handle of an object, or reports that it is
+// not one.
+func (s *objectStore) parseObjectPath(rel string) (ns atrest.Namespace, h storage.Handle, ok bool) {
+	parts := strings.Split(rel, "/")
 	switch {
 	case len(parts) == 3 && parts[2] == "config":
 		h = storage.Handle{Kind: storage.KindConfig, Name: "config"}
@@ -187,11 +230,11 @@ func (s *objectStore) cleanTemp(ctx context.Context, tmp string) (int, error) {
 		}
 		n++
 	}
-	err = s.walk(ctx, s.root, func(path string, d fs.DirEntry) error {
+	err = s.walk(ctx, ".", func(rel string, d fs.DirEntry) error {
 		if !strings.HasPrefix(d.Name(), local.TempPrefix) {
 			return nil
 		}
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.tree.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		n++
@@ -208,21 +251,27 @@ const configV1 = "config"
 // to config. Each step is atomic and the whole is idempotent, so a crash
 // anywhere is completed by the next start.
 func (s *objectStore) migrateLayout(ctx context.Context) (int, error) {
-	clients, err := os.ReadDir(s.root)
+	clients, err := fs.ReadDir(s.tree.FS(), ".")
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, c := range clients {
-		repos, err := os.ReadDir(filepath.Join(s.root, c.Name()))
-		if err != nil {
+		if !c.IsDir() {
 			continue // not a client directory
+		}
+		repos, err := fs.ReadDir(s.tree.FS(), c.Name())
+		if err != nil {
+			continue
 		}
 		for _, r := range repos {
 			if err := ctx.Err(); err != nil {
 				return n, err
 			}
-			moved, err := migrateRepo(filepath.Join(s.root, c.Name(), r.Name()))
+			if !r.IsDir() {
+				continue
+			}
+			moved, err := migrateRepo(s.tree, filepath.Join(c.Name(), r.Name()))
 			if err != nil {
 				return n, fmt.Errorf("move the config object of %s/%s: %w", c.Name(), r.Name(), err)
 			}
@@ -235,22 +284,23 @@ func (s *objectStore) migrateLayout(ctx context.Context) (int, error) {
 }
 
 // migrateRepo moves dir/config/config to dir/config.v1 (if there), removes
-// the directory dir/config, and renames dir/config.v1 to dir/config.
-func migrateRepo(dir string) (bool, error) {
+// the directory dir/config, and renames dir/config.v1 to dir/config; dir
+// is relative to tree.
+func migrateRepo(tree *os.Root, dir string) (bool, error) {
 	old, parked, final := filepath.Join(dir, configV1, "config"), filepath.Join(dir, "config.v1"), filepath.Join(dir, "config")
 	moved := false
-	if err := os.Rename(old, parked); err == nil {
+	if err := tree.Rename(old, parked); err == nil {
 		moved = true
 	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 		return false, err
 	}
-	if fi, err := os.Lstat(final); err == nil && fi.IsDir() {
-		if err := os.Remove(final); err != nil {
+	if fi, err := tree.Lstat(final); err == nil && fi.IsDir() {
+		if err := tree.Remove(final); err != nil {
 			return moved, err
 		}
 	}
-	if _, err := os.Lstat(parked); err == nil {
-		if err := os.Rename(parked, final); err != nil {
+	if _, err := tree.Lstat(parked); err == nil {
+		if err := tree.Rename(parked, final); err != nil {
 			return moved, err
 		}
 		moved = true
@@ -258,5 +308,10 @@ func migrateRepo(dir string) (bool, error) {
 	if !moved {
 		return false, nil
 	}
-	return true, atomicfile.SyncDir(dir)
+	d, err := tree.Open(dir)
+	if err != nil {
+		return true, err
+	}
+	defer func() { _ = d.Close() }()
+	return true, d.Sync()
 }

@@ -37,11 +37,19 @@ func TestMigrateRepo(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
+			tree, err := os.OpenRoot(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tree.Close() }()
+			dir := filepath.Join(tree.Name(), "repo")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
 			if err := tc.setup(dir); err != nil {
 				t.Fatal(err)
 			}
-			moved, err := migrateRepo(dir)
+			moved, err := migrateRepo(tree, "repo")
 			if err != nil || moved != tc.moved {
 				t.Fatalf("migrateRepo = %v, %v; want moved %v", moved, err, tc.moved)
 			}
@@ -55,7 +63,7 @@ func TestMigrateRepo(t *testing.T) {
 			if _, err := os.Lstat(filepath.Join(dir, "config.v1")); !os.IsNotExist(err) {
 				t.Errorf("parked config left: %v", err)
 			}
-			if again, err := migrateRepo(dir); again || err != nil {
+			if again, err := migrateRepo(tree, "repo"); again || err != nil {
 				t.Errorf("second run: %v, %v", again, err)
 			}
 		})

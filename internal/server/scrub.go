@@ -33,7 +33,7 @@ type Damage struct {
 // hash. Damage is reported by path; the error is only for a failure to walk
 // the object tree.
 func (s *Server) Scrub(ctx context.Context) (Report, error) {
-	return s.store.scrub(ctx, s.cfg.Dir)
+	return s.store.scrub(ctx)
 }
 
 // ScrubDir scrubs the state directory dir without starting a server, so it
@@ -44,22 +44,24 @@ func ScrubDir(ctx context.Context, dir string) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	st := &objectStore{root: filepath.Join(dir, state.ObjectsDir), key: key}
-	if _, err := st.migrateLayout(ctx); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	st, err := openObjectStore(dir, key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Report{}, nil // no object tree: nothing stored yet
+	}
+	if err != nil {
 		return Report{}, err
 	}
-	return st.scrub(ctx, dir)
+	defer func() { _ = st.close() }()
+	if _, err := st.migrateLayout(ctx); err != nil {
+		return Report{}, err
+	}
+	return st.scrub(ctx)
 }
 
-func (s *objectStore) scrub(ctx context.Context, base string) (Report, error) {
+func (s *objectStore) scrub(ctx context.Context) (Report, error) {
 	var rep Report
-	rel := func(p string) string {
-		if r, err := filepath.Rel(base, p); err == nil {
-			return r
-		}
-		return p
-	}
-	err := s.walk(ctx, s.root, func(path string, d fs.DirEntry) error {
+	rel := func(p string) string { return filepath.Join(state.ObjectsDir, filepath.FromSlash(p)) }
+	err := s.walk(ctx, ".", func(path string, d fs.DirEntry) error {
 		ns, h, ok := s.parseObjectPath(path)
 		if !ok || !d.Type().IsRegular() {
 			rep.Stray = append(rep.Stray, rel(path))

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/atrest"
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server/enrollment"
 	"github.com/coffer-backup/coffer/internal/server/fleet/control"
@@ -188,7 +189,6 @@ func New(cfg Config) (*Server, error) {
 		cfg:         cfg,
 		log:         cfg.Logger,
 		now:         cfg.Now,
-		store:       &objectStore{root: filepath.Join(cfg.Dir, state.ObjectsDir), key: key},
 		lock:        lock,
 		refuse:      newRefusalLimiter(cfg.Refusals, 600),
 		clients:     map[string]serverdb.Client{},
@@ -201,29 +201,47 @@ func New(cfg Config) (*Server, error) {
 		stopped:     make(chan struct{}),
 	}
 	fail := func(err error) (*Server, error) {
+		if s.store != nil {
+			_ = s.store.close()
+		}
 		_ = lock.Close()
 		return nil, err
 	}
-	if err := state.MakeDirs(cfg.Dir); err != nil {
-		return fail(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if n, err := s.store.cleanTemp(ctx, filepath.Join(cfg.Dir, state.TempDir)); err != nil {
-		return fail(fmt.Errorf("clean interrupted uploads: %w", err))
-	} else if n > 0 {
-		s.log.Info("removed interrupted uploads", "count", n)
-	}
-	if n, err := s.store.migrateLayout(ctx); err != nil {
+	if err := s.openStore(ctx, key); err != nil {
 		return fail(err)
-	} else if n > 0 {
-		s.log.Info("moved config objects to the local storage layout", "repositories", n)
 	}
 	if err := s.Refresh(ctx); err != nil {
 		return fail(err)
 	}
 	go s.refreshLoop()
 	return s, nil
+}
+
+// openStore makes the state directory's object and temporary directories
+// if missing, opens the object tree, removes what interrupted uploads left
+// and completes a layout move a crash interrupted.
+func (s *Server) openStore(ctx context.Context, key *atrest.Key) error {
+	if err := state.MakeDirs(s.cfg.Dir); err != nil {
+		return err
+	}
+	st, err := openObjectStore(s.cfg.Dir, key)
+	if err != nil {
+		return err
+	}
+	s.store = st
+	if n, err := s.store.cleanTemp(ctx, filepath.Join(s.cfg.Dir, state.TempDir)); err != nil {
+		return fmt.Errorf("clean interrupted uploads: %w", err)
+	} else if n > 0 {
+		s.log.Info("removed interrupted uploads", "count", n)
+	}
+	if n, err := s.store.migrateLayout(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		s.log.Info("moved config objects to the local storage layout", "repositories", n)
+	}
+	return nil
 }
 
 // Close stops the background refresh, writes pending last-contact times
@@ -236,7 +254,7 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		s.flushContacts(ctx)
-		err = s.lock.Close()
+		err = errors.Join(s.store.close(), s.lock.Close())
 	})
 	return err
 }

@@ -9,14 +9,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
+	"github.com/coffer-backup/coffer/internal/regfile"
 	"github.com/coffer-backup/coffer/internal/storage"
 )
 
@@ -41,11 +44,23 @@ const listBatch = 1024
 // two characters of their name: <dir>/data/<name[:2]>/<name> (a one-character
 // name is its own shard). Directories are 0700, files 0600. Files being
 // written are named ".tmp-*" in their target directory and never listed.
+//
+// Every object path is resolved inside the repository directory through an
+// os.Root, which never leaves it, and the directories of the layout (kind
+// directories, data shards) must be real directories: one replaced by a
+// symbolic link is refused with an error wrapping ErrSymlink, for reads
+// and writes alike, rather than followed.
 type Local struct {
 	dir    string
+	root   *os.Root
 	packs  fileCache
 	closed atomic.Bool
 }
+
+// ErrSymlink is wrapped by the error for a directory of the repository's
+// layout that is a symbolic link: coffer does not follow it, since objects
+// written through it would land outside the repository.
+var ErrSymlink = errors.New("is a symbolic link; coffer does not follow links in a repository's layout")
 
 // openPacks bounds how many pack files Load keeps open.
 const openPacks = 64
@@ -77,34 +92,74 @@ func Create(dir string) (*Local, error) {
 		return nil, fmt.Errorf("create repository: %w", err)
 	case !fi.IsDir():
 		return nil, fmt.Errorf("create repository %s: not a directory", abs)
-	default:
-		empty, err := isEmptyDir(abs)
-		if err != nil {
+	}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("create repository: %w", err)
+	}
+	return layout(root, abs)
+}
+
+// CreateIn is Create for the directory rel inside parent (a storage
+// server's object tree): rel's directories are made through parent and
+// none of them may be a symbolic link.
+func CreateIn(parent *os.Root, rel string) (*Local, error) {
+	abs := filepath.Join(parent.Name(), rel)
+	if err := realDirs(parent, parent.Name(), filepath.Dir(rel)); err != nil {
+		return nil, fmt.Errorf("create repository: %w", err)
+	}
+	err := parent.Mkdir(rel, 0o700)
+	switch {
+	case err == nil:
+		if err := syncIn(parent, filepath.Dir(rel)); err != nil {
 			return nil, fmt.Errorf("create repository: %w", err)
 		}
-		if !empty {
-			return nil, fmt.Errorf("create repository %s: %w", abs, ErrDirNotEmpty)
-		}
-		if err := os.Chmod(abs, 0o700); err != nil { // #nosec G302 -- a directory: 0700 is owner-only
-			return nil, fmt.Errorf("create repository: %w", err)
-		}
+	case !errors.Is(err, fs.ErrExist):
+		return nil, fmt.Errorf("create repository %s: %w", abs, err)
+	}
+	if err := realDirs(parent, parent.Name(), rel); err != nil {
+		return nil, fmt.Errorf("create repository: %w", err)
+	}
+	root, err := parent.OpenRoot(rel)
+	if err != nil {
+		return nil, fmt.Errorf("create repository: %w", err)
+	}
+	return layout(root, abs)
+}
+
+// layout makes the kind directories in the empty directory root (taking
+// root over: it is closed on failure) and returns the repository.
+func layout(root *os.Root, abs string) (*Local, error) {
+	fail := func(err error) (*Local, error) {
+		_ = root.Close()
+		return nil, err
+	}
+	empty, err := isEmptyDir(root)
+	if err != nil {
+		return fail(fmt.Errorf("create repository: %w", err))
+	}
+	if !empty {
+		return fail(fmt.Errorf("create repository %s: %w", abs, ErrDirNotEmpty))
+	}
+	if err := root.Chmod(".", 0o700); err != nil { // #nosec G302 -- a directory: 0700 is owner-only
+		return fail(fmt.Errorf("create repository: %w", err))
 	}
 	for _, k := range storage.Kinds {
 		if k == storage.KindConfig {
 			continue
 		}
-		if err := os.Mkdir(filepath.Join(abs, string(k)), 0o700); err != nil {
-			return nil, fmt.Errorf("create repository: %w", err)
+		if err := root.Mkdir(string(k), 0o700); err != nil {
+			return fail(fmt.Errorf("create repository: %w", err))
 		}
 	}
-	if err := atomicfile.SyncDir(abs); err != nil {
-		return nil, fmt.Errorf("create repository: %w", err)
+	if err := syncIn(root, "."); err != nil {
+		return fail(fmt.Errorf("create repository: %w", err))
 	}
-	return &Local{dir: abs, packs: newFileCache(openPacks)}, nil
+	return &Local{dir: abs, root: root, packs: newFileCache(openPacks)}, nil
 }
 
-func isEmptyDir(dir string) (bool, error) {
-	f, err := os.Open(dir) // #nosec G304 -- the repository directory the user named
+func isEmptyDir(root *os.Root) (bool, error) {
+	f, err := root.Open(".")
 	if err != nil {
 		return false, err
 	}
@@ -121,41 +176,76 @@ func isEmptyDir(dir string) (bool, error) {
 
 // Open opens the repository in dir. It fails with an error wrapping
 // storage.ErrNoRepository when dir or its config object does not exist.
+// dir itself may be reached through symbolic links; nothing below it is.
 func Open(dir string) (*Local, error) {
-	abs, err := filepath.Abs(dir)
+	l, err := OpenDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+		return nil, err
 	}
-	fi, err := os.Stat(abs) // #nosec G703 -- the repository directory the user named
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open repository %s: %w", abs, storage.ErrNoRepository)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open repository: %w", err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("open repository %s: not a directory: %w", abs, storage.ErrNoRepository)
-	}
-	l := &Local{dir: abs, packs: newFileCache(openPacks)}
-	if _, err := os.Stat(filepath.Join(abs, "config")); err != nil { // #nosec G703 -- the repository directory the user named
+	if _, err := l.root.Lstat("config"); err != nil {
+		_ = l.Close()
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("open repository %s: no config object: %w", abs, storage.ErrNoRepository)
+			return nil, fmt.Errorf("open repository %s: no config object: %w", l.dir, storage.ErrNoRepository)
 		}
 		return nil, fmt.Errorf("open repository: %w", err)
 	}
 	return l, nil
 }
 
+// syncIn fsyncs the directory rel of root.
+func syncIn(root *os.Root, rel string) error {
+	d, err := root.Open(rel)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", d.Name(), err)
+	}
+	return nil
+}
+
+// realDirs checks that every directory on the path rel below root is a
+// directory and not a symbolic link; base names root in errors. A missing
+// one is an error matching fs.ErrNotExist.
+func realDirs(root *os.Root, base, rel string) error {
+	if rel == "." || rel == "" {
+		return nil
+	}
+	cur := ""
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		cur = filepath.Join(cur, part)
+		fi, err := root.Lstat(cur)
+		if err != nil {
+			return err
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, _ := root.Readlink(cur)
+			return fmt.Errorf("%s (to %q) %w", filepath.Join(base, cur), target, ErrSymlink)
+		case !fi.IsDir():
+			return fmt.Errorf("%s: is %s, not a directory", filepath.Join(base, cur), regfile.Describe(fi.Mode()))
+		}
+	}
+	return nil
+}
+
 // Location returns the repository's absolute directory.
 func (l *Local) Location() string { return l.dir }
 
 // Close implements storage.Storage: it closes every pack file Load keeps
-// open (one in use by a Load in progress when that Load ends), and every
-// call after it fails with storage.ErrClosed.
+// open (one in use by a Load in progress when that Load ends) and the
+// repository directory, and every call after it fails with
+// storage.ErrClosed.
 func (l *Local) Close() error {
-	l.closed.Store(true)
+	if l.closed.Swap(true) {
+		return nil
+	}
 	l.packs.close()
-	return nil
+	return l.root.Close()
 }
 
 // usable returns why a call cannot proceed: l is closed or ctx is done.
@@ -166,18 +256,25 @@ func (l *Local) usable(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// dirOf returns the directory holding h and h's path. h must be valid.
-func (l *Local) dirOf(h storage.Handle) (string, string) {
+// dirOf returns the directory holding h and h's path, both relative to the
+// repository directory. h must be valid.
+func dirOf(h storage.Handle) (string, string) {
 	switch h.Kind {
 	case storage.KindConfig:
-		return l.dir, filepath.Join(l.dir, "config")
+		return ".", "config"
 	case storage.KindData:
-		d := filepath.Join(l.dir, string(h.Kind), shard(h.Name))
+		d := filepath.Join(string(h.Kind), shard(h.Name))
 		return d, filepath.Join(d, h.Name)
 	default:
-		d := filepath.Join(l.dir, string(h.Kind))
+		d := string(h.Kind)
 		return d, filepath.Join(d, h.Name)
 	}
+}
+
+// checkDir refuses a layout directory that is a symbolic link or no
+// directory; a missing one matches fs.ErrNotExist.
+func (l *Local) checkDir(rel string) error {
+	return realDirs(l.root, l.dir, rel)
 }
 
 // shard is the name of the data subdirectory holding a pack.
@@ -234,25 +331,25 @@ func (l *Local) save(ctx context.Context, h storage.Handle, fill func(*os.File) 
 	if err := l.usable(ctx); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
-	dir, final := l.dirOf(h)
+	dir, final := dirOf(h)
+	err = l.checkDir(dir)
+	if errors.Is(err, fs.ErrNotExist) && h.Kind != storage.KindConfig {
+		err = l.mkdirs(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
 	// Cheap early refusal; the publish step is what guarantees no overwrite.
-	if _, err := os.Lstat(final); err == nil { // #nosec G703 -- path built from a validated handle
+	if _, err := l.root.Lstat(final); err == nil {
 		return fmt.Errorf("save %s: %w", h, storage.ErrExists)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
 
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
-	if errors.Is(err, fs.ErrNotExist) && h.Kind != storage.KindConfig {
-		if err := l.mkdirs(dir); err != nil {
-			return fmt.Errorf("save %s: %w", h, err)
-		}
-		f, err = os.CreateTemp(dir, tempPrefix+"*")
-	}
+	f, tmp, err := l.createTemp(dir)
 	if err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
-	tmp := f.Name()
 	open := true
 	defer func() {
 		if err == nil {
@@ -261,7 +358,7 @@ func (l *Local) save(ctx context.Context, h storage.Handle, fill func(*os.File) 
 		if open {
 			_ = f.Close()
 		}
-		if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) { // #nosec G703 -- our own temporary file
+		if rmErr := l.root.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
 			err = fmt.Errorf("%w (removing temporary file also failed: %v)", err, rmErr)
 		}
 	}()
@@ -279,58 +376,90 @@ func (l *Local) save(ctx context.Context, h storage.Handle, fill func(*os.File) 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
-	if err := publish(tmp, final); err != nil {
+	return l.publish(h, dir, tmp, final)
+}
+
+// createTemp creates a new temporary file, mode 0600, in the directory
+// dir and returns it with its path relative to the repository.
+func (l *Local) createTemp(dir string) (*os.File, string, error) {
+	for range 10000 {
+		name := filepath.Join(dir, tempPrefix+strconv.FormatUint(rand.Uint64(), 36)) // #nosec G404 -- a unique name, not a secret: O_EXCL settles collisions
+		f, err := l.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		return f, name, nil
+	}
+	return nil, "", fmt.Errorf("create a temporary file in %s: too many collisions", filepath.Join(l.dir, dir))
+}
+
+// publish gives the synced temporary file tmp its final name unless an
+// object has it, atomically, and syncs the directory dir holding both.
+func (l *Local) publish(h storage.Handle, dir, tmp, final string) error {
+	d, err := l.root.Open(dir)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	defer func() { _ = d.Close() }()
+	err = publishFile(d, filepath.Base(tmp), filepath.Base(final))
+	if errors.Is(err, fs.ErrExist) {
+		err = storage.ErrExists
+	}
+	if err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
 	// From here on the object exists: a failing directory sync is reported
 	// but the published file is not taken back.
-	if err := atomicfile.SyncDir(dir); err != nil {
+	if err := d.Sync(); err != nil {
 		return fmt.Errorf("save %s: object written but directory sync failed: %w", h, err)
 	}
 	return nil
 }
 
-// mkdirs creates dir and any missing parents below the repository root,
-// never the root itself, and syncs each new directory's parent.
-func (l *Local) mkdirs(dir string) error {
-	rel, err := filepath.Rel(l.dir, dir)
-	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
-		return fmt.Errorf("directory %s outside repository", dir)
+// mkdirs creates the directory rel and any missing parents below the
+// repository root, never the root itself, and syncs each new directory's
+// parent. Directories that exist must not be symbolic links.
+func (l *Local) mkdirs(rel string) error {
+	if rel == "." || !filepath.IsLocal(rel) {
+		return fmt.Errorf("directory %s outside repository", rel)
 	}
-	cur := l.dir
+	cur := "."
 	for _, part := range strings.Split(rel, string(filepath.Separator)) {
 		parent := cur
 		cur = filepath.Join(cur, part)
-		err := os.Mkdir(cur, 0o700) // #nosec G703 -- a directory below the repository root
+		err := l.root.Mkdir(cur, 0o700)
 		if errors.Is(err, fs.ErrExist) {
+			if err := l.checkDir(cur); err != nil {
+				return err
+			}
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if err := atomicfile.SyncDir(parent); err != nil {
+		if err := syncIn(l.root, parent); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// publishFile is atomicfile.Publish; tests swap in atomicfile.PublishLink
-// to run on the path filesystems without RENAME_NOREPLACE take.
-var publishFile = atomicfile.Publish
+// publishFile is atomicfile.PublishAt; tests swap in
+// atomicfile.PublishLinkAt to run on the path filesystems without
+// RENAME_NOREPLACE take.
+var publishFile = atomicfile.PublishAt
 
-// publish gives tmp the name final unless final exists, atomically.
-func publish(tmp, final string) error {
-	err := publishFile(tmp, final)
-	if errors.Is(err, fs.ErrExist) {
-		return storage.ErrExists
-	}
-	return err
-}
+// readChunk bounds how much Load reads between two context checks.
+const readChunk = 8 << 20
 
 // Load implements storage.Storage. Pack files stay open between calls (at
 // most openPacks of them, closed by Remove and Close): a restore reads
 // thousands of blobs from each pack, and objects never change once written.
+// Only regular files are opened, and never by a blocking open: a FIFO or
+// device under an object's name is an error, not a hang.
 func (l *Local) Load(ctx context.Context, h storage.Handle, offset, length int64) ([]byte, error) {
 	if err := storage.ValidateHandle(h); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
@@ -338,44 +467,40 @@ func (l *Local) Load(ctx context.Context, h storage.Handle, offset, length int64
 	if err := l.usable(ctx); err != nil {
 		return nil, fmt.Errorf("load %s: %w", h, err)
 	}
-	_, p := l.dirOf(h)
+	_, p := dirOf(h)
 	if h.Kind == storage.KindData && l.packs.files != nil {
-		cf, err := l.packs.acquire(p)
+		cf, err := l.packs.acquire(p, l.openObject)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", h, err)
 		}
 		defer l.packs.release(cf)
-		return readRange(h, cf.f, cf.size, offset, length)
+		return readRange(ctx, h, cf.f, cf.size, offset, length)
 	}
-	f, size, err := openObject(p)
+	f, size, err := l.openObject(p)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", h, err)
 	}
 	defer func() { _ = f.Close() }()
-	return readRange(h, f, size, offset, length)
+	return readRange(ctx, h, f, size, offset, length)
 }
 
-// openObject opens the regular file p and returns its size.
-func openObject(p string) (*os.File, int64, error) {
-	f, err := os.Open(p) // #nosec G304 -- path built from a validated handle
-	if err != nil {
+// openObject opens the regular file at the object path p (relative to the
+// repository) without blocking and returns it with its size.
+func (l *Local) openObject(p string) (*os.File, int64, error) {
+	if err := l.checkDir(filepath.Dir(p)); err != nil {
 		return nil, 0, notFound(err)
 	}
-	fi, err := f.Stat()
+	f, fi, err := regfile.OpenIn(l.root, p)
 	if err != nil {
-		_ = f.Close()
-		return nil, 0, err
-	}
-	if !fi.Mode().IsRegular() {
-		_ = f.Close()
-		return nil, 0, errors.New("not a regular file")
+		return nil, 0, notFound(err)
 	}
 	return f, fi.Size(), nil
 }
 
 // readRange reads length bytes at offset of an object of the given size;
-// a negative length reads to the end.
-func readRange(h storage.Handle, f *os.File, size, offset, length int64) ([]byte, error) {
+// a negative length reads to the end. It reads at most readChunk bytes
+// between two checks of ctx.
+func readRange(ctx context.Context, h storage.Handle, f *os.File, size, offset, length int64) ([]byte, error) {
 	if offset < 0 || offset > size {
 		return nil, fmt.Errorf("load %s: offset %d of %d bytes: %w", h, offset, size, storage.ErrRange)
 	}
@@ -386,14 +511,22 @@ func readRange(h storage.Handle, f *os.File, size, offset, length int64) ([]byte
 		return nil, fmt.Errorf("load %s: %d bytes at %d of %d: %w", h, length, offset, size, storage.ErrRange)
 	}
 	buf := make([]byte, length)
-	n, err := f.ReadAt(buf, offset)
-	if n == len(buf) {
-		return buf, nil
+	for done := 0; done < len(buf); {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("load %s: %w", h, err)
+		}
+		want := min(len(buf)-done, readChunk)
+		n, err := f.ReadAt(buf[done:done+want], offset+int64(done))
+		done += n
+		if n == want {
+			continue
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("load %s: read %d of %d bytes at %d: %w", h, done, length, offset, err)
 	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return nil, fmt.Errorf("load %s: read %d of %d bytes at %d: %w", h, n, length, offset, err)
+	return buf, nil
 }
 
 // fileCache keeps up to max files open, least recently used evicted first.
@@ -419,8 +552,9 @@ func newFileCache(n int) fileCache {
 	return fileCache{max: n, files: map[string]*cachedFile{}, lru: list.New()}
 }
 
-// acquire returns the open file at p; release it when done.
-func (c *fileCache) acquire(p string) (*cachedFile, error) {
+// acquire returns the open file at p, opened by open if it is not open
+// yet; release it when done.
+func (c *fileCache) acquire(p string, open func(string) (*os.File, int64, error)) (*cachedFile, error) {
 	c.mu.Lock()
 	if cf, ok := c.files[p]; ok {
 		cf.refs++
@@ -429,7 +563,7 @@ func (c *fileCache) acquire(p string) (*cachedFile, error) {
 		return cf, nil
 	}
 	c.mu.Unlock()
-	f, size, err := openObject(p)
+	f, size, err := open(p)
 	if err != nil {
 		return nil, err
 	}
@@ -513,15 +647,28 @@ func (l *Local) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo, e
 	if err := l.usable(ctx); err != nil {
 		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, err)
 	}
-	_, p := l.dirOf(h)
-	fi, err := os.Lstat(p)
+	fi, err := l.lstatObject(h)
 	if err != nil {
-		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, notFound(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return storage.FileInfo{}, fmt.Errorf("stat %s: not a regular file", h)
+		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, err)
 	}
 	return storage.FileInfo{Name: h.Name, Size: fi.Size()}, nil
+}
+
+// lstatObject returns the file information of h's file, which must be a
+// regular file in a real directory of the layout.
+func (l *Local) lstatObject(h storage.Handle) (fs.FileInfo, error) {
+	dir, p := dirOf(h)
+	if err := l.checkDir(dir); err != nil {
+		return nil, notFound(err)
+	}
+	fi, err := l.root.Lstat(p)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s: %w", filepath.Join(l.dir, p), regfile.Describe(fi.Mode()), regfile.ErrNotRegular)
+	}
+	return fi, nil
 }
 
 // Remove implements storage.Storage.
@@ -532,19 +679,15 @@ func (l *Local) Remove(ctx context.Context, h storage.Handle) error {
 	if err := l.usable(ctx); err != nil {
 		return fmt.Errorf("remove %s: %w", h, err)
 	}
-	dir, p := l.dirOf(h)
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return fmt.Errorf("remove %s: %w", h, notFound(err))
+	if _, err := l.lstatObject(h); err != nil {
+		return fmt.Errorf("remove %s: %w", h, err)
 	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("remove %s: not a regular file", h)
-	}
+	dir, p := dirOf(h)
 	l.packs.evict(p)
-	if err := os.Remove(p); err != nil {
+	if err := l.root.Remove(p); err != nil {
 		return fmt.Errorf("remove %s: %w", h, notFound(err))
 	}
-	if err := atomicfile.SyncDir(dir); err != nil {
+	if err := syncIn(l.root, dir); err != nil {
 		return fmt.Errorf("remove %s: %w", h, err)
 	}
 	return nil
@@ -571,12 +714,18 @@ func (l *Local) List(ctx context.Context, kind storage.Kind, fn func(storage.Fil
 		}
 		return fn(fi)
 	case storage.KindData:
-		top := filepath.Join(l.dir, string(kind))
+		top := string(kind)
 		return l.readDir(ctx, kind, top, func(e fs.DirEntry) error {
-			if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			if strings.HasPrefix(e.Name(), ".") {
 				return nil
 			}
 			sub := e.Name()
+			if !e.IsDir() {
+				if e.Type()&fs.ModeSymlink != 0 && len(sub) <= 2 {
+					return l.checkDir(filepath.Join(top, sub)) // a shard replaced by a link
+				}
+				return nil
+			}
 			err := l.readDir(ctx, kind, filepath.Join(top, sub), func(e fs.DirEntry) error {
 				if shard(e.Name()) != sub {
 					return nil
@@ -589,7 +738,7 @@ func (l *Local) List(ctx context.Context, kind storage.Kind, fn func(storage.Fil
 			return err
 		})
 	default:
-		return l.readDir(ctx, kind, filepath.Join(l.dir, string(kind)), func(e fs.DirEntry) error {
+		return l.readDir(ctx, kind, string(kind), func(e fs.DirEntry) error {
 			return report(kind, e, fn)
 		})
 	}
@@ -617,16 +766,20 @@ func report(kind storage.Kind, e fs.DirEntry, fn func(storage.FileInfo) error) e
 	return fn(storage.FileInfo{Name: name, Size: info.Size()})
 }
 
-// readDir calls each for every entry of dir, reading it in batches and
-// checking ctx between entries. A missing kind directory is an empty listing
-// only while the repository's config still exists.
-func (l *Local) readDir(ctx context.Context, kind storage.Kind, dir string, each func(fs.DirEntry) error) error {
-	d, err := os.Open(dir) // #nosec G304 -- a directory of the repository
+// readDir calls each for every entry of the directory rel, reading it in
+// batches and checking ctx between entries. A missing kind directory is an
+// empty listing only while the repository's config still exists.
+func (l *Local) readDir(ctx context.Context, kind storage.Kind, rel string, each func(fs.DirEntry) error) error {
+	err := l.checkDir(rel)
+	var d *os.File
+	if err == nil {
+		d, err = l.root.Open(rel)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, cerr := os.Stat(filepath.Join(l.dir, "config")); cerr != nil {
+		if _, cerr := l.root.Lstat("config"); cerr != nil {
 			return fmt.Errorf("list %s: repository %s: %w (%w)", kind, l.dir, storage.ErrNoRepository, cerr)
 		}
-		if filepath.Dir(dir) != l.dir {
+		if filepath.Dir(rel) != "." {
 			return errDirGone
 		}
 		return nil
@@ -660,8 +813,8 @@ func (l *Local) readDir(ctx context.Context, kind storage.Kind, dir string, each
 // in progress.
 func (l *Local) CleanTemp(olderThan time.Duration) (int, error) {
 	removed := 0
-	err := l.eachTemp(olderThan, func(path string, _ fs.FileInfo) error {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err := l.eachTemp(olderThan, func(rel string, _ fs.FileInfo) error {
+		if err := l.root.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		removed++
@@ -682,33 +835,51 @@ func (l *Local) TempFiles(olderThan time.Duration) (int, int64, error) {
 	return n, size, err
 }
 
-// eachTemp calls fn for every temporary file older than olderThan.
-func (l *Local) eachTemp(olderThan time.Duration, fn func(path string, info fs.FileInfo) error) error {
-	if l.closed.Load() {
-		return fmt.Errorf("clean temporary files: %w", storage.ErrClosed)
-	}
-	cutoff := time.Now().Add(-olderThan)
-	dirs := []string{l.dir}
+// tempDirs returns the directories where Save makes temporary files,
+// relative to the repository: the root, the kind directories and the data
+// shards that are real directories.
+func (l *Local) tempDirs() ([]string, error) {
+	dirs := []string{"."}
 	for _, k := range storage.Kinds {
 		if k == storage.KindConfig {
 			continue
 		}
-		d := filepath.Join(l.dir, string(k))
+		d := string(k)
+		if err := l.checkDir(d); errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
 		dirs = append(dirs, d)
-		if k == storage.KindData {
-			entries, err := os.ReadDir(d)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("clean temporary files: %w", err)
-			}
-			for _, e := range entries {
-				if e.IsDir() {
-					dirs = append(dirs, filepath.Join(d, e.Name()))
-				}
+		if k != storage.KindData {
+			continue
+		}
+		entries, err := fs.ReadDir(l.root.FS(), d)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if e.IsDir() { // a link to a directory is no shard of ours
+				dirs = append(dirs, filepath.Join(d, e.Name()))
 			}
 		}
 	}
+	return dirs, nil
+}
+
+// eachTemp calls fn for every temporary file older than olderThan, with
+// its path relative to the repository.
+func (l *Local) eachTemp(olderThan time.Duration, fn func(rel string, info fs.FileInfo) error) error {
+	if l.closed.Load() {
+		return fmt.Errorf("clean temporary files: %w", storage.ErrClosed)
+	}
+	cutoff := time.Now().Add(-olderThan)
+	dirs, err := l.tempDirs()
+	if err != nil {
+		return fmt.Errorf("clean temporary files: %w", err)
+	}
 	for _, d := range dirs {
-		entries, err := os.ReadDir(d)
+		entries, err := fs.ReadDir(l.root.FS(), filepath.ToSlash(d))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

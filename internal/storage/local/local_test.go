@@ -34,7 +34,7 @@ func TestContract(t *testing.T) {
 // that refuse RENAME_NOREPLACE.
 func TestContractLinkFallback(t *testing.T) {
 	orig := publishFile
-	publishFile = atomicfile.PublishLink
+	publishFile = atomicfile.PublishLinkAt
 	t.Cleanup(func() { publishFile = orig })
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
 		l := newRepo(t)
@@ -405,7 +405,8 @@ func TestSaveExistingFastPathAndRace(t *testing.T) {
 	h := storage.Handle{Kind: storage.KindSnapshots, Name: "s1"}
 	save(t, l, h.Kind, h.Name, []byte("first"))
 	// Bypass the early Lstat check: publish itself must refuse.
-	_, final := l.dirOf(h)
+	dir, rel := dirOf(h)
+	final := filepath.Join(l.dir, rel)
 	for _, fallback := range []bool{false, true} {
 		tmp := filepath.Join(filepath.Dir(final), ".tmp-race")
 		if err := os.WriteFile(tmp, []byte("second"), 0o600); err != nil {
@@ -413,9 +414,9 @@ func TestSaveExistingFastPathAndRace(t *testing.T) {
 		}
 		orig := publishFile
 		if fallback {
-			publishFile = atomicfile.PublishLink
+			publishFile = atomicfile.PublishLinkAt
 		}
-		err := publish(tmp, final)
+		err := l.publish(h, dir, filepath.Join(dir, ".tmp-race"), rel)
 		publishFile = orig
 		if !errors.Is(err, storage.ErrExists) {
 			t.Errorf("publish over existing (fallback %v): %v", fallback, err)

@@ -25,5 +25,28 @@ func OpenDir(dir string) (*Local, error) {
 	if err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("open repository %s: %w", abs, storage.ErrNoRepository)
 	}
-	return &Local{dir: abs, packs: newFileCache(openPacks)}, nil
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", abs, err)
+	}
+	return &Local{dir: abs, root: root, packs: newFileCache(openPacks)}, nil
+}
+
+// OpenDirIn is OpenDir for the directory rel inside parent (a storage
+// server's object tree): rel is resolved through parent, and none of its
+// directories may be a symbolic link (an error wrapping ErrSymlink). A
+// missing rel fails with an error wrapping storage.ErrNoRepository.
+func OpenDirIn(parent *os.Root, rel string) (*Local, error) {
+	abs := filepath.Join(parent.Name(), rel)
+	if err := realDirs(parent, parent.Name(), rel); err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("open repository %s: %w", abs, storage.ErrNoRepository)
+		}
+		return nil, fmt.Errorf("open repository: %w", err)
+	}
+	root, err := parent.OpenRoot(rel)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", abs, err)
+	}
+	return &Local{dir: abs, root: root, packs: newFileCache(openPacks)}, nil
 }
