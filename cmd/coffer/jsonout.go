@@ -7,6 +7,8 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/check"
 	"github.com/coffer-backup/coffer/internal/maintenance"
+	"github.com/coffer-backup/coffer/internal/server/replicate"
+	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/snapdiff"
 )
 
@@ -417,4 +419,95 @@ func (a *jsonArray) close() error {
 	}
 	_, a.err = io.WriteString(a.w, "\n]\n")
 	return a.err
+}
+
+// replicaTargetJSON is one target of server replicate list.
+type replicaTargetJSON struct {
+	Name               string     `json:"name"`
+	Location           string     `json:"location"`
+	Clients            []string   `json:"clients"`
+	Schedule           string     `json:"schedule"`
+	Limit              string     `json:"limit"`
+	Window             string     `json:"window"`
+	KeepDeletedSeconds int64      `json:"keep_deleted_seconds"`
+	Created            time.Time  `json:"created"`
+	LastStart          *time.Time `json:"last_start"`
+	LastSuccess        *time.Time `json:"last_success"`
+	LastError          string     `json:"last_error"`
+	LastErrorAt        *time.Time `json:"last_error_at"`
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func toReplicaTargetJSON(t serverdb.ReplicaTarget) replicaTargetJSON {
+	clients := t.Clients
+	if clients == nil {
+		clients = []string{}
+	}
+	return replicaTargetJSON{Name: t.Name, Location: t.Location, Clients: clients, Schedule: t.Schedule, Limit: t.RateLimit,
+		Window: t.Window, KeepDeletedSeconds: int64(t.KeepDeleted / time.Second), Created: t.Created,
+		LastStart: optTime(t.LastStart), LastSuccess: optTime(t.LastSuccess), LastError: t.LastError, LastErrorAt: optTime(t.LastErrorAt)}
+}
+
+// replicaStatusJSON is one target of server replicate status.
+type replicaStatusJSON struct {
+	replicaTargetJSON
+	LagSeconds      int64      `json:"lag_seconds"`
+	OldestPending   *time.Time `json:"oldest_pending"`
+	PendingObjects  int64      `json:"pending_objects"`
+	PendingBytes    int64      `json:"pending_bytes"`
+	Replicated      int64      `json:"replicated_objects"`
+	ReplicatedBytes int64      `json:"replicated_bytes"`
+	KeptDeleted     int64      `json:"kept_deleted_objects"`
+}
+
+func toReplicaStatusJSON(s replicate.Status) replicaStatusJSON {
+	return replicaStatusJSON{replicaTargetJSON: toReplicaTargetJSON(s.ReplicaTarget), LagSeconds: int64(s.Lag / time.Second),
+		OldestPending: optTime(s.OldestPending), PendingObjects: s.PendingObjects, PendingBytes: s.PendingBytes,
+		Replicated: s.Replicated, ReplicatedBytes: s.ReplicatedBytes, KeptDeleted: s.KeptDeleted}
+}
+
+// replicaRunJSON is server replicate run's report.
+type replicaRunJSON struct {
+	Target     string            `json:"target"`
+	Repos      int               `json:"repos"`
+	Sent       int64             `json:"sent_objects"`
+	SentBytes  int64             `json:"sent_bytes"`
+	Adopted    int64             `json:"adopted_objects"`
+	Verified   int64             `json:"read_back_objects"`
+	Deleted    int64             `json:"deleted_objects"`
+	Kept       int64             `json:"kept_deleted_objects"`
+	Failed     []replicaFailJSON `json:"failed"`
+	DurationMS int64             `json:"duration_ms"`
+}
+
+// replicaFailJSON is one object a pass could not bring over.
+type replicaFailJSON struct {
+	Client string `json:"client"`
+	Repo   string `json:"repo"`
+	Object string `json:"object"`
+	Error  string `json:"error"`
+}
+
+func toReplicaRunJSON(r *replicate.Report) replicaRunJSON {
+	j := replicaRunJSON{Target: r.Target, Repos: r.Repos, Sent: r.Sent, SentBytes: r.SentBytes, Adopted: r.Adopted, Verified: r.Verified,
+		Deleted: r.Deleted, Kept: r.Kept, Failed: []replicaFailJSON{}, DurationMS: r.Duration.Milliseconds()}
+	for _, f := range r.Failed {
+		j.Failed = append(j.Failed, replicaFailJSON{Client: f.Client, Repo: f.Repo, Object: f.Object, Error: f.Err.Error()})
+	}
+	return j
+}
+
+// seedJSON is server seed export's and import's report.
+type seedJSON struct {
+	Objects     int64  `json:"objects"`
+	Bytes       int64  `json:"bytes"`
+	Written     int64  `json:"written"`
+	PublicKey   string `json:"public_key,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
 }

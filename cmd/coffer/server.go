@@ -25,6 +25,8 @@ func newServerCommand(g *globalOptions) *cobra.Command {
 		newServerRevokeCommand(g),
 		newServerScrubCommand(g),
 		newServerTLSReportCommand(g),
+		newServerReplicateCommand(g),
+		newServerSeedCommand(g),
 	)
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server/enrollment"
 	"github.com/coffer-backup/coffer/internal/server/fleet/control"
+	"github.com/coffer-backup/coffer/internal/server/replicate"
 	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
@@ -41,6 +42,10 @@ type RunOptions struct {
 	// control.DefaultMissedInterval).
 	MissedInterval time.Duration
 }
+
+// replicateTick is how often the server looks for a replication pass
+// that is due: one small query.
+const replicateTick = 2 * time.Second
 
 // DefaultKeepDays is RunOptions.KeepDays's default.
 const DefaultKeepDays = 90
@@ -96,6 +101,10 @@ func Run(ctx context.Context, opts RunOptions) error {
 	listen := st.Listen
 	if opts.Listen != "" {
 		listen = opts.Listen
+	}
+	key, err := state.LoadKey(dir)
+	if err != nil {
+		return err
 	}
 	ca, err := pki.LoadCA(dir)
 	if err != nil {
@@ -158,6 +167,12 @@ func Run(ctx context.Context, opts RunOptions) error {
 	go func() {
 		defer wg.Done()
 		ctl.WatchMissed(actx, opts.MissedInterval)
+	}()
+	repl := &replicate.Scheduler{Dir: dir, Source: replicate.Source{Root: filepath.Join(dir, state.ObjectsDir), Key: key}, DB: db, Logger: log, Tick: replicateTick}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		repl.Run(actx)
 	}()
 	if opts.SelfAuditInterval >= 0 {
 		audit := &SelfAudit{Addr: SelfScanAddr(inner.Addr()), Policy: st.Policy, DB: db, Logger: log, Interval: opts.SelfAuditInterval}

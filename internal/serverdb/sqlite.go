@@ -133,6 +133,34 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX alert_outbox_due ON alert_outbox(channel, state, next_attempt);
 	CREATE INDEX alert_outbox_done ON alert_outbox(state, done);`,
+	// 6: replication targets and what each holds (replication.go).
+	`CREATE TABLE replica_targets (
+		name          TEXT PRIMARY KEY,
+		location      TEXT NOT NULL,
+		clients       TEXT NOT NULL,
+		schedule      TEXT NOT NULL,
+		rate_limit    TEXT NOT NULL,
+		run_window    TEXT NOT NULL,
+		keep_deleted  INTEGER NOT NULL,
+		created       INTEGER NOT NULL,
+		last_start    INTEGER NOT NULL DEFAULT 0,
+		last_success  INTEGER NOT NULL DEFAULT 0,
+		last_error    TEXT NOT NULL DEFAULT '',
+		last_error_at INTEGER NOT NULL DEFAULT 0
+	) STRICT;
+	CREATE TABLE replica_objects (
+		target        TEXT NOT NULL,
+		client        TEXT NOT NULL,
+		repo          TEXT NOT NULL,
+		kind          TEXT NOT NULL,
+		name          TEXT NOT NULL,
+		size          INTEGER NOT NULL,
+		sha256        TEXT NOT NULL,
+		tag           TEXT NOT NULL,
+		replicated_at INTEGER NOT NULL,
+		deleted_at    INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (target, client, repo, kind, name)
+	) STRICT;`,
 }
 
 // SchemaVersion is the schema version this code writes.

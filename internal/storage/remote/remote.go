@@ -508,6 +508,33 @@ func (r *Remote) Save(ctx context.Context, h storage.Handle, data []byte) error 
 	return nil
 }
 
+// Digest returns the size of h and the hex SHA-256 of its content that
+// the server recorded when it stored the object ("" from a server that
+// sends none); a missing object fails with storage.ErrNotFound.
+func (r *Remote) Digest(ctx context.Context, h storage.Handle) (storage.FileInfo, string, error) {
+	if err := validate("stat", h); err != nil {
+		return storage.FileInfo{}, "", err
+	}
+	p, err := wire.ObjectPath(r.repo, h)
+	if err != nil {
+		return storage.FileInfo{}, "", fmt.Errorf("stat: %w", err)
+	}
+	var fi storage.FileInfo
+	var d string
+	_, err = r.do(ctx, http.MethodHead, p, nil, nil, func(resp *http.Response) error {
+		n, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64)
+		if err != nil || n < 0 {
+			return &permanent{fmt.Errorf("%w: stat without a valid Content-Length", wire.ErrBadRequest)}
+		}
+		fi, d = storage.FileInfo{Name: h.Name, Size: n}, resp.Header.Get(wire.HeaderContentSHA256)
+		return nil
+	})
+	if err != nil {
+		return storage.FileInfo{}, "", fmt.Errorf("stat %s: %w", h, err)
+	}
+	return fi, d, nil
+}
+
 func (r *Remote) headDigest(ctx context.Context, p string) (string, error) {
 	var d string
 	_, err := r.do(ctx, http.MethodHead, p, nil, nil, func(resp *http.Response) error {

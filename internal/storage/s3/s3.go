@@ -443,6 +443,11 @@ func (s *S3) Remove(ctx context.Context, h storage.Handle) error {
 // not name a valid object of kind (strays left by other tools) are
 // skipped.
 func (s *S3) List(ctx context.Context, kind storage.Kind, fn func(storage.FileInfo) error) error {
+	return s.ListTags(ctx, kind, func(t Tag) error { return fn(storage.FileInfo{Name: t.Name, Size: t.Size}) })
+}
+
+// ListTags is List with each object's ETag, with List's guarantees.
+func (s *S3) ListTags(ctx context.Context, kind storage.Kind, fn func(Tag) error) error {
 	if !storage.ValidKind(kind) {
 		return fmt.Errorf("list: %w: unknown kind %q", storage.ErrInvalidName, kind)
 	}
@@ -465,7 +470,7 @@ func (s *S3) List(ctx context.Context, kind storage.Kind, fn func(storage.FileIn
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("list %s: %w", kind, err)
 		}
-		if err := fn(storage.FileInfo{Name: h.Name, Size: obj.Size}); err != nil {
+		if err := fn(Tag{Name: h.Name, Size: obj.Size, ETag: obj.ETag}); err != nil {
 			return err
 		}
 	}
