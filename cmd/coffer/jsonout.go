@@ -464,12 +464,13 @@ type replicaStatusJSON struct {
 	Replicated      int64      `json:"replicated_objects"`
 	ReplicatedBytes int64      `json:"replicated_bytes"`
 	KeptDeleted     int64      `json:"kept_deleted_objects"`
+	HeldRecords     int64      `json:"held_deletion_records"`
 }
 
 func toReplicaStatusJSON(s replicate.Status) replicaStatusJSON {
 	return replicaStatusJSON{replicaTargetJSON: toReplicaTargetJSON(s.ReplicaTarget), LagSeconds: int64(s.Lag / time.Second),
 		OldestPending: optTime(s.OldestPending), PendingObjects: s.PendingObjects, PendingBytes: s.PendingBytes,
-		Replicated: s.Replicated, ReplicatedBytes: s.ReplicatedBytes, KeptDeleted: s.KeptDeleted}
+		Replicated: s.Replicated, ReplicatedBytes: s.ReplicatedBytes, KeptDeleted: s.KeptDeleted, HeldRecords: s.HeldRecords}
 }
 
 // replicaRunJSON is server replicate run's report.
@@ -482,6 +483,7 @@ type replicaRunJSON struct {
 	Verified   int64             `json:"read_back_objects"`
 	Deleted    int64             `json:"deleted_objects"`
 	Kept       int64             `json:"kept_deleted_objects"`
+	Held       int64             `json:"held_deletion_records"`
 	Failed     []replicaFailJSON `json:"failed"`
 	DurationMS int64             `json:"duration_ms"`
 }
@@ -496,7 +498,7 @@ type replicaFailJSON struct {
 
 func toReplicaRunJSON(r *replicate.Report) replicaRunJSON {
 	j := replicaRunJSON{Target: r.Target, Repos: r.Repos, Sent: r.Sent, SentBytes: r.SentBytes, Adopted: r.Adopted, Verified: r.Verified,
-		Deleted: r.Deleted, Kept: r.Kept, Failed: []replicaFailJSON{}, DurationMS: r.Duration.Milliseconds()}
+		Deleted: r.Deleted, Kept: r.Kept, Held: r.Held, Failed: []replicaFailJSON{}, DurationMS: r.Duration.Milliseconds()}
 	for _, f := range r.Failed {
 		j.Failed = append(j.Failed, replicaFailJSON{Client: f.Client, Repo: f.Repo, Object: f.Object, Error: f.Err.Error()})
 	}

@@ -208,7 +208,7 @@ func keepS3(tdir string, opts AddOptions) error {
 	if c.SecretAccessKey == "" {
 		return errors.New("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not")
 	}
-	b, err := json.Marshal(c)
+	b, err := json.Marshal(c) // #nosec G117 -- written to a file of mode 0600, the credentials kept on purpose
 	if err != nil {
 		return err
 	}

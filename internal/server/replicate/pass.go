@@ -69,21 +69,21 @@ type Report struct {
 	Verified  int64 // objects read back (PassOptions.ReadBack)
 	Deleted   int64 // objects deleted at the target after keep-deleted
 	Kept      int64 // objects deleted at the primary that the target keeps for now
+	Held      int64 // deletion records (forgets, condemned) not sent before keep-deleted
 	Failed    []ObjectError
 	Duration  time.Duration
 }
 
 // pass is the state of one running pass.
 type pass struct {
-	opts   PassOptions
-	cfg    serverdb.ReplicaTarget
-	tgt    target
-	th     *Throttle
-	now    func() time.Time
-	log    *slog.Logger
-	rep    *Report
-	names  map[string]RepoKey // target location → repository, to refuse two that map to one
-	failed int
+	opts  PassOptions
+	cfg   serverdb.ReplicaTarget
+	tgt   target
+	th    *Throttle
+	now   func() time.Time
+	log   *slog.Logger
+	rep   *Report
+	names map[string]RepoKey // target location → repository, to refuse two that map to one
 }
 
 // Run makes one pass of target name: every selected repository of the

@@ -21,6 +21,7 @@ type Status struct {
 	OldestPending   time.Time // when the oldest of them was written; zero: none
 	Lag             time.Duration
 	KeptDeleted     int64 // objects the primary deleted that the target still keeps
+	HeldRecords     int64 // deletion records (forgets, condemned) held back for keep-deleted
 }
 
 // StatusOf computes the status of target name at now.
@@ -59,6 +60,10 @@ func StatusOf(ctx context.Context, src Source, db DB, name string, now time.Time
 		}
 		for h, o := range objs {
 			if have[key{k, h}] {
+				continue
+			}
+			if destructive(h.Kind) && now.Sub(o.mtime) < cfg.KeepDeleted {
+				st.HeldRecords++
 				continue
 			}
 			st.PendingObjects++

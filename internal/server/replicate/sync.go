@@ -87,10 +87,21 @@ func (rs *repoSync) object(ctx context.Context, h storage.Handle, info objectInf
 	case there:
 		return rs.adopt(ctx, h, info, nil)
 	}
+	if !recorded && destructive(h.Kind) && rs.p.now().Sub(info.mtime) < rs.p.cfg.KeepDeleted {
+		rs.p.rep.Held++
+		return nil
+	}
 	if recorded {
 		rs.p.log.Warn("the target no longer holds an object it acknowledged; sending it again", "target", rs.p.cfg.Name, "repo", rs.k.String(), "object", h.String())
 	}
 	return rs.send(ctx, h, info)
+}
+
+// destructive reports whether objects of kind record deletions: a
+// forgotten snapshot, packs a prune condemned. Readers honour them, so
+// they reach the target only after keep-deleted, as deletions do.
+func destructive(k storage.Kind) bool {
+	return k == storage.KindForgets || k == storage.KindCondemned
 }
 
 // loader returns the object's content, read once.

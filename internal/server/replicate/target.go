@@ -14,7 +14,6 @@ import (
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/storage/remote"
@@ -87,7 +86,7 @@ func openTarget(location, dir string) (target, error) {
 		}
 		return &cofferTarget{host: host, dir: dir}, nil
 	}
-	return nil, fmt.Errorf("%w: %q: a target is coffer://HOST:PORT or s3:...", ErrTarget, location)
+	return nil, fmt.Errorf("%w: %q: a target is coffer://HOST:PORT or an s3: location", ErrTarget, location)
 }
 
 // ErrTarget is wrapped by errors of a target location.
@@ -283,7 +282,3 @@ func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
-
-// LoadIdentity checks that a coffer:// target's directory holds an
-// identity.
-func LoadIdentity(dir string) (*pki.Identity, error) { return pki.LoadIdentity(dir) }

@@ -15,7 +15,7 @@ import (
 
 // SecretFiles are the files of a state directory that only the server's
 // user may access: the keys and the database (token hashes, audit log).
-var SecretFiles = []string{pki.CAKeyFile, pki.ServerKeyFile, KeyFile, "seed.key", serverdb.DefaultFile, serverdb.DefaultFile + "-wal", serverdb.DefaultFile + "-shm"}
+var SecretFiles = []string{pki.CAKeyFile, pki.ServerKeyFile, KeyFile, serverdb.DefaultFile, serverdb.DefaultFile + "-wal", serverdb.DefaultFile + "-shm", "seed.key"}
 
 // maxTreeProblems bounds the problems CheckTree lists one by one.
 const maxTreeProblems = 20

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coffer-backup/coffer/internal/storage"
+	"github.com/coffer-backup/coffer/internal/storage/s3"
+	"github.com/coffer-backup/coffer/internal/storage/s3/s3test"
+)
+
+// noise returns n incompressible bytes, the same for the same seed.
+func noise(seed uint64, n int) []byte {
+	r := rand.New(rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// replicaRun runs server replicate run --json and decodes its report.
+func replicaRun(t *testing.T, admin *env, dir, name string, extra ...string) (replicaRunJSON, string, int) {
+	t.Helper()
+	so, se, code := admin.run(append([]string{"server", "replicate", "run", "--dir", dir, name, "--json"}, extra...)...)
+	var rep replicaRunJSON
+	if so != "" {
+		if err := json.Unmarshal([]byte(so), &rep); err != nil {
+			t.Fatalf("replicate run --json: %v\n%s\nstderr: %s", err, so, se)
+		}
+	}
+	return rep, se, code
+}
+
+func replicaStatus(t *testing.T, admin *env, dir, name string) replicaStatusJSON {
+	t.Helper()
+	var st []replicaStatusJSON
+	admin.mustJSON(&st, "server", "replicate", "status", "--dir", dir, name, "--json")
+	if len(st) != 1 || st[0].Name != name {
+		t.Fatalf("replicate status %s: %+v", name, st)
+	}
+	return st[0]
+}
+
+// primaryWithBackup starts a primary server, enrolls a host web1 and backs
+// up src into coffer://primary/home.
+func primaryWithBackup(t *testing.T, admin *env, files map[string][]byte) (*cofferServer, *env, string) {
+	t.Helper()
+	p := startServer(t, serverInit(t, admin, "primary"), "127.0.0.1:0")
+	host := newEnv(t)
+	p.enroll(admin, host, "web1")
+	host.repo = p.url("home")
+	host.init()
+	src := filepath.Join(host.dir, "src")
+	for name, b := range files {
+		writeFile(t, filepath.Join(src, name), b)
+	}
+	host.must("backup", "--repo", host.repo, src)
+	return p, host, src
+}
+
+// TestReplicateToS3 replicates a primary's repository to an S3 bucket
+// (versitygw) and restores from the copy with the host's key alone, as
+// when the primary is gone; then checks incrementality, independent
+// retention, and that tampering at the target is detected.
+func TestReplicateToS3(t *testing.T) {
+	t.Parallel()
+	bucket := s3test.Start(t)
+	admin := newEnv(t)
+	admin.extra = bucket.Env()
+	big := noise(1, 20<<20) // full packs: multipart uploads
+	p, host, src := primaryWithBackup(t, admin, map[string][]byte{"a.txt": []byte("hello\n"), "big": big})
+
+	target := bucket.URL("offsite", "coffer")
+	admin.must("server", "replicate", "add", "--dir", p.dir, "--name", "off", "--to", target, "--keep-deleted", "30d")
+	if st := replicaStatus(t, admin, p.dir, "off"); st.PendingObjects == 0 || st.LagSeconds < 0 || st.LastSuccess != nil {
+		t.Fatalf("status before the first pass: %+v", st)
+	}
+	rep, se, code := replicaRun(t, admin, p.dir, "off")
+	if code != 0 || rep.Sent == 0 || len(rep.Failed) != 0 {
+		t.Fatalf("first pass: exit %d, %+v\n%s", code, rep, se)
+	}
+	st := replicaStatus(t, admin, p.dir, "off")
+	if st.PendingObjects != 0 || st.LastSuccess == nil || st.Replicated != rep.Sent {
+		t.Fatalf("status after the first pass: %+v (pass %+v)", st, rep)
+	}
+	if fi, err := os.Stat(filepath.Join(admin.dir, "primary", "replicate", "off", "s3-credentials.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("kept S3 credentials: %v, %v", fi, err)
+	}
+
+	// The primary is gone: the host restores from the bucket with its key.
+	p.kill()
+	copyRepo := target + "/web1/home"
+	rescue := newEnv(t)
+	rescue.extra = bucket.Env()
+	dst := filepath.Join(rescue.dir, "dst")
+	rescue.must("restore", "latest", "--repo", copyRepo, "--target", dst, "--verify")
+	if got, err := os.ReadFile(filepath.Join(dst, src, "big")); err != nil || string(got) != string(big) {
+		t.Fatalf("restored big from the copy: %d bytes, %v", len(got), err)
+	}
+	rescue.must("check", "--repo", copyRepo, "--read-data")
+
+	// A second backup: the next pass sends only what changed.
+	p = startServer(t, p.dir, "127.0.0.1:0")
+	host.repo = p.url("home")
+	writeFile(t, filepath.Join(src, "b.txt"), []byte("second\n"))
+	host.must("backup", "--repo", host.repo, src)
+	if st := replicaStatus(t, admin, p.dir, "off"); st.PendingObjects == 0 || st.PendingObjects > 10 {
+		t.Fatalf("status after a small backup: %+v", st)
+	}
+	rep2, se, code := replicaRun(t, admin, p.dir, "off")
+	if code != 0 || rep2.Sent == 0 || rep2.Sent > 10 || rep2.SentBytes > 1<<20 {
+		t.Fatalf("second pass sent more than what changed: exit %d, %+v\n%s", code, rep2, se)
+	}
+
+	// Independent retention: the primary forgets and prunes everything;
+	// the copy keeps it all for --keep-deleted.
+	admin.must("server", "client", "--dir", p.dir, "--client", "web1", "--allow-delete")
+	time.Sleep(1500 * time.Millisecond) // the server reloads client policy every second
+	var snaps []snapshotJSON
+	host.mustJSON(&snaps, "snapshots", "--repo", host.repo, "--json")
+	for _, s := range snaps {
+		host.must("forget", "--repo", host.repo, s.ID)
+	}
+	for i := 0; i < 2; i++ {
+		host.must("prune", "--repo", host.repo, "--max-unused", "0", "--safety-margin", "0s", "--clock-skew", "0s")
+	}
+	rep3, se, code := replicaRun(t, admin, p.dir, "off")
+	if code != 0 || rep3.Kept == 0 || rep3.Deleted != 0 {
+		t.Fatalf("pass after the primary pruned: exit %d, %+v\n%s", code, rep3, se)
+	}
+	// The primary's new index supersedes the old ones, so the copy's
+	// index no longer lists the pruned data; its packs and snapshots are
+	// all there, and repair index makes them restorable.
+	rescue.must("repair", "index", "--repo", copyRepo)
+	rescue.must("restore", snaps[0].ID, "--repo", copyRepo, "--target", filepath.Join(rescue.dir, "dst2"))
+
+	// Tampering at the target: check --read-data names the object, and so
+	// does a pass that reads back.
+	pack := firstPack(t, filepath.Join(bucket.Dir, "offsite", "coffer", "web1", "home", "data"))
+	flipByte(t, pack)
+	so, se, code := rescue.run("check", "--repo", copyRepo, "--read-data")
+	if code == 0 || !strings.Contains(so+se, filepath.Base(pack)[:8]) {
+		t.Fatalf("check --read-data of a tampered copy: exit %d, does not name %s\n%s%s", code, filepath.Base(pack), so, se)
+	}
+}
+
+// firstPack returns the path of a pack file below dir.
+func firstPack(t *testing.T, dir string) string {
+	t.Helper()
+	var found string
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && found == "" {
+			found = p
+		}
+		return nil
+	})
+	if found == "" {
+		t.Fatalf("no pack below %s", dir)
+	}
+	return found
+}
+
+func flipByte(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReplicateDetectsAReplacedCopy: an object at the target replaced by
+// another writer (same name, other content) is named by the next pass,
+// and a copy changed in place by --read-back.
+func TestReplicateDetectsAReplacedCopy(t *testing.T) {
+	t.Parallel()
+	bucket := s3test.Start(t)
+	admin := newEnv(t)
+	admin.extra = bucket.Env()
+	p, _, _ := primaryWithBackup(t, admin, map[string][]byte{"a": noise(2, 1<<20)})
+	target := bucket.URL("offsite", "")
+	admin.must("server", "replicate", "add", "--dir", p.dir, "--name", "off", "--to", target)
+	if rep, se, code := replicaRun(t, admin, p.dir, "off"); code != 0 || rep.Sent == 0 {
+		t.Fatalf("first pass: exit %d %+v\n%s", code, rep, se)
+	}
+	ctx := context.Background()
+	st, err := s3.Open(ctx, bucket.Config("offsite", "web1/home"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var snap string
+	if err := st.List(ctx, storage.KindSnapshots, func(fi storage.FileInfo) error { snap = fi.Name; return nil }); err != nil || snap == "" {
+		t.Fatalf("no snapshot at the target: %v", err)
+	}
+	h := storage.Handle{Kind: storage.KindSnapshots, Name: snap}
+	old, err := st.Load(ctx, h, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Remove(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	forged := append([]byte{}, old...)
+	forged[0] ^= 1
+	if err := st.Save(ctx, h, forged); err != nil {
+		t.Fatal(err)
+	}
+	rep, se, code := replicaRun(t, admin, p.dir, "off")
+	if code == 0 || len(rep.Failed) != 1 || rep.Failed[0].Object != "snapshots/"+snap || !strings.Contains(se, "different object") {
+		t.Fatalf("a replaced copy: exit %d, %+v\n%s", code, rep, se)
+	}
+	if st := replicaStatus(t, admin, p.dir, "off"); !strings.Contains(st.LastError, snap) {
+		t.Fatalf("status does not name the object in its last error: %+v", st)
+	}
+
+	// In place, behind the store's back: the ETag stays, only reading
+	// back finds it.
+	if err := st.Remove(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Save(ctx, h, old); err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, firstPack(t, filepath.Join(bucket.Dir, "offsite", "web1", "home", "data")))
+	if rep, se, code := replicaRun(t, admin, p.dir, "off"); code != 0 {
+		t.Fatalf("a pass without read-back: exit %d %+v\n%s", code, rep, se)
+	}
+	rep, se, code = replicaRun(t, admin, p.dir, "off", "--read-back")
+	if code == 0 || len(rep.Failed) != 1 || !strings.HasPrefix(rep.Failed[0].Object, "data/") || !strings.Contains(se, "different object") {
+		t.Fatalf("read-back of a tampered copy: exit %d, %+v\n%s", code, rep, se)
+	}
+}
+
+// TestReplicateKilledMidPass kills replicate run with SIGKILL in the
+// middle of a pass; the next run completes and the copy restores.
+func TestReplicateKilledMidPass(t *testing.T) {
+	t.Parallel()
+	bucket := s3test.Start(t)
+	admin := newEnv(t)
+	admin.extra = bucket.Env()
+	data := noise(3, 24<<20)
+	p, _, src := primaryWithBackup(t, admin, map[string][]byte{"data": data})
+	target := bucket.URL("offsite", "slow")
+	admin.must("server", "replicate", "add", "--dir", p.dir, "--name", "slow", "--to", target, "--limit", "6MiB/s")
+	cmd := exec.Command(cofferBin, "server", "replicate", "run", "--dir", p.dir, "slow") // #nosec G204 -- the test's binary
+	cmd.Env = admin.environ("")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	st := replicaStatus(t, admin, p.dir, "slow")
+	if st.PendingObjects == 0 {
+		t.Fatalf("the pass finished before it was killed: %+v", st)
+	}
+	rep, se, code := replicaRun(t, admin, p.dir, "slow")
+	if code != 0 || len(rep.Failed) != 0 {
+		t.Fatalf("pass after a kill: exit %d, %+v\n%s", code, rep, se)
+	}
+	if st := replicaStatus(t, admin, p.dir, "slow"); st.PendingObjects != 0 {
+		t.Fatalf("pending after the resumed pass: %+v", st)
+	}
+	rescue := newEnv(t)
+	rescue.extra = bucket.Env()
+	dst := filepath.Join(rescue.dir, "dst")
+	rescue.must("restore", "latest", "--repo", target+"/web1/home", "--target", dst)
+	if got, err := os.ReadFile(filepath.Join(dst, src, "data")); err != nil || string(got) != string(data) {
+		t.Fatalf("restored from the resumed copy: %d bytes, %v", len(got), err)
+	}
+}
