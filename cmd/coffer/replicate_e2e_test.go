@@ -282,3 +282,84 @@ func TestReplicateKilledMidPass(t *testing.T) {
 		t.Fatalf("restored from the resumed copy: %d bytes, %v", len(got), err)
 	}
 }
+
+// TestReplicateScheduled: the running server makes the passes of a target
+// with a schedule; replicate run beside it waits its turn and succeeds.
+func TestReplicateScheduled(t *testing.T) {
+	t.Parallel()
+	bucket := s3test.Start(t)
+	admin := newEnv(t)
+	admin.extra = bucket.Env()
+	p, host, src := primaryWithBackup(t, admin, map[string][]byte{"a": noise(6, 3<<20)})
+	admin.must("server", "replicate", "add", "--dir", p.dir, "--name", "sched", "--to", bucket.URL("offsite", "sched"), "--schedule", "every 10s")
+	var st replicaStatusJSON
+	if !within(40*time.Second, func() bool {
+		st = replicaStatus(t, admin, p.dir, "sched")
+		return st.LastSuccess != nil && st.PendingObjects == 0
+	}) {
+		t.Fatalf("the server made no complete pass within 40 s: %+v\n%s", st, p.logText())
+	}
+	writeFile(t, filepath.Join(src, "b"), []byte("more\n"))
+	host.must("backup", "--repo", host.repo, src)
+	if rep, se, code := replicaRun(t, admin, p.dir, "sched"); code != 0 || len(rep.Failed) != 0 {
+		t.Fatalf("replicate run beside the server: exit %d %+v\n%s", code, rep, se)
+	}
+	if st := replicaStatus(t, admin, p.dir, "sched"); st.PendingObjects != 0 {
+		t.Fatalf("pending after run: %+v", st)
+	}
+	if !strings.Contains(p.logText(), "replication pass complete") {
+		t.Fatalf("the server's log shows no pass:\n%s", p.logText())
+	}
+}
+
+// TestReplicateBadInput: each bad setting is refused with a line naming
+// it, exit 2, and nothing is recorded.
+func TestReplicateBadInput(t *testing.T) {
+	t.Parallel()
+	admin := newEnv(t)
+	dir := serverInit(t, admin, "primary")
+	base := []string{"server", "replicate", "add", "--dir", dir, "--name", "x"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to", "ftp://host/x"}, "--to"},
+		{[]string{"--to", "s3:http://127.0.0.1:9/bkt", "--limit", "fast"}, "--limit"},
+		{[]string{"--to", "s3:http://127.0.0.1:9/bkt", "--limit", "08:00-25:00=1M"}, "--limit"},
+		{[]string{"--to", "s3:http://127.0.0.1:9/bkt", "--schedule", "sometimes"}, "--schedule"},
+		{[]string{"--to", "s3:http://127.0.0.1:9/bkt", "--window", "9-5"}, "--window"},
+		{[]string{"--to", "s3:http://127.0.0.1:9/bkt", "--keep-deleted", "forever"}, "--keep-deleted"},
+		{[]string{"--to", "s3:http://127.0.0.1:9/bkt", "--clients", "../etc"}, "--clients"},
+		{[]string{"--to", "coffer://127.0.0.1:9/repo"}, "--to"},
+	} {
+		_, se, code := admin.run(append(append([]string{}, base...), c.args...)...)
+		if code != exitUsage || !strings.Contains(se, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d naming %s", c.args, code, se, exitUsage, c.want)
+		}
+	}
+	if _, se, code := admin.run(append(base, "--to", "coffer://127.0.0.1:9")...); code == 0 || !strings.Contains(se, "--token-file") {
+		t.Errorf("a coffer:// target without a token: exit %d %q", code, se)
+	}
+	admin.must(append(base, "--to", "s3:http://127.0.0.1:9/bkt")...)
+	if _, se, code := admin.run(append(base, "--to", "s3:http://127.0.0.1:9/bkt2")...); code == 0 || !strings.Contains(se, "exists") {
+		t.Errorf("a second target of the same name: exit %d %q", code, se)
+	}
+	if _, se, code := admin.run("server", "replicate", "run", "--dir", dir, "nosuch"); code == 0 || !strings.Contains(se, "nosuch") {
+		t.Errorf("run of an unknown target: exit %d %q", code, se)
+	}
+	// Nothing stored yet: a pass has nothing to send and does not need
+	// the target.
+	if rep, se, code := replicaRun(t, admin, dir, "x"); code != 0 || rep.Repos != 0 || rep.Sent != 0 {
+		t.Errorf("a pass with nothing stored: exit %d %+v %q", code, rep, se)
+	}
+	var list []replicaTargetJSON
+	admin.mustJSON(&list, "server", "replicate", "list", "--dir", dir, "--json")
+	if len(list) != 1 || list[0].Name != "x" || list[0].KeepDeletedSeconds != 30*24*3600 {
+		t.Fatalf("list: %+v", list)
+	}
+	admin.must("server", "replicate", "remove", "--dir", dir, "x")
+	admin.mustJSON(&list, "server", "replicate", "list", "--dir", dir, "--json")
+	if len(list) != 0 {
+		t.Fatalf("list after remove: %+v", list)
+	}
+}

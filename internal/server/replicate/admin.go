@@ -83,10 +83,12 @@ func checkLocation(location string) error {
 		}
 		return nil
 	case "coffer":
-		_, err := ParseCofferTarget(location)
-		return err
+		if _, err := ParseCofferTarget(location); err != nil {
+			return fmt.Errorf("--to: %w", err)
+		}
+		return nil
 	}
-	return fmt.Errorf("%w: %q: a target is coffer://HOST:PORT or s3:https://HOST/BUCKET[/PREFIX]", ErrTarget, location)
+	return fmt.Errorf("--to: %w: %q: a target is coffer://HOST:PORT or s3:https://HOST/BUCKET[/PREFIX]", ErrTarget, location)
 }
 
 // ParseKeep reads a keep-deleted duration: Go's syntax ("720h") with an
@@ -106,6 +108,9 @@ func ParseKeep(s string) (time.Duration, error) {
 		more, err := time.ParseDuration(rest)
 		if err != nil || more < 0 || rest[0] == '+' || rest[0] == '-' {
 			return 0, fmt.Errorf("%q is not a duration such as 30d, 12h or 1d12h", s)
+		}
+		if d+more < d {
+			return 0, fmt.Errorf("%q is too long", s)
 		}
 		d += more
 	}

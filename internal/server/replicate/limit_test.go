@@ -147,3 +147,28 @@ func TestCofferRepoName(t *testing.T) {
 		t.Error("a name over 64 characters accepted")
 	}
 }
+
+func TestParseCofferTarget(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"coffer://h.example:7443": "h.example:7443", "coffer://h": "h:7443", "coffer://127.0.0.1:9/": "127.0.0.1:9"} {
+		if got, err := ParseCofferTarget(in); err != nil || got != want {
+			t.Errorf("ParseCofferTarget(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"coffer://", "coffer://h/repo", "coffer://u@h", "coffer://h:0", "coffer://h?x", "https://h", "coffer://h:99999"} {
+		if _, err := ParseCofferTarget(in); !errors.Is(err, ErrTarget) {
+			t.Errorf("ParseCofferTarget(%q) = %v, want ErrTarget", in, err)
+		}
+	}
+}
+
+func FuzzParseKeep(f *testing.F) {
+	for _, s := range []string{"30d", "0", "1d12h", "90m", "-1d", "36500d2562047h"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := ParseKeep(s); err == nil && d < 0 {
+			t.Fatalf("ParseKeep(%q) = %v, negative", s, d)
+		}
+	})
+}

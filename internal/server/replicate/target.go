@@ -95,12 +95,14 @@ var ErrTarget = errors.New("invalid replication target")
 // ParseCofferTarget reads coffer://HOST[:PORT] (no repository: the
 // primary chooses the names) and returns HOST:PORT.
 func ParseCofferTarget(location string) (string, error) {
-	host, _, err := remote.ParseURL(strings.TrimSuffix(location, "/") + "/x")
+	rest, ok := strings.CutPrefix(location, remote.Scheme+"://")
+	rest = strings.TrimSuffix(rest, "/")
+	if !ok || rest == "" || strings.ContainsAny(rest, "/?#@") {
+		return "", fmt.Errorf("%w: %q: a coffer:// target is coffer://HOST[:PORT], without a repository (the primary names them CLIENT--REPO)", ErrTarget, location)
+	}
+	host, _, err := remote.ParseURL(remote.Scheme + "://" + rest + "/x")
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrTarget, err)
-	}
-	if remote.Scheme+"://"+strings.TrimSuffix(strings.TrimPrefix(location, remote.Scheme+"://"), "/") != strings.TrimSuffix(location, "/") {
-		return "", fmt.Errorf("%w: %q", ErrTarget, location)
 	}
 	return host, nil
 }
