@@ -28,8 +28,13 @@ machine), checks that the server at HOST:PORT holds the CA whose fingerprint
 the token carries (before sending anything), then sends the token and a
 certificate request and receives the client certificate. It writes DIR
 (default $COFFER_IDENTITY or ~/.config/coffer/identity): client.key (mode
-0600), client.crt and ca.crt, as PEM. From then on the client trusts only
-that CA for coffer:// repositories, and renews its certificate by itself.
+0600), client.crt and ca.crt, as PEM, server (the HOST:PORT enrolled with)
+and, from a server with a fleet, policy.pub (the key its policies are
+signed with, pinned). From then on the client trusts only that CA for
+coffer:// repositories, and renews its certificate by itself.
+
+A person's token (from coffer fleet user add) gives a user certificate for
+coffer fleet commands; it opens no repository.
 
 A server that is limiting enrollment attempts (HTTP 429) is asked again
 after the time it names, up to 6 attempts; the token is not used by a
@@ -76,11 +81,15 @@ shows the token to other users of this machine.`,
 			if err != nil {
 				return err
 			}
-			if err := pki.WriteIdentity(dir, id.KeyPEM, id.CertPEM, id.CAPEM); err != nil {
+			if err := enroll.SaveIdentity(dir, serverAddr, id); err != nil {
 				return err
 			}
-			g.printf(cmd.OutOrStdout(), "enrolled as %q with %s; identity written to %s (certificate valid until %s, renewed automatically)\nCA fingerprint (SHA-256 of its public key, as the token required): %s\n",
-				id.ClientName, serverAddr, dir, id.NotAfter.Local().Format(time.DateTime), pki.FormatFingerprint(tok.CAFingerprint))
+			who, renew := fmt.Sprintf("%q", id.ClientName), ", renewed automatically"
+			if id.User {
+				who, renew = fmt.Sprintf("user %q (for coffer fleet; a user certificate opens no repository)", id.ClientName), ""
+			}
+			g.printf(cmd.OutOrStdout(), "enrolled as %s with %s; identity written to %s (certificate valid until %s%s)\nCA fingerprint (SHA-256 of its public key, as the token required): %s\n",
+				who, serverAddr, dir, id.NotAfter.Local().Format(time.DateTime), renew, pki.FormatFingerprint(tok.CAFingerprint))
 			return nil
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/coffer-backup/coffer/internal/fleet/fleetclient"
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -20,6 +21,7 @@ const (
 	exitLocked          = 11  // repository is locked by another process
 	exitWrongPassword   = 12  // no key slot opens with the given secret
 	exitRolledBack      = 13  // repository no longer shows snapshots this client has seen
+	exitForbidden       = 14  // the server refused a fleet call for lack of rights
 	exitTLSPolicyFailed = 20  // tls scan: the server offers something weaker than the policy
 	exitInterrupted     = 130 // SIGINT/SIGTERM
 )
@@ -51,6 +53,7 @@ func exitCode(err error) int {
 		{repository.ErrLocked, exitLocked},
 		{keyring.ErrWrongPassword, exitWrongPassword},
 		{repository.ErrRolledBack, exitRolledBack},
+		{fleetclient.ErrForbidden, exitForbidden},
 	}
 	for _, e := range table {
 		if errors.Is(err, e.err) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/check"
+	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/maintenance"
 	"github.com/coffer-backup/coffer/internal/server/replicate"
 	"github.com/coffer-backup/coffer/internal/serverdb"
@@ -275,6 +276,8 @@ type serverInitJSON struct {
 	CAFingerprint     string    `json:"ca_fingerprint"`
 	ServerNames       []string  `json:"server_names"`
 	ServerCertExpires time.Time `json:"server_cert_expires"`
+	PolicyKeyID       string    `json:"policy_key_id"`
+	AdminIdentity     string    `json:"admin_identity,omitempty"` // the first administrator's identity directory
 }
 
 // serverTokenJSON is server token's document.
@@ -512,4 +515,20 @@ type seedJSON struct {
 	Written     int64  `json:"written"`
 	PublicKey   string `json:"public_key,omitempty"`
 	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// The fleet commands print the fleet API's own shapes (internal/fleet/api),
+// documented in docs/json.md.
+type (
+	fleetWhoAmIJSON    = api.WhoAmI
+	fleetUserTokenJSON = api.UserToken
+	fleetUserJSON      = api.User
+	fleetGroupJSON     = api.Group
+	fleetPolicyJSON    = api.PolicyEntry
+)
+
+// fleetRemovedJSON is fleet user remove's --json output.
+type fleetRemovedJSON struct {
+	Name    string `json:"name"`
+	Removed bool   `json:"removed"`
 }

@@ -51,6 +51,7 @@ func newRootCommand() *cobra.Command {
 		newDiffCommand(g),
 		newDumpCommand(g),
 		newFindCommand(g),
+		newFleetCommand(g),
 		newEnrollCommand(g),
 		newEscrowCommand(g),
 		newForgetCommand(g),

@@ -21,9 +21,16 @@ func newServerInitCommand(g *globalOptions) *cobra.Command {
 		Long: `Init creates DIR (mode 0700) with a new certificate authority (ca.crt,
 ca.key), the server's key and certificate (server.crt, server.key) for the
 names given with --name (DNS names or IP addresses; default localhost,
-127.0.0.1 and ::1), the at-rest key, the state database and config.json.
-Key files and the database are mode 0600. An initialised directory is never
-overwritten.`,
+127.0.0.1 and ::1), the at-rest key, the policy signing key (policy.key,
+policy.pub), the state database and config.json. Key files and the database
+are mode 0600. An initialised directory is never overwritten.
+
+It also writes the first fleet administrator's identity to DIR/admin
+(client.key mode 0600, client.crt, ca.crt, server, policy.pub): a user
+certificate for "admin", role admin, for coffer fleet --identity DIR/admin.
+There is no default password. Its server file names the first --name and
+the --listen port; pass coffer fleet --server HOST:PORT where that is not
+how it is reached.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireDir(dir); err != nil {
@@ -42,13 +49,21 @@ overwritten.`,
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), serverInitJSON{Dir: dir, CAFingerprint: pki.FormatFingerprint(res.CAFingerprint), ServerNames: res.ServerNames, ServerCertExpires: res.ServerExpiry})
+				return printJSON(cmd.OutOrStdout(), serverInitJSON{Dir: dir, CAFingerprint: pki.FormatFingerprint(res.CAFingerprint), ServerNames: res.ServerNames,
+					ServerCertExpires: res.ServerExpiry, PolicyKeyID: res.PolicyKeyID, AdminIdentity: res.AdminDir})
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "initialised %s\n", dir)
 			fmt.Fprintf(out, "CA fingerprint (SHA-256 of its public key): %s\n", pki.FormatFingerprint(res.CAFingerprint))
 			fmt.Fprintf(out, "server certificate for %s, valid until %s\n", strings.Join(res.ServerNames, ", "), res.ServerExpiry.Format(time.DateOnly))
+			fmt.Fprintf(out, "policy signing key %s (policy.key, mode 0600; its public half policy.pub)\n", res.PolicyKeyID)
+			if res.AdminDir != "" {
+				fmt.Fprintf(out, "first administrator's identity (user admin, role admin): %s (client.key mode 0600: keep it as you would a password)\n", res.AdminDir)
+			}
 			fmt.Fprintf(out, "next: coffer server run --dir %s, then coffer server token --dir %s --client NAME\n", dir, dir)
+			if res.AdminDir != "" {
+				fmt.Fprintf(out, "fleet: coffer fleet --identity %s user add NAME --role operator --scope group:G\n", res.AdminDir)
+			}
 			return nil
 		},
 	}

@@ -298,6 +298,20 @@ func (ca *CA) SignClient(csrDER []byte, clientName string, ttl time.Duration, no
 	if err := ValidateClientName(clientName); err != nil {
 		return nil, nil, err
 	}
+	return ca.signLeaf(csrDER, clientName, clientURI(clientName), ttl, now)
+}
+
+// SignUser issues a person's certificate, as SignClient but with the URI
+// SAN urn:coffer:user:NAME: it authenticates to the fleet API and has no
+// storage namespace.
+func (ca *CA) SignUser(csrDER []byte, userName string, ttl time.Duration, now time.Time) ([]byte, *big.Int, error) {
+	if err := ValidateClientName(userName); err != nil {
+		return nil, nil, err
+	}
+	return ca.signLeaf(csrDER, userName, userURI(userName), ttl, now)
+}
+
+func (ca *CA) signLeaf(csrDER []byte, name string, uri *url.URL, ttl time.Duration, now time.Time) ([]byte, *big.Int, error) {
 	if ttl <= 0 {
 		return nil, nil, fmt.Errorf("sign client certificate: ttl %v is not positive", ttl)
 	}
@@ -315,8 +329,8 @@ func (ca *CA) SignClient(csrDER []byte, clientName string, ttl time.Duration, no
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: clientName, Organization: []string{"coffer"}},
-		URIs:                  []*url.URL{clientURI(clientName)},
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"coffer"}},
+		URIs:                  []*url.URL{uri},
 		NotBefore:             now.Add(-Backdate),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,

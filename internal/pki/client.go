@@ -10,8 +10,10 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
@@ -206,4 +208,38 @@ func parseIdentity(keyPEM, certPEM, caPEM []byte) (*Identity, error) {
 		return nil, fmt.Errorf("%w: certificate is not for client authentication", ErrBadIdentity)
 	}
 	return &Identity{Key: key, Cert: cert, CA: ca}, nil
+}
+
+// ServerFile is the identity directory's record of the server it enrolled
+// with: one line "HOST:PORT\n", mode 0644.
+const ServerFile = "server"
+
+// ErrNoServerFile: the identity directory records no server (enrolled by
+// a coffer before it wrote one).
+var ErrNoServerFile = errors.New("identity directory records no server")
+
+// WriteServerAddr writes addr (HOST:PORT) to dir/server, atomically.
+func WriteServerAddr(dir, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil || strings.ContainsAny(addr, " \t\r\n") {
+		return fmt.Errorf("write %s: server address %q is not HOST:PORT", ServerFile, addr)
+	}
+	return atomicfile.Write(filepath.Join(dir, ServerFile), []byte(addr+"\n"), 0o644)
+}
+
+// ReadServerAddr reads dir/server: ErrNoServerFile if there is none, an
+// error naming the file if it does not hold one HOST:PORT line.
+func ReadServerAddr(dir string) (string, error) {
+	path := filepath.Join(dir, ServerFile)
+	b, err := readPublicFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%w: %s is missing (give the server's HOST:PORT, or enroll again)", ErrNoServerFile, path)
+	}
+	if err != nil {
+		return "", err
+	}
+	addr := strings.TrimSuffix(string(b), "\n")
+	if _, _, err := net.SplitHostPort(addr); err != nil || addr == "" || strings.ContainsAny(addr, " \t\r\n") {
+		return "", fmt.Errorf("%s: want one line HOST:PORT, got %q", path, string(b))
+	}
+	return addr, nil
 }

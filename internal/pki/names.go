@@ -10,8 +10,21 @@ import (
 // MaxClientName is the longest client name.
 const MaxClientName = 63
 
-// clientURIPrefix is the scheme of the URI SAN naming a client.
-const clientURIPrefix = "urn:coffer:client:"
+// URI SAN prefixes naming a principal: a host (client) or a person (user).
+const (
+	clientURIPrefix = "urn:coffer:client:"
+	userURIPrefix   = "urn:coffer:user:"
+)
+
+// Principal kinds a certificate names.
+const (
+	KindClient = "client" // a host: urn:coffer:client:NAME, a storage namespace
+	KindUser   = "user"   // a person: urn:coffer:user:NAME, no storage namespace
+)
+
+// UserTokenPrefix marks a person's name where token records keep host and
+// person names in one column ("user:alice"); host names cannot hold ':'.
+const UserTokenPrefix = "user:"
 
 // ValidateClientName accepts 1-63 characters of [a-z0-9._-], starting with a
 // letter or digit, without "..": the name is also a storage namespace and
@@ -38,6 +51,49 @@ func ValidateClientName(name string) error {
 func clientURI(name string) *url.URL {
 	u, _ := url.Parse(clientURIPrefix + name) // name is validated: a-z0-9._- only
 	return u
+}
+
+func userURI(name string) *url.URL {
+	u, _ := url.Parse(userURIPrefix + name) // name is validated: a-z0-9._- only
+	return u
+}
+
+// ValidateTokenName accepts what a token record may name: a client name,
+// or UserTokenPrefix and a user name (the client rules).
+func ValidateTokenName(name string) error {
+	return ValidateClientName(strings.TrimPrefix(name, UserTokenPrefix))
+}
+
+// PrincipalOf returns the kind (KindClient or KindUser) and name of a
+// certificate this CA issued: its common name, which must equal its single
+// coffer URI SAN. Call it only on verified chains.
+func PrincipalOf(cert *x509.Certificate) (kind, name string, err error) {
+	name = cert.Subject.CommonName
+	if err := ValidateClientName(name); err != nil {
+		return "", "", err
+	}
+	if len(cert.URIs) == 1 {
+		switch cert.URIs[0].String() {
+		case clientURIPrefix + name:
+			return KindClient, name, nil
+		case userURIPrefix + name:
+			return KindUser, name, nil
+		}
+	}
+	return "", "", fmt.Errorf("%w: certificate URI SAN does not name client or user %q", ErrInvalidName, name)
+}
+
+// UserName returns the person a user certificate names (PrincipalOf's
+// KindUser); a host certificate is ErrInvalidName.
+func UserName(cert *x509.Certificate) (string, error) {
+	kind, name, err := PrincipalOf(cert)
+	if err != nil {
+		return "", err
+	}
+	if kind != KindUser {
+		return "", fmt.Errorf("%w: certificate names client %q, not a user", ErrInvalidName, name)
+	}
+	return name, nil
 }
 
 // ClientName returns the enrolled client name of a certificate this CA

@@ -18,15 +18,22 @@ import (
 //
 //	version (1 byte, 1) | name length n (1 byte) | client name (n bytes) |
 //	CA SPKI SHA-256 (32 bytes) | secret (32 bytes)
+//
+// or, for a person (a fleet user), version 2 with a kind byte after it:
+//
+//	version (1 byte, 2) | kind (1 byte, 1: user) | name length n | name |
+//	CA SPKI SHA-256 | secret
 const (
-	TokenPrefix  = "cfr1."
-	tokenVersion = 1
+	TokenPrefix      = "cfr1."
+	tokenVersion     = 1
+	tokenVersionKind = 2
+	tokenKindUser    = 1
 	// MaxTokenTTL bounds how long an unredeemed token stays valid.
 	MaxTokenTTL = 30 * 24 * time.Hour
 )
 
 // maxTokenLen is the longest possible encoded token.
-var maxTokenLen = len(TokenPrefix) + base64.RawURLEncoding.EncodedLen(2+MaxClientName+32+32)
+var maxTokenLen = len(TokenPrefix) + base64.RawURLEncoding.EncodedLen(3+MaxClientName+32+32)
 
 // Sentinel errors of enrollment.
 var (
@@ -41,7 +48,10 @@ var (
 // Token is a one-time enrollment token. Its Secret is a bearer credential:
 // String and GoString redact it; only Encode reveals it.
 type Token struct {
-	ClientName    string
+	ClientName string
+	// User marks a person's token: redeeming it yields a user certificate
+	// (urn:coffer:user:NAME) for the fleet API, with no storage namespace.
+	User          bool
 	CAFingerprint [32]byte // SHA-256 of the CA's SubjectPublicKeyInfo
 	Secret        [32]byte
 }
@@ -64,8 +74,13 @@ func (t *Token) Encode() (string, error) {
 	if err := ValidateClientName(t.ClientName); err != nil {
 		return "", err
 	}
-	b := make([]byte, 0, 2+len(t.ClientName)+64)
-	b = append(b, tokenVersion, uint8(len(t.ClientName))) // #nosec G115 -- at most MaxClientName (63), checked above
+	b := make([]byte, 0, 3+len(t.ClientName)+64)
+	if t.User {
+		b = append(b, tokenVersionKind, tokenKindUser)
+	} else {
+		b = append(b, tokenVersion)
+	}
+	b = append(b, uint8(len(t.ClientName))) // #nosec G115 -- at most MaxClientName (63), checked above
 	b = append(b, t.ClientName...)
 	b = append(b, t.CAFingerprint[:]...)
 	b = append(b, t.Secret[:]...)
@@ -74,7 +89,20 @@ func (t *Token) Encode() (string, error) {
 
 // String describes the token without its secret, so it is safe to log.
 func (t *Token) String() string {
+	if t.User {
+		return fmt.Sprintf("enrollment token for user %q (secret redacted)", t.ClientName)
+	}
 	return fmt.Sprintf("enrollment token for %q (secret redacted)", t.ClientName)
+}
+
+// RecordName is the name the token's record keeps: the client name, or
+// UserTokenPrefix and the user name, so a token edited from one kind to
+// the other matches no record.
+func (t *Token) RecordName() string {
+	if t.User {
+		return UserTokenPrefix + t.ClientName
+	}
+	return t.ClientName
 }
 
 // GoString is String, so %#v does not print the secret either.
@@ -104,25 +132,42 @@ func ParseToken(s string) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTokenMalformed, err)
 	}
-	if len(b) < 2 || b[0] != tokenVersion {
-		return nil, fmt.Errorf("%w: unsupported version", ErrTokenMalformed)
+	t := &Token{}
+	if t.User, b, err = tokenHeader(b); err != nil {
+		return nil, err
 	}
-	n := int(b[1])
-	if len(b) != 2+n+64 {
+	n := int(b[0])
+	if len(b) != 1+n+64 {
 		return nil, fmt.Errorf("%w: length %d does not match name length %d", ErrTokenMalformed, len(b), n)
 	}
-	t := &Token{ClientName: string(b[2 : 2+n])}
+	t.ClientName = string(b[1 : 1+n])
 	if err := ValidateClientName(t.ClientName); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTokenMalformed, err)
 	}
-	copy(t.CAFingerprint[:], b[2+n:2+n+32])
-	copy(t.Secret[:], b[2+n+32:])
+	copy(t.CAFingerprint[:], b[1+n:1+n+32])
+	copy(t.Secret[:], b[1+n+32:])
 	return t, nil
+}
+
+// tokenHeader reads a token's version (and kind) and returns whether it is
+// a user's token and the rest, from the name length on.
+func tokenHeader(b []byte) (bool, []byte, error) {
+	switch {
+	case len(b) >= 2 && b[0] == tokenVersion:
+		return false, b[1:], nil
+	case len(b) >= 3 && b[0] == tokenVersionKind && b[1] == tokenKindUser:
+		return true, b[2:], nil
+	case len(b) >= 2 && b[0] == tokenVersionKind:
+		return false, nil, fmt.Errorf("%w: unknown kind %d", ErrTokenMalformed, b[1])
+	}
+	return false, nil, fmt.Errorf("%w: unsupported version", ErrTokenMalformed)
 }
 
 // TokenRecord is what the server keeps of a token: never the secret.
 type TokenRecord struct {
 	SecretHash [32]byte
+	// ClientName is the token's Token.RecordName: a client name, or
+	// "user:" and a user name.
 	ClientName string
 	CreatedAt  time.Time
 	ExpiresAt  time.Time
@@ -207,14 +252,25 @@ func (m *MemoryTokenStore) find(h [32]byte) int {
 // IssueToken makes a token for clientName valid for ttl (at most
 // MaxTokenTTL) and stores its record. The caller prints its Encode() once.
 func (ca *CA) IssueToken(ctx context.Context, store TokenStore, clientName string, ttl time.Duration, now time.Time) (*Token, error) {
+	return ca.issueToken(ctx, store, clientName, false, ttl, now)
+}
+
+// IssueUserToken is IssueToken for a person: redeemed, it yields a user
+// certificate (SignUser).
+func (ca *CA) IssueUserToken(ctx context.Context, store TokenStore, userName string, ttl time.Duration, now time.Time) (*Token, error) {
+	return ca.issueToken(ctx, store, userName, true, ttl, now)
+}
+
+func (ca *CA) issueToken(ctx context.Context, store TokenStore, name string, user bool, ttl time.Duration, now time.Time) (*Token, error) {
 	if ttl <= 0 || ttl > MaxTokenTTL {
 		return nil, fmt.Errorf("token ttl %v: must be positive and at most %v", ttl, MaxTokenTTL)
 	}
-	tok, err := NewToken(clientName, ca.Fingerprint())
+	tok, err := NewToken(name, ca.Fingerprint())
 	if err != nil {
 		return nil, err
 	}
-	rec := TokenRecord{SecretHash: tok.SecretHash(), ClientName: clientName, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	tok.User = user
+	rec := TokenRecord{SecretHash: tok.SecretHash(), ClientName: tok.RecordName(), CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := store.Put(ctx, rec); err != nil {
 		return nil, fmt.Errorf("store token: %w", err)
 	}
@@ -224,6 +280,7 @@ func (ca *CA) IssueToken(ctx context.Context, store TokenStore, clientName strin
 // Enrollment is the result of a successful enrollment.
 type Enrollment struct {
 	ClientName string
+	User       bool // a person's certificate (SignUser)
 	CertDER    []byte
 	Serial     *big.Int
 }
@@ -242,19 +299,23 @@ func (ca *CA) Enroll(ctx context.Context, store TokenStore, tok *Token, csrDER [
 	if _, err := ParseCSR(csrDER); err != nil {
 		return nil, err
 	}
-	rec, err := store.Redeem(ctx, tok.SecretHash(), tok.ClientName, now)
+	rec, err := store.Redeem(ctx, tok.SecretHash(), tok.RecordName(), now)
 	if errors.Is(err, ErrTokenUnknown) {
-		return nil, fmt.Errorf("redeem token: %w (no unredeemed token for client %q has this secret)", err, tok.ClientName)
+		return nil, fmt.Errorf("redeem token: %w (no unredeemed token for %q has this secret)", err, tok.RecordName())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redeem token: %w", err)
 	}
-	if rec.ClientName != tok.ClientName { // the store's contract; kept as a guard
+	if rec.ClientName != tok.RecordName() { // the store's contract; kept as a guard
 		return nil, fmt.Errorf("%w: token names %q but was issued for another client", ErrTokenUnknown, tok.ClientName)
 	}
-	der, serial, err := ca.SignClient(csrDER, rec.ClientName, ttl, now)
+	sign := ca.SignClient
+	if tok.User {
+		sign = ca.SignUser
+	}
+	der, serial, err := sign(csrDER, tok.ClientName, ttl, now)
 	if err != nil {
 		return nil, err
 	}
-	return &Enrollment{ClientName: rec.ClientName, CertDER: der, Serial: serial}, nil
+	return &Enrollment{ClientName: tok.ClientName, User: tok.User, CertDER: der, Serial: serial}, nil
 }

@@ -127,6 +127,9 @@ func FuzzParseToken(f *testing.F) {
 	good, _ := pki.NewToken("alice", [32]byte{9})
 	gs, _ := good.Encode()
 	f.Add(gs)
+	good.User = true
+	us, _ := good.Encode()
+	f.Add(us)
 	f.Add("cfr1.")
 	f.Add("cfr1.AQVhbGljZQ")
 	f.Add(encodeRaw(rawToken(1, 5, "alice", 64)))
@@ -225,5 +228,66 @@ func TestEnroll(t *testing.T) {
 		if _, err := ca.IssueToken(ctx, store, "dave", ttl, now); err == nil {
 			t.Fatalf("ttl %v accepted", ttl)
 		}
+	}
+}
+
+// A person's token (version 2, kind user) round-trips, yields a user
+// certificate (urn:coffer:user:NAME) and cannot be turned into a host's
+// token for the same name, nor the other way round.
+func TestUserToken(t *testing.T) {
+	ctx := context.Background()
+	ca, err := pki.NewCA("test", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := new(pki.MemoryTokenStore)
+	tok, err := ca.IssueUserToken(ctx, store, "alice", 15*time.Minute, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := tok.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := pki.ParseToken(enc)
+	if err != nil || !parsed.User || parsed.ClientName != "alice" || parsed.Secret != tok.Secret {
+		t.Fatalf("parse %s: %+v %v", enc, parsed, err)
+	}
+	if strings.Contains(parsed.String(), enc[10:]) {
+		t.Fatal("String shows the secret")
+	}
+	key, _ := pki.NewClientKey()
+	csr, _ := pki.NewCSR(key, "alice")
+	asHost := *parsed
+	asHost.User = false
+	if _, err := ca.Enroll(ctx, store, &asHost, csr, time.Hour, now); !errors.Is(err, pki.ErrTokenUnknown) {
+		t.Fatalf("user token redeemed as a host's: %v", err)
+	}
+	e, err := ca.Enroll(ctx, store, parsed, csr, time.Hour, now)
+	if err != nil || !e.User {
+		t.Fatalf("enroll: %+v %v", e, err)
+	}
+	c, _ := x509.ParseCertificate(e.CertDER)
+	if kind, name, err := pki.PrincipalOf(c); err != nil || kind != pki.KindUser || name != "alice" {
+		t.Fatalf("principal %s %s %v", kind, name, err)
+	}
+	if _, err := pki.ClientName(c); err == nil {
+		t.Fatal("a user certificate passes as a client's")
+	}
+	if _, err := pki.UserName(c); err != nil {
+		t.Fatal(err)
+	}
+	// A host's token cannot be redeemed as a person's.
+	htok, _ := ca.IssueToken(ctx, store, "bob", 15*time.Minute, now)
+	asUser := *htok
+	asUser.User = true
+	if _, err := ca.Enroll(ctx, store, &asUser, csr, time.Hour, now); !errors.Is(err, pki.ErrTokenUnknown) {
+		t.Fatalf("host token redeemed as a user's: %v", err)
+	}
+	// Unknown kinds are malformed.
+	b, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(enc, pki.TokenPrefix))
+	b[1] = 7
+	if _, err := pki.ParseToken(pki.TokenPrefix + base64.RawURLEncoding.EncodeToString(b)); !errors.Is(err, pki.ErrTokenMalformed) {
+		t.Fatalf("kind 7: %v", err)
 	}
 }

@@ -127,33 +127,80 @@ func (s *Server) flushContacts(ctx context.Context) {
 	}
 }
 
-// checkCert decides whether a verified client certificate may be used now
-// and returns its client. It runs on every request and in VerifyConnection.
-func (s *Server) checkCert(ctx context.Context, cert *x509.Certificate) (serverdb.Client, error) {
+// principal is the authenticated certificate of a request: a host with
+// its client record, or a person (a fleet user).
+type principal struct {
+	kind   string // pki.KindClient or pki.KindUser
+	name   string
+	serial *big.Int
+	client serverdb.Client // hosts only
+}
+
+// slot names the principal for per-caller limits and request tracking;
+// hosts and users have separate name spaces.
+func (p principal) slot() string {
+	if p.kind == pki.KindUser {
+		return serverdb.UserRevocationName(p.name)
+	}
+	return p.name
+}
+
+// checkCert decides whether a verified certificate may be used now and
+// returns its principal. It runs on every request and in VerifyConnection.
+func (s *Server) checkCert(ctx context.Context, cert *x509.Certificate) (principal, error) {
 	now := s.now()
 	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
-		return serverdb.Client{}, ErrCertExpired
+		return principal{}, ErrCertExpired
 	}
-	name, err := pki.ClientName(cert)
+	kind, name, err := pki.PrincipalOf(cert)
 	if err != nil {
-		return serverdb.Client{}, err
+		return principal{}, err
 	}
 	if err := wire.ValidateClientName(name); err != nil {
-		return serverdb.Client{}, err
+		return principal{}, err
 	}
 	s.mu.Lock()
 	if err := s.revs.Check(cert); err != nil {
 		s.mu.Unlock()
-		return serverdb.Client{}, err
+		return principal{}, err
 	}
-	c, ok := s.clients[name]
 	stale := now.Sub(s.lastRefresh) > staleFactor*s.cfg.RefreshInterval
 	s.mu.Unlock()
 	if stale {
-		return serverdb.Client{}, ErrStaleState
+		return principal{}, ErrStaleState
 	}
+	p := principal{kind: kind, name: name, serial: cert.SerialNumber}
+	if kind == pki.KindUser {
+		return p, s.checkUser(ctx, name, cert.SerialNumber)
+	}
+	p.client, err = s.checkClient(ctx, name)
+	return p, err
+}
+
+// checkUser accepts a person's certificate only while the user exists and
+// the certificate is the one it enrolled with.
+func (s *Server) checkUser(ctx context.Context, name string, serial *big.Int) error {
+	u, err := s.cfg.DB.User(ctx, name)
+	if errors.Is(err, serverdb.ErrNotFound) {
+		return fmt.Errorf("%w: user %s", ErrNotEnrolled, name)
+	}
+	if err != nil {
+		return err
+	}
+	if u.CertSerial == nil || u.CertSerial.Cmp(serial) != 0 {
+		return fmt.Errorf("%w: user %s: not its current certificate", ErrClientRevoked, name)
+	}
+	return nil
+}
+
+// checkClient returns the record of an enrolled, unrevoked host.
+func (s *Server) checkClient(ctx context.Context, name string) (serverdb.Client, error) {
+	s.mu.Lock()
+	c, ok := s.clients[name]
+	s.mu.Unlock()
 	if !ok {
 		// Enrolled since the last refresh, or not at all.
+		var err error
 		c, err = s.cfg.DB.Client(ctx, name)
 		if errors.Is(err, serverdb.ErrNotFound) {
 			return serverdb.Client{}, fmt.Errorf("%w: %s", ErrNotEnrolled, name)
@@ -194,9 +241,9 @@ func (s *Server) VerifyConnection(cs tls.ConnectionState) error {
 // authenticate runs before anything else of a request is looked at: no
 // verified certificate, or one that is expired, revoked or not enrolled,
 // gets 401 and a refusal record.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (serverdb.Client, bool) {
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal, bool) {
 	var err error
-	var c serverdb.Client
+	var c principal
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
 		err = ErrNoCertificate
 	} else {
@@ -215,11 +262,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (serverdb.
 	if errors.Is(err, ErrStaleState) {
 		s.log.Error("refusing requests: revocation state is stale")
 		wire.WriteError(w, fmt.Errorf("%w: %v", wire.ErrUnavailable, err))
-		return serverdb.Client{}, false
+		return principal{}, false
 	}
 	s.refuse.record(tlspolicy.RefusalRecord{Time: s.now().UTC(), Peer: r.RemoteAddr, Kind: kind, Reason: "request: " + err.Error()})
 	wire.WriteError(w, fmt.Errorf("%w: %v", wire.ErrUnauthenticated, err))
-	return serverdb.Client{}, false
+	return principal{}, false
 }
 
 // refusalLimiter writes at most perMinute refusal records a minute and

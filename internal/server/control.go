@@ -1,49 +1,66 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/coffer-backup/coffer/internal/fleet/api"
-	"github.com/coffer-backup/coffer/internal/serverdb"
+	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/server/fleet"
+	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/wire"
 )
 
-// fleetPrefix starts the paths of the fleet administration API.
-const fleetPrefix = "/v1/fleet/"
+// agentPrefix is where the agents' control connection lives.
+const agentPrefix = "/v1/agent/"
 
-// serveFleet serves the fleet's routes for an authenticated client: the
-// agent's control stream and reports, and the jobs and status endpoints
-// of the administration API. It reports whether r was one of them.
-func (s *Server) serveFleet(w http.ResponseWriter, r *http.Request, client serverdb.Client) bool {
+// serveFleet serves the fleet's routes (everything under /v1/fleet/ and
+// /v1/agent/) for an authenticated principal, with the caller in the
+// request's context (fleet.CallerFrom; a host's name also as ClientName):
+// the agent's control stream and reports (hosts only), the jobs and status
+// endpoints of the administration API (through Config.FleetAccess), and
+// the rest of that API (users, groups, policies: Config.Fleet).
+func (s *Server) serveFleet(w http.ResponseWriter, r *http.Request, who principal) {
+	ctx := fleet.WithCaller(r.Context(), fleet.Caller{Kind: who.kind, Name: who.name, Serial: who.serial})
+	if who.kind == pki.KindClient {
+		ctx = context.WithValue(ctx, clientKey{}, who.name)
+	}
+	r = r.WithContext(ctx)
 	ctl := s.cfg.Control
 	switch {
 	case r.RequestURI == api.StreamPath || r.RequestURI == api.ReportPath:
+		if who.kind != pki.KindClient {
+			wire.WriteError(w, fmt.Errorf("%w: user %s: the control connection is a host's", storage.ErrForbidden, who.name))
+			return
+		}
 		if ctl == nil {
 			wire.WriteError(w, fmt.Errorf("%w: this server runs no fleet control", wire.ErrNotImplemented))
-			return true
+			return
 		}
 		if r.RequestURI == api.StreamPath {
-			ctl.ServeStream(w, r, client.Name)
+			ctl.ServeStream(w, r, who.name)
 		} else {
-			ctl.ServeReport(w, r, client.Name)
+			ctl.ServeReport(w, r, who.name)
 		}
-		return true
-	case strings.HasPrefix(r.URL.Path, fleetPrefix) && isControlPath(r.URL.Path):
+	case strings.HasPrefix(r.URL.Path, api.AdminPrefix) && isControlPath(r.URL.Path):
 		if ctl == nil || s.cfg.FleetAccess == nil {
 			wire.WriteError(w, fmt.Errorf("%w: this server has no fleet administration", wire.ErrNotImplemented))
-			return true
+			return
 		}
-		a, err := s.cfg.FleetAccess(r, client)
+		a, err := s.cfg.FleetAccess(r)
 		if err != nil {
 			wire.WriteError(w, err)
-			return true
+			return
 		}
 		ctl.ServeAdmin(w, r, a)
-		return true
+	case s.cfg.Fleet != nil && strings.HasPrefix(r.URL.Path, api.AdminPrefix):
+		r.Body = http.MaxBytesReader(w, r.Body, api.MaxAdminRequest)
+		s.cfg.Fleet.ServeHTTP(w, r)
+	default:
+		wire.WriteError(w, fmt.Errorf("%w: %s", wire.ErrNoRoute, r.URL.Path))
 	}
-	return false
 }
 
 // isControlPath reports whether p is one of control's administration

@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/atrest"
+	fleetapi "github.com/coffer-backup/coffer/internal/fleet/api"
+	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/coffer-backup/coffer/internal/server/enrollment"
 	"github.com/coffer-backup/coffer/internal/serverdb"
@@ -34,30 +37,39 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveEnroll(w, r)
 		return
 	}
-	client, ok := s.authenticate(w, r)
+	who, ok := s.authenticate(w, r)
 	if !ok {
 		return
 	}
-	release, ok := s.acquire(client.Name)
+	release, ok := s.acquire(who.slot())
 	if !ok {
 		w.Header().Set("Retry-After", "1")
-		wire.WriteError(w, fmt.Errorf("%w: client %s", wire.ErrTooManyRequests, client.Name))
+		wire.WriteError(w, fmt.Errorf("%w: %s", wire.ErrTooManyRequests, who.slot()))
 		return
 	}
 	defer release()
-	s.noteContact(client.Name)
-	ctx, done := s.track(r.Context(), w, client.Name)
+	if who.kind == pki.KindClient {
+		s.noteContact(who.name)
+	}
+	ctx, done := s.track(r.Context(), w, who.slot())
 	defer done()
 	r = r.WithContext(ctx)
 
+	if strings.HasPrefix(r.RequestURI, fleetapi.AdminPrefix) || strings.HasPrefix(r.RequestURI, agentPrefix) {
+		s.serveFleet(w, r, who)
+		return
+	}
+	if who.kind != pki.KindClient {
+		// A person has no storage namespace: no repository route, no renewal.
+		wire.WriteError(w, fmt.Errorf("%w: user %s: a person's certificate has no storage namespace (repositories are reached with a host's identity)", storage.ErrForbidden, who.name))
+		return
+	}
+	client := who.client
 	if r.Method == http.MethodPost && r.RequestURI == enroll.RenewPath {
 		s.serveRenew(w, r, client.Name)
 		return
 	}
 
-	if s.serveFleet(w, r, client) {
-		return
-	}
 	route, err := wire.ParseRequest(r.Method, r.RequestURI)
 	if err != nil {
 		s.log.Debug("refused request", "client", client.Name, "method", r.Method, "err", err)

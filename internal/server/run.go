@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server/enrollment"
+	"github.com/coffer-backup/coffer/internal/server/fleet"
 	"github.com/coffer-backup/coffer/internal/server/fleet/control"
 	"github.com/coffer-backup/coffer/internal/server/replicate"
 	"github.com/coffer-backup/coffer/internal/server/state"
@@ -120,15 +123,18 @@ func Run(ctx context.Context, opts RunOptions) error {
 	}
 	defer func() { _ = db.Close() }()
 
-	enr := &enrollment.Enroller{CA: ca, DB: db, ClientTTL: st.ClientCertTTL, Logger: log}
 	var srv *Server
-	ctl, err := control.New(control.Config{Store: db, Logger: log, Version: opts.Version,
+	fl, ctl, err := newFleet(dir, db, ca, log, control.Config{Version: opts.Version,
 		Seen:  func(c string) { srv.NoteContact(c) },
 		Usage: func(c string) (int64, bool) { return srv.StoredBytes(c) }})
 	if err != nil {
 		return err
 	}
-	srv, err = New(Config{Dir: dir, DB: db, Logger: log, Enroll: enr, Renew: http.HandlerFunc(enr.Renew), RequestLog: opts.RequestLog, Control: ctl})
+	mux := http.NewServeMux()
+	fl.Register(mux)
+	enr := &enrollment.Enroller{CA: ca, DB: db, ClientTTL: st.ClientCertTTL, Logger: log, PolicyPub: fl.PublicKey()}
+	srv, err = New(Config{Dir: dir, DB: db, Logger: log, Enroll: enr, Renew: http.HandlerFunc(enr.Renew), RequestLog: opts.RequestLog,
+		Control: ctl, Fleet: mux, FleetAccess: fl.Access})
 	if err != nil {
 		return err
 	}
@@ -139,6 +145,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 		return err
 	}
 	enr.Changed = srv.Refresh
+	fl.SetChanged(srv.Refresh)
 
 	conf := st.Policy.ServerConfig(kp.TLSCertificate(ca.Cert), ca.Pool(), srv.VerifyConnection)
 	if err := CheckTLSConfig(conf); err != nil {
@@ -147,6 +154,13 @@ func Run(ctx context.Context, opts RunOptions) error {
 	inner, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	addr := ServerAddrFor(kp.Cert, inner.Addr())
+	if made, err := state.EnsureAdmin(ctx, dir, db, ca, state.AdminOptions{Server: addr, PolicyPub: fl.PublicKey(), TTL: st.ClientCertTTL, Now: time.Now()}); err != nil {
+		_ = inner.Close()
+		return err
+	} else if made {
+		log.Info("the fleet had no administrator: wrote the first administrator's identity", "dir", filepath.Join(dir, state.AdminDir), "server", addr)
 	}
 	ln := st.Policy.Listen(inner, conf, db.RefusalLog(), tlspolicy.ListenerOptions{})
 	log.Info("coffer server listening", "addr", inner.Addr().String(), "dir", dir,
@@ -186,6 +200,43 @@ func Run(ctx context.Context, opts RunOptions) error {
 	stopAudit()
 	wg.Wait()
 	return err
+}
+
+// newFleet makes the fleet's two halves: the administration (users,
+// groups, policies signed with the policy key, which it makes for a state
+// directory that has none) and the control connection, which serves the
+// policies the administration signs and hears of their changes.
+// cc carries control's hooks; its store, policies and key are set here.
+func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, cc control.Config) (*fleet.Fleet, *control.Control, error) {
+	pkey, made, err := state.EnsurePolicyKey(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if made {
+		log.Info("made the policy signing key of a state directory that had none", "file", filepath.Join(dir, policy.KeyFile))
+	}
+	fl, err := fleet.New(fleet.Config{Store: db, CA: ca, Key: pkey, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	cc.Store, cc.Logger, cc.Policies, cc.PolicyKey = db, log, fl, fl.PublicKey()
+	ctl, err := control.New(cc)
+	if err != nil {
+		return nil, nil, err
+	}
+	fl.OnPolicyChange(ctl.PolicyChanged)
+	return fl, ctl, nil
+}
+
+// ServerAddrFor is the HOST:PORT an identity made by the running server
+// records: the certificate's first name and the port it listens on.
+func ServerAddrFor(cert *x509.Certificate, listen net.Addr) string {
+	var names []string
+	names = append(names, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return state.ServerAddr(names, listen.String())
 }
 
 func tlsVersionName(v uint16) string {

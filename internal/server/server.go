@@ -65,6 +65,11 @@ type Config struct {
 	// Renew answers POST /v1/renew from an authenticated client (the
 	// request's context carries ClientName); nil answers 501.
 	Renew http.Handler
+	// Fleet answers the rest of the fleet administration API (users,
+	// groups, policies under /v1/fleet/) for every authenticated principal,
+	// hosts and users, with the caller in the request's context
+	// (fleet.CallerFrom); nil answers 404.
+	Fleet http.Handler
 	// Refusals records requests refused for want of a valid certificate;
 	// nil uses DB.RefusalLog().
 	Refusals tlspolicy.RefusalLog
@@ -93,8 +98,10 @@ type Config struct {
 	// the jobs and status endpoints of the fleet API; nil answers 501.
 	Control *control.Control
 	// FleetAccess says what the principal of a fleet administration
-	// request may do; nil answers those requests 501.
-	FleetAccess func(r *http.Request, client serverdb.Client) (control.Access, error)
+	// request (jobs, status, run-now, restore, cancel) may do; the caller
+	// is in the request's context (fleet.CallerFrom). nil answers those
+	// requests 501.
+	FleetAccess func(r *http.Request) (control.Access, error)
 	// RequestLog, if set, receives one JSON line per request with its
 	// time, method, status and duration_ms, for latency measurements.
 	RequestLog io.Writer

@@ -29,6 +29,8 @@ var (
 	ErrRevoked = errors.New("client is revoked")
 	// ErrSuperseded: the certificate is not the client's current one.
 	ErrSuperseded = errors.New("certificate is not the client's current one")
+	// ErrExists: a user or group of that name exists already.
+	ErrExists = errors.New("record exists")
 )
 
 // Client is an enrolled client.
@@ -47,6 +49,21 @@ type Client struct {
 
 // Revoked reports whether the client as a whole is revoked.
 func (c Client) Revoked() bool { return !c.RevokedAt.IsZero() }
+
+// User is a person of the fleet: a role and a scope, and the certificate
+// it enrolled with (nil CertSerial until it redeems its token).
+type User struct {
+	Name       string
+	Role       string   // "admin", "operator" or "auditor"
+	Scope      []string // "group:G" and "client:C" entries
+	Created    time.Time
+	CertSerial *big.Int
+	NotAfter   time.Time
+}
+
+// UserRevocationName is the name a user's revoked serials are filed under
+// in the revocations (and a user's events under): pki.UserTokenPrefix+name.
+func UserRevocationName(name string) string { return pki.UserTokenPrefix + name }
 
 // Revocation is one revoked certificate serial.
 type Revocation struct {
@@ -79,6 +96,13 @@ const (
 	ActionToken         = "token"         // an enrollment token was issued
 	ActionSelfScan      = "tls-self-scan" // detail: the scan's SNI marker
 	ActionAlert         = "alert"         // the TLS self-audit found the server weaker than its policy
+	// Fleet actions; Client is "user:NAME" for a person.
+	ActionUserAdd      = "user-add"      // a person was added (detail: role and scope)
+	ActionUserRemove   = "user-remove"   // a person was removed, its certificate revoked
+	ActionGroup        = "fleet-group"   // a group was made or clients assigned to it
+	ActionFleetPolicy  = "fleet-policy"  // a group's or client's backup policy changed
+	ActionEscrow       = "fleet-escrow"  // the escrow public key changed
+	ActionFleetRefused = "fleet-refused" // a fleet API call was refused for lack of rights
 )
 
 // ReasonSuperseded is the revocation reason of a serial replaced by a
@@ -126,6 +150,20 @@ type DB interface {
 	Revoke(ctx context.Context, r Revocation) error
 	// Revocations returns every revoked serial.
 	Revocations(ctx context.Context) ([]Revocation, error)
+
+	// User returns one fleet user or ErrNotFound; Users all, by name.
+	User(ctx context.Context, name string) (User, error)
+	Users(ctx context.Context) ([]User, error)
+	// AddUser records a new user without a certificate (ErrExists if the
+	// name is taken) and logs an ActionUserAdd event.
+	AddUser(ctx context.Context, u User, now time.Time) error
+	// EnrollUser records the certificate a user enrolled with, revoking the
+	// one it replaces (ReasonSuperseded), and logs an ActionEnroll event; a
+	// user removed since its token was issued is ErrNotFound.
+	EnrollUser(ctx context.Context, name string, serial *big.Int, notAfter, now time.Time) error
+	// RemoveUser deletes a user, revokes its certificate and logs an
+	// ActionUserRemove event, in one transaction; ErrNotFound if none.
+	RemoveUser(ctx context.Context, name string, now time.Time, reason string) error
 
 	// Tokens is the enrollment token store (single-use redemption).
 	Tokens() pki.TokenStore

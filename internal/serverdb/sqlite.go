@@ -161,6 +161,40 @@ var migrations = []string{
 		deleted_at    INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (target, client, repo, kind, name)
 	) STRICT;`,
+	// 7: the fleet (fleet.go): persons with a role and a scope, groups of
+	// clients, policy settings per group or client, the generation of each
+	// client's policy, fleet-wide settings.
+	`CREATE TABLE users (
+		name        TEXT PRIMARY KEY,
+		role        TEXT NOT NULL,
+		scope       TEXT NOT NULL,
+		created     INTEGER NOT NULL,
+		cert_serial TEXT NOT NULL DEFAULT '',
+		not_after   INTEGER NOT NULL DEFAULT 0
+	) STRICT;
+	CREATE TABLE fleet_groups (
+		name    TEXT PRIMARY KEY,
+		created INTEGER NOT NULL
+	) STRICT;
+	CREATE TABLE fleet_members (
+		client TEXT PRIMARY KEY,
+		grp    TEXT NOT NULL REFERENCES fleet_groups(name)
+	) STRICT;
+	CREATE TABLE fleet_policies (
+		target   TEXT PRIMARY KEY,
+		settings TEXT NOT NULL,
+		updated  INTEGER NOT NULL
+	) STRICT;
+	CREATE TABLE fleet_generations (
+		client     TEXT PRIMARY KEY,
+		generation INTEGER NOT NULL,
+		digest     BLOB NOT NULL,
+		issued     INTEGER NOT NULL
+	) STRICT;
+	CREATE TABLE fleet_settings (
+		key   TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	) STRICT;`,
 }
 
 // SchemaVersion is the schema version this code writes.
@@ -544,7 +578,7 @@ type tokenStore struct{ db *sql.DB }
 
 // Put implements pki.TokenStore.
 func (t tokenStore) Put(ctx context.Context, rec pki.TokenRecord) error {
-	if err := pki.ValidateClientName(rec.ClientName); err != nil {
+	if err := pki.ValidateTokenName(rec.ClientName); err != nil {
 		return fmt.Errorf("store token: %w", err)
 	}
 	if rec.ExpiresAt.IsZero() {

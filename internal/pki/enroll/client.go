@@ -5,20 +5,25 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 	"github.com/coffer-backup/coffer/internal/wire"
@@ -122,7 +127,12 @@ func backoff(n int, retryAfter, maxWait time.Duration) time.Duration {
 type Identity struct {
 	KeyPEM, CertPEM, CAPEM []byte
 	ClientName             string
-	NotAfter               time.Time
+	// User marks a person's identity (a user certificate, from a user token).
+	User     bool
+	NotAfter time.Time
+	// PolicyPub is the server's policy signing key, to pin; nil from a
+	// server that sent none.
+	PolicyPub ed25519.PublicKey
 }
 
 // Enroll makes a new key pair, connects to addr (host:port) offering only
@@ -158,7 +168,7 @@ func Enroll(ctx context.Context, addr string, tok *pki.Token, opts Options) (*Id
 	}
 	start := opts.Now()
 	for attempt := 1; ; attempt++ {
-		certPEM, ca, err := enrollOnce(ctx, addr, host, tok, body, opts)
+		ans, ca, err := enrollOnce(ctx, addr, host, tok, body, opts)
 		var later *retryLater
 		if errors.As(err, &later) {
 			if attempt >= opts.Attempts {
@@ -177,7 +187,7 @@ func Enroll(ctx context.Context, addr string, tok *pki.Token, opts Options) (*Id
 		if err != nil {
 			return nil, fmt.Errorf("enroll with %s: %w", addr, err)
 		}
-		cert, err := checkAnswer(certPEM, ca, key, tok.ClientName, opts.Now())
+		cert, err := checkAnswer(ans.CertPEM, ca, key, tok.ClientName, tok.User, opts.Now())
 		if err != nil {
 			return nil, fmt.Errorf("enroll with %s: %w", addr, err)
 		}
@@ -185,13 +195,14 @@ func Enroll(ctx context.Context, addr string, tok *pki.Token, opts Options) (*Id
 		if err != nil {
 			return nil, err
 		}
-		return &Identity{KeyPEM: keyPEM, CertPEM: certPEM, CAPEM: pki.EncodeCertPEM(ca.Raw), ClientName: tok.ClientName, NotAfter: cert.NotAfter}, nil
+		return &Identity{KeyPEM: keyPEM, CertPEM: ans.CertPEM, CAPEM: pki.EncodeCertPEM(ca.Raw), ClientName: tok.ClientName, User: tok.User,
+			NotAfter: cert.NotAfter, PolicyPub: ans.PolicyPub}, nil
 	}
 }
 
 // enrollOnce makes one attempt: connect, check the CA, post the request.
 // It returns the certificate and the CA it was checked against.
-func enrollOnce(ctx context.Context, addr, host string, tok *pki.Token, body []byte, opts Options) ([]byte, *x509.Certificate, error) {
+func enrollOnce(ctx context.Context, addr, host string, tok *pki.Token, body []byte, opts Options) (*Answer, *x509.Certificate, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	conf := opts.Policy.EnrollmentConfig(host, pki.FingerprintVerifier(host, tok.CAFingerprint, opts.Now))
@@ -208,8 +219,8 @@ func enrollOnce(ctx context.Context, addr, host string, tok *pki.Token, body []b
 	if err != nil {
 		return nil, nil, err
 	}
-	certPEM, err := post(ctx, conn, addr, EnrollPath, body)
-	return certPEM, ca, err
+	ans, err := post(ctx, conn, addr, EnrollPath, body)
+	return ans, ca, err
 }
 
 // Renew asks the server at addr, over mutual TLS with the current
@@ -244,14 +255,14 @@ func Renew(ctx context.Context, addr string, id *pki.Identity, opts Options) ([]
 		return nil, fmt.Errorf("renew with %s: %w", addr, err)
 	}
 	defer conn.Close()
-	certPEM, err := post(ctx, conn, addr, RenewPath, body)
+	ans, err := post(ctx, conn, addr, RenewPath, body)
 	if err != nil {
 		return nil, fmt.Errorf("renew with %s: %w", addr, err)
 	}
-	if _, err := checkAnswer(certPEM, id.CA, id.Key, name, opts.Now()); err != nil {
+	if _, err := checkAnswer(ans.CertPEM, id.CA, id.Key, name, false, opts.Now()); err != nil {
 		return nil, fmt.Errorf("renew with %s: %w", addr, err)
 	}
-	return certPEM, nil
+	return ans.CertPEM, nil
 }
 
 // RenewIfDue loads the identity in dir and, once its certificate has
@@ -301,9 +312,8 @@ func dial(ctx context.Context, addr string, conf *tls.Config) (*tls.Conn, error)
 	return tc, nil
 }
 
-// post sends one HTTP/1.1 request on conn and returns the certificate of a
-// successful answer.
-func post(ctx context.Context, conn *tls.Conn, addr, path string, body []byte) ([]byte, error) {
+// post sends one HTTP/1.1 request on conn and returns a successful answer.
+func post(ctx context.Context, conn *tls.Conn, addr, path string, body []byte) (*Answer, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
@@ -336,8 +346,7 @@ func post(ctx context.Context, conn *tls.Conn, addr, path string, body []byte) (
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
-	certPEM, _, err := ParseResponse(b)
-	return certPEM, err
+	return ParseAnswer(b)
 }
 
 // parseRetryAfter reads a Retry-After of delay-seconds; anything else
@@ -352,7 +361,7 @@ func parseRetryAfter(v string) time.Duration {
 
 // checkAnswer accepts a certificate only for our key and name, issued by
 // the CA we checked, for client authentication, valid now.
-func checkAnswer(certPEM []byte, ca *x509.Certificate, key crypto.Signer, name string, now time.Time) (*x509.Certificate, error) {
+func checkAnswer(certPEM []byte, ca *x509.Certificate, key crypto.Signer, name string, user bool, now time.Time) (*x509.Certificate, error) {
 	cert, err := pki.ParseCertPEM(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadAnswer, err)
@@ -361,8 +370,12 @@ func checkAnswer(certPEM []byte, ca *x509.Certificate, key crypto.Signer, name s
 	if !ok || !pub.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("%w: it is not for our key", ErrBadAnswer)
 	}
-	if got, err := pki.ClientName(cert); err != nil || got != name {
-		return nil, fmt.Errorf("%w: it does not name client %q", ErrBadAnswer, name)
+	wantKind := pki.KindClient
+	if user {
+		wantKind = pki.KindUser
+	}
+	if kind, got, err := pki.PrincipalOf(cert); err != nil || got != name || kind != wantKind {
+		return nil, fmt.Errorf("%w: it does not name %s %q", ErrBadAnswer, wantKind, name)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
@@ -381,4 +394,24 @@ func printable(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// SaveIdentity writes an enrolled identity to dir: client.key, client.crt
+// and ca.crt (pki.WriteIdentity), the server address addr (pki.ServerFile)
+// and the policy key the server sent (policy.pub), or removes a policy.pub
+// left from an earlier identity when it sent none.
+func SaveIdentity(dir, addr string, id *Identity) error {
+	if err := pki.WriteIdentity(dir, id.KeyPEM, id.CertPEM, id.CAPEM); err != nil {
+		return err
+	}
+	if err := pki.WriteServerAddr(dir, addr); err != nil {
+		return err
+	}
+	if id.PolicyPub == nil {
+		if err := os.Remove(filepath.Join(dir, policy.PublicKeyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove the earlier policy key: %w", err)
+		}
+		return nil
+	}
+	return policy.WritePublicKey(dir, id.PolicyPub)
 }

@@ -7,12 +7,14 @@ package enroll
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
 )
 
@@ -44,10 +46,20 @@ type RenewRequest struct {
 }
 
 // Response answers both: the client certificate and the CA certificate,
-// each one PEM block.
+// each one PEM block, and, from a server with a fleet, its policy signing
+// key (a PEM "PUBLIC KEY" block) for the client to pin.
 type Response struct {
-	Cert string `json:"cert"`
-	CA   string `json:"ca"`
+	Cert      string `json:"cert"`
+	CA        string `json:"ca"`
+	PolicyPub string `json:"policy_pub,omitempty"`
+}
+
+// Answer is a parsed Response.
+type Answer struct {
+	CertPEM, CAPEM []byte
+	// PolicyPub is the server's policy signing key; nil from a server that
+	// sends none.
+	PolicyPub ed25519.PublicKey
 }
 
 // decodeStrict decodes one JSON object into v: no unknown fields, nothing
@@ -110,22 +122,52 @@ func ParseRenewRequest(b []byte) ([]byte, error) {
 // ParseResponse parses the server's answer and returns the certificate's
 // and the CA's PEM, each checked to be one certificate block.
 func ParseResponse(b []byte) (certPEM, caPEM []byte, err error) {
-	var resp Response
-	if err := decodeStrict(b, &resp); err != nil {
+	a, err := ParseAnswer(b)
+	if err != nil {
 		return nil, nil, err
 	}
+	return a.CertPEM, a.CAPEM, nil
+}
+
+// ParseAnswer parses the server's answer like ParseResponse, and the
+// policy key if there is one (one PEM "PUBLIC KEY" block of an Ed25519
+// key).
+func ParseAnswer(b []byte) (*Answer, error) {
+	var resp Response
+	if err := decodeStrict(b, &resp); err != nil {
+		return nil, err
+	}
 	if _, err := pki.ParseCertPEM([]byte(resp.Cert)); err != nil {
-		return nil, nil, fmt.Errorf("%w: certificate: %w", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: certificate: %w", ErrMalformed, err)
 	}
 	if _, err := pki.ParseCertPEM([]byte(resp.CA)); err != nil {
-		return nil, nil, fmt.Errorf("%w: CA certificate: %w", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: CA certificate: %w", ErrMalformed, err)
 	}
-	return []byte(resp.Cert), []byte(resp.CA), nil
+	a := &Answer{CertPEM: []byte(resp.Cert), CAPEM: []byte(resp.CA)}
+	if resp.PolicyPub != "" {
+		pub, err := policy.ParsePublicKey([]byte(resp.PolicyPub))
+		if err != nil {
+			return nil, fmt.Errorf("%w: policy key: %w", ErrMalformed, err)
+		}
+		a.PolicyPub = pub
+	}
+	return a, nil
 }
 
 // EncodeResponse returns the JSON body answering an enrollment or renewal.
 func EncodeResponse(certDER, caDER []byte) []byte {
-	b, _ := json.Marshal(Response{Cert: string(pki.EncodeCertPEM(certDER)), CA: string(pki.EncodeCertPEM(caDER))}) // strings only: cannot fail
+	return EncodeAnswer(certDER, caDER, nil)
+}
+
+// EncodeAnswer is EncodeResponse with the server's policy key (nil: none).
+func EncodeAnswer(certDER, caDER []byte, policyPub ed25519.PublicKey) []byte {
+	r := Response{Cert: string(pki.EncodeCertPEM(certDER)), CA: string(pki.EncodeCertPEM(caDER))}
+	if policyPub != nil {
+		if pemKey, err := policy.MarshalPublicKey(policyPub); err == nil {
+			r.PolicyPub = string(pemKey)
+		}
+	}
+	b, _ := json.Marshal(r) // strings only: cannot fail
 	return b
 }
 

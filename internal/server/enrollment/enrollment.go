@@ -4,6 +4,7 @@ package enrollment
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -33,8 +34,11 @@ type Enroller struct {
 	// Changed, if set, is called after a client record changed, so the
 	// server sees it at once (server.Server.Refresh).
 	Changed func(context.Context) error
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// PolicyPub, if set, is the server's policy signing key, sent in every
+	// answer for the client to pin (policy.pub in its identity directory).
+	PolicyPub ed25519.PublicKey
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 func (e *Enroller) now() time.Time {
@@ -139,15 +143,19 @@ func (e *Enroller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.refuse(ctx, w, r, "enrollment", res.ClientName, err)
 		return
 	}
-	c := serverdb.Client{Name: res.ClientName, CertSerial: res.Serial, NotAfter: cert.NotAfter, Created: now}
-	if err := e.DB.EnrollClient(ctx, c, now); err != nil {
+	if res.User {
+		err = e.DB.EnrollUser(ctx, res.ClientName, res.Serial, cert.NotAfter, now)
+	} else {
+		err = e.DB.EnrollClient(ctx, serverdb.Client{Name: res.ClientName, CertSerial: res.Serial, NotAfter: cert.NotAfter, Created: now}, now)
+	}
+	if err != nil {
 		// The token is spent but no certificate went out: the admin issues
 		// another one.
-		e.refuse(ctx, w, r, "enrollment", res.ClientName, err)
+		e.refuse(ctx, w, r, "enrollment", tok.RecordName(), err)
 		return
 	}
 	e.changed(ctx)
-	e.log().Info("client enrolled", "client", res.ClientName, "peer", r.RemoteAddr, "serial", res.Serial.Text(16), "not_after", cert.NotAfter)
+	e.log().Info("enrolled", "name", tok.RecordName(), "peer", r.RemoteAddr, "serial", res.Serial.Text(16), "not_after", cert.NotAfter)
 	e.answer(w, res.CertDER)
 }
 
@@ -206,7 +214,7 @@ func (e *Enroller) changed(ctx context.Context) {
 }
 
 func (e *Enroller) answer(w http.ResponseWriter, certDER []byte) {
-	b := enroll.EncodeResponse(certDER, e.CA.Cert.Raw)
+	b := enroll.EncodeAnswer(certDER, e.CA.Cert.Raw, e.PolicyPub)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

@@ -8,14 +8,17 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"golang.org/x/sys/unix"
 )
 
 // SecretFiles are the files of a state directory that only the server's
-// user may access: the keys and the database (token hashes, audit log).
-var SecretFiles = []string{pki.CAKeyFile, pki.ServerKeyFile, KeyFile, serverdb.DefaultFile, serverdb.DefaultFile + "-wal", serverdb.DefaultFile + "-shm", "seed.key"}
+// user may access: the keys (the policy signing key and the first
+// administrator's key included) and the database (token hashes, audit log).
+var SecretFiles = []string{pki.CAKeyFile, pki.ServerKeyFile, KeyFile, serverdb.DefaultFile, serverdb.DefaultFile + "-wal", serverdb.DefaultFile + "-shm", "seed.key",
+	policy.KeyFile, filepath.Join(AdminDir, pki.ClientKeyFile)}
 
 // maxTreeProblems bounds the problems CheckTree lists one by one.
 const maxTreeProblems = 20

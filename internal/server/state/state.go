@@ -5,6 +5,7 @@ package state
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
 	"github.com/coffer-backup/coffer/internal/atrest"
+	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"golang.org/x/sys/unix"
@@ -82,11 +84,18 @@ type InitResult struct {
 	CAFingerprint [32]byte // pki.FormatFingerprint prints it
 	ServerNames   []string
 	ServerExpiry  time.Time
+	// PolicyKeyID is the ID of the policy signing key (policy.KeyID).
+	PolicyKeyID string
+	// AdminDir is the first administrator's identity directory, or empty
+	// when the fleet had an administrator already (an interrupted init).
+	AdminDir string
 }
 
 // Init creates a server state directory (mode 0700): the objects and
 // temporary directories, the at-rest key, the CA, the server's key and
-// certificate, the database and, last, the configuration file, which marks
+// certificate, the policy signing key (policy.key, policy.pub), the
+// database, the first administrator's identity (admin/, EnsureAdmin) and,
+// last, the configuration file, which marks
 // the directory as initialised. A directory with a configuration file is
 // refused (ErrAlreadyInitialised); an interrupted initialisation is
 // completed, keeping what exists: no key is ever overwritten.
@@ -126,12 +135,13 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*InitResult, error
 	if err != nil {
 		return nil, fmt.Errorf("init server certificate: %w", err)
 	}
-	db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
-	if err != nil {
-		return nil, err
+	res := &InitResult{CAFingerprint: ca.Fingerprint(), ServerExpiry: kp.Cert.NotAfter}
+	res.ServerNames = append(res.ServerNames, kp.Cert.DNSNames...)
+	for _, ip := range kp.Cert.IPAddresses {
+		res.ServerNames = append(res.ServerNames, ip.String())
 	}
-	if err := db.Close(); err != nil {
-		return nil, fmt.Errorf("init database: %w", err)
+	if err := initFleet(ctx, dir, ca, ServerAddr(names, opts.Listen), now, res); err != nil {
+		return nil, err
 	}
 	cfg, err := json.MarshalIndent(FileConfig{Version: 1, Listen: opts.Listen, ClientCertTTL: DefaultClientCertTTL.String(), TLS: json.RawMessage("{}")}, "", "  ")
 	if err != nil {
@@ -143,12 +153,30 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*InitResult, error
 	if err := atomicfile.WriteNew(filepath.Join(dir, ConfigFile), append(cfg, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("init configuration: %w", err)
 	}
-	res := &InitResult{CAFingerprint: ca.Fingerprint(), ServerExpiry: kp.Cert.NotAfter}
-	res.ServerNames = append(res.ServerNames, kp.Cert.DNSNames...)
-	for _, ip := range kp.Cert.IPAddresses {
-		res.ServerNames = append(res.ServerNames, ip.String())
-	}
 	return res, nil
+}
+
+// initFleet makes the policy key, the database and the first
+// administrator's identity, and notes them in res.
+func initFleet(ctx context.Context, dir string, ca *pki.CA, server string, now time.Time, res *InitResult) error {
+	pkey, _, err := EnsurePolicyKey(dir)
+	if err != nil {
+		return fmt.Errorf("init policy key: %w", err)
+	}
+	pub := pkey.Public().(ed25519.PublicKey)
+	res.PolicyKeyID = policy.KeyID(pub)
+	db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
+	if err != nil {
+		return err
+	}
+	made, err := EnsureAdmin(ctx, dir, db, ca, AdminOptions{Server: server, PolicyPub: pub, TTL: DefaultClientCertTTL, Now: now})
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("init database: %w", cerr)
+	}
+	if made {
+		res.AdminDir = filepath.Join(dir, AdminDir)
+	}
+	return err
 }
 
 // initLayout makes the directory (mode 0700), its subdirectories and an

@@ -129,7 +129,7 @@ func TestCheckSecrets(t *testing.T) {
 	if _, err := state.Init(context.Background(), dir, state.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{pki.CAKeyFile, pki.ServerKeyFile, state.KeyFile, "state.db"} {
+	for _, name := range []string{pki.CAKeyFile, pki.ServerKeyFile, state.KeyFile, "state.db", "policy.key", filepath.Join(state.AdminDir, pki.ClientKeyFile)} {
 		path := filepath.Join(dir, name)
 		for _, mode := range []os.FileMode{0o640, 0o604, 0o644} {
 			if err := os.Chmod(path, mode); err != nil {

@@ -110,7 +110,10 @@ func start(t *testing.T) *fleet {
 	t.Helper()
 	f := &fleet{pol: newPolicies(t), clk: &clock{}}
 	f.env = servertest.Start(t, servertest.Options{
-		Config: server.Config{FleetAccess: func(_ *http.Request, c serverdb.Client) (control.Access, error) { return access{c.Name}, nil }},
+		Config: server.Config{FleetAccess: func(r *http.Request) (control.Access, error) {
+			name, _ := server.ClientName(r.Context())
+			return access{name}, nil
+		}},
 		Control: func(db *serverdb.SQLite) *control.Control {
 			ctl, err := control.New(control.Config{Store: db, Policies: f.pol, PolicyKey: f.pol.pub(), Now: f.clk.now,
 				PingInterval: 200 * time.Millisecond, Version: "1.2.0", Logger: slog.New(slog.DiscardHandler)})

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/coffer-backup/coffer/internal/fleet/api"
+	"github.com/spf13/cobra"
+)
+
+func newFleetWhoAmICommand(g *globalOptions, o *fleetOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "Show who the server takes this identity for: name, role and scope",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var w fleetWhoAmIJSON
+			if err := o.do(cmd.Context(), http.MethodGet, api.WhoAmIPath, nil, &w); err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), w)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s, role %s, scope %s\n", w.Kind, w.Name, w.Role, scopeText(w.Role, w.Scope))
+			return nil
+		},
+	}
+}
+
+// scopeText prints a scope as the server's refusals name it.
+func scopeText(role string, scope []string) string {
+	switch {
+	case role == api.RoleAdmin:
+		return "everything"
+	case len(scope) == 0 && role == api.RoleAuditor:
+		return "the whole fleet"
+	case len(scope) == 0:
+		return "nothing"
+	}
+	return strings.Join(scope, ", ")
+}
