@@ -145,7 +145,7 @@ func TestControlStreamEndToEnd(t *testing.T) {
 	// The server dies while the job runs; the restarted one marks it failed
 	// until the agent reports how it ended.
 	srv.kill()
-	srv = startServer(t, dir, srv.addr)
+	startServer(t, dir, srv.addr) // stopped by its cleanup
 	if j := storedJob(t, dir, job.Job); j.State != "failed" || j.Error != control.ServerRestarted || j.Client != "web1" {
 		t.Fatalf("after a restart: %+v", j)
 	}
