@@ -68,6 +68,19 @@ type Log struct {
 	sinceCkpt int   // entries since the last checkpoint
 	broken    error // a failed write leaves the log unusable until reopened
 	sinkErrs  int
+	tail      []Entry // the last entries read or appended, at most tailLen
+	resumed   Head    // the head Open found, before any repair it appended
+}
+
+// tailLen bounds Log.tail: enough for Reconcile, which accepts at most one
+// caller entry and the log's own entries after the kept head.
+const tailLen = 8
+
+func (l *Log) remember(e Entry) {
+	if len(l.tail) == tailLen {
+		l.tail = append(l.tail[:0], l.tail[1:]...)
+	}
+	l.tail = append(l.tail, e)
 }
 
 // segmentName is the file name of segment n: 8 digits then ".jsonl".
@@ -183,12 +196,14 @@ func (l *Log) resume(n int) (*Entry, error) {
 		if i == 0 {
 			l.day = c.last.Time.Format(time.DateOnly)
 		}
+		l.remember(c.last)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600) // #nosec G304 -- as above
 	if err != nil {
 		return nil, err
 	}
 	l.f, l.segment, l.size, l.head, l.sinceCkpt = f, n, int64(len(data)), c.last.Head(), c.sinceCkpt
+	l.resumed = l.head
 	return repaired, nil
 }
 
@@ -247,6 +262,13 @@ func (l *Log) checkpointLocked() (Entry, error) {
 	return l.appendLocked(newCheckpoint(l.head, l.opts.Key))
 }
 
+// SinkErrors returns how many times a sink has failed since Open.
+func (l *Log) SinkErrors() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sinkErrs
+}
+
 // Head returns the current chain head.
 func (l *Log) Head() Head {
 	l.mu.Lock()
@@ -299,6 +321,7 @@ func (l *Log) appendLocked(e Entry) (Entry, error) {
 		return Entry{}, fmt.Errorf("append to audit log: %w", err)
 	}
 	l.head = e.Head()
+	l.remember(e)
 	if e.Action == ActionCheckpoint {
 		l.sinceCkpt = 0
 	} else {

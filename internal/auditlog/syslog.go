@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -35,8 +36,32 @@ type SyslogSink struct {
 	conn net.Conn
 }
 
-// DialSyslog connects a SyslogSink to addr.
+// DialSyslog connects a SyslogSink to addr: NewSyslog, then a first dial,
+// whose failure it returns.
 func DialSyslog(network, addr string, opts SyslogOptions) (*SyslogSink, error) {
+	s, err := NewSyslog(network, addr, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.dial(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewSyslog returns a SyslogSink for addr without connecting: the first
+// Write dials, so a syslog server that is down at start is only a failed
+// Write. network must be one of udp, udp4, udp6, tcp, tcp4, tcp6, unix or
+// unixgram.
+func NewSyslog(network, addr string, opts SyslogOptions) (*SyslogSink, error) {
+	switch network {
+	case "udp", "udp4", "udp6", "tcp", "tcp4", "tcp6", "unix", "unixgram":
+	default:
+		return nil, fmt.Errorf("syslog: network %q is not udp, tcp, unix or unixgram", network)
+	}
+	if addr == "" {
+		return nil, errors.New("syslog: no address")
+	}
 	if opts.Facility == 0 {
 		opts.Facility = FacilityLogAudit
 	}
@@ -52,11 +77,7 @@ func DialSyslog(network, addr string, opts SyslogOptions) (*SyslogSink, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 2 * time.Second
 	}
-	s := &SyslogSink{network: network, addr: addr, opts: opts, procID: strconv.Itoa(os.Getpid())}
-	if err := s.dial(); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return &SyslogSink{network: network, addr: addr, opts: opts, procID: strconv.Itoa(os.Getpid())}, nil
 }
 
 func (s *SyslogSink) dial() error {
