@@ -190,8 +190,9 @@ func (s *SQLite) Refusals(ctx context.Context, since time.Time) ([]tlspolicy.Ref
 	return out, nil
 }
 
-// PruneBefore deletes the refusal rows whose last refusal and the audit
-// events that are older than before, returning how many of each went.
+// PruneBefore deletes the refusal rows whose last refusal and the events
+// that are older than before, returning how many of each went. Events the
+// audit log has not yet taken (above AuditHead's EventID) are kept.
 func (s *SQLite) PruneBefore(ctx context.Context, before time.Time) (refusals, events int64, err error) {
 	s.refusals.flush(ctx)
 	res, err := s.db.ExecContext(ctx, `DELETE FROM tls_refusals WHERE last < ?`, nanos(before))
@@ -199,7 +200,8 @@ func (s *SQLite) PruneBefore(ctx context.Context, before time.Time) (refusals, e
 		return 0, 0, fmt.Errorf("prune refusals: %w", err)
 	}
 	refusals, _ = res.RowsAffected()
-	res, err = s.db.ExecContext(ctx, `DELETE FROM events WHERE time < ?`, nanos(before))
+	// Events not yet appended to the audit log stay until they are.
+	res, err = s.db.ExecContext(ctx, `DELETE FROM events WHERE time < ? AND id <= COALESCE((SELECT event_id FROM audit_head WHERE id = 1), 0)`, nanos(before))
 	if err != nil {
 		return refusals, 0, fmt.Errorf("prune events: %w", err)
 	}

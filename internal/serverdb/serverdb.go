@@ -73,8 +73,11 @@ type Revocation struct {
 	Reason    string
 }
 
-// Event is one audit-log entry.
+// Event is one recorded server event. Each is also appended to the audit
+// log in D/audit (internal/server/audit), which keeps it after the events
+// table has pruned it.
 type Event struct {
+	ID     int64 // set when read; ignored when written
 	Time   time.Time
 	Client string
 	Repo   string // empty for client-level events
@@ -104,6 +107,15 @@ const (
 	ActionEscrow       = "fleet-escrow"  // the escrow public key changed
 	ActionFleetRefused = "fleet-refused" // a fleet API call was refused for lack of rights
 )
+
+// AuditHead is the audit log's chain head as the database keeps it, so
+// that entries cut off the end of the log are detected (auditlog.Head),
+// and the ID of the last event appended to the log.
+type AuditHead struct {
+	Seq     uint64
+	Hash    [32]byte
+	EventID int64
+}
 
 // ReasonSuperseded is the revocation reason of a serial replaced by a
 // renewal or a new enrollment.
@@ -168,10 +180,20 @@ type DB interface {
 	// Tokens is the enrollment token store (single-use redemption).
 	Tokens() pki.TokenStore
 
-	// LogEvent appends to the audit log; Events returns entries at or after
-	// since, oldest first, at most limit of them (limit <= 0: all).
+	// LogEvent records an event; Events returns those at or after since,
+	// oldest first, at most limit of them (limit <= 0: all); EventsAfter
+	// returns those whose ID is above after, in ID order (the audit log's
+	// feed).
 	LogEvent(ctx context.Context, e Event) error
 	Events(ctx context.Context, since time.Time, limit int) ([]Event, error)
+	EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error)
+
+	// AuditHead returns the audit log's kept chain head and the ID of the
+	// last event appended to the log (zero values before the first);
+	// SetAuditHead replaces them. Only the server appending to the log
+	// writes them.
+	AuditHead(ctx context.Context) (AuditHead, error)
+	SetAuditHead(ctx context.Context, h AuditHead) error
 
 	// LogRefusal records a refused handshake or request; Refusals returns
 	// those at or after since, oldest first. RefusalLog adapts the database

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"os"
 	"strconv"
@@ -194,6 +195,15 @@ var migrations = []string{
 	CREATE TABLE fleet_settings (
 		key   TEXT PRIMARY KEY,
 		value TEXT NOT NULL
+	) STRICT;`,
+	// 8: the audit log's kept chain head (D/audit, docs/fleet.md) and the
+	// id of the last event appended to it: one row, written after each
+	// append.
+	`CREATE TABLE audit_head (
+		id       INTEGER PRIMARY KEY CHECK (id = 1),
+		seq      INTEGER NOT NULL,
+		hash     BLOB NOT NULL,
+		event_id INTEGER NOT NULL
 	) STRICT;`,
 }
 
@@ -547,7 +557,19 @@ func (s *SQLite) Events(ctx context.Context, since time.Time, limit int) ([]Even
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT time, client, repo, object, action, detail FROM events WHERE time >= ? ORDER BY time, id LIMIT ?`, nanos(since), limit)
+	return s.queryEvents(ctx, `SELECT id, time, client, repo, object, action, detail FROM events WHERE time >= ? ORDER BY time, id LIMIT ?`, nanos(since), limit)
+}
+
+// EventsAfter implements DB.
+func (s *SQLite) EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	return s.queryEvents(ctx, `SELECT id, time, client, repo, object, action, detail FROM events WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+}
+
+func (s *SQLite) queryEvents(ctx context.Context, query string, args ...any) ([]Event, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -558,7 +580,7 @@ func (s *SQLite) Events(ctx context.Context, since time.Time, limit int) ([]Even
 			e Event
 			t int64
 		)
-		if err := rows.Scan(&t, &e.Client, &e.Repo, &e.Object, &e.Action, &e.Detail); err != nil {
+		if err := rows.Scan(&e.ID, &t, &e.Client, &e.Repo, &e.Object, &e.Action, &e.Detail); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		e.Time = fromNanos(t)
@@ -568,6 +590,42 @@ func (s *SQLite) Events(ctx context.Context, since time.Time, limit int) ([]Even
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	return out, nil
+}
+
+// AuditHead implements DB.
+func (s *SQLite) AuditHead(ctx context.Context) (AuditHead, error) {
+	var (
+		h    AuditHead
+		seq  int64
+		hash []byte
+	)
+	err := s.db.QueryRowContext(ctx, `SELECT seq, hash, event_id FROM audit_head WHERE id = 1`).Scan(&seq, &hash, &h.EventID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return AuditHead{}, nil
+	}
+	if err != nil {
+		return AuditHead{}, fmt.Errorf("read audit head: %w", err)
+	}
+	if seq < 0 || len(hash) != len(h.Hash) || h.EventID < 0 {
+		return AuditHead{}, fmt.Errorf("read audit head: %w: seq %d, %d-byte hash, event %d", ErrInvalidRecord, seq, len(hash), h.EventID)
+	}
+	h.Seq = uint64(seq)
+	copy(h.Hash[:], hash)
+	return h, nil
+}
+
+// SetAuditHead implements DB.
+func (s *SQLite) SetAuditHead(ctx context.Context, h AuditHead) error {
+	if h.Seq > math.MaxInt64 || h.EventID < 0 {
+		return fmt.Errorf("store audit head: %w: seq %d, event %d", ErrInvalidRecord, h.Seq, h.EventID)
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO audit_head (id, seq, hash, event_id) VALUES (1, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, event_id = excluded.event_id`,
+		int64(h.Seq), h.Hash[:], h.EventID) // #nosec G115 -- checked above
+	if err != nil {
+		return fmt.Errorf("store audit head: %w", err)
+	}
+	return nil
 }
 
 // Tokens implements DB.

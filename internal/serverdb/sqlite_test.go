@@ -293,3 +293,47 @@ func TestEventsAndRefusals(t *testing.T) {
 		t.Errorf("Refusals since: %d", len(refs))
 	}
 }
+
+func TestAuditHeadAndEventsAfter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, path := openTemp(t)
+	if h, err := db.AuditHead(ctx); err != nil || h != (AuditHead{}) {
+		t.Fatalf("AuditHead of a new database = %+v, %v; want zero", h, err)
+	}
+	want := AuditHead{Seq: 41, EventID: 7}
+	want.Hash[0], want.Hash[31] = 0xab, 0xcd
+	if err := db.SetAuditHead(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	want.Seq++
+	if err := db.SetAuditHead(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetAuditHead(ctx, AuditHead{Seq: 1 << 63}); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("SetAuditHead of seq 2^63: %v, want ErrInvalidRecord", err)
+	}
+	// A second process sees what the first stored.
+	db2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	if h, err := db2.AuditHead(ctx); err != nil || h != want {
+		t.Fatalf("AuditHead = %+v, %v; want %+v", h, err, want)
+	}
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	for i, action := range []string{ActionToken, ActionEnroll, ActionRevoke} {
+		// Times out of order: EventsAfter follows the IDs.
+		if err := db.LogEvent(ctx, Event{Time: now.Add(-time.Duration(i) * time.Hour), Client: "web1", Action: action}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := db2.EventsAfter(ctx, 1, 0)
+	if err != nil || len(evs) != 2 || evs[0].ID != 2 || evs[0].Action != ActionEnroll || evs[1].ID != 3 {
+		t.Fatalf("EventsAfter(1) = %+v, %v; want events 2 and 3", evs, err)
+	}
+	if evs, err := db2.EventsAfter(ctx, 0, 1); err != nil || len(evs) != 1 || evs[0].ID != 1 {
+		t.Fatalf("EventsAfter(0, limit 1) = %+v, %v", evs, err)
+	}
+}

@@ -16,8 +16,8 @@ import (
 
 // SecretFiles are the files of a state directory that only the server's
 // user may access: the keys (the policy signing key and the first
-// administrator's key included) and the database (token hashes, audit log).
-var SecretFiles = []string{pki.CAKeyFile, pki.ServerKeyFile, KeyFile, serverdb.DefaultFile, serverdb.DefaultFile + "-wal", serverdb.DefaultFile + "-shm", "seed.key",
+// administrator's key and the audit key included) and the database (token hashes, audit head).
+var SecretFiles = []string{pki.CAKeyFile, pki.ServerKeyFile, KeyFile, AuditKeyFile, serverdb.DefaultFile, serverdb.DefaultFile + "-wal", serverdb.DefaultFile + "-shm", "seed.key",
 	policy.KeyFile, filepath.Join(AdminDir, pki.ClientKeyFile)}
 
 // maxTreeProblems bounds the problems CheckTree lists one by one.

@@ -91,9 +91,10 @@ type InitResult struct {
 	AdminDir string
 }
 
-// Init creates a server state directory (mode 0700): the objects and
-// temporary directories, the at-rest key, the CA, the server's key and
-// certificate, the policy signing key (policy.key, policy.pub), the
+// Init creates a server state directory (mode 0700): the objects,
+// temporary and audit directories, the at-rest key, the CA, the server's
+// key and certificate, the audit key (audit.key, audit.pub), the policy
+// signing key (policy.key, policy.pub), the
 // database, the first administrator's identity (admin/, EnsureAdmin) and,
 // last, the configuration file, which marks
 // the directory as initialised. A directory with a configuration file is
@@ -134,6 +135,9 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*InitResult, error
 	}
 	if err != nil {
 		return nil, fmt.Errorf("init server certificate: %w", err)
+	}
+	if _, err := EnsureAuditKey(dir); err != nil {
+		return nil, err
 	}
 	res := &InitResult{CAFingerprint: ca.Fingerprint(), ServerExpiry: kp.Cert.NotAfter}
 	res.ServerNames = append(res.ServerNames, kp.Cert.DNSNames...)
@@ -206,9 +210,10 @@ func initLayout(dir string) error {
 	return nil
 }
 
-// MakeDirs makes the objects and temporary directories if they are missing.
+// MakeDirs makes the objects, temporary and audit directories if they are
+// missing.
 func MakeDirs(dir string) error {
-	for _, sub := range []string{ObjectsDir, TempDir} {
+	for _, sub := range []string{ObjectsDir, TempDir, AuditDir} {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("server directory: %w", err)
 		}

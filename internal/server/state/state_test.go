@@ -2,9 +2,13 @@ package state_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,7 +133,7 @@ func TestCheckSecrets(t *testing.T) {
 	if _, err := state.Init(context.Background(), dir, state.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{pki.CAKeyFile, pki.ServerKeyFile, state.KeyFile, "state.db", "policy.key", filepath.Join(state.AdminDir, pki.ClientKeyFile)} {
+	for _, name := range []string{pki.CAKeyFile, pki.ServerKeyFile, state.KeyFile, state.AuditKeyFile, "state.db", "policy.key", filepath.Join(state.AdminDir, pki.ClientKeyFile)} {
 		path := filepath.Join(dir, name)
 		for _, mode := range []os.FileMode{0o640, 0o604, 0o644} {
 			if err := os.Chmod(path, mode); err != nil {
@@ -178,6 +182,10 @@ func TestCheckTree(t *testing.T) {
 	if err := os.WriteFile(object, []byte("sealed"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	segment := filepath.Join(dir, state.AuditDir, "00000001.jsonl")
+	if err := os.WriteFile(segment, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := state.CheckTree(dir); err != nil {
 		t.Fatalf("a sound tree: %v", err)
 	}
@@ -192,6 +200,9 @@ func TestCheckTree(t *testing.T) {
 		{filepath.Join(dir, state.TempDir), 0o770, "chmod 700 "},
 		{filepath.Join(repo, "data"), 0o757, "chmod 700 "},
 		{object, 0o602, "chmod go-w "},
+		{filepath.Join(dir, state.AuditDir), 0o777, "chmod 700 "},
+		{segment, 0o666, "chmod go-w "},
+		{filepath.Join(dir, state.AuditPublicKeyFile), 0o646, "chmod go-w "},
 		{filepath.Join(dir, pki.CACertFile), 0o666, "chmod go-w "},
 	}
 	for _, c := range cases {
@@ -313,4 +324,50 @@ func TestInitKeepsKeyAndChecksIt(t *testing.T) {
 		t.Fatalf("lock after release: %v", err)
 	}
 	_ = again.Close()
+}
+
+// The audit key is made once, at init or at the first start of an older
+// directory, never replaced, and refused when others may read it.
+func TestEnsureAuditKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if _, err := state.LoadAuditKey(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("LoadAuditKey of a directory without one: %v", err)
+	}
+	key, err := state.EnsureAuditKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := state.EnsureAuditKey(dir)
+	if err != nil || !key.Equal(again) {
+		t.Fatalf("second EnsureAuditKey: %v, same key %v", err, key.Equal(again))
+	}
+	pubPEM, err := os.ReadFile(filepath.Join(dir, state.AuditPublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(pubPEM)
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil || !key.Public().(ed25519.PublicKey).Equal(pub) {
+		t.Fatalf("audit.pub does not hold the key's public half: %v", err)
+	}
+	path := filepath.Join(dir, state.AuditKeyFile)
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("audit.key mode: %v", err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := state.EnsureAuditKey(dir); !errors.Is(err, state.ErrInsecureFile) {
+		t.Fatalf("a group-readable key: %v, want ErrInsecureFile", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := state.EnsureAuditKey(dir); err == nil || !strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Fatalf("a damaged key: %v; want it refused, not replaced", err)
+	}
 }
