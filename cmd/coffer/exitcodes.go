@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/fleet/fleetclient"
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
@@ -23,6 +24,7 @@ const (
 	exitRolledBack      = 13  // repository no longer shows snapshots this client has seen
 	exitForbidden       = 14  // the server refused a fleet call for lack of rights
 	exitTLSPolicyFailed = 20  // tls scan: the server offers something weaker than the policy
+	exitAuditLogBad     = 21  // server audit verify: the audit log was edited, cut, reordered, or does not end at the kept head
 	exitInterrupted     = 130 // SIGINT/SIGTERM
 )
 
@@ -48,6 +50,10 @@ func exitCode(err error) int {
 		{errUsage, exitUsage},
 		{errPartialBackup, exitPartialBackup},
 		{errTLSPolicy, exitTLSPolicyFailed},
+		{auditlog.ErrTampered, exitAuditLogBad},
+		{auditlog.ErrTruncated, exitAuditLogBad},
+		{auditlog.ErrAheadOfHead, exitAuditLogBad},
+		{auditlog.ErrPartialLine, exitAuditLogBad},
 		{context.Canceled, exitInterrupted},
 		{storage.ErrNoRepository, exitNoRepository},
 		{repository.ErrLocked, exitLocked},

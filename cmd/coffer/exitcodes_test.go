@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -34,6 +35,10 @@ func TestExitCode(t *testing.T) {
 		{errors.Join(errors.New("context"), keyring.ErrWrongPassword), 12},
 		{fmt.Errorf("snapshots: %w", repository.ErrRolledBack), 13},
 		{fmt.Errorf("%s: %w (2 findings)", "host:1", errTLSPolicy), 20},
+		{fmt.Errorf("verify: %w", &auditlog.VerifyError{File: "00000001.jsonl", Line: 3, Seq: 3, Err: auditlog.ErrTampered}), 21},
+		{fmt.Errorf("verify: %w", auditlog.ErrTruncated), 21},
+		{fmt.Errorf("verify: %w", auditlog.ErrAheadOfHead), 21},
+		{fmt.Errorf("verify: %w", auditlog.ErrPartialLine), 21},
 		{fmt.Errorf("backup: %w", context.Canceled), 130},
 	}
 	for _, c := range cases {

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/audit"
 	"github.com/spf13/cobra"
 )
 
@@ -27,6 +28,7 @@ func newServerCommand(g *globalOptions) *cobra.Command {
 		newServerTLSReportCommand(g),
 		newServerReplicateCommand(g),
 		newServerSeedCommand(g),
+		newServerAuditCommand(g),
 	)
 	return cmd
 }
@@ -40,10 +42,10 @@ func requireDir(dir string) error {
 }
 
 func newServerRunCommand() *cobra.Command {
-	var dir, listen string
+	var dir, listen, auditSyslog string
 	var keepDays int
 	cmd := &cobra.Command{
-		Use:   "run --dir DIR [--listen ADDR] [--keep-days N]",
+		Use:   "run --dir DIR [--listen ADDR] [--keep-days N] [--audit-syslog NETWORK:ADDRESS]",
 		Short: "Serve repositories and enrollment on one mutual-TLS port",
 		Long: `Run serves the storage API (HTTPS, HTTP/2), enrollment and certificate
 renewal on one port until interrupted, with the TLS policy of the state
@@ -53,7 +55,14 @@ database (see coffer server tls-report). At start and every 24 hours the
 server scans its own port and raises an alert if it offers anything weaker
 than its policy. Refusals are kept one record per day, source address and
 kind, counting repeats; they and the audit events are deleted after
---keep-days days.
+--keep-days days, once the audit log has them.
+
+Every audited event is appended to the hash-chained audit log in DIR/audit
+(coffer server audit verify checks it). With --audit-syslog each entry is
+also sent to syslog as an RFC 5424 message, e.g. --audit-syslog
+unixgram:/dev/log or udp:192.0.2.5:514 (udp, tcp, unix, unixgram); a
+syslog server that is down never holds the server up: the entries it
+misses are counted and logged, and the files keep them.
 
 Run refuses to start when a key file or the database is accessible to group
 or others, or when the directory belongs to another user.`,
@@ -66,7 +75,12 @@ or others, or when the directory belongs to another user.`,
 				return usageErrorf("--keep-days must be at least 1, not %d", keepDays)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log, KeepDays: keepDays, Version: version}
+			if auditSyslog != "" {
+				if _, _, err := audit.ParseSyslogAddr(auditSyslog); err != nil {
+					return usageErrorf("--audit-syslog: %v", err)
+				}
+			}
+			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log, KeepDays: keepDays, AuditSyslog: auditSyslog, Version: version}
 			// For benchmarks: one JSON line per request with its latency.
 			if p := os.Getenv("COFFER_SERVER_REQUEST_LOG"); p != "" {
 				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600) // #nosec G304 G703 -- the operator names the log file
@@ -82,6 +96,7 @@ or others, or when the directory belongs to another user.`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "server state directory")
 	f.StringVar(&listen, "listen", "", `address to listen on (default: "listen" of config.json, normally :7443)`)
+	f.StringVar(&auditSyslog, "audit-syslog", "", "also send each audit log entry to syslog at NETWORK:ADDRESS (udp:HOST:PORT, tcp:HOST:PORT, unix:PATH, unixgram:PATH)")
 	f.IntVar(&keepDays, "keep-days", server.DefaultKeepDays, "days of refused handshakes and requests and of audit events the database keeps")
 	return cmd
 }

@@ -300,6 +300,21 @@ func (l *Log) Close() error {
 	return nil
 }
 
+// Abandon closes the segment without appending anything (Close appends a
+// checkpoint): for a caller that will not use a log it found wrong. The
+// Log is unusable afterwards.
+func (l *Log) Abandon() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.broken = ErrClosed
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
+
 func (l *Log) appendLocked(e Entry) (Entry, error) {
 	if l.broken != nil {
 		return Entry{}, fmt.Errorf("append to audit log: %w", l.broken)

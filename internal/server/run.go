@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/server/audit"
 	"github.com/coffer-backup/coffer/internal/server/enrollment"
 	"github.com/coffer-backup/coffer/internal/server/fleet"
 	"github.com/coffer-backup/coffer/internal/server/fleet/control"
@@ -37,13 +39,18 @@ type RunOptions struct {
 	RequestLog io.Writer
 	// KeepDays is how many days of refused handshakes and requests
 	// (tls_refusals) and audit events the database keeps (default
-	// DefaultKeepDays); older ones are deleted at start and daily.
+	// DefaultKeepDays); older ones are deleted at start and daily, once
+	// the audit log has them.
 	KeepDays int
 	// Version is the server's version; fleet status flags older agents.
 	Version string
 	// MissedInterval is how often missed backups are looked for (default
 	// control.DefaultMissedInterval).
 	MissedInterval time.Duration
+	// AuditSyslog, if set, also sends each audit log entry to syslog
+	// (RFC 5424) at NETWORK:ADDRESS (audit.ParseSyslogAddr), from a queue:
+	// a syslog server that is slow or down never holds the server up.
+	AuditSyslog string
 }
 
 // replicateTick is how often the server looks for a replication pass
@@ -146,6 +153,12 @@ func Run(ctx context.Context, opts RunOptions) error {
 	}
 	enr.Changed = srv.Refresh
 	fl.SetChanged(srv.Refresh)
+	// After New: the log is appended under the state directory's lock.
+	trail, closeTrail, err := openAudit(ctx, dir, db, opts.AuditSyslog, log)
+	if err != nil {
+		return err
+	}
+	defer closeTrail()
 
 	conf := st.Policy.ServerConfig(kp.TLSCertificate(ca.Cert), ca.Pool(), srv.VerifyConnection)
 	if err := CheckTLSConfig(conf); err != nil {
@@ -172,7 +185,11 @@ func Run(ctx context.Context, opts RunOptions) error {
 	if keep <= 0 {
 		keep = DefaultKeepDays
 	}
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		trail.Run(actx)
+	}()
 	go func() {
 		defer wg.Done()
 		pruneLogDaily(actx, db, keep, log)
@@ -237,6 +254,56 @@ func ServerAddrFor(cert *x509.Certificate, listen net.Addr) string {
 		names = append(names, ip.String())
 	}
 	return state.ServerAddr(names, listen.String())
+}
+
+// openAudit opens the audit log of dir (making the audit key of a state
+// directory older than the log) with its syslog sink, if any, and returns
+// it with the function that closes it all.
+func openAudit(ctx context.Context, dir string, db *serverdb.SQLite, syslog string, log *slog.Logger) (*audit.Trail, func(), error) {
+	key, err := state.EnsureAuditKey(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := audit.Options{Dir: dir, DB: db, Key: key, Logger: log}
+	var (
+		conn  *auditlog.SyslogSink
+		async *audit.AsyncSink
+	)
+	if syslog != "" {
+		network, addr, err := audit.ParseSyslogAddr(syslog)
+		if err != nil {
+			return nil, nil, err
+		}
+		if conn, err = auditlog.NewSyslog(network, addr, auditlog.SyslogOptions{}); err != nil {
+			return nil, nil, err
+		}
+		async = audit.NewAsyncSink(conn, 0, log)
+		opts.Sinks = []auditlog.Sink{async}
+	}
+	closeSinks := func() {
+		if async != nil {
+			async.Close()
+			_ = conn.Close()
+		}
+	}
+	trail, err := audit.Open(ctx, opts)
+	if err != nil {
+		closeSinks()
+		return nil, nil, err
+	}
+	h := trail.Head()
+	log.Info("audit log open", "dir", filepath.Join(dir, state.AuditDir), "seq", h.Seq, "syslog", syslog)
+	return trail, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := trail.Close(cctx); err != nil {
+			log.Error("close the audit log", "err", err)
+		}
+		closeSinks()
+		if async != nil && async.Failed()+async.Dropped() > 0 {
+			log.Warn("audit log: entries not sent to syslog (the files keep them)", "failed", async.Failed(), "dropped", async.Dropped())
+		}
+	}, nil
 }
 
 func tlsVersionName(v uint16) string {
