@@ -59,7 +59,7 @@ func Verify(ctx context.Context, dir string, db Store) (*VerifyReport, error) {
 		return nil, err
 	}
 	var (
-		rep *VerifyReport
+		rep  *VerifyReport
 		verr error
 	)
 	for try := 0; try < verifyRetries; try++ {
