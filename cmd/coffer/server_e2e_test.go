@@ -43,12 +43,12 @@ func serverInit(t *testing.T, e *env, name string) string {
 }
 
 // startServer runs `coffer server run` on listen (127.0.0.1:0 picks a free
-// port) and waits until it accepts connections. It is killed when the test
+// port), with extra flags, and waits until it accepts connections. It is killed when the test
 // ends.
-func startServer(t *testing.T, dir, listen string) *cofferServer {
+func startServer(t *testing.T, dir, listen string, extra ...string) *cofferServer {
 	t.Helper()
 	s := &cofferServer{t: t, dir: dir, done: make(chan struct{})}
-	s.cmd = exec.Command(cofferBin, "server", "run", "--dir", dir, "--listen", listen) // #nosec G204 -- the test's own binary
+	s.cmd = exec.Command(cofferBin, append([]string{"server", "run", "--dir", dir, "--listen", listen}, extra...)...) // #nosec G204 -- the test's own binary
 	s.cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
@@ -102,6 +102,16 @@ func (s *cofferServer) kill() {
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
 	<-s.done
+}
+
+// stop ends the server with SIGTERM, as systemd does, and waits for it.
+func (s *cofferServer) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.t.Fatalf("coffer server run did not stop on SIGTERM:\n%s", s.logText())
+	}
 }
 
 func (s *cofferServer) url(repo string) string { return "coffer://" + s.addr + "/" + repo }
