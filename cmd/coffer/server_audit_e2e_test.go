@@ -16,10 +16,12 @@ import (
 	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
-// auditEntries lists the audit log with `server audit show --json`.
+// auditEntries lists the audit log with `server audit show --json`, each
+// entry checked against its documented shape.
 func auditEntries(t *testing.T, e *env, dir string, extra ...string) []auditlog.Entry {
 	t.Helper()
 	out := e.must(append([]string{"server", "audit", "show", "--dir", dir, "--json"}, extra...)...)
+	requireArray(t, "server audit show", out, func() any { return &auditlog.Entry{} })
 	var entries []auditlog.Entry
 	if err := json.Unmarshal([]byte(out), &entries); err != nil {
 		t.Fatalf("server audit show --json: %v\n%s", err, out)
@@ -50,15 +52,13 @@ func findAction(t *testing.T, entries []auditlog.Entry, action string) auditlog.
 	return auditlog.Entry{}
 }
 
-// auditVerify runs `server audit verify --json` and returns its report and
-// exit code.
+// auditVerify runs `server audit verify --json`, checks its shape
+// (docs/json.md) and returns its report, stderr and exit code.
 func auditVerify(t *testing.T, e *env, dir string) (audit.VerifyReport, string, int) {
 	t.Helper()
 	out, stderr, code := e.run("server", "audit", "verify", "--dir", dir, "--json")
 	var rep audit.VerifyReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("server audit verify --json: %v\nstdout: %s\nstderr: %s", err, out, stderr)
-	}
+	requireFields(t, "server audit verify: "+stderr, out, &rep)
 	return rep, stderr, code
 }
 

@@ -90,11 +90,11 @@ func ParseSyslogAddr(s string) (network, addr string, err error) {
 	switch network {
 	case "udp", "tcp":
 		if !strings.Contains(addr, ":") {
-			return "", "", fmt.Errorf("syslog address %q: want HOST:PORT after %s:", s, network)
+			return "", "", fmt.Errorf("syslog address %q: want %s:HOST:PORT", s, network)
 		}
 	case "unix", "unixgram":
 		if !strings.HasPrefix(addr, "/") {
-			return "", "", fmt.Errorf("syslog address %q: want an absolute socket path after %s:", s, network)
+			return "", "", fmt.Errorf("syslog address %q: want %s:/ABSOLUTE/SOCKET/PATH", s, network)
 		}
 	default:
 		return "", "", fmt.Errorf("syslog address %q: network must be udp, tcp, unix or unixgram", s)
