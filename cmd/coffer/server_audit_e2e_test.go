@@ -41,11 +41,12 @@ func auditActions(entries []auditlog.Entry) string {
 	return strings.Join(a, " ")
 }
 
+// findAction returns the last entry of action.
 func findAction(t *testing.T, entries []auditlog.Entry, action string) auditlog.Entry {
 	t.Helper()
-	for _, e := range entries {
-		if e.Action == action {
-			return e
+	for i := len(entries) - 1; i >= 0; i-- {
+		if entries[i].Action == action {
+			return entries[i]
 		}
 	}
 	t.Fatalf("no %s entry in %q", action, auditActions(entries))
@@ -87,7 +88,8 @@ func TestServerAuditLog(t *testing.T) {
 	var entries []auditlog.Entry
 	if !within(10*time.Second, func() bool {
 		entries = auditEntries(t, admin, dir)
-		return auditActions(entries) == "token enrol revoke"
+		// server init recorded the first administrator before them.
+		return strings.HasSuffix(auditActions(entries), "token enrol revoke")
 	}) {
 		t.Fatalf("audit log holds %q, want token, enrol and revoke:\n%s", auditActions(entries), s.logText())
 	}
@@ -105,7 +107,7 @@ func TestServerAuditLog(t *testing.T) {
 	buf := make([]byte, 8192)
 	_ = syslog.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var sent []string
-	for len(sent) < 3 {
+	for !strings.HasSuffix(strings.Join(sent, " "), "revoke") {
 		n, _, err := syslog.ReadFrom(buf)
 		if err != nil || !strings.HasPrefix(string(buf[:n]), "<109>1 ") {
 			t.Fatalf("syslog message %q (%v), want an RFC 5424 notice of facility 13", buf[:n], err)
@@ -114,7 +116,7 @@ func TestServerAuditLog(t *testing.T) {
 			sent = append(sent, f[5])
 		}
 	}
-	if strings.Join(sent, " ") != "token enrol revoke" {
+	if !strings.HasSuffix(strings.Join(sent, " "), "token enrol revoke") {
 		t.Fatalf("syslog received %q", sent)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/auditlog"
+	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
@@ -40,7 +41,10 @@ const maxField = 1024
 // client for what a host did (enrol, renew, create-repo, delete,
 // delete-refused, enrol-refused), ActorLocal for what `coffer server`
 // commands did (token, revoke, policy), the server for its TLS self-scans
-// and alerts. The target is "client:NAME" when the event names a client.
+// and alerts and for the fleet's events (user-add, user-remove,
+// fleet-group, fleet-policy, fleet-escrow; fleet-refused is refused), whose
+// detail names who acted. The target is "client:NAME" when the event names
+// a client, "user:NAME" when it names a person.
 // Text is made valid UTF-8 and cut to 1 KiB a field, so that a name an
 // unauthenticated peer claimed can always be recorded.
 func EventEntry(ev serverdb.Event) auditlog.Entry {
@@ -56,7 +60,10 @@ func EventEntry(ev serverdb.Event) auditlog.Entry {
 		e.Action = "event"
 	}
 	client := clean(ev.Client)
-	if client != "" {
+	switch {
+	case strings.HasPrefix(client, pki.UserTokenPrefix):
+		e.Target = client // a person: "user:NAME"
+	case client != "":
 		e.Target = "client:" + client
 	}
 	for k, v := range map[string]string{detailRepo: ev.Repo, detailObject: ev.Object, detailDetail: ev.Detail} {
@@ -72,6 +79,9 @@ func EventEntry(ev serverdb.Event) auditlog.Entry {
 		e.Outcome = auditlog.OutcomeRefused
 	case serverdb.ActionToken, serverdb.ActionRevoke, serverdb.ActionPolicy:
 		e.Actor = auditlog.Actor{Name: ActorLocal, Role: RoleAdmin}
+	case serverdb.ActionFleetRefused:
+		e.Actor = auditlog.Actor{Name: ActorServer, Role: auditlog.RoleServer}
+		e.Outcome = auditlog.OutcomeRefused
 	case serverdb.ActionAlert:
 		e.Actor = auditlog.Actor{Name: ActorServer, Role: auditlog.RoleServer}
 		e.Outcome = auditlog.OutcomeFailed

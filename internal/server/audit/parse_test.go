@@ -125,11 +125,15 @@ func TestEventEntryActors(t *testing.T) {
 		{serverdb.ActionPolicy, auditlog.Actor{Name: ActorLocal, Role: RoleAdmin}, auditlog.OutcomeOK},
 		{serverdb.ActionAlert, auditlog.Actor{Name: ActorServer, Role: auditlog.RoleServer}, auditlog.OutcomeFailed},
 		{serverdb.ActionSelfScan, auditlog.Actor{Name: ActorServer, Role: auditlog.RoleServer}, auditlog.OutcomeOK},
+		{serverdb.ActionFleetRefused, auditlog.Actor{Name: ActorServer, Role: auditlog.RoleServer}, auditlog.OutcomeRefused},
 	}
 	for _, c := range cases {
 		e := EventEntry(serverdb.Event{ID: 3, Client: "web1", Repo: "main", Action: c.action, Time: time.Unix(5, 0)})
 		if e.Actor != c.actor || e.Outcome != c.outcome || e.Target != "client:web1" || e.Details["repo"] != "main" || e.Details["event"] != "3" || e.Details["event_time"] != "1970-01-01T00:00:05Z" {
 			t.Errorf("%s: %+v", c.action, e)
 		}
+	}
+	if e := EventEntry(serverdb.Event{Client: serverdb.UserRevocationName("alice"), Action: serverdb.ActionUserAdd}); e.Target != "user:alice" {
+		t.Errorf("a person's event has target %q, want user:alice", e.Target)
 	}
 }
