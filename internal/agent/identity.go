@@ -10,6 +10,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/regfile"
 )
 
 // ServerFile names the file in the identity directory that holds the
@@ -46,7 +47,7 @@ func loadIdentity(dir string) (*identity, error) {
 // ReadServer reads DIR/server: one line HOST:PORT.
 func ReadServer(dir string) (string, error) {
 	path := filepath.Join(dir, ServerFile)
-	b, err := os.ReadFile(path) // #nosec G304 -- the identity directory's own file
+	b, err := regfile.ReadFile(path, 4<<10)
 	if err != nil {
 		return "", fmt.Errorf("server address: %w (written by coffer enroll)", err)
 	}

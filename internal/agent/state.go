@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
+	"github.com/coffer-backup/coffer/internal/regfile"
 )
 
 // StateFile keeps, in the identity directory, when the agent last started
@@ -22,7 +22,7 @@ const StateFile = "agent-state.json"
 type lastStarts map[string]map[string]time.Time
 
 func loadState(dir string) (lastStarts, error) {
-	b, err := os.ReadFile(filepath.Join(dir, StateFile)) // #nosec G304 -- the agent's own file
+	b, err := regfile.ReadFile(filepath.Join(dir, StateFile), 16<<20)
 	if errors.Is(err, fs.ErrNotExist) {
 		return lastStarts{}, nil
 	}

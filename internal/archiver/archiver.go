@@ -817,9 +817,12 @@ func (a *Archiver) saveLargeFile(ctx context.Context, f *os.File, size int64) ([
 // openSource opens a file to back up without following a symlink and, where
 // allowed (owner or root), without touching its atime. It calls open(2)
 // itself: os.OpenFile would also try to register the file with the network
-// poller, several more system calls per file.
+// poller, several more system calls per file. The open never blocks
+// (O_NONBLOCK): a regular file swapped for a FIFO after the walk saw it
+// opens at once, and saveFile refuses it by its type; for the regular
+// files it reads, O_NONBLOCK changes nothing, so it is left set.
 func openSource(path string) (*os.File, error) {
-	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOATIME
+	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOATIME | unix.O_NONBLOCK | unix.O_NOCTTY
 	for {
 		fd, err := unix.Open(path, flags, 0)
 		switch {

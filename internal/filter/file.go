@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/coffer-backup/coffer/internal/regfile"
 )
 
 // maxPatternLine bounds one line of a pattern file.
@@ -96,7 +98,10 @@ func IsCacheDir(dirPath string) (bool, error) {
 	if !fi.Mode().IsRegular() {
 		return false, nil
 	}
-	f, err := os.Open(p) // #nosec G304 -- a file in a directory being backed up
+	f, _, err := regfile.Open(p) // a FIFO swapped in after the Lstat is refused, not waited on
+	if errors.Is(err, regfile.ErrNotRegular) {
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("check cache directory tag: %w", err)
 	}

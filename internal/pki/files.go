@@ -9,7 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+
+	"github.com/coffer-backup/coffer/internal/regfile"
 )
 
 // ErrKeyPermissions is returned when a private key file can be read or
@@ -98,18 +99,14 @@ func ParseKeyPEM(data []byte) (crypto.Signer, error) {
 // owner can access it. The check is on the opened file, so a rename between
 // check and read cannot swap it.
 func readPrivateFile(path string) ([]byte, error) {
-	f, err := os.Open(path) // #nosec G304 -- path is the operator's own state or identity directory
+	f, fi, err := regfile.Open(path)
+	if errors.Is(err, regfile.ErrNotRegular) {
+		return nil, fmt.Errorf("%w: %w", ErrKeyPermissions, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open private key: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrKeyPermissions, path)
-	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("%w: %s has mode %#o; run: chmod 600 %s", ErrKeyPermissions, path, perm, path)
 	}
@@ -125,7 +122,7 @@ func readPrivateFile(path string) ([]byte, error) {
 
 // readPublicFile reads a certificate file.
 func readPublicFile(path string) ([]byte, error) {
-	f, err := os.Open(path) // #nosec G304 -- path is the operator's own state or identity directory
+	f, _, err := regfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open certificate: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
 	"github.com/coffer-backup/coffer/internal/keyring"
+	"github.com/coffer-backup/coffer/internal/regfile"
 )
 
 // ErrRolledBack is returned when the storage no longer shows snapshots this
@@ -87,9 +88,15 @@ func StateFile(stateDir string, repoID []byte) string {
 	return filepath.Join(stateDir, "repos", hex.EncodeToString(repoID)+".json")
 }
 
+// maxStateFile bounds a state file: far beyond a real one (a snapshot ID
+// per snapshot ever seen), so a planted huge file is refused unread.
+const maxStateFile = 256 << 20
+
+// loadState reads a repository's local state; a missing file is an empty
+// state. Only a regular file is read, and never by an open that blocks.
 func loadState(path string) (SeenState, error) {
 	var s SeenState
-	b, err := os.ReadFile(path) // #nosec G304 -- path is built from the state dir and a hex repository ID
+	b, err := regfile.ReadFile(path, maxStateFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
 	}

@@ -434,8 +434,14 @@ func (r *Restorer) makeLink(l link) {
 }
 
 // fileIsCorrect reports whether path already holds exactly n's content.
+// Only a regular file is opened, and never by an open that can block: a
+// FIFO or device where the file belongs is not it (the caller replaces
+// it), and opening one could hang the restore or act on the device.
 func (r *Restorer) fileIsCorrect(ctx context.Context, path string, n *repository.Node) bool {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0) // #nosec G304 -- path is built by the restorer from validated tree names under the target
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() || fi.Size() != n.Size {
+		return false
+	}
+	f, err := openExisting(path)
 	if err != nil {
 		return false
 	}
@@ -445,6 +451,22 @@ func (r *Restorer) fileIsCorrect(ctx context.Context, path string, n *repository
 		return false
 	}
 	return r.compareContent(ctx, f, n) == nil
+}
+
+// openExisting opens path for reading without following a symlink and
+// without blocking (O_NONBLOCK: a FIFO swapped in after the caller's check
+// opens at once, and its type is then checked on the descriptor). The
+// reads of a regular file do not depend on O_NONBLOCK.
+func openExisting(path string) (*os.File, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			return os.NewFile(uintptr(fd), path), nil // #nosec G115 -- open(2) returned a non-negative descriptor
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+	}
 }
 
 // compareContent reads f and checks it against the node's content list.

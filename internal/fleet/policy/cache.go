@@ -4,10 +4,10 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
+	"github.com/coffer-backup/coffer/internal/regfile"
 )
 
 // Store writes signed, a policy the agent has just verified, as its cached
@@ -29,7 +29,7 @@ func Store(dir string, signed []byte) error {
 // fs.ErrNotExist: the agent has no policy yet.
 func Load(dir string, pub ed25519.PublicKey, client string) (*Policy, error) {
 	path := filepath.Join(dir, CacheFile)
-	f, err := os.Open(path) // #nosec G304 -- the cache's own path in the identity directory
+	f, _, err := regfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("cached policy: %w", err)
 	}

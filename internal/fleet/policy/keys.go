@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
+	"github.com/coffer-backup/coffer/internal/regfile"
 )
 
 // File names: the server's signing key and its public half in the server's
@@ -141,18 +142,11 @@ func LoadPublicKey(dir string) (ed25519.PublicKey, error) {
 // readKeyFile reads a small regular file whose permission bits share none
 // with forbidden, checked on the descriptor it reads.
 func readKeyFile(path string, forbidden os.FileMode) ([]byte, error) {
-	f, err := os.Open(path) // #nosec G304 -- the key file's own path, from the caller's directory
+	f, fi, err := regfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read key: %w", err)
 	}
 	defer func() { _ = f.Close() }()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read key: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read key %s: not a regular file", path)
-	}
 	if perm := fi.Mode().Perm(); perm&forbidden != 0 {
 		return nil, fmt.Errorf("%w: %s has mode %04o, want none of the bits %04o", ErrKeyPermissions, path, perm, forbidden)
 	}
