@@ -164,7 +164,7 @@ func (s *Server) checkCert(ctx context.Context, cert *x509.Certificate) (princip
 		s.mu.Unlock()
 		return principal{}, err
 	}
-	stale := now.Sub(s.lastRefresh) > staleFactor*s.cfg.RefreshInterval
+	stale := now.Sub(s.lastRefresh) > max(staleFactor*s.cfg.RefreshInterval, minStale)
 	s.mu.Unlock()
 	if stale {
 		return principal{}, ErrStaleState

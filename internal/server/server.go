@@ -46,6 +46,10 @@ const (
 	// intervals, requests are refused (503) rather than served on a
 	// revocation list that may be out of date.
 	staleFactor = 10
+	// minStale is the shortest such window, whatever the interval: a
+	// short interval (tests use 50 ms) must not turn one slow read on a
+	// loaded machine into refused requests.
+	minStale = 10 * time.Second
 )
 
 // DefaultAppendOnlyRemovable are the kinds a client without allow-delete

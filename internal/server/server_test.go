@@ -914,6 +914,8 @@ func TestFailsClosedOnStaleState(t *testing.T) {
 	if err := env.DB.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Stale after ten intervals, and at least 10 s, without a good read.
+	env.Clock.Advance(11 * time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		r := c.do("HEAD", "/v1/repos/r", nil, nil)

@@ -65,10 +65,9 @@ type Env struct {
 type Options struct {
 	// Config is applied over the defaults (Dir, DB, Now and a short
 	// RefreshInterval are filled in when zero). The short interval, 50 ms,
-	// lets a test see a database change quickly, but the server refuses
-	// requests as stale after ten intervals without a successful read: a
-	// test that loads the server heavily sets server.DefaultRefreshInterval
-	// and calls Env.Server.Refresh when it needs a change seen.
+	// lets a test see a database change quickly; the server refuses
+	// requests as stale only after ten intervals, and at least 10 s,
+	// without a successful read.
 	Config server.Config
 	// Dir reuses a state directory (to restart a server); empty makes one.
 	Dir string
