@@ -279,9 +279,17 @@ func TestBacksUpWhileServerDown(t *testing.T) {
 	f.waitReport(10*time.Second, "queued backup", func(r *api.Report) bool {
 		return r.Kind == api.KindBackup && r.State == api.StateSucceeded && r.Scheduled
 	})
-	f.mu.Lock()
-	gen := f.headers.Get(api.HeaderPolicyGeneration)
-	f.mu.Unlock()
+	// The queued reports may arrive before the stream reconnects: wait
+	// for the stream's request before reading its headers.
+	var gen string
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) { // past the reconnect backoff
+		f.mu.Lock()
+		gen = f.headers.Get(api.HeaderPolicyGeneration)
+		f.mu.Unlock()
+		if gen != "" {
+			break
+		}
+	}
 	if gen != "1" {
 		t.Errorf("policy generation header %q, want the cached policy's 1", gen)
 	}
