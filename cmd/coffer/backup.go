@@ -34,6 +34,7 @@ type backupOptions struct {
 	compression      string
 	progress         bool
 	verbose          int
+	time             string
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
@@ -68,6 +69,7 @@ could not be read.`,
 	f.StringVar(&o.compression, "compression", "", "compression for this backup: auto, off or max (default: the repository's)")
 	f.BoolVar(&o.progress, "progress", false, "show progress even when not on a terminal (there: a plain line every 10s, or every COFFER_PROGRESS_INTERVAL)")
 	f.CountVarP(&o.verbose, "verbose", "v", "list new and modified files (-vv: unchanged ones too)")
+	f.StringVar(&o.time, "time", "", "record this time in the snapshot instead of now (\"2006-01-02 15:04:05\" local, or RFC 3339), for importing old backups; a coffer server's retention ignores it")
 	return cmd
 }
 
@@ -140,6 +142,13 @@ func (o backupOptions) clientOptions(paths, command []string) (client.BackupOpti
 		ProgramVersion: "coffer " + version}
 	if o.stdin {
 		bo.Stream = os.Stdin
+	}
+	if o.time != "" {
+		t, err := client.ParseSnapshotTime(o.time, time.Local)
+		if err != nil {
+			return bo, usageErrorf("--time: %v", err)
+		}
+		bo.Time = t
 	}
 	if len(patterns) > 0 {
 		m, err := filter.New(patterns)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/coffer-backup/coffer/internal/archiver"
 	"github.com/coffer-backup/coffer/internal/compress"
@@ -44,6 +46,10 @@ type BackupOptions struct {
 	// Compression overrides the repository's compression for this backup
 	// (nil: the repository's).
 	Compression *compress.Mode
+	// Time, when not zero, is recorded as the snapshot's time instead of
+	// the start of the backup (backup --time, for importing old backups).
+	// It is the client's claim: a coffer server's retention ignores it.
+	Time time.Time
 	// ProgramVersion is recorded in the snapshot.
 	ProgramVersion string
 	// Progress, when not nil, is updated as the backup runs.
@@ -112,6 +118,9 @@ func (c *Client) Backup(ctx context.Context, o BackupOptions) (*BackupResult, er
 	}
 	s := res.Snapshot
 	s.Hostname, s.Tags, s.Excludes, s.ProgramVersion = host, o.Tags, o.ExcludePatterns, o.ProgramVersion
+	if !o.Time.IsZero() {
+		s.Time = o.Time.UTC()
+	}
 	if u, uerr := user.Current(); uerr == nil {
 		s.Username = u.Username
 	}
@@ -232,3 +241,20 @@ func (h Hooks) run(ctx context.Context, name, command string, env ...string) err
 	}
 	return nil
 }
+
+// snapshotTimeLayouts are what ParseSnapshotTime accepts, restic's first.
+var snapshotTimeLayouts = []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02", time.RFC3339Nano}
+
+// ParseSnapshotTime parses backup --time: "2006-01-02 15:04:05" (seconds
+// or the time of day may be left out) in loc, or RFC 3339 with its zone.
+func ParseSnapshotTime(s string, loc *time.Location) (time.Time, error) {
+	for _, l := range snapshotTimeLayouts {
+		if t, err := time.ParseInLocation(l, s, loc); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%w: time %q: want \"2006-01-02 15:04:05\" or RFC 3339", ErrInvalidTime, s)
+}
+
+// ErrInvalidTime is returned for a time ParseSnapshotTime cannot read.
+var ErrInvalidTime = errors.New("invalid time")

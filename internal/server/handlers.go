@@ -115,7 +115,7 @@ func (s *Server) serveObjects(w http.ResponseWriter, r *http.Request, client ser
 	case wire.OpLoad:
 		return s.serveLoad(w, r, st, h)
 	case wire.OpSave:
-		return s.serveSave(w, r, st, client, h)
+		return s.serveSave(w, r, st, client, route.Repo, h)
 	case wire.OpRemove:
 		return s.serveRemove(r.Context(), w, st, client, route)
 	}
@@ -299,7 +299,7 @@ func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request, st *atrest.St
 // errUpload marks a failure reading the request body.
 var errUpload = errors.New("upload")
 
-func (s *Server) serveSave(w http.ResponseWriter, r *http.Request, st *atrest.Storage, client serverdb.Client, h storage.Handle) error {
+func (s *Server) serveSave(w http.ResponseWriter, r *http.Request, st *atrest.Storage, client serverdb.Client, repo string, h storage.Handle) error {
 	size := r.ContentLength
 	if size < 0 {
 		return wire.ErrLengthRequired
@@ -328,6 +328,9 @@ func (s *Server) serveSave(w http.ResponseWriter, r *http.Request, st *atrest.St
 			return fmt.Errorf("%w: %w", errUpload, body.err)
 		}
 		return err
+	}
+	if h.Kind == storage.KindSnapshots {
+		s.stamp(r.Context(), client.Name, repo, h.Name, received)
 	}
 	w.Header().Set(wire.HeaderReceived, received.Format(time.RFC3339Nano))
 	w.WriteHeader(http.StatusCreated)

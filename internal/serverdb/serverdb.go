@@ -180,6 +180,15 @@ type DB interface {
 	// Tokens is the enrollment token store (single-use redemption).
 	Tokens() pki.TokenStore
 
+	// Snapshot stamps and deletion grants (stamps.go): StampSnapshot
+	// records a snapshot object's arrival on the server clock, Stamps lists
+	// a repository's, PutGrant records a prune job's grant and
+	// ActiveGrants returns those whose window holds now.
+	StampSnapshot(ctx context.Context, client, repo, name string, at time.Time) (Stamp, error)
+	Stamps(ctx context.Context, client, repo string) ([]Stamp, error)
+	PutGrant(ctx context.Context, g Grant) error
+	ActiveGrants(ctx context.Context, client, repo string, now time.Time) ([]Grant, error)
+
 	// LogEvent records an event; Events returns those at or after since,
 	// oldest first, at most limit of them (limit <= 0: all); EventsAfter
 	// returns those whose ID is above after, in ID order (the audit log's

@@ -205,6 +205,27 @@ var migrations = []string{
 		hash     BLOB NOT NULL,
 		event_id INTEGER NOT NULL
 	) STRICT;`,
+	// 9: retention on server time (stamps.go): each snapshot object's
+	// arrival on the server clock with a per-repository sequence number,
+	// and the deletion grants prune jobs carry.
+	`CREATE TABLE snapshot_stamps (
+		client  TEXT NOT NULL,
+		repo    TEXT NOT NULL,
+		name    TEXT NOT NULL,
+		arrived INTEGER NOT NULL,
+		seq     INTEGER NOT NULL,
+		PRIMARY KEY (client, repo, name)
+	) STRICT;
+	CREATE UNIQUE INDEX snapshot_stamps_seq ON snapshot_stamps(client, repo, seq);
+	CREATE TABLE grants (
+		job        TEXT PRIMARY KEY,
+		client     TEXT NOT NULL,
+		repo       TEXT NOT NULL,
+		not_before INTEGER NOT NULL,
+		not_after  INTEGER NOT NULL,
+		snapshots  TEXT NOT NULL
+	) STRICT;
+	CREATE INDEX grants_client ON grants(client, repo, not_after);`,
 }
 
 // SchemaVersion is the schema version this code writes.
