@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/repository"
+	"github.com/coffer-backup/coffer/internal/retention"
 )
 
 // ErrBadPolicy is returned for an invalid forget policy or grouping.
@@ -104,21 +105,25 @@ type Kept struct {
 	Reasons  []string
 }
 
-type bucketFunc func(t time.Time, nr int) int
+type bucketFunc = retention.Bucket
 
-func hourBucket(t time.Time, _ int) int {
-	return t.Year()*1000000 + int(t.Month())*10000 + t.Day()*100 + t.Hour()
-}
-func dayBucket(t time.Time, _ int) int { return t.Year()*10000 + int(t.Month())*100 + t.Day() }
-func weekBucket(t time.Time, _ int) int {
-	y, w := t.ISOWeek()
-	return y*100 + w
-}
-func monthBucket(t time.Time, _ int) int { return t.Year()*100 + int(t.Month()) }
-func yearBucket(t time.Time, _ int) int  { return t.Year() }
-func uniqueBucket(_ time.Time, nr int) int {
-	return nr
-}
+var (
+	hourBucket   = retention.Hour
+	dayBucket    = retention.Day
+	weekBucket   = retention.Week
+	monthBucket  = retention.Month
+	yearBucket   = retention.Year
+	uniqueBucket = retention.Unique
+)
+
+// Duration is a calendar span as --keep-within takes it (retention.Duration).
+type Duration = retention.Duration
+
+// ErrBadDuration is returned by ParseDuration.
+var ErrBadDuration = retention.ErrBadDuration
+
+// ParseDuration parses restic's duration syntax (retention.ParseDuration).
+func ParseDuration(s string) (Duration, error) { return retention.ParseDuration(s) }
 
 // newestFirst returns snaps sorted newest first, ties broken by ID so the
 // result does not depend on the input order.
@@ -148,13 +153,13 @@ func ApplyPolicy(snaps []*repository.Snapshot, p Policy, now time.Time) (keep []
 		return nil, nil
 	}
 	keep, counted, latest := splitFuture(list, now)
-	counts := []*countRule{
-		{p.Last, uniqueBucket, -1, "last snapshot"},
-		{p.Hourly, hourBucket, -1, "hourly snapshot"},
-		{p.Daily, dayBucket, -1, "daily snapshot"},
-		{p.Weekly, weekBucket, -1, "weekly snapshot"},
-		{p.Monthly, monthBucket, -1, "monthly snapshot"},
-		{p.Yearly, yearBucket, -1, "yearly snapshot"},
+	counts := []*retention.Count{
+		retention.NewCount(p.Last, uniqueBucket, "last snapshot"),
+		retention.NewCount(p.Hourly, hourBucket, "hourly snapshot"),
+		retention.NewCount(p.Daily, dayBucket, "daily snapshot"),
+		retention.NewCount(p.Weekly, weekBucket, "weekly snapshot"),
+		retention.NewCount(p.Monthly, monthBucket, "monthly snapshot"),
+		retention.NewCount(p.Yearly, yearBucket, "yearly snapshot"),
 	}
 	within := []*withinRule{
 		{p.WithinHourly, hourBucket, -1, "hourly within"},
@@ -168,7 +173,7 @@ func ApplyPolicy(snaps []*repository.Snapshot, p Policy, now time.Time) (keep []
 		oldest := nr == len(counted)-1
 		reasons := fixedReasons(s, p, latest)
 		for _, b := range counts {
-			if r, ok := b.visit(t, nr, oldest); ok {
+			if r, ok := b.Visit(t, nr, oldest); ok {
 				reasons = append(reasons, r)
 			}
 		}
@@ -226,35 +231,6 @@ func fixedReasons(s *repository.Snapshot, p Policy, latest time.Time) []string {
 		reasons = append(reasons, fmt.Sprintf("within %s", p.Within))
 	}
 	return reasons
-}
-
-// countRule is a --keep-last/hourly/... rule: it keeps the first snapshot
-// of each new bucket while count lasts (negative: unlimited), and the
-// oldest snapshot.
-type countRule struct {
-	count  int
-	bucket bucketFunc
-	last   int
-	reason string
-}
-
-func (b *countRule) visit(t time.Time, nr int, oldest bool) (string, bool) {
-	if b.count == 0 {
-		return "", false
-	}
-	v := b.bucket(t, nr)
-	if v == b.last && !oldest {
-		return "", false
-	}
-	r := b.reason
-	if v == b.last {
-		r = "oldest " + r
-	}
-	b.last = v
-	if b.count > 0 {
-		b.count--
-	}
-	return r, true
 }
 
 // withinRule is a --keep-within-hourly/... rule: one snapshot per bucket

@@ -226,7 +226,7 @@ func TestParseDuration(t *testing.T) {
 		want Duration
 		ok   bool
 	}{
-		{"1y2m3d4h", Duration{1, 2, 3, 4}, true},
+		{"1y2m3d4h", Duration{Years: 1, Months: 2, Days: 3, Hours: 4}, true},
 		{"36h", Duration{Hours: 36}, true},
 		{"2d1y", Duration{Years: 1, Days: 2}, true},
 		{"0d", Duration{}, true},
@@ -243,7 +243,7 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %+v, %v", c.in, got, err)
 		}
 	}
-	d := Duration{1, 2, 3, 4}
+	d := Duration{Years: 1, Months: 2, Days: 3, Hours: 4}
 	if d.String() != "1y2m3d4h" {
 		t.Fatal(d.String())
 	}

@@ -182,10 +182,11 @@ type DB interface {
 
 	// Snapshot stamps and deletion grants (stamps.go): StampSnapshot
 	// records a snapshot object's arrival on the server clock, Stamps lists
-	// a repository's, PutGrant records a prune job's grant and
+	// a repository's, SetStampDeleted marks one deleted (or back), PutGrant records a prune job's grant and
 	// ActiveGrants returns those whose window holds now.
 	StampSnapshot(ctx context.Context, client, repo, name string, at time.Time) (Stamp, error)
 	Stamps(ctx context.Context, client, repo string) ([]Stamp, error)
+	SetStampDeleted(ctx context.Context, client, repo, name string, at time.Time) error
 	PutGrant(ctx context.Context, g Grant) error
 	ActiveGrants(ctx context.Context, client, repo string, now time.Time) ([]Grant, error)
 

@@ -226,6 +226,9 @@ var migrations = []string{
 		snapshots  TEXT NOT NULL
 	) STRICT;
 	CREATE INDEX grants_client ON grants(client, repo, not_after);`,
+	// 10: when a stamped snapshot object was deleted (0: it is there), so
+	// retention counts only what exists; a restore from the trash clears it.
+	`ALTER TABLE snapshot_stamps ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -18,6 +18,8 @@ type Stamp struct {
 	Name         string // the snapshot object's name
 	Arrived      time.Time
 	Seq          int64
+	// Deleted is when the object was deleted; zero while it exists.
+	Deleted time.Time
 }
 
 // Grant is a prune job's deletion grant as the server enforces it: in the
@@ -48,7 +50,16 @@ func (s *SQLite) StampSnapshot(ctx context.Context, client, repo, name string, a
 		return Stamp{}, fmt.Errorf("stamp snapshot %s: %w", name, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	st, err := scanStamp(tx.QueryRowContext(ctx, `SELECT client, repo, name, arrived, seq FROM snapshot_stamps WHERE client = ? AND repo = ? AND name = ?`, client, repo, name))
+	st, err := scanStamp(tx.QueryRowContext(ctx, `SELECT client, repo, name, arrived, seq, deleted FROM snapshot_stamps WHERE client = ? AND repo = ? AND name = ?`, client, repo, name))
+	if err == nil && !st.Deleted.IsZero() {
+		// Stored again after a deletion (the same content has the same
+		// name): it exists again, with its first stamp.
+		if _, err := tx.ExecContext(ctx, `UPDATE snapshot_stamps SET deleted = 0 WHERE client = ? AND repo = ? AND name = ?`, client, repo, name); err != nil {
+			return Stamp{}, fmt.Errorf("stamp snapshot %s: %w", name, err)
+		}
+		st.Deleted = time.Time{}
+		return st, tx.Commit()
+	}
 	if err == nil {
 		return st, nil
 	}
@@ -72,11 +83,11 @@ func (s *SQLite) StampSnapshot(ctx context.Context, client, repo, name string, a
 
 func scanStamp(r scanner) (Stamp, error) {
 	var st Stamp
-	var arrived int64
-	if err := r.Scan(&st.Client, &st.Repo, &st.Name, &arrived, &st.Seq); err != nil {
+	var arrived, deleted int64
+	if err := r.Scan(&st.Client, &st.Repo, &st.Name, &arrived, &st.Seq, &deleted); err != nil {
 		return Stamp{}, err
 	}
-	st.Arrived = fromNanos(arrived)
+	st.Arrived, st.Deleted = fromNanos(arrived), fromNanos(deleted)
 	return st, nil
 }
 
@@ -84,7 +95,7 @@ func scanStamp(r scanner) (Stamp, error) {
 // order. Stamps outlive their objects: a caller joins them with the
 // objects that exist.
 func (s *SQLite) Stamps(ctx context.Context, client, repo string) ([]Stamp, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT client, repo, name, arrived, seq FROM snapshot_stamps WHERE client = ? AND repo = ? ORDER BY seq`, client, repo)
+	rows, err := s.db.QueryContext(ctx, `SELECT client, repo, name, arrived, seq, deleted FROM snapshot_stamps WHERE client = ? AND repo = ? ORDER BY seq`, client, repo)
 	if err != nil {
 		return nil, fmt.Errorf("read stamps: %w", err)
 	}
@@ -154,4 +165,14 @@ func (s *SQLite) ActiveGrants(ctx context.Context, client, repo string, now time
 		return nil, fmt.Errorf("read grants: %w", err)
 	}
 	return out, nil
+}
+
+// SetStampDeleted records that the stamped snapshot object name was
+// deleted at at, or, with the zero at, that it is back (restored from the
+// trash). A name without a stamp is left alone.
+func (s *SQLite) SetStampDeleted(ctx context.Context, client, repo, name string, at time.Time) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE snapshot_stamps SET deleted = ? WHERE client = ? AND repo = ? AND name = ?`, nanos(at), client, repo, name); err != nil {
+		return fmt.Errorf("mark snapshot %s deleted: %w", name, err)
+	}
+	return nil
 }

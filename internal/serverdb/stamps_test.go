@@ -32,6 +32,16 @@ func TestStampsAndGrants(t *testing.T) {
 	if err != nil || again != a {
 		t.Fatalf("stamped again: %+v, %v, want %+v", again, err, a)
 	}
+	// Deleted, then stored again: it keeps its first stamp and exists again.
+	if err := db.SetStampDeleted(ctx, "web1", "main", "aa", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := db.Stamps(ctx, "web1", "main"); !st[0].Deleted.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("deleted stamp %+v", st[0])
+	}
+	if again, err := db.StampSnapshot(ctx, "web1", "main", "aa", t0.Add(2*time.Hour)); err != nil || again != a {
+		t.Fatalf("stored again after a deletion: %+v, %v, want %+v", again, err, a)
+	}
 	if _, err := db.StampSnapshot(ctx, "web1", "main", "", t0); !errors.Is(err, ErrInvalidRecord) {
 		t.Fatalf("empty name: %v", err)
 	}

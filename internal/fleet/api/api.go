@@ -312,12 +312,16 @@ func (g *Grant) validate() error {
 		return fmt.Errorf("%w: grant: more than 100000 snapshots", ErrInvalid)
 	}
 	for _, s := range g.Snapshots {
-		if len(s) != 64 || !isHex(s) {
+		if !ValidSnapshotName(s) {
 			return fmt.Errorf("%w: grant: snapshot object name %q", ErrInvalid, s)
 		}
 	}
 	return nil
 }
+
+// ValidSnapshotName reports whether s can name a snapshot object in a
+// grant: 64 hex digits.
+func ValidSnapshotName(s string) bool { return len(s) == 64 && isHex(s) }
 
 func isHex(s string) bool {
 	_, err := hex.DecodeString(s)

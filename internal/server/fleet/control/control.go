@@ -50,6 +50,8 @@ type Store interface {
 	RecordMissed(ctx context.Context, job serverdb.Job, deadline time.Time) error
 	Client(ctx context.Context, name string) (serverdb.Client, error)
 	Clients(ctx context.Context) ([]serverdb.Client, error)
+	Stamps(ctx context.Context, client, repo string) ([]serverdb.Stamp, error)
+	PutGrant(ctx context.Context, g serverdb.Grant) error
 }
 
 // PolicySource gives each host's current signed policy.

@@ -36,8 +36,10 @@ type Order struct {
 // (ErrRefused, or serverdb.ErrNotFound for an unknown host) a revoked
 // host, a host without a policy, a repository its policy does not name,
 // and a restore whose target does not lie under the policy's restore
-// root. A prune ordered this way carries a grant for no snapshot: it may
-// delete unreferenced packs and indexes for PruneWindow, nothing else.
+// root. A prune carries a grant: the snapshot objects the repository's keep
+// rules forget, evaluated on the server's arrival stamps (Forgettable),
+// and PruneWindow from now for packs and indexes; the grant is recorded
+// for the storage server to enforce.
 func (c *Control) Order(ctx context.Context, o Order) (serverdb.Job, error) {
 	cl, err := c.cfg.Store.Client(ctx, o.Client)
 	if err != nil {
@@ -53,10 +55,11 @@ func (c *Control) Order(ctx context.Context, o Order) (serverdb.Job, error) {
 	if !ok {
 		return serverdb.Job{}, fmt.Errorf("%w: host %s has no policy", ErrRefused, o.Client)
 	}
-	repo, err := pickRepository(cp.policy, o.Repository)
+	pr, err := pickRepository(cp.policy, o.Repository)
 	if err != nil {
 		return serverdb.Job{}, err
 	}
+	repo := pr.Name
 	now := c.now().UTC()
 	job := api.Job{ID: newID(), Kind: o.Kind, Repository: repo, Created: now, Check: o.Check, Restore: o.Restore}
 	switch o.Kind {
@@ -68,7 +71,9 @@ func (c *Control) Order(ctx context.Context, o Order) (serverdb.Job, error) {
 			return serverdb.Job{}, err
 		}
 	case api.KindPrune:
-		job.Grant = &api.Grant{Snapshots: []string{}, NotBefore: now, NotAfter: now.Add(PruneWindow)}
+		if job.Grant, err = c.pruneGrant(ctx, o.Client, pr, now); err != nil {
+			return serverdb.Job{}, err
+		}
 	}
 	if err := job.Validate(); err != nil {
 		return serverdb.Job{}, err
@@ -82,25 +87,30 @@ func (c *Control) Order(ctx context.Context, o Order) (serverdb.Job, error) {
 	if err := c.cfg.Store.InsertJob(ctx, rec); err != nil {
 		return serverdb.Job{}, err
 	}
+	if err := c.recordGrant(ctx, o.Client, pr, job); err != nil {
+		// The job stays queued; without its grant the server refuses its
+		// deletions and the job fails, deleting nothing.
+		c.log.Error("record a prune job's grant", "client", o.Client, "job", job.ID, "err", err)
+	}
 	c.hub.Notify(o.Client)
 	return rec, nil
 }
 
-// pickRepository returns name if p has that repository, or p's first when
+// pickRepository returns p's repository called name, or p's first when
 // name is empty.
-func pickRepository(p *policy.Policy, name string) (string, error) {
+func pickRepository(p *policy.Policy, name string) (policy.Repository, error) {
 	if len(p.Repositories) == 0 {
-		return "", fmt.Errorf("%w: host %s's policy has no repository", ErrRefused, p.Client)
+		return policy.Repository{}, fmt.Errorf("%w: host %s's policy has no repository", ErrRefused, p.Client)
 	}
 	if name == "" {
-		return p.Repositories[0].Name, nil
+		return p.Repositories[0], nil
 	}
 	for _, r := range p.Repositories {
 		if r.Name == name {
-			return name, nil
+			return r, nil
 		}
 	}
-	return "", fmt.Errorf("%w: host %s's policy has no repository %q", ErrRefused, p.Client, name)
+	return policy.Repository{}, fmt.Errorf("%w: host %s's policy has no repository %q", ErrRefused, p.Client, name)
 }
 
 // UnderRoot checks that target is a clean absolute path at or under root.

@@ -12,7 +12,7 @@ import (
 // DefaultMissedInterval is how often WatchMissed looks for missed backups.
 const DefaultMissedInterval = 10 * time.Second
 
-// WatchMissed runs CheckMissed every interval (DefaultMissedInterval if
+// WatchMissed runs CheckMissed and CheckPrunes every interval (DefaultMissedInterval if
 // not positive) until ctx is done.
 func (c *Control) WatchMissed(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
@@ -23,6 +23,9 @@ func (c *Control) WatchMissed(ctx context.Context, interval time.Duration) {
 	for {
 		if _, err := c.CheckMissed(ctx); err != nil && ctx.Err() == nil {
 			c.log.Error("missed-backup check", "err", err)
+		}
+		if _, err := c.CheckPrunes(ctx); err != nil && ctx.Err() == nil {
+			c.log.Error("prune schedule check", "err", err)
 		}
 		select {
 		case <-ctx.Done():
