@@ -46,6 +46,8 @@ that file opens the repository by hand too (COFFER_PASSWORD_FILE=F). With
 repositories instead. Restores must target a directory under the policy's
 restore root (default /var/restore) unless --allow-restore-in-place.
 
+--limit-upload and --limit-download bound every job's transfers.
+
 SIGINT or SIGTERM cancels running jobs, which release their locks, and
 stops within a second or two; exit status 0.`,
 		Args: usageArgs(cobra.NoArgs),
@@ -54,7 +56,8 @@ stops within a second or two; exit status 0.`,
 				identity = identityDir()
 			}
 			cfg := agent.Config{IdentityDir: identity, KeyFile: keyFile, AllowRestoreInPlace: inPlace, Version: version,
-				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), BeforeKDF: g.beforeKDF, AfterUnlock: g.afterUnlock}
+				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), BeforeKDF: g.beforeKDF, AfterUnlock: g.afterUnlock,
+				LimitUpload: g.limitUpload, LimitDownload: g.limitDownload}
 			if f := g.agentPasswordFile(); f != "" {
 				cfg.Secret = func(context.Context) ([]byte, error) { return readSecretFile(f) }
 				cfg.SecretSource = "password file " + f

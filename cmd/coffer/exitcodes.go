@@ -23,6 +23,8 @@ const (
 	exitWrongPassword   = 12  // no key slot opens with the given secret
 	exitRolledBack      = 13  // repository no longer shows snapshots this client has seen
 	exitForbidden       = 14  // the server refused a fleet call for lack of rights
+	exitJobFailed       = 15  // fleet --wait: the job failed, or was skipped or missed
+	exitJobCancelled    = 16  // fleet --wait: the job was cancelled
 	exitTLSPolicyFailed = 20  // tls scan: the server offers something weaker than the policy
 	exitAuditLogBad     = 21  // server audit verify: the audit log was edited, cut, reordered, or does not end at the kept head
 	exitInterrupted     = 130 // SIGINT/SIGTERM
@@ -34,6 +36,11 @@ var (
 	errUsage         = errors.New("usage error")
 	errPartialBackup = errors.New("some sources are missing or could not be read")
 	errTLSPolicy     = errors.New("server is weaker than the TLS policy")
+	// The end of a job a fleet command waited for (--wait), when it did
+	// not succeed; a warning exits as a partial backup does.
+	errJobFailed    = errors.New("the job did not succeed")
+	errJobCancelled = errors.New("the job was cancelled")
+	errJobWarning   = errors.New("the job ended with a warning")
 )
 
 // exitCode returns the exit code for err; nil maps to exitOK. Its table,
@@ -49,6 +56,9 @@ func exitCode(err error) int {
 	}{
 		{errUsage, exitUsage},
 		{errPartialBackup, exitPartialBackup},
+		{errJobWarning, exitPartialBackup},
+		{errJobFailed, exitJobFailed},
+		{errJobCancelled, exitJobCancelled},
 		{errTLSPolicy, exitTLSPolicyFailed},
 		{auditlog.ErrTampered, exitAuditLogBad},
 		{auditlog.ErrTruncated, exitAuditLogBad},

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/coffer-backup/coffer/internal/auditlog"
+	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/keyring"
 	"github.com/coffer-backup/coffer/internal/repository"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -39,6 +40,11 @@ func TestExitCode(t *testing.T) {
 		{fmt.Errorf("verify: %w", auditlog.ErrTruncated), 21},
 		{fmt.Errorf("verify: %w", auditlog.ErrAheadOfHead), 21},
 		{fmt.Errorf("verify: %w", auditlog.ErrPartialLine), 21},
+		{jobOutcome(api.JobInfo{State: api.StateSucceeded}), 0},
+		{jobOutcome(api.JobInfo{State: api.StateWarning}), 3},
+		{jobOutcome(api.JobInfo{State: api.StateFailed}), 15},
+		{jobOutcome(api.JobInfo{State: api.StateSkipped}), 15},
+		{jobOutcome(api.JobInfo{State: api.StateCancelled}), 16},
 		{fmt.Errorf("backup: %w", context.Canceled), 130},
 	}
 	for _, c := range cases {

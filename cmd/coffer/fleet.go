@@ -47,7 +47,7 @@ func newFleetCommand(g *globalOptions) *cobra.Command {
 	o := &fleetOptions{}
 	cmd := &cobra.Command{
 		Use:   "fleet",
-		Short: "Administer a fleet through the server's API (users, groups, policies)",
+		Short: "Administer a fleet through the server's API (status, jobs, restores, users, groups, policies)",
 		Long: `The fleet commands talk to the server named in an identity directory
 (--identity DIR, else $COFFER_IDENTITY, else ~/.config/coffer/identity) over
 mutual TLS with that identity: the first administrator's is DIR/admin of the
@@ -65,6 +65,11 @@ the scope that fell short. There is no way around the API.`,
 		newFleetGroupCommand(g, o),
 		newFleetPolicyCommand(g, o),
 		newFleetEscrowCommand(g, o),
+		newFleetStatusCommand(g, o),
+		newFleetJobsCommand(g, o),
+		newFleetRunNowCommand(g, o),
+		newFleetCancelCommand(g, o),
+		newFleetRestoreCommand(g, o),
 	)
 	return cmd
 }

@@ -525,7 +525,33 @@ type (
 	fleetUserJSON      = api.User
 	fleetGroupJSON     = api.Group
 	fleetPolicyJSON    = api.PolicyEntry
+	// fleetJobJSON is a job (fleet run-now, restore, cancel; an element
+	// of fleet jobs).
+	fleetJobJSON = api.JobInfo
+	// fleetJobsJSON is fleet jobs' list.
+	fleetJobsJSON = []api.JobInfo
 )
+
+// fleetHostJSON is one host of fleet status --json: the API's
+// api.HostStatus, with last_seen and next_run always present (null when
+// the host was never seen or has no schedule), so every object has at
+// least client, online, last_seen, last_backup, next_run and rpo.
+type fleetHostJSON struct {
+	api.HostStatus
+	LastSeen *time.Time `json:"last_seen"`
+	NextRun  *time.Time `json:"next_run"`
+}
+
+func newFleetHostJSON(h api.HostStatus) fleetHostJSON {
+	out := fleetHostJSON{HostStatus: h}
+	if !h.LastSeen.IsZero() {
+		out.LastSeen = &h.LastSeen
+	}
+	if !h.NextRun.IsZero() {
+		out.NextRun = &h.NextRun
+	}
+	return out
+}
 
 // fleetRemovedJSON is fleet user remove's --json output.
 type fleetRemovedJSON struct {

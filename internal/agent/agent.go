@@ -63,6 +63,10 @@ type Config struct {
 	// 60 s); OfflineAfter is how long a silent stream is kept (0:
 	// api.OfflineAfter).
 	MinBackoff, MaxBackoff, OfflineAfter time.Duration
+	// LimitUpload and LimitDownload bound the jobs' transfers to and from
+	// repositories, in bytes per second (0: unlimited); passed to
+	// client.Options.
+	LimitUpload, LimitDownload int64
 	// BeforeKDF and AfterUnlock are passed to client.Options.
 	BeforeKDF   keyring.KDFHook
 	AfterUnlock func()

@@ -66,6 +66,7 @@ func (a *Agent) clientOptions(j *job) client.Options {
 		IdentityDir: a.cfg.IdentityDir,
 		BeforeKDF:   a.cfg.BeforeKDF,
 		AfterUnlock: a.cfg.AfterUnlock,
+		LimitUpload: a.cfg.LimitUpload, LimitDownload: a.cfg.LimitDownload,
 		Warnf: func(format string, args ...any) {
 			a.log.Warn(fmt.Sprintf(format, args...), "job", j.id, "repository", j.repo)
 		},

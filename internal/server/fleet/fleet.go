@@ -188,7 +188,7 @@ func (a access) Authorize(ctx context.Context, action control.Action, client str
 	}
 	if err := a.f.Authorize(ctx, a.p, Action(action), target); err != nil {
 		if errors.Is(err, ErrForbidden) {
-			return fmt.Errorf("%w: %w", control.ErrForbidden, err)
+			return control.Forbidden(err)
 		}
 		return err
 	}

@@ -168,21 +168,34 @@ var (
 // writeError answers with err's status: 403 for ErrForbidden, 404 for an
 // unknown job or host, 409 for a conflict, 400 for bad input and
 // ErrRefused, 405 for a method, 500 otherwise (wire.WriteError's body).
+// The message is err's own: the sentinel that picks the status adds no
+// words to it, so a refusal reads as Authorize wrote it.
 func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrForbidden):
-		err = fmt.Errorf("%w: %w", storage.ErrForbidden, err)
+		err = coded{storage.ErrForbidden, err}
 	case errors.Is(err, serverdb.ErrNotFound):
-		err = fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+		err = coded{storage.ErrNotFound, err}
 	case errors.Is(err, serverdb.ErrConflict):
-		err = fmt.Errorf("%w: %w", storage.ErrExists, err)
+		err = coded{storage.ErrExists, err}
 	case errors.Is(err, api.ErrInvalid), errors.Is(err, ErrRefused):
-		err = fmt.Errorf("%w: %w", wire.ErrBadRequest, err)
+		err = coded{wire.ErrBadRequest, err}
 	case errors.Is(err, errMethod):
-		err = fmt.Errorf("%w: %w", wire.ErrMethod, err)
+		err = coded{wire.ErrMethod, err}
 	}
 	wire.WriteError(w, err)
 }
+
+// coded is err answered with sentinel's status and err's own message.
+type coded struct{ sentinel, err error }
+
+func (c coded) Error() string   { return c.err.Error() }
+func (c coded) Unwrap() []error { return []error{c.sentinel, c.err} }
+
+// Forbidden marks err, a refusal for lack of rights, as ErrForbidden
+// without changing its message (which names the role and the scope that
+// fell short).
+func Forbidden(err error) error { return coded{ErrForbidden, err} }
 
 // finalStates are the states after which nothing follows.
 var finalStates = []string{string(api.StateSucceeded), string(api.StateWarning), string(api.StateFailed),
