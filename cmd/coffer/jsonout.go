@@ -379,6 +379,16 @@ type serverScrubDamageJSON struct {
 	Reason string `json:"reason"`
 }
 
+// serverTrashEntryJSON is one object of server trash list's and
+// restore's arrays.
+type serverTrashEntryJSON struct {
+	Client  string    `json:"client"`
+	Repo    string    `json:"repo"`
+	Object  string    `json:"object"`
+	Deleted time.Time `json:"deleted"`
+	Size    int64     `json:"size"`
+}
+
 // serverScrubJSON is server scrub's document.
 type serverScrubJSON struct {
 	Objects int                     `json:"objects"`

@@ -29,6 +29,7 @@ func newServerCommand(g *globalOptions) *cobra.Command {
 		newServerReplicateCommand(g),
 		newServerSeedCommand(g),
 		newServerAuditCommand(g),
+		newServerTrashCommand(g),
 	)
 	return cmd
 }
@@ -43,9 +44,9 @@ func requireDir(dir string) error {
 
 func newServerRunCommand() *cobra.Command {
 	var dir, listen, auditSyslog string
-	var keepDays int
+	var keepDays, trashDays int
 	cmd := &cobra.Command{
-		Use:   "run --dir DIR [--listen ADDR] [--keep-days N] [--audit-syslog NETWORK:ADDRESS]",
+		Use:   "run --dir DIR [--listen ADDR] [--keep-days N] [--trash-days N] [--audit-syslog NETWORK:ADDRESS]",
 		Short: "Serve repositories and enrollment on one mutual-TLS port",
 		Long: `Run serves the storage API (HTTPS, HTTP/2), enrollment and certificate
 renewal on one port until interrupted, with the TLS policy of the state
@@ -56,6 +57,12 @@ server scans its own port and raises an alert if it offers anything weaker
 than its policy. Refusals are kept one record per day, source address and
 kind, counting repeats; they and the audit events are deleted after
 --keep-days days, once the audit log has them.
+
+Hosts are append-only unless allowed to delete: a prune job the fleet orders
+carries a grant naming the snapshot objects the keep rules forget (on the
+server's arrival times) and a window for packs and indexes. What a host
+deletes under a grant goes to DIR/trash for --trash-days days (coffer server
+trash list and restore) before it is gone.
 
 Every audited event is appended to the hash-chained audit log in DIR/audit
 (coffer server audit verify checks it). With --audit-syslog each entry is
@@ -74,13 +81,16 @@ or others, or when the directory belongs to another user.`,
 			if keepDays < 1 {
 				return usageErrorf("--keep-days must be at least 1, not %d", keepDays)
 			}
+			if trashDays < 1 {
+				return usageErrorf("--trash-days must be at least 1, not %d", trashDays)
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			if auditSyslog != "" {
 				if _, _, err := audit.ParseSyslogAddr(auditSyslog); err != nil {
 					return usageErrorf("--audit-syslog: %v", err)
 				}
 			}
-			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log, KeepDays: keepDays, AuditSyslog: auditSyslog, Version: version}
+			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log, KeepDays: keepDays, TrashDays: trashDays, AuditSyslog: auditSyslog, Version: version}
 			// For benchmarks: one JSON line per request with its latency.
 			if p := os.Getenv("COFFER_SERVER_REQUEST_LOG"); p != "" {
 				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600) // #nosec G304 G703 -- the operator names the log file
@@ -98,5 +108,6 @@ or others, or when the directory belongs to another user.`,
 	f.StringVar(&listen, "listen", "", `address to listen on (default: "listen" of config.json, normally :7443)`)
 	f.StringVar(&auditSyslog, "audit-syslog", "", "also send each audit log entry to syslog at NETWORK:ADDRESS (udp:HOST:PORT, tcp:HOST:PORT, unix:PATH, unixgram:PATH)")
 	f.IntVar(&keepDays, "keep-days", server.DefaultKeepDays, "days of refused handshakes and requests and of audit events the database keeps")
+	f.IntVar(&trashDays, "trash-days", server.DefaultTrashDays, "days objects deleted under a grant stay in the trash")
 	return cmd
 }

@@ -384,14 +384,18 @@ func (u *uploadReader) Read(p []byte) (int, error) {
 
 func (s *Server) serveRemove(ctx context.Context, w http.ResponseWriter, st *atrest.Storage, client serverdb.Client, route wire.Route) error {
 	h := route.Handle()
-	kind := h.Kind
-	ev := serverdb.Event{Time: s.now(), Client: client.Name, Repo: route.Repo, Object: h.String()}
-	if !client.AllowDelete && !slices.Contains(s.cfg.AppendOnlyRemovable, kind) {
-		ev.Action = serverdb.ActionDeleteRefused
+	now := s.now()
+	ev := serverdb.Event{Time: now, Client: client.Name, Repo: route.Repo, Object: h.String()}
+	grant, ok, err := s.mayRemove(ctx, client, route.Repo, h, now)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		ev.Action, ev.Detail = serverdb.ActionDeleteRefused, "no deletion grant covers it"
 		if err := s.cfg.DB.LogEvent(ctx, ev); err != nil {
 			s.log.Warn("audit log", "err", err)
 		}
-		return fmt.Errorf("%w: client %s is append-only", storage.ErrForbidden, client.Name)
+		return fmt.Errorf("%w: client %s is append-only and no deletion grant covers %s", storage.ErrForbidden, client.Name, h)
 	}
 	// The sealed size, not an authenticated one: a damaged object can go too.
 	fi, err := st.Base().Stat(ctx, h)
@@ -402,13 +406,51 @@ func (s *Server) serveRemove(ctx context.Context, w http.ResponseWriter, st *atr
 	// Logged before it happens: no deletion goes unrecorded.
 	ev.Action = serverdb.ActionDelete
 	ev.Detail = "size=" + strconv.FormatInt(size, 10)
+	if grant != "" {
+		ev.Detail += " grant=" + grant + " to=trash"
+	}
 	if err := s.cfg.DB.LogEvent(ctx, ev); err != nil {
 		return fmt.Errorf("audit log before deletion: %w", err)
 	}
-	if err := st.Remove(ctx, h); err != nil {
+	if grant != "" {
+		err = s.trash.put(client.Name, route.Repo, h, now)
+	} else {
+		err = st.Remove(ctx, h)
+	}
+	if err != nil {
 		return err
+	}
+	if h.Kind == storage.KindSnapshots {
+		if err := s.cfg.DB.SetStampDeleted(context.WithoutCancel(ctx), client.Name, route.Repo, h.Name, now); err != nil {
+			s.log.Error("mark a snapshot's stamp deleted", "client", client.Name, "repo", route.Repo, "name", h.Name, "err", err)
+		}
 	}
 	s.released(client.Name, size)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// grantKinds are the kinds a grant's window lets a host delete: what prune
+// removes besides snapshots. Keys, key terms and the config never go.
+var grantKinds = []storage.Kind{storage.KindData, storage.KindIndex, storage.KindForgets, storage.KindCondemned}
+
+// mayRemove says whether client may delete h from repo now, and under
+// which grant (its job; empty when no grant is needed: a client with
+// allow-delete, or a kind append-only still lets go, such as locks). A
+// grant covers the snapshot objects it names and, in its window, the
+// kinds prune deletes.
+func (s *Server) mayRemove(ctx context.Context, client serverdb.Client, repo string, h storage.Handle, now time.Time) (string, bool, error) {
+	if client.AllowDelete || slices.Contains(s.cfg.AppendOnlyRemovable, h.Kind) {
+		return "", true, nil
+	}
+	grants, err := s.cfg.DB.ActiveGrants(ctx, client.Name, repo, now)
+	if err != nil {
+		return "", false, fmt.Errorf("read deletion grants: %w", err)
+	}
+	for _, g := range grants {
+		if h.Kind == storage.KindSnapshots && slices.Contains(g.Snapshots, h.Name) || slices.Contains(grantKinds, h.Kind) {
+			return g.Job, true, nil
+		}
+	}
+	return "", false, nil
 }

@@ -42,6 +42,10 @@ type RunOptions struct {
 	// DefaultKeepDays); older ones are deleted at start and daily, once
 	// the audit log has them.
 	KeepDays int
+	// TrashDays is how many days objects deleted under a grant stay in the
+	// trash before they are gone (default DefaultTrashDays); checked at
+	// start and hourly.
+	TrashDays int
 	// Version is the server's version; fleet status flags older agents.
 	Version string
 	// MissedInterval is how often missed backups are looked for (default
@@ -79,6 +83,28 @@ func pruneLogDaily(ctx context.Context, db *serverdb.SQLite, keep int, log *slog
 	defer t.Stop()
 	for {
 		pruneLog(ctx, db, keep, time.Now(), log)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// purgeTrashHourly empties the trash of what is older than days (not
+// positive: DefaultTrashDays), now and every hour until ctx is done.
+func purgeTrashHourly(ctx context.Context, srv *Server, days int, log *slog.Logger) {
+	if days <= 0 {
+		days = DefaultTrashDays
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := srv.PurgeTrash(ctx, days, time.Now()); err != nil {
+			log.Warn("purge the trash", "err", err)
+		} else if n > 0 {
+			log.Info("purged the trash", "trash_days", days, "objects", n)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -198,6 +224,11 @@ func Run(ctx context.Context, opts RunOptions) error {
 	go func() {
 		defer wg.Done()
 		ctl.WatchMissed(actx, opts.MissedInterval)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		purgeTrashHourly(actx, srv, opts.TrashDays, log)
 	}()
 	repl := &replicate.Scheduler{Dir: dir, Source: replicate.Source{Root: filepath.Join(dir, state.ObjectsDir), Key: key}, DB: db, Logger: log, Tick: replicateTick}
 	wg.Add(1)

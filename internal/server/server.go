@@ -124,6 +124,7 @@ type Server struct {
 	log    *slog.Logger
 	now    func() time.Time
 	store  *objectStore
+	trash  *trash
 	revs   pki.RevocationList
 	lock   *os.File
 	refuse *refusalLimiter
@@ -242,6 +243,9 @@ func (s *Server) openStore(ctx context.Context, key *atrest.Key) error {
 		return err
 	}
 	s.store = st
+	if s.trash, err = openTrash(s.cfg.Dir); err != nil {
+		return err
+	}
 	if n, err := s.store.cleanTemp(ctx, filepath.Join(s.cfg.Dir, state.TempDir)); err != nil {
 		return fmt.Errorf("clean interrupted uploads: %w", err)
 	} else if n > 0 {
@@ -265,7 +269,7 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		s.flushContacts(ctx)
-		err = errors.Join(s.store.close(), s.lock.Close())
+		err = errors.Join(s.store.close(), s.trash.close(), s.lock.Close())
 	})
 	return err
 }

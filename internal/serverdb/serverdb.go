@@ -89,7 +89,9 @@ type Event struct {
 // Audit actions written by coffer.
 const (
 	ActionDelete        = "delete"         // an object is about to be deleted
-	ActionDeleteRefused = "delete-refused" // a deletion was refused (append-only)
+	ActionDeleteRefused = "delete-refused" // a deletion was refused (append-only, outside a grant)
+	ActionTrashRestore  = "trash-restore"  // an object came back from the trash (server trash restore)
+	ActionTrashPurge    = "trash-purge"    // the trash's older deletions were removed for good
 	ActionCreateRepo    = "create-repo"
 	ActionEnroll        = "enrol" // stored in audit logs: the spelling of the first databases
 	ActionRevoke        = "revoke"

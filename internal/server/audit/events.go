@@ -40,7 +40,7 @@ const maxField = 1024
 // EventEntry is the audit entry of one database event: the actor is the
 // client for what a host did (enrol, renew, create-repo, delete,
 // delete-refused, enrol-refused), ActorLocal for what `coffer server`
-// commands did (token, revoke, policy), the server for its TLS self-scans
+// commands did (token, revoke, policy, trash-restore), the server for its TLS self-scans
 // and alerts and for the fleet's events (user-add, user-remove,
 // fleet-group, fleet-policy, fleet-escrow; fleet-refused is refused), whose
 // detail names who acted. The target is "client:NAME" when the event names
@@ -77,7 +77,7 @@ func EventEntry(ev serverdb.Event) auditlog.Entry {
 	case serverdb.ActionDeleteRefused, serverdb.ActionEnrollRefused:
 		e.Actor = auditlog.Actor{Name: client, Role: RoleHost}
 		e.Outcome = auditlog.OutcomeRefused
-	case serverdb.ActionToken, serverdb.ActionRevoke, serverdb.ActionPolicy:
+	case serverdb.ActionToken, serverdb.ActionRevoke, serverdb.ActionPolicy, serverdb.ActionTrashRestore:
 		e.Actor = auditlog.Actor{Name: ActorLocal, Role: RoleAdmin}
 	case serverdb.ActionFleetRefused:
 		e.Actor = auditlog.Actor{Name: ActorServer, Role: auditlog.RoleServer}
