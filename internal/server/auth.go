@@ -114,16 +114,22 @@ func (s *Server) noteContact(client string) {
 	}
 }
 
-// flushContacts writes the last-contact times seen since the last flush.
+// flushContacts writes the last-contact times seen since the last flush,
+// in one transaction; on failure they wait for the next flush.
 func (s *Server) flushContacts(ctx context.Context) {
 	s.mu.Lock()
 	pending := s.contacts
 	s.contacts = map[string]time.Time{}
 	s.mu.Unlock()
-	for name, at := range pending {
-		if err := s.cfg.DB.Touch(ctx, name, at); err != nil {
-			s.log.Warn("record last contact", "client", name, "err", err)
+	if err := s.cfg.DB.TouchAll(ctx, pending); err != nil {
+		s.log.Warn("record last contacts; trying again at the next flush", "clients", len(pending), "err", err)
+		s.mu.Lock()
+		for name, at := range pending {
+			if at.After(s.contacts[name]) {
+				s.contacts[name] = at
+			}
 		}
+		s.mu.Unlock()
 	}
 }
 

@@ -138,29 +138,78 @@ func (s *SQLite) UpdateJob(ctx context.Context, id string, change func(cur Job, 
 		return fmt.Errorf("update job %s: %w", id, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	cur, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
-	found := err == nil
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read job %s: %w", id, err)
+	refused, err := updateJobTx(ctx, tx, id, change)
+	if refused != nil {
+		return refused
 	}
-	next, err := change(cur, found)
-	if err != nil || next == nil {
-		return err
-	}
-	next.ID = id
-	if err := validJob(*next); err != nil {
-		return err
-	}
-	if found {
-		_, err = tx.ExecContext(ctx, `DELETE FROM jobs WHERE id = ?`, id)
-		if err != nil {
-			return fmt.Errorf("update job %s: %w", id, err)
-		}
-	}
-	if err := insertJob(ctx, tx, *next); err != nil {
+	if err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// JobUpdate is one change of UpdateJobs, as UpdateJob's arguments.
+type JobUpdate struct {
+	ID     string
+	Change func(cur Job, found bool) (*Job, error)
+}
+
+// UpdateJobs applies updates in order, as UpdateJob would one by one, in
+// one transaction: one commit, one sync to disk, for as many changes as
+// arrive together (a fleet's agents reporting at the same minute). It
+// returns each update's error: a change that fails, or returns an invalid
+// job, leaves its job as it was and the others go ahead. When the
+// database fails, nothing of the batch is kept and each update is tried
+// again in a transaction of its own, so one cannot fail the others.
+func (s *SQLite) UpdateJobs(ctx context.Context, updates []JobUpdate) []error {
+	errs := make([]error, len(updates))
+	if len(updates) == 0 {
+		return errs
+	}
+	err := func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback() }()
+		for i, u := range updates {
+			var dbErr error
+			if errs[i], dbErr = updateJobTx(ctx, tx, u.ID, u.Change); dbErr != nil {
+				return dbErr
+			}
+		}
+		return tx.Commit()
+	}()
+	if err != nil {
+		for i, u := range updates {
+			errs[i] = s.UpdateJob(ctx, u.ID, u.Change)
+		}
+	}
+	return errs
+}
+
+// updateJobTx is UpdateJob inside tx: refused is change's error or an
+// invalid job (the transaction may go on), err a database failure.
+func updateJobTx(ctx context.Context, tx *sql.Tx, id string, change func(cur Job, found bool) (*Job, error)) (refused, err error) {
+	cur, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+	found := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read job %s: %w", id, err)
+	}
+	next, err := change(cur, found)
+	if err != nil || next == nil {
+		return err, nil
+	}
+	next.ID = id
+	if err := validJob(*next); err != nil {
+		return err, nil
+	}
+	if found {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE id = ?`, id); err != nil {
+			return nil, fmt.Errorf("update job %s: %w", id, err)
+		}
+	}
+	return nil, insertJob(ctx, tx, *next)
 }
 
 // Jobs returns the jobs f selects, newest first unless f.Oldest.

@@ -126,3 +126,53 @@ func TestAgentsAndWatches(t *testing.T) {
 		t.Fatalf("watches %+v, %v", w, err)
 	}
 }
+
+// UpdateJobs applies a batch in one transaction, in order: a refused or
+// invalid change leaves its job alone and the others are kept; a later
+// update of the same job sees the earlier one.
+func TestUpdateJobsBatch(t *testing.T) {
+	t.Parallel()
+	db, _ := openTemp(t)
+	ctx := context.Background()
+	t0 := time.Unix(2000, 0).UTC()
+	put := func(client, state string) func(Job, bool) (*Job, error) {
+		return func(cur Job, found bool) (*Job, error) {
+			if !found {
+				cur = Job{Client: client, Kind: "backup", Repository: "main", Scheduled: true, Created: t0}
+			}
+			cur.State, cur.Updated = state, t0
+			return &cur, nil
+		}
+	}
+	boom := errors.New("boom")
+	var sawRunning bool
+	errs := db.UpdateJobs(ctx, []JobUpdate{
+		{ID: "j1", Change: put("web1", "running")},
+		{ID: "j2", Change: func(Job, bool) (*Job, error) { return nil, boom }},
+		{ID: "j3", Change: func(Job, bool) (*Job, error) { return &Job{Client: "web3"}, nil }}, // invalid
+		{ID: "j1", Change: func(cur Job, found bool) (*Job, error) {
+			sawRunning = found && cur.State == "running"
+			return put("web1", "succeeded")(cur, found)
+		}},
+		{ID: "j4", Change: put("web4", "running")},
+	})
+	if len(errs) != 5 || errs[0] != nil || !errors.Is(errs[1], boom) || !errors.Is(errs[2], ErrInvalidRecord) || errs[3] != nil || errs[4] != nil {
+		t.Fatalf("errors %v", errs)
+	}
+	if !sawRunning {
+		t.Fatal("the second update of j1 did not see the first")
+	}
+	for id, want := range map[string]string{"j1": "succeeded", "j4": "running"} {
+		if j, err := db.Job(ctx, id); err != nil || j.State != want {
+			t.Fatalf("%s: %+v, %v; want %s", id, j, err, want)
+		}
+	}
+	for _, id := range []string{"j2", "j3"} {
+		if _, err := db.Job(ctx, id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s stored after a refused change: %v", id, err)
+		}
+	}
+	if errs := db.UpdateJobs(ctx, nil); len(errs) != 0 {
+		t.Fatalf("empty batch: %v", errs)
+	}
+}

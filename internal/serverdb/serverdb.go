@@ -155,6 +155,9 @@ type DB interface {
 	SetCountLimits(ctx context.Context, name string, maxObjects, maxRepos int64, now time.Time) error
 	// Touch records a client's last contact (never moving it backwards).
 	Touch(ctx context.Context, name string, at time.Time) error
+	// TouchAll records the last contacts of many clients, as Touch, in one
+	// transaction.
+	TouchAll(ctx context.Context, contacts map[string]time.Time) error
 
 	// RevokeClient revokes every certificate of a client: it marks the client
 	// revoked and adds its current serial to the revocations, in one

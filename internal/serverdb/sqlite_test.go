@@ -337,3 +337,31 @@ func TestAuditHeadAndEventsAfter(t *testing.T) {
 		t.Fatalf("EventsAfter(0, limit 1) = %+v, %v", evs, err)
 	}
 }
+
+// TouchAll records many last contacts in one go, never moving one back,
+// and ignores names that are no client.
+func TestTouchAll(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, _ := openTemp(t)
+	for i, name := range []string{"alice", "bob"} {
+		if err := db.PutClient(ctx, Client{Name: name, CertSerial: big.NewInt(int64(i + 1)), NotAfter: t0.Add(time.Hour), Created: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.TouchAll(ctx, map[string]time.Time{"alice": t0.Add(2 * time.Minute), "bob": t0.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.TouchAll(ctx, map[string]time.Time{"alice": t0.Add(time.Minute), "nobody": t0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.TouchAll(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]time.Time{"alice": t0.Add(2 * time.Minute), "bob": t0.Add(time.Minute)} {
+		c, err := db.Client(ctx, name)
+		if err != nil || !c.LastContact.Equal(want) {
+			t.Fatalf("%s: last contact %v, %v; want %v", name, c.LastContact, err, want)
+		}
+	}
+}

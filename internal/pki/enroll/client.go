@@ -68,6 +68,11 @@ type Options struct {
 	// Waiting, if set, is told before each wait (the attempt that was
 	// refused and how long Enroll waits), so a command can say so.
 	Waiting func(attempt int, wait time.Duration)
+	// LocalAddr, if set, is the local address to connect from (nil: the
+	// system's choice), for a host with several addresses; the fleet
+	// benchmark gives each simulated host its own loopback address, as
+	// the server's per-source limits expect of distinct hosts.
+	LocalAddr net.Addr
 	// sleep waits d or until ctx is done (tests shorten it).
 	sleep func(ctx context.Context, d time.Duration) error
 }
@@ -206,7 +211,7 @@ func enrollOnce(ctx context.Context, addr, host string, tok *pki.Token, body []b
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	conf := opts.Policy.EnrollmentConfig(host, pki.FingerprintVerifier(host, tok.CAFingerprint, opts.Now))
-	conn, err := dial(ctx, addr, conf)
+	conn, err := dial(ctx, addr, conf, opts.LocalAddr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -250,7 +255,7 @@ func Renew(ctx context.Context, addr string, id *pki.Identity, opts Options) ([]
 	conf := opts.Policy.ClientConfig(id.TLSCertificate(), id.CAPool(), host)
 	conf.NextProtos = []string{"http/1.1"}
 	conf.ClientSessionCache = nil
-	conn, err := dial(ctx, addr, conf)
+	conn, err := dial(ctx, addr, conf, opts.LocalAddr)
 	if err != nil {
 		return nil, fmt.Errorf("renew with %s: %w", addr, err)
 	}
@@ -298,8 +303,8 @@ func RenewIfDue(ctx context.Context, dir, addr string, opts Options) (*pki.Ident
 	return nid, true, nil
 }
 
-func dial(ctx context.Context, addr string, conf *tls.Config) (*tls.Conn, error) {
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: conf}
+func dial(ctx context.Context, addr string, conf *tls.Config, local net.Addr) (*tls.Conn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, LocalAddr: local}, Config: conf}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -79,5 +80,29 @@ func TestEnrollGivesUpWhenRateLimited(t *testing.T) {
 	// The token is unspent: redeemable once the limit allows.
 	if _, err := env.DB.Tokens().Redeem(ctx, tok.SecretHash(), "alice", time.Now()); err != nil {
 		t.Fatalf("the token was spent by refused attempts: %v", err)
+	}
+}
+
+// Options.LocalAddr picks the source address: the server limits each
+// source on its own, so a second address is not held back by the first's
+// spent burst, while the first stays limited.
+func TestEnrollFromLocalAddr(t *testing.T) {
+	t.Parallel()
+	env := startLimited(t, enrollment.Limits{PerAddress: rate.Every(time.Hour), PerAddressBurst: 1})
+	ctx := context.Background()
+	if _, err := enroll.Enroll(ctx, env.Addr, issue(t, env, "mallory", time.Minute), enroll.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	waited := 0
+	other := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+	id, err := enroll.Enroll(ctx, env.Addr, issue(t, env, "alice", time.Minute),
+		enroll.Options{LocalAddr: other, Waiting: func(int, time.Duration) { waited++ }})
+	if err != nil || id.ClientName != "alice" || waited != 0 {
+		t.Fatalf("enrollment from another source address: %v (waited %d times)", err, waited)
+	}
+	_, err = enroll.Enroll(ctx, env.Addr, issue(t, env, "bob", time.Minute),
+		enroll.Options{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, Attempts: 1})
+	if !errors.Is(err, enroll.ErrRateLimited) {
+		t.Fatalf("a second enrollment from the limited source: %v, want rate limited", err)
 	}
 }

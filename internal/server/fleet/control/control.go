@@ -40,6 +40,7 @@ type Store interface {
 	InsertJob(ctx context.Context, j serverdb.Job) error
 	Job(ctx context.Context, id string) (serverdb.Job, error)
 	UpdateJob(ctx context.Context, id string, change func(cur serverdb.Job, found bool) (*serverdb.Job, error)) error
+	UpdateJobs(ctx context.Context, updates []serverdb.JobUpdate) []error
 	Jobs(ctx context.Context, f serverdb.JobFilter) ([]serverdb.Job, error)
 	FailRunningJobs(ctx context.Context, reason string, now time.Time) (int64, error)
 	AgentConnected(ctx context.Context, client, version string, now time.Time) error
@@ -110,6 +111,9 @@ type Control struct {
 	now   func() time.Time
 	hub   *Hub
 	cache policyCache
+	// reports stores the agents' reports that arrive together in one
+	// transaction.
+	reports groupCommit
 }
 
 // New returns a Control over cfg.
