@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -162,14 +163,16 @@ func (h *host) streamLoop(ctx context.Context, connected, reconnects *atomic.Int
 		if ctx.Err() != nil {
 			return
 		}
-		reconnects.Add(1)
-		if n < 3 {
+		if reconnects.Add(1) <= 10 {
 			fmt.Fprintf(os.Stderr, "fleetsim: %s: stream: %v\n", h.name, err)
 		}
+		// The agent's backoff: 1 s doubling up to 60 s, a random point
+		// in the upper half.
+		d := min(time.Second<<min(n, 6), 60*time.Second)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(min(time.Second<<min(n, 5), 30*time.Second)):
+		case <-time.After(d/2 + mrand.N(d/2+1)):
 		}
 	}
 }
