@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/escrowkey"
 	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/server/fleet/control"
@@ -326,7 +327,7 @@ func (f *Fleet) reach(ctx context.Context, kind, name string) ([]string, error) 
 func (f *Fleet) SetEscrow(ctx context.Context, by Principal, recipient string) error {
 	value := ""
 	if recipient != "" {
-		key, err := api.DecodeEscrowKey(recipient)
+		key, err := escrowkey.Decode(recipient)
 		if err != nil {
 			return fmt.Errorf("%w: %w", api.ErrInvalid, err)
 		}

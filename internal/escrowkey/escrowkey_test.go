@@ -1,4 +1,4 @@
-package api
+package escrowkey
 
 import (
 	"bytes"
@@ -18,11 +18,11 @@ func TestEscrowKeyRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := id.Recipient().String()
-		key, err := DecodeEscrowKey(s)
+		key, err := Decode(s)
 		if err != nil || len(key) != 32 {
 			t.Fatalf("decode %s: %v (%d bytes)", s, err, len(key))
 		}
-		back, err := EncodeEscrowKey(key)
+		back, err := Encode(key)
 		if err != nil || back != s {
 			t.Fatalf("encode: %q %v, want %q", back, err, s)
 		}
@@ -34,24 +34,24 @@ func TestEscrowKeyRoundTrip(t *testing.T) {
 		if bytes.Equal(edited, []byte(s)) {
 			t.Fatal("no edit")
 		}
-		if _, err := DecodeEscrowKey(string(edited)); !errors.Is(err, ErrEscrowKey) {
+		if _, err := Decode(string(edited)); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("edited key: %v", err)
 		}
-		if _, err := DecodeEscrowKey(id.String()); !errors.Is(err, ErrEscrowKey) {
+		if _, err := Decode(id.String()); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("private key accepted: %v", err)
 		}
 	}
 }
 
-func FuzzDecodeEscrowKey(f *testing.F) {
+func FuzzDecode(f *testing.F) {
 	f.Add("age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p")
 	f.Add("age1")
 	f.Fuzz(func(t *testing.T, s string) {
-		key, err := DecodeEscrowKey(s)
+		key, err := Decode(s)
 		if err != nil {
 			return
 		}
-		back, err := EncodeEscrowKey(key)
+		back, err := Encode(key)
 		if err != nil || back != s {
 			t.Fatalf("%q decoded but encodes to %q (%v)", s, back, err)
 		}

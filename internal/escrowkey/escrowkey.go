@@ -1,4 +1,10 @@
-package api
+// Package escrowkey converts an escrow public key between its two forms:
+// the text coffer escrow keygen writes, an age X25519 recipient ("age1" and
+// Bech32, BIP 173), and the 32 raw bytes a fleet policy carries. It holds no
+// key material and imports nothing but the standard library, so the server,
+// the agent and the key ring share it. Bech32 is an encoding, not a cipher;
+// age keeps its own copy internal, so coffer carries this one.
+package escrowkey
 
 import (
 	"errors"
@@ -6,18 +12,13 @@ import (
 	"strings"
 )
 
-// An escrow public key travels in the admin API as coffer escrow keygen
-// writes it, an age X25519 recipient ("age1" and Bech32, BIP 173), and in
-// the policy as its 32 raw bytes. These two functions convert, so neither
-// the server nor the agent needs the key packages to do it.
-
 const (
 	bech32Charset = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 	escrowHRP     = "age"
 )
 
-// ErrEscrowKey wraps every refusal of an escrow public key.
-var ErrEscrowKey = errors.New("invalid escrow public key")
+// ErrInvalid wraps every refusal of an escrow public key.
+var ErrInvalid = errors.New("invalid escrow public key")
 
 func bech32Polymod(values []byte) uint32 {
 	gen := [5]uint32{0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3}
@@ -73,43 +74,43 @@ func convertBits(data []byte, from, to uint, pad bool) ([]byte, error) {
 	return out, nil
 }
 
-// DecodeEscrowKey returns the 32 bytes of an "age1…" X25519 public key.
-func DecodeEscrowKey(s string) ([]byte, error) {
+// Decode returns the 32 bytes of an "age1…" X25519 public key.
+func Decode(s string) ([]byte, error) {
 	if strings.Contains(strings.ToUpper(s), "SECRET-KEY") {
-		return nil, fmt.Errorf("%w: this is a private key; give the public key (the .pub file)", ErrEscrowKey)
+		return nil, fmt.Errorf("%w: this is a private key; give the public key (the .pub file)", ErrInvalid)
 	}
 	if len(s) > 128 || strings.ToLower(s) != s {
-		return nil, fmt.Errorf("%w: want a lowercase age1… key", ErrEscrowKey)
+		return nil, fmt.Errorf("%w: want a lowercase age1… key", ErrInvalid)
 	}
 	hrp, rest, ok := strings.Cut(s, "1")
 	if !ok || hrp != escrowHRP || len(rest) < 6 {
-		return nil, fmt.Errorf("%w: want an age1… key", ErrEscrowKey)
+		return nil, fmt.Errorf("%w: want an age1… key", ErrInvalid)
 	}
 	data := make([]byte, len(rest))
 	for i := 0; i < len(rest); i++ {
 		j := strings.IndexByte(bech32Charset, rest[i])
 		if j < 0 {
-			return nil, fmt.Errorf("%w: character %q", ErrEscrowKey, rest[i])
+			return nil, fmt.Errorf("%w: character %q", ErrInvalid, rest[i])
 		}
 		data[i] = byte(j) // #nosec G115 -- an index into a 32-character alphabet
 	}
 	if bech32Polymod(append(hrpExpand(hrp), data...)) != 1 {
-		return nil, fmt.Errorf("%w: checksum does not match", ErrEscrowKey)
+		return nil, fmt.Errorf("%w: checksum does not match", ErrInvalid)
 	}
 	key, err := convertBits(data[:len(data)-6], 5, 8, false)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEscrowKey, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if len(key) != 32 {
-		return nil, fmt.Errorf("%w: %d bytes, an X25519 key has 32", ErrEscrowKey, len(key))
+		return nil, fmt.Errorf("%w: %d bytes, an X25519 key has 32", ErrInvalid, len(key))
 	}
 	return key, nil
 }
 
-// EncodeEscrowKey returns the "age1…" form of a 32-byte X25519 public key.
-func EncodeEscrowKey(key []byte) (string, error) {
+// Encode returns the "age1…" form of a 32-byte X25519 public key.
+func Encode(key []byte) (string, error) {
 	if len(key) != 32 {
-		return "", fmt.Errorf("%w: %d bytes, an X25519 key has 32", ErrEscrowKey, len(key))
+		return "", fmt.Errorf("%w: %d bytes, an X25519 key has 32", ErrInvalid, len(key))
 	}
 	data, _ := convertBits(key, 8, 5, true) // 8-bit input is always in range
 	values := append(hrpExpand(escrowHRP), data...)
