@@ -306,7 +306,9 @@ func (b *refusalBatch) flush(ctx context.Context) {
 	}
 	b.rows = map[refusalKey]*refusalRow{}
 	b.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Generous: a full batch of maximal rows takes seconds on a loaded
+	// machine, and LogRefusal never waits for a flush.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	tx, err := b.s.db.BeginTx(ctx, nil)
 	if err != nil {
