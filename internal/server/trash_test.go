@@ -1,0 +1,44 @@
+package server
+
+import (
+	"strings"
+	"testing"
+)
+
+// parseTrashPath reads only trash/<client>/<repo>/<nanos>/<object path>,
+// and what it accepts names a valid object of that client and repository.
+func FuzzParseTrashPath(f *testing.F) {
+	for _, s := range []string{"trash/alice/r/1700000000000000000/snapshots/s1", "trash/alice/r/1/data/ab/ab01", "trash/alice/r/1/config",
+		"trash/alice/r/x/config", "trash/../r/1/config", "trash/alice/r/1/data/cd/ab01", "objects/alice/r/1/config"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		e, ok := parseTrashPath(p)
+		if !ok {
+			return
+		}
+		if !strings.HasPrefix(p, TrashDir+"/"+e.Client+"/"+e.Repo+"/") || e.Deleted.IsZero() {
+			t.Fatalf("%q parsed to %+v", p, e)
+		}
+		if got := objectPath(e.handle); !strings.HasSuffix(p, "/"+got) {
+			t.Fatalf("%q: object path %q does not round-trip", p, got)
+		}
+	})
+}
+
+func TestParseTrashPath(t *testing.T) {
+	for p, want := range map[string]string{
+		"trash/alice/r/1700000000000000000/snapshots/s1": "snapshots/s1",
+		"trash/alice/r/1/data/ab/ab01":                   "data/ab01",
+		"trash/alice/r/1/config":                         "config",
+		"trash/alice/r/x/config":                         "",
+		"trash/alice/r/1/data/cd/ab01":                   "",
+		"trash/alice/r/0/config":                         "",
+		"objects/alice/r/1/config":                       "",
+	} {
+		e, ok := parseTrashPath(p)
+		if ok != (want != "") || ok && e.Object != want {
+			t.Errorf("%q: %+v %v, want %q", p, e, ok, want)
+		}
+	}
+}
