@@ -70,6 +70,7 @@ the scope that fell short. There is no way around the API.`,
 		newFleetRunNowCommand(g, o),
 		newFleetCancelCommand(g, o),
 		newFleetRestoreCommand(g, o),
+		newFleetAlertCommand(g, o),
 	)
 	return cmd
 }

@@ -534,6 +534,8 @@ type (
 	fleetUserTokenJSON = api.UserToken
 	fleetUserJSON      = api.User
 	fleetGroupJSON     = api.Group
+	fleetAlertJSON     = api.AlertChannel
+	fleetAlertTestJSON = api.AlertTestResult
 	fleetPolicyJSON    = api.PolicyEntry
 	// fleetJobJSON is a job (fleet run-now, restore, cancel; an element
 	// of fleet jobs).

@@ -108,3 +108,14 @@ func tlsConfig(serverName, caFile string) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// ReadSecretFile reads a secret as a channel's files are read (a regular
+// file of mode 0600 or stricter, at most 4 KiB, one trailing newline
+// dropped, at least minLen bytes): the CLI reads an SMTP password or a
+// webhook key with it before sending it to the server.
+func ReadSecretFile(path string, minLen int) ([]byte, error) {
+	return readSecret(path, max(minLen, 1))
+}
+
+// MinWebhookKey is the least length of a webhook's HMAC key.
+const MinWebhookKey = minWebhookKey

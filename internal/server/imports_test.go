@@ -56,7 +56,7 @@ func TestServerCannotImportClientKeys(t *testing.T) {
 			seen[path] = true
 		}
 		// The listing is real: it holds the server and what it must use.
-		for _, want := range []string{module + "internal/server", module + "internal/server/replicate", module + "internal/serverdb", module + "internal/wire", module + "internal/storage", module + "internal/atrest", module + "internal/pki", module + "internal/tlspolicy", module + "internal/server/fleet", module + "internal/server/fleet/control", module + "internal/fleet/api", module + "internal/fleet/policy", module + "internal/server/audit", module + "internal/auditlog", module + "internal/retention", "crypto/aes"} {
+		for _, want := range []string{module + "internal/server", module + "internal/server/replicate", module + "internal/serverdb", module + "internal/wire", module + "internal/storage", module + "internal/atrest", module + "internal/pki", module + "internal/tlspolicy", module + "internal/server/fleet", module + "internal/server/fleet/control", module + "internal/server/alerting", module + "internal/fleet/api", module + "internal/fleet/policy", module + "internal/server/audit", module + "internal/auditlog", module + "internal/retention", "crypto/aes"} {
 			if !seen[want] {
 				t.Fatalf("go list -deps (tests %v) does not show %s; the check would prove nothing", withTests, want)
 			}

@@ -12,9 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/alert"
 	"github.com/coffer-backup/coffer/internal/auditlog"
+	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/server/alerting"
 	"github.com/coffer-backup/coffer/internal/server/audit"
 	"github.com/coffer-backup/coffer/internal/server/enrollment"
 	"github.com/coffer-backup/coffer/internal/server/fleet"
@@ -156,10 +159,12 @@ func Run(ctx context.Context, opts RunOptions) error {
 	}
 	defer func() { _ = db.Close() }()
 
+	disp, raiser, channels := newAlerts(dir, db, log)
 	var srv *Server
-	fl, ctl, err := newFleet(dir, db, ca, log, control.Config{Version: opts.Version,
-		Seen:  func(c string) { srv.NoteContact(c) },
-		Usage: func(c string) (int64, bool) { return srv.StoredBytes(c) }})
+	fl, ctl, err := newFleet(dir, db, ca, log, channels, control.Config{Version: opts.Version,
+		Seen:   func(c string) { srv.NoteContact(c) },
+		Usage:  func(c string) (int64, bool) { return srv.StoredBytes(c) },
+		Notify: raiser.Control})
 	if err != nil {
 		return err
 	}
@@ -230,6 +235,8 @@ func Run(ctx context.Context, opts RunOptions) error {
 		defer wg.Done()
 		purgeTrashHourly(actx, srv, opts.TrashDays, log)
 	}()
+	startAlerts(actx, &wg, disp, raiser, &alerting.Watch{Store: db, Raise: raiser.Raise, OfflineAfter: api.OfflineAfter, CertTTL: st.ClientCertTTL, Logger: log,
+		Online: func(c string) bool { _, ok := ctl.Hub().Online(c); return ok }})
 	repl := &replicate.Scheduler{Dir: dir, Source: replicate.Source{Root: filepath.Join(dir, state.ObjectsDir), Key: key}, DB: db, Logger: log, Tick: replicateTick}
 	wg.Add(1)
 	go func() {
@@ -237,7 +244,10 @@ func Run(ctx context.Context, opts RunOptions) error {
 		repl.Run(actx)
 	}()
 	if opts.SelfAuditInterval >= 0 {
-		audit := &SelfAudit{Addr: SelfScanAddr(inner.Addr()), Policy: st.Policy, DB: db, Logger: log, Interval: opts.SelfAuditInterval}
+		audit := &SelfAudit{Addr: SelfScanAddr(inner.Addr()), Policy: st.Policy, DB: db, Logger: log, Interval: opts.SelfAuditInterval,
+			OnAlert: func(msg string) {
+				raiser.Raise(alert.Event{Kind: alert.TLSAuditFailed, Time: time.Now().UTC(), Summary: msg})
+			}}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -255,7 +265,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 // directory that has none) and the control connection, which serves the
 // policies the administration signs and hears of their changes.
 // cc carries control's hooks; its store, policies and key are set here.
-func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, cc control.Config) (*fleet.Fleet, *control.Control, error) {
+func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, alerts fleet.AlertAdmin, cc control.Config) (*fleet.Fleet, *control.Control, error) {
 	pkey, made, err := state.EnsurePolicyKey(dir)
 	if err != nil {
 		return nil, nil, err
@@ -263,7 +273,7 @@ func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, cc 
 	if made {
 		log.Info("made the policy signing key of a state directory that had none", "file", filepath.Join(dir, policy.KeyFile))
 	}
-	fl, err := fleet.New(fleet.Config{Store: db, CA: ca, Key: pkey, Logger: log})
+	fl, err := fleet.New(fleet.Config{Store: db, CA: ca, Key: pkey, Logger: log, Alerts: alerts})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -274,6 +284,35 @@ func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, cc 
 	}
 	fl.OnPolicyChange(ctl.PolicyChanged)
 	return fl, ctl, nil
+}
+
+// newAlerts makes the alert dispatcher over the state database, with the
+// default retries (docs/fleet.md, "Outbox, retries, digest"), the raiser
+// that feeds it and the channels' administration.
+func newAlerts(dir string, db *serverdb.SQLite, log *slog.Logger) (*alert.Dispatcher, *alerting.Raiser, *alerting.Channels) {
+	// Default options and a store: NewDispatcher cannot fail.
+	disp, _ := alert.NewDispatcher(db, alert.Options{Logger: log})
+	raiser := alerting.NewRaiser(disp, db.GroupOf, log)
+	return disp, raiser, &alerting.Channels{Dir: filepath.Join(dir, alerting.Dir), Store: db, Dispatcher: disp}
+}
+
+// startAlerts runs the alert dispatcher, the raiser that feeds its
+// outbox and the watch of offline agents and expiring certificates,
+// until ctx is done.
+func startAlerts(ctx context.Context, wg *sync.WaitGroup, disp *alert.Dispatcher, raiser *alerting.Raiser, watch *alerting.Watch) {
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		_ = disp.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		raiser.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		watch.Run(ctx, 0)
+	}()
 }
 
 // ServerAddrFor is the HOST:PORT an identity made by the running server

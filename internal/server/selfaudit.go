@@ -44,6 +44,9 @@ type SelfAudit struct {
 	Interval time.Duration    // default DefaultSelfAuditInterval
 	Timeout  time.Duration    // per handshake (default 5s)
 	Now      func() time.Time // default time.Now
+	// OnAlert, if set, is called with each alert's message (the server
+	// raises a tls-audit-failed alert with it); it must not block.
+	OnAlert func(msg string)
 }
 
 // SelfScanAddr returns the address to scan for a listener bound to addr:
@@ -144,6 +147,9 @@ func (a *SelfAudit) alert(ctx context.Context, msg string) {
 	}
 	if err := a.DB.LogEvent(ctx, serverdb.Event{Time: a.now(), Action: serverdb.ActionAlert, Detail: msg}); err != nil {
 		a.log().Error("TLS self-audit: record alert", "err", err)
+	}
+	if a.OnAlert != nil {
+		a.OnAlert(msg)
 	}
 }
 

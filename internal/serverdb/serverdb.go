@@ -108,6 +108,7 @@ const (
 	ActionFleetPolicy  = "fleet-policy"  // a group's or client's backup policy changed
 	ActionEscrow       = "fleet-escrow"  // the escrow public key changed
 	ActionFleetRefused = "fleet-refused" // a fleet API call was refused for lack of rights
+	ActionAlertChannel = "fleet-alert"   // an alert channel was added, replaced or removed (detail: what)
 )
 
 // AuditHead is the audit log's chain head as the database keeps it, so

@@ -42,7 +42,7 @@ const maxField = 1024
 // delete-refused, enrol-refused), ActorLocal for what `coffer server`
 // commands did (token, revoke, policy, trash-restore), the server for its TLS self-scans
 // and alerts and for the fleet's events (user-add, user-remove,
-// fleet-group, fleet-policy, fleet-escrow; fleet-refused is refused), whose
+// fleet-group, fleet-policy, fleet-escrow, fleet-alert; fleet-refused is refused), whose
 // detail names who acted. The target is "client:NAME" when the event names
 // a client, "user:NAME" when it names a person.
 // Text is made valid UTF-8 and cut to 1 KiB a field, so that a name an

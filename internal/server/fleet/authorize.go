@@ -45,6 +45,7 @@ const (
 	ActionEscrow      Action = "escrow"       // set the escrow key
 	ActionReport      Action = "report"       // a host reports its jobs
 	ActionRepository  Action = "repository"   // use a repository (storage)
+	ActionAlerts      Action = "alerts"       // list, add, remove and test alert channels
 )
 
 // Principal is an authenticated caller: a host ("client") or a person
@@ -88,7 +89,7 @@ var verbs = map[Action]string{
 	ActionUsers: "manage users", ActionGroups: "manage groups", ActionPolicyRead: "read the policy of",
 	ActionPolicyWrite: "change the policy of", ActionEscrow: "set the escrow key", ActionReport: "report jobs of",
 	ActionRepository: "use the repositories of", ActionAudit: "read the audit log", ActionTLSReport: "read the TLS report",
-	ActionStatus: "read the status of", ActionJobs: "read the jobs of",
+	ActionStatus: "read the status of", ActionJobs: "read the jobs of", ActionAlerts: "manage alert channels",
 }
 
 func (a Action) verb() string {

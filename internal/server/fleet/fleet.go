@@ -58,6 +58,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
+	// Alerts administers the alert channels; nil: the alert endpoints
+	// answer 404.
+	Alerts AlertAdmin
 }
 
 // Fleet administers the fleet. It is safe for concurrent use.
@@ -68,6 +71,7 @@ type Fleet struct {
 	changed func(context.Context) error
 	log     *slog.Logger
 	now     func() time.Time
+	alerts  AlertAdmin
 
 	mu        sync.Mutex
 	listeners []func(clients []string)
@@ -78,7 +82,7 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Store == nil || cfg.CA == nil || cfg.Key == nil {
 		return nil, errors.New("fleet: Config.Store, CA and Key are required")
 	}
-	f := &Fleet{store: cfg.Store, ca: cfg.CA, key: cfg.Key, changed: cfg.Changed, log: cfg.Logger, now: cfg.Now}
+	f := &Fleet{store: cfg.Store, ca: cfg.CA, key: cfg.Key, changed: cfg.Changed, log: cfg.Logger, now: cfg.Now, alerts: cfg.Alerts}
 	if f.log == nil {
 		f.log = slog.Default()
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/coffer-backup/coffer/internal/alert"
 	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -15,7 +16,7 @@ import (
 )
 
 // Register adds the fleet administration endpoints (users, groups,
-// policies, escrow, whoami) to mux. Every handler resolves the caller
+// policies, escrow, whoami, alerts) to mux. Every handler resolves the caller
 // (CallerFrom, set by the server's authentication) and passes Authorize
 // before it reads or changes anything.
 func (f *Fleet) Register(mux *http.ServeMux) {
@@ -30,6 +31,7 @@ func (f *Fleet) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+api.PoliciesPath+"/{kind}/{name}", f.handleTarget(ActionPolicyRead, f.showPolicy))
 	mux.HandleFunc("PUT "+api.PoliciesPath+"/{kind}/{name}", f.handleTarget(ActionPolicyWrite, f.setPolicy))
 	mux.HandleFunc("PUT "+api.EscrowPath, f.handle(ActionEscrow, f.setEscrow))
+	f.registerAlerts(mux)
 }
 
 // handler is one endpoint: it returns the value to answer with as JSON.
@@ -105,9 +107,10 @@ func HTTPError(err error) error {
 	switch {
 	case errors.Is(err, ErrForbidden), errors.Is(err, ErrUnknownPrincipal):
 		return codedError{storage.ErrForbidden, err}
-	case errors.Is(err, api.ErrInvalid), errors.Is(err, ErrInvalidSetting), errors.Is(err, serverdb.ErrInvalidRecord):
+	case errors.Is(err, api.ErrInvalid), errors.Is(err, ErrInvalidSetting), errors.Is(err, serverdb.ErrInvalidRecord),
+		errors.Is(err, alert.ErrInvalid), errors.Is(err, alert.ErrInsecure):
 		return codedError{wire.ErrBadRequest, err}
-	case errors.Is(err, serverdb.ErrNotFound), errors.Is(err, ErrNoPolicy):
+	case errors.Is(err, serverdb.ErrNotFound), errors.Is(err, ErrNoPolicy), errors.Is(err, alert.ErrNoChannel):
 		return codedError{storage.ErrNotFound, err}
 	case errors.Is(err, serverdb.ErrExists):
 		return codedError{storage.ErrExists, err}
