@@ -163,11 +163,11 @@ func TestEscrowSlotMovedOrEditedRefused(t *testing.T) {
 
 	// Copied with its repo_id edited to this repository's: its sealed
 	// binding says otherwise.
-	var fields map[string]any
+	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(foreignData, &fields); err != nil {
 		t.Fatal(err)
 	}
-	var own map[string]any
+	var own map[string]json.RawMessage
 	var ownID string
 	for _, s := range a.keySlots(testPass) {
 		if s.Kind == "passphrase" {
@@ -178,7 +178,7 @@ func TestEscrowSlotMovedOrEditedRefused(t *testing.T) {
 	if err != nil || json.Unmarshal(ownData, &own) != nil {
 		t.Fatalf("read own slot: %v", err)
 	}
-	if own["repo_id"] == fields["repo_id"] {
+	if bytes.Equal(own["repo_id"], fields["repo_id"]) {
 		t.Fatal("both repositories have the same ID")
 	}
 	fields["repo_id"] = own["repo_id"]
@@ -202,9 +202,13 @@ func TestEscrowSlotMovedOrEditedRefused(t *testing.T) {
 	if err := json.Unmarshal(data, &fields); err != nil {
 		t.Fatal(err)
 	}
-	created := []byte(fields["created"].(string)) // "…:SSZ"
+	var createdText string
+	if err := json.Unmarshal(fields["created"], &createdText); err != nil {
+		t.Fatal(err)
+	}
+	created := []byte(createdText) // "…:SSZ"
 	created[len(created)-2] = '0' + (created[len(created)-2]-'0'+1)%10
-	fields["created"] = string(created)
+	fields["created"], _ = json.Marshal(string(created))
 	edited, _ := json.Marshal(fields)
 	plant(mine.ID, edited)
 	if se := open("edited slot"); !strings.Contains(se, "sealed for another repository or has been edited") {

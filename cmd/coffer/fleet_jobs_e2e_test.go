@@ -65,7 +65,7 @@ func TestFleetJobsEndToEnd(t *testing.T) {
 		hs.NextRun == nil || hs.LastSeen == nil || hs.AgentVersion == "" {
 		t.Fatalf("status after the scheduled backup: %+v", hs)
 	}
-	var raw []map[string]any
+	var raw []map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(mustFleet(admin, srv, adminID, "status", "--json")), &raw); err != nil || len(raw) != 1 {
 		t.Fatalf("status --json: %v", err)
 	}
@@ -74,8 +74,13 @@ func TestFleetJobsEndToEnd(t *testing.T) {
 			t.Errorf("status --json lacks %q: %v", k, raw[0])
 		}
 	}
-	if lb, _ := raw[0]["last_backup"].(map[string]any); lb["time"] == nil || lb["state"] != "succeeded" || lb["snapshot"] == nil {
-		t.Errorf("status --json last_backup: %v", raw[0]["last_backup"])
+	var lb struct {
+		Time     *time.Time `json:"time"`
+		State    string     `json:"state"`
+		Snapshot *string    `json:"snapshot"`
+	}
+	if err := json.Unmarshal(raw[0]["last_backup"], &lb); err != nil || lb.Time == nil || lb.State != "succeeded" || lb.Snapshot == nil {
+		t.Errorf("status --json last_backup: %s (%v)", raw[0]["last_backup"], err)
 	}
 	out := mustFleet(admin, srv, adminID, "status")
 	if !strings.Contains(out, "web1") || !strings.Contains(out, "succeeded") || !strings.Contains(out, "RPO") {
