@@ -287,14 +287,52 @@ type Agent struct {
 	Dropped   int64     // reports its full queue dropped, as it counted them
 }
 
+// agentConnectedSQL records an agent's version and connection time.
+const agentConnectedSQL = `INSERT INTO agents (client, version, connected) VALUES (?, ?, ?)
+		ON CONFLICT(client) DO UPDATE SET version = excluded.version, connected = excluded.connected`
+
 // AgentConnected records that client's agent of version opened a stream.
 func (s *SQLite) AgentConnected(ctx context.Context, client, version string, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO agents (client, version, connected) VALUES (?, ?, ?)
-		ON CONFLICT(client) DO UPDATE SET version = excluded.version, connected = excluded.connected`, client, version, nanos(now))
+	_, err := s.db.ExecContext(ctx, agentConnectedSQL, client, version, nanos(now))
 	if err != nil {
 		return fmt.Errorf("record agent of %s: %w", client, err)
 	}
 	return nil
+}
+
+// AgentConn is one stream's connection, for AgentsConnected.
+type AgentConn struct {
+	Client, Version string
+	Connected       time.Time
+}
+
+// AgentsConnected records many connections as AgentConnected, in one
+// transaction, and returns an error for each. When the transaction fails
+// each is tried again on its own.
+func (s *SQLite) AgentsConnected(ctx context.Context, conns []AgentConn) []error {
+	errs := make([]error, len(conns))
+	if len(conns) == 0 {
+		return errs
+	}
+	err := func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback() }()
+		for _, a := range conns {
+			if _, err := tx.ExecContext(ctx, agentConnectedSQL, a.Client, a.Version, nanos(a.Connected)); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}()
+	if err != nil {
+		for i, a := range conns {
+			errs[i] = s.AgentConnected(ctx, a.Client, a.Version, a.Connected)
+		}
+	}
+	return errs
 }
 
 // AddDropped adds n to the count of reports client's agent dropped.

@@ -176,3 +176,27 @@ func TestUpdateJobsBatch(t *testing.T) {
 		t.Fatalf("empty batch: %v", errs)
 	}
 }
+
+// AgentsConnected records a batch of connections in one transaction; the
+// last of a client's wins, as with AgentConnected one by one.
+func TestAgentsConnectedBatch(t *testing.T) {
+	t.Parallel()
+	db, _ := openTemp(t)
+	ctx := context.Background()
+	t0 := time.Unix(3000, 0).UTC()
+	errs := db.AgentsConnected(ctx, []AgentConn{
+		{Client: "web1", Version: "1.0.0", Connected: t0},
+		{Client: "web2", Version: "1.2.0", Connected: t0},
+		{Client: "web1", Version: "1.1.0", Connected: t0.Add(time.Second)},
+	})
+	if len(errs) != 3 || errors.Join(errs...) != nil {
+		t.Fatalf("errors %v", errs)
+	}
+	ag, err := db.Agents(ctx)
+	if err != nil || len(ag) != 2 || ag["web1"].Version != "1.1.0" || !ag["web1"].Connected.Equal(t0.Add(time.Second)) || ag["web2"].Version != "1.2.0" {
+		t.Fatalf("agents %+v, %v", ag, err)
+	}
+	if errs := db.AgentsConnected(ctx, nil); len(errs) != 0 {
+		t.Fatalf("empty batch: %v", errs)
+	}
+}

@@ -3,11 +3,9 @@ package control
 import (
 	"context"
 	"sync"
-
-	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
-// maxBatch bounds the reports stored in one transaction.
+// maxBatch bounds the updates stored in one transaction.
 const maxBatch = 512
 
 // groupCommit stores the job updates that arrive while a commit is under
@@ -19,24 +17,27 @@ const maxBatch = 512
 // the caller that finds no commit under way commits the queue (its own
 // update with it); one that finds one waits, and is either committed by it
 // or, at the head of the queue when it ends, handed the next commit.
-type groupCommit struct {
+//
+// The same serves the agents' connections (AgentsConnected), a thousand of
+// which arrive together when a server restarts.
+type groupCommit[T any] struct {
 	mu      sync.Mutex
-	queue   []*pendingUpdate
+	queue   []*pendingUpdate[T]
 	leading bool // a caller is committing; the queue waits for it
 }
 
-type pendingUpdate struct {
-	up   serverdb.JobUpdate
+type pendingUpdate[T any] struct {
+	up   T
 	err  error
 	done chan struct{} // closed once err is set
 	lead chan struct{} // closed to make this caller commit the queue
 }
 
-// update stores u with the others waiting, through store.UpdateJobs, and
-// returns its error. The commit does not end with ctx: other callers'
-// updates ride in it.
-func (g *groupCommit) update(ctx context.Context, store Store, u serverdb.JobUpdate) error {
-	p := &pendingUpdate{up: u, done: make(chan struct{}), lead: make(chan struct{})}
+// update stores u with the others waiting, through store (one
+// transaction, an error for each), and returns its error. The commit does
+// not end with ctx: other callers' updates ride in it.
+func (g *groupCommit[T]) update(ctx context.Context, store func(context.Context, []T) []error, u T) error {
+	p := &pendingUpdate[T]{up: u, done: make(chan struct{}), lead: make(chan struct{})}
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
 	if g.leading {
@@ -57,16 +58,16 @@ func (g *groupCommit) update(ctx context.Context, store Store, u serverdb.JobUpd
 
 // commit stores the head of the queue (at most maxBatch) in one
 // transaction, then hands the rest to its first caller.
-func (g *groupCommit) commit(ctx context.Context, store Store) {
+func (g *groupCommit[T]) commit(ctx context.Context, store func(context.Context, []T) []error) {
 	g.mu.Lock()
 	batch := g.queue[:min(len(g.queue), maxBatch)]
-	g.queue = append([]*pendingUpdate(nil), g.queue[len(batch):]...)
+	g.queue = append([]*pendingUpdate[T](nil), g.queue[len(batch):]...)
 	g.mu.Unlock()
-	ups := make([]serverdb.JobUpdate, len(batch))
+	ups := make([]T, len(batch))
 	for i, p := range batch {
 		ups[i] = p.up
 	}
-	errs := store.UpdateJobs(ctx, ups)
+	errs := store(ctx, ups)
 	for i, p := range batch {
 		p.err = errs[i]
 		close(p.done)

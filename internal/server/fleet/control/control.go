@@ -44,6 +44,7 @@ type Store interface {
 	Jobs(ctx context.Context, f serverdb.JobFilter) ([]serverdb.Job, error)
 	FailRunningJobs(ctx context.Context, reason string, now time.Time) (int64, error)
 	AgentConnected(ctx context.Context, client, version string, now time.Time) error
+	AgentsConnected(ctx context.Context, conns []serverdb.AgentConn) []error
 	AddDropped(ctx context.Context, client string, n int64) error
 	Agents(ctx context.Context) (map[string]serverdb.Agent, error)
 	Watches(ctx context.Context) (map[string]map[string]serverdb.Watch, error)
@@ -113,7 +114,10 @@ type Control struct {
 	cache policyCache
 	// reports stores the agents' reports that arrive together in one
 	// transaction.
-	reports groupCommit
+	reports groupCommit[serverdb.JobUpdate]
+	// agents records the streams' connections that arrive together in
+	// one transaction.
+	agents groupCommit[serverdb.AgentConn]
 }
 
 // New returns a Control over cfg.

@@ -58,7 +58,7 @@ func (c *Control) ServeReport(w http.ResponseWriter, r *http.Request, client str
 func (c *Control) Report(ctx context.Context, client string, rep *api.Report) error {
 	now := c.now()
 	var stored *serverdb.Job
-	err := c.reports.update(ctx, c.cfg.Store, serverdb.JobUpdate{ID: rep.Job, Change: func(cur serverdb.Job, found bool) (*serverdb.Job, error) {
+	err := c.reports.update(ctx, c.cfg.Store.UpdateJobs, serverdb.JobUpdate{ID: rep.Job, Change: func(cur serverdb.Job, found bool) (*serverdb.Job, error) {
 		next, err := applyReport(cur, found, client, rep, now)
 		stored = next
 		return next, err

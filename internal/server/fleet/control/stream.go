@@ -46,7 +46,8 @@ func (c *Control) ServeStream(w http.ResponseWriter, r *http.Request, client str
 	st := c.hub.Attach(client, c.now(), cancel)
 	defer c.hub.Detach(st)
 	defer c.seen(client)
-	if err := c.cfg.Store.AgentConnected(ctx, client, agentVersion(r.Header.Get(api.HeaderAgentVersion)), c.now()); err != nil {
+	conn := serverdb.AgentConn{Client: client, Version: agentVersion(r.Header.Get(api.HeaderAgentVersion)), Connected: c.now()}
+	if err := c.agents.update(ctx, c.cfg.Store.AgentsConnected, conn); err != nil {
 		c.log.Warn("record agent connection", "client", client, "err", err)
 	}
 	h := w.Header()
