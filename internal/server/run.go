@@ -235,9 +235,9 @@ func Run(ctx context.Context, opts RunOptions) error {
 		defer wg.Done()
 		purgeTrashHourly(actx, srv, opts.TrashDays, log)
 	}()
-	startAlerts(actx, &wg, disp, raiser, &alerting.Watch{Store: db, Raise: raiser.Raise, OfflineAfter: api.OfflineAfter, CertTTL: st.ClientCertTTL, Logger: log,
-		Online: func(c string) bool { _, ok := ctl.Hub().Online(c); return ok }})
 	repl := &replicate.Scheduler{Dir: dir, Source: replicate.Source{Root: filepath.Join(dir, state.ObjectsDir), Key: key}, DB: db, Logger: log, Tick: replicateTick}
+	startAlerts(actx, &wg, disp, raiser, &alerting.Watch{Store: db, Raise: raiser.Raise, OfflineAfter: api.OfflineAfter, CertTTL: st.ClientCertTTL, Logger: log,
+		Online: func(c string) bool { _, ok := ctl.Hub().Online(c); return ok }, Lags: replicationLags(repl.Source, db)})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -294,6 +294,26 @@ func newAlerts(dir string, db *serverdb.SQLite, log *slog.Logger) (*alert.Dispat
 	disp, _ := alert.NewDispatcher(db, alert.Options{Logger: log})
 	raiser := alerting.NewRaiser(disp, db.GroupOf, log)
 	return disp, raiser, &alerting.Channels{Dir: filepath.Join(dir, alerting.Dir), Store: db, Dispatcher: disp}
+}
+
+// replicationLags returns the lag of every replication target, for the
+// replication-lag alert.
+func replicationLags(src replicate.Source, db *serverdb.SQLite) func(context.Context, time.Time) (map[string]time.Duration, error) {
+	return func(ctx context.Context, now time.Time) (map[string]time.Duration, error) {
+		targets, err := db.ReplicaTargets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]time.Duration, len(targets))
+		for _, t := range targets {
+			st, err := replicate.StatusOf(ctx, src, db, t.Name, now)
+			if err != nil {
+				return out, fmt.Errorf("target %s: %w", t.Name, err)
+			}
+			out[t.Name] = st.Lag
+		}
+		return out, nil
+	}
 }
 
 // startAlerts runs the alert dispatcher, the raiser that feeds its

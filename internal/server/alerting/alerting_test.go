@@ -286,3 +286,48 @@ func TestChannelsKeepSecretsInFiles(t *testing.T) {
 		t.Fatalf("removing it again: %v", err)
 	}
 }
+
+func TestWatchReplicationLag(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openDB(t)
+	now := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	lags := map[string]time.Duration{"offsite": time.Hour, "s3": 0}
+	var lagErr error
+	asked := 0
+	var raised []alert.Event
+	w := &Watch{Store: db, Raise: func(e alert.Event) { raised = append(raised, e) }, Online: func(string) bool { return false },
+		LagThreshold: 2 * time.Hour, LagInterval: 5 * time.Minute, Now: func() time.Time { return now },
+		Lags: func(context.Context, time.Time) (map[string]time.Duration, error) { asked++; return lags, lagErr }}
+	step := func(d time.Duration, want int) {
+		t.Helper()
+		now = now.Add(d)
+		raised = nil
+		if err := w.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(raised) != want {
+			t.Fatalf("raised %+v, want %d", raised, want)
+		}
+	}
+	step(0, 0)
+	lags["offsite"] = 3 * time.Hour
+	step(time.Minute, 0) // not asked again within the interval
+	if asked != 1 {
+		t.Fatalf("asked %d times", asked)
+	}
+	step(5*time.Minute, 1)
+	if r := raised[0]; r.Kind != alert.ReplicationLag || r.Client != "" || r.Details["target"] != "offsite" || r.Validate() != nil {
+		t.Fatalf("%+v", r)
+	}
+	step(5*time.Minute, 0) // once while behind
+	lags["offsite"] = time.Minute
+	step(5*time.Minute, 0)
+	lags["offsite"] = 5 * time.Hour
+	step(5*time.Minute, 1) // behind again
+	lagErr = errors.New("objects unreadable")
+	now = now.Add(10 * time.Minute)
+	if err := w.Check(ctx); err == nil || !strings.Contains(err.Error(), "objects unreadable") {
+		t.Fatalf("a failed lag computation: %v", err)
+	}
+}

@@ -16,6 +16,14 @@ import (
 // raises none).
 const DefaultCertWarning = 14 * 24 * time.Hour
 
+// DefaultLagThreshold is how far behind a replica may fall before its
+// replication-lag alert, and DefaultLagInterval how often Watch asks
+// (computing a replica's lag lists the primary's objects).
+const (
+	DefaultLagThreshold = 24 * time.Hour
+	DefaultLagInterval  = 10 * time.Minute
+)
+
 // DefaultWatchInterval is how often Watch looks.
 const DefaultWatchInterval = 10 * time.Second
 
@@ -42,9 +50,16 @@ type Watch struct {
 	CertWarning time.Duration
 	// CertTTL is the lifetime of the client certificates the server issues.
 	CertTTL time.Duration
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// Lags, if set, returns each replication target's lag (the age of the
+	// oldest object it does not hold yet; 0: none).
+	Lags func(ctx context.Context, now time.Time) (map[string]time.Duration, error)
+	// LagThreshold and LagInterval: see DefaultLagThreshold (0: those).
+	LagThreshold, LagInterval time.Duration
+	Now                       func() time.Time
+	Logger                    *slog.Logger
 
+	lagAt   time.Time            // when Lags was last asked
+	lagging map[string]bool      // targets whose lag was alerted
 	seen    map[string]time.Time // when each agent was last seen online
 	offline map[string]bool      // agents whose absence was alerted
 	expiry  map[string]time.Time // certificates alerted, by client: their expiry
@@ -73,7 +88,7 @@ func (w *Watch) Run(ctx context.Context, interval time.Duration) {
 // Check looks once. It is not safe for concurrent use.
 func (w *Watch) Check(ctx context.Context) error {
 	if w.seen == nil {
-		w.seen, w.offline, w.expiry = map[string]time.Time{}, map[string]bool{}, map[string]time.Time{}
+		w.seen, w.offline, w.expiry, w.lagging = map[string]time.Time{}, map[string]bool{}, map[string]time.Time{}, map[string]bool{}
 	}
 	now := time.Now()
 	if w.Now != nil {
@@ -95,6 +110,40 @@ func (w *Watch) Check(ctx context.Context) error {
 			w.checkOnline(cl, a, now)
 		}
 		w.checkCert(cl, now)
+	}
+	return w.checkLag(ctx, now)
+}
+
+// checkLag raises replication-lag once for a target past the threshold,
+// again only after it caught up below it.
+func (w *Watch) checkLag(ctx context.Context, now time.Time) error {
+	interval, threshold := w.LagInterval, w.LagThreshold
+	if interval <= 0 {
+		interval = DefaultLagInterval
+	}
+	if threshold <= 0 {
+		threshold = DefaultLagThreshold
+	}
+	if w.Lags == nil || !w.lagAt.IsZero() && now.Sub(w.lagAt) < interval {
+		return nil
+	}
+	w.lagAt = now
+	lags, err := w.Lags(ctx, now)
+	if err != nil {
+		return fmt.Errorf("replication lag: %w", err)
+	}
+	for target, lag := range lags {
+		if lag <= threshold {
+			w.lagging[target] = false
+			continue
+		}
+		if w.lagging[target] {
+			continue
+		}
+		w.lagging[target] = true
+		w.Raise(alert.Event{Kind: alert.ReplicationLag, Time: now.UTC(),
+			Summary: fmt.Sprintf("replication target %s is %s behind (threshold %s)", target, lag.Round(time.Second), threshold),
+			Details: map[string]string{"target": target, "lag": lag.Round(time.Second).String()}})
 	}
 	return nil
 }
