@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,6 +32,7 @@ type policies struct {
 	mu   sync.Mutex
 	m    map[string][]byte
 	gen  map[string]uint64
+	fail map[string]error // returned once by SignedPolicy
 }
 
 func newPolicies(t testing.TB) *policies {
@@ -38,7 +40,7 @@ func newPolicies(t testing.TB) *policies {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &policies{t: t, priv: priv, m: map[string][]byte{}, gen: map[string]uint64{}}
+	return &policies{t: t, priv: priv, m: map[string][]byte{}, gen: map[string]uint64{}, fail: map[string]error{}}
 }
 
 func (p *policies) pub() ed25519.PublicKey { return p.priv.Public().(ed25519.PublicKey) }
@@ -62,6 +64,10 @@ func (p *policies) set(client, sched string) uint64 {
 func (p *policies) SignedPolicy(_ context.Context, client string) ([]byte, uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := p.fail[client]; err != nil {
+		delete(p.fail, client)
+		return nil, 0, err
+	}
 	if p.m[client] == nil {
 		return nil, 0, control.ErrNoPolicy
 	}
@@ -588,5 +594,22 @@ func TestMissedBackups(t *testing.T) {
 	var list []api.JobInfo
 	if admin.do(http.MethodGet, api.JobsPath+"?client=web1&state=missed", nil, &list); len(list) != 2 {
 		t.Fatalf("missed jobs: %+v", list)
+	}
+}
+
+// A stream whose first policy read fails (a busy database when a fleet
+// connects at once) ends, so the agent reconnects and gets its policy,
+// rather than staying up without one until the next change.
+func TestStreamEndsWhenTheFirstPolicyReadFails(t *testing.T) {
+	t.Parallel()
+	f := start(t)
+	f.pol.set("web1", "@daily")
+	f.pol.mu.Lock()
+	f.pol.fail["web1"] = errors.New("database is locked (5) (SQLITE_BUSY)")
+	f.pol.mu.Unlock()
+	h := f.host(t, "web1")
+	h.open().ended(10 * time.Second)
+	if m := h.open().next(10 * time.Second); m.Type != api.MsgPolicy {
+		t.Fatalf("after reconnecting: %s message, want the policy", m.Type)
 	}
 }

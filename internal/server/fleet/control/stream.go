@@ -90,6 +90,11 @@ func (c *Control) sync(ctx context.Context, s *session, first bool) error {
 	cp, ok, err := c.policyOf(ctx, s.client)
 	if err != nil {
 		c.log.Error("read a host's policy for its stream", "client", s.client, "err", err)
+		if first {
+			// A stream without its policy would wait for the next change;
+			// ended, the agent reconnects with its backoff and reads again.
+			return err
+		}
 	}
 	if ok && (first || cp.generation > s.generation) {
 		if err := c.send(ctx, s, &api.Message{Type: api.MsgPolicy, Policy: json.RawMessage(cp.signed)}); err != nil {
