@@ -95,6 +95,20 @@ func ParseKeyPEM(data []byte) (crypto.Signer, error) {
 	}
 }
 
+// ParseEd25519KeyPEM is ParseKeyPEM for a key that must be Ed25519 (the
+// server's signing keys: audit checkpoints, seed manifests).
+func ParseEd25519KeyPEM(data []byte) (ed25519.PrivateKey, error) {
+	k, err := ParseKeyPEM(data)
+	if err != nil {
+		return nil, err
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%T is not an Ed25519 key", k)
+	}
+	return priv, nil
+}
+
 // readPrivateFile reads a private key file after checking that only its
 // owner can access it. The check is on the opened file, so a rename between
 // check and read cannot swap it.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
+	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/storage"
 	"github.com/coffer-backup/coffer/internal/wire"
 )
@@ -151,17 +152,9 @@ func LoadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("seed key %s: mode %04o, want a regular file of mode 0600 (chmod 600 %s)", path, fi.Mode().Perm(), path)
 	}
-	block, _ := pem.Decode(b)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("seed key %s: want a PEM \"PRIVATE KEY\" block", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	priv, err := pki.ParseEd25519KeyPEM(b)
 	if err != nil {
 		return nil, fmt.Errorf("seed key %s: %w", path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("seed key %s: not an Ed25519 key", path)
 	}
 	return priv, nil
 }
@@ -171,11 +164,11 @@ func createKey(dir string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	keyPEM, err := pki.EncodeKeyPEM(priv)
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.WriteNew(filepath.Join(dir, KeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := atomicfile.WriteNew(filepath.Join(dir, KeyFile), keyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("write seed key: %w", err)
 	}
 	pubDER, err := x509.MarshalPKIXPublicKey(pub)

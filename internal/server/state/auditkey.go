@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -14,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
+	"github.com/coffer-backup/coffer/internal/pki"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,11 +40,11 @@ func EnsureAuditKey(dir string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate audit key: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	keyPEM, err := pki.EncodeKeyPEM(priv)
 	if err != nil {
 		return nil, fmt.Errorf("generate audit key: %w", err)
 	}
-	err = atomicfile.WriteNew(filepath.Join(dir, AuditKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	err = atomicfile.WriteNew(filepath.Join(dir, AuditKeyFile), keyPEM, 0o600)
 	if atomicfile.IsExist(err) {
 		return LoadAuditKey(dir) // made meanwhile by another process
 	}
@@ -94,17 +94,9 @@ func parseAuditKey(path string, data []byte) (ed25519.PrivateKey, error) {
 	if len(data) > maxAuditKeyFile {
 		return nil, fmt.Errorf("audit key %s: longer than %d bytes", path, maxAuditKeyFile)
 	}
-	block, rest := pem.Decode(data)
-	if block == nil || block.Type != "PRIVATE KEY" || len(bytes.TrimSpace(rest)) != 0 {
-		return nil, fmt.Errorf("audit key %s: want one PEM \"PRIVATE KEY\" block", path)
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	priv, err := pki.ParseEd25519KeyPEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("audit key %s: %w", path, err)
-	}
-	priv, ok := key.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("audit key %s: %T is not an Ed25519 key", path, key)
 	}
 	return priv, nil
 }
