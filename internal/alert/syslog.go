@@ -7,8 +7,9 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/coffer-backup/coffer/internal/syslogmsg"
 )
 
 // defaultSyslogSocket is the local syslog socket.
@@ -33,29 +34,8 @@ func SyslogMessage(id string, e Event, facility int, hostname, appName, procID s
 	if k, ok := kinds[e.Kind]; ok {
 		severity = k.severity
 	}
-	hdr := fmt.Sprintf("<%d>1 %s %s %s %s %s - \ufeff", facility*8+severity,
-		e.Time.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
-		headerField(hostname, 255), headerField(appName, 48),
-		headerField(procID, 128), headerField(string(e.Kind), 32))
+	hdr := syslogmsg.Header(facility, severity, e.Time, hostname, appName, procID, string(e.Kind))
 	return append([]byte(hdr), body...), nil
-}
-
-// headerField keeps the printable ASCII of v (RFC 5424 PRINTUSASCII), at
-// most limit bytes, or the NILVALUE "-".
-func headerField(v string, limit int) string {
-	v = strings.Map(func(r rune) rune {
-		if r < 33 || r > 126 {
-			return -1
-		}
-		return r
-	}, v)
-	if len(v) > limit {
-		v = v[:limit]
-	}
-	if v == "" {
-		return "-"
-	}
-	return v
 }
 
 // maxSyslogMessage bounds a message: receivers must take 480 bytes over

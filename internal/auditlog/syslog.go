@@ -6,9 +6,10 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/coffer-backup/coffer/internal/syslogmsg"
 )
 
 // FacilityLogAudit is RFC 5424's facility 13, "log audit".
@@ -146,27 +147,6 @@ func (s *SyslogSink) Format(e Entry) ([]byte, error) {
 	if e.Outcome == OutcomeRefused || e.Outcome == OutcomeFailed {
 		severity = 4 // warning
 	}
-	hdr := fmt.Sprintf("<%d>1 %s %s %s %s %s - \ufeff", s.opts.Facility*8+severity,
-		e.Time.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
-		headerField(s.opts.Hostname, 255), headerField(s.opts.AppName, 48),
-		headerField(s.procID, 128), headerField(e.Action, 32))
+	hdr := syslogmsg.Header(s.opts.Facility, severity, e.Time, s.opts.Hostname, s.opts.AppName, s.procID, e.Action)
 	return append([]byte(hdr), line[:len(line)-1]...), nil
-}
-
-// headerField keeps the printable ASCII of v (RFC 5424 PRINTUSASCII), at
-// most max bytes, or the NILVALUE "-".
-func headerField(v string, limit int) string {
-	v = strings.Map(func(r rune) rune {
-		if r < 33 || r > 126 {
-			return -1
-		}
-		return r
-	}, v)
-	if len(v) > limit {
-		v = v[:limit]
-	}
-	if v == "" {
-		return "-"
-	}
-	return v
 }
