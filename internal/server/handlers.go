@@ -414,6 +414,7 @@ func (s *Server) serveRemove(ctx context.Context, w http.ResponseWriter, st *atr
 	}
 	if grant != "" {
 		err = s.trash.put(client.Name, route.Repo, h, now)
+		s.store.forget(client.Name, route.Repo, h)
 	} else {
 		err = st.Remove(ctx, h)
 	}

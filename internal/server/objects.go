@@ -27,9 +27,10 @@ var ErrCorrupt = atrest.ErrCorrupt
 // resolved through tree, which never leaves objects/: a symbolic link
 // planted in the tree is refused or, raced in, stays inside it.
 type objectStore struct {
-	root string   // <dir>/objects
-	tree *os.Root // root, opened
-	key  *atrest.Key
+	root  string   // <dir>/objects
+	tree  *os.Root // root, opened
+	key   *atrest.Key
+	repos *repoCache
 }
 
 // openObjectStore opens the object tree of the state directory dir; the
@@ -40,10 +41,13 @@ func openObjectStore(dir string, key *atrest.Key) (*objectStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the object tree: %w", err)
 	}
-	return &objectStore{root: root, tree: tree, key: key}, nil
+	return &objectStore{root: root, tree: tree, key: key, repos: newRepoCache(openRepos)}, nil
 }
 
-func (s *objectStore) close() error { return s.tree.Close() }
+func (s *objectStore) close() error {
+	s.repos.close()
+	return s.tree.Close()
+}
 
 // repoRel is the directory of a client's repository, relative to root.
 func (s *objectStore) repoRel(client, repo string) (string, error) {
@@ -59,19 +63,54 @@ func (s *objectStore) repoRel(client, repo string) (string, error) {
 // open returns the storage of a client's repository; the caller closes it.
 // A missing repository fails with storage.ErrNoRepository, one whose
 // directory is a symbolic link with an error wrapping local.ErrSymlink.
+// The repository stays open in s.repos after the caller is done.
 func (s *objectStore) open(client, repo string) (*atrest.Storage, error) {
 	rel, err := s.repoRel(client, repo)
 	if err != nil {
 		return nil, err
 	}
-	l, err := local.OpenDirIn(s.tree, rel)
+	openDir := func() (*local.Local, error) { return local.OpenDirIn(s.tree, rel) }
+	var l *local.Local
+	release := func() {}
+	if dir, lerr := s.tree.Lstat(rel); lerr == nil {
+		l, release, err = s.repos.acquire(rel, dir, openDir)
+	} else {
+		// Gone or not reachable: forget what was open, and let OpenDirIn
+		// say why.
+		s.repos.forget(rel)
+		l, err = openDir()
+		if err == nil {
+			release = func() { _ = l.Close() }
+		}
+	}
 	if errors.Is(err, storage.ErrNoRepository) {
 		return nil, fmt.Errorf("repository %s: %w", repo, storage.ErrNoRepository)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", repo, err)
 	}
-	return atrest.New(l, s.key, atrest.Namespace{Client: client, Repo: repo}), nil
+	return atrest.New(sharedLocal{l, release}, s.key, atrest.Namespace{Client: client, Repo: repo}), nil
+}
+
+// forget makes the store let go of an object of a client's repository
+// that was moved out of the tree by other means than its storage's
+// Remove (the trash), so that no open file of it can still be read.
+func (s *objectStore) forget(client, repo string, h storage.Handle) {
+	if rel, err := s.repoRel(client, repo); err == nil {
+		s.repos.forgetObject(rel, h)
+	}
+}
+
+// sharedLocal is a repository of the cache, used by one request: its
+// Close ends the request's use, not the repository.
+type sharedLocal struct {
+	*local.Local
+	release func()
+}
+
+func (l sharedLocal) Close() error {
+	l.release()
+	return nil
 }
 
 // create makes a new, empty repository; storage.ErrExists if it is there.

@@ -25,6 +25,10 @@ func TestObjectTreeSymlinksRefused(t *testing.T) {
 	bob := newClient(t, env, env.Enroll(t, "bob", nil))
 	alice.mustStatus("POST", "/v1/repos/r", nil, 201)
 	alice.mustStatus("POST", "/v1/repos/r2", nil, 201)
+	alice.mustStatus("POST", "/v1/repos/r3", nil, 201)
+	// r3 is in use, so the server holds it open, before it is replaced.
+	alice.mustStatus("PUT", "/v1/repos/r3/data/ab01", []byte("pack"), 201)
+	alice.mustStatus("GET", "/v1/repos/r3/data/ab01", nil, 200)
 	alice.mustStatus("PUT", "/v1/repos/r/index/i1", []byte("index"), 201)
 	alice.mustStatus("PUT", "/v1/repos/r/data/ab01", []byte("pack"), 201)
 	objects := filepath.Join(env.Dir, state.ObjectsDir)
@@ -51,6 +55,7 @@ func TestObjectTreeSymlinksRefused(t *testing.T) {
 		{"alice/r/data/ab", alice, "/v1/repos/r/data/ab02", "/v1/repos/r/data/ab01"},
 		{"alice/r2", alice, "/v1/repos/r2/snapshots/s1", "/v1/repos/r2/snapshots/"},
 		{"bob", bob, "/v1/repos/b", "/v1/repos/b/index/"},
+		{"alice/r3", alice, "/v1/repos/r3/index/i2", "/v1/repos/r3/data/ab01"},
 	}
 	for _, c := range cases {
 		outside := plant(c.link)

@@ -693,6 +693,14 @@ func (l *Local) Remove(ctx context.Context, h storage.Handle) error {
 	return nil
 }
 
+// Forget closes the file of object h if Load keeps it open (once the
+// Loads using it end): for a caller that moved h out of the repository
+// by other means than Remove, so no Load still reads it.
+func (l *Local) Forget(h storage.Handle) {
+	_, p := dirOf(h)
+	l.packs.evict(p)
+}
+
 // List implements storage.Storage. Temporary files, entries whose names are
 // not valid object names and packs in the wrong shard are not reported:
 // none of them can be loaded by name.
