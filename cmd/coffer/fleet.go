@@ -71,6 +71,7 @@ the scope that fell short. There is no way around the API.`,
 		newFleetCancelCommand(g, o),
 		newFleetRestoreCommand(g, o),
 		newFleetAlertCommand(g, o),
+		newFleetAuditCommand(g, o),
 	)
 	return cmd
 }

@@ -542,6 +542,8 @@ type (
 	fleetJobJSON = api.JobInfo
 	// fleetJobsJSON is fleet jobs' list.
 	fleetJobsJSON = []api.JobInfo
+	// fleetAuditJSON is fleet audit's list, oldest first.
+	fleetAuditJSON = []api.AuditEntry
 )
 
 // fleetHostJSON is one host of fleet status --json: the API's

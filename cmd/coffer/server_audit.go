@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/auditlog"
+	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/server/admin"
 	"github.com/coffer-backup/coffer/internal/server/audit"
 	"github.com/coffer-backup/coffer/internal/termesc"
@@ -136,17 +137,24 @@ func printAuditEntries(out io.Writer, dir string, since time.Time) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "SEQ\tTIME\tACTOR\tACTION\tTARGET\tOUTCOME\tDETAILS")
 	err := audit.Scan(dir, since, func(e auditlog.Entry) error {
-		var details []string
-		for _, k := range slices.Sorted(maps.Keys(e.Details)) {
-			details = append(details, termesc.Name(k)+"="+termesc.Name(e.Details[k]))
-		}
-		_, err := fmt.Fprintf(w, "%d\t%s\t%s/%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Local().Format(time.DateTime),
-			termesc.Name(e.Actor.Name), termesc.Name(e.Actor.Role), termesc.Name(e.Action), termesc.Name(e.Target),
-			termesc.Name(e.Outcome), strings.Join(details, " "))
-		return err
+		return writeAuditRow(w, api.AuditEntry{Seq: e.Seq, Time: e.Time, Actor: api.AuditActor(e.Actor), Action: e.Action,
+			Target: e.Target, Outcome: e.Outcome, Details: e.Details})
 	})
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
+	return err
+}
+
+// writeAuditRow prints one audit entry as a tab-separated row (server
+// audit show, fleet audit), every field escaped for the terminal.
+func writeAuditRow(w io.Writer, e api.AuditEntry) error {
+	var details []string
+	for _, k := range slices.Sorted(maps.Keys(e.Details)) {
+		details = append(details, termesc.Name(k)+"="+termesc.Name(e.Details[k]))
+	}
+	_, err := fmt.Fprintf(w, "%d\t%s\t%s/%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Local().Format(time.DateTime),
+		termesc.Name(e.Actor.Name), termesc.Name(e.Actor.Role), termesc.Name(e.Action), termesc.Name(e.Target),
+		termesc.Name(e.Outcome), strings.Join(details, " "))
 	return err
 }

@@ -273,7 +273,8 @@ func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, ale
 	if made {
 		log.Info("made the policy signing key of a state directory that had none", "file", filepath.Join(dir, policy.KeyFile))
 	}
-	fl, err := fleet.New(fleet.Config{Store: db, CA: ca, Key: pkey, Logger: log, Alerts: alerts})
+	fl, err := fleet.New(fleet.Config{Store: db, CA: ca, Key: pkey, Logger: log, Alerts: alerts,
+		AuditLog: func(since time.Time, fn func(auditlog.Entry) error) error { return audit.Scan(dir, since, fn) }})
 	if err != nil {
 		return nil, nil, err
 	}

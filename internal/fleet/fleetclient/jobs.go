@@ -110,3 +110,31 @@ func (c *Client) Wait(ctx context.Context, id string, interval time.Duration, se
 		}
 	}
 }
+
+// AuditFilter narrows Audit; zero fields do not filter.
+type AuditFilter struct {
+	Since  time.Time
+	Client string
+	// Limit keeps the newest entries (0: the server's default, 1000).
+	Limit int
+}
+
+// Audit lists the audit log's entries the caller may read, oldest first.
+func (c *Client) Audit(ctx context.Context, f AuditFilter) ([]api.AuditEntry, error) {
+	q := url.Values{}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if f.Client != "" {
+		q.Set("client", f.Client)
+	}
+	if f.Limit > 0 {
+		q.Set("limit", fmt.Sprint(f.Limit))
+	}
+	path := api.AuditPath
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out []api.AuditEntry
+	return out, c.Do(ctx, http.MethodGet, path, nil, &out)
+}

@@ -61,6 +61,9 @@ type Config struct {
 	// Alerts administers the alert channels; nil: the alert endpoints
 	// answer 404.
 	Alerts AlertAdmin
+	// AuditLog reads the server's audit log for api.AuditPath; nil: that
+	// endpoint answers 404.
+	AuditLog AuditReader
 }
 
 // Fleet administers the fleet. It is safe for concurrent use.
@@ -72,6 +75,8 @@ type Fleet struct {
 	log     *slog.Logger
 	now     func() time.Time
 	alerts  AlertAdmin
+	// auditLog reads the audit log (Config.AuditLog).
+	auditLog AuditReader
 
 	mu        sync.Mutex
 	listeners []func(clients []string)
@@ -82,7 +87,7 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Store == nil || cfg.CA == nil || cfg.Key == nil {
 		return nil, errors.New("fleet: Config.Store, CA and Key are required")
 	}
-	f := &Fleet{store: cfg.Store, ca: cfg.CA, key: cfg.Key, changed: cfg.Changed, log: cfg.Logger, now: cfg.Now, alerts: cfg.Alerts}
+	f := &Fleet{store: cfg.Store, ca: cfg.CA, key: cfg.Key, changed: cfg.Changed, log: cfg.Logger, now: cfg.Now, alerts: cfg.Alerts, auditLog: cfg.AuditLog}
 	if f.log == nil {
 		f.log = slog.Default()
 	}

@@ -31,6 +31,9 @@ func (f *Fleet) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+api.PoliciesPath+"/{kind}/{name}", f.handleTarget(ActionPolicyRead, f.showPolicy))
 	mux.HandleFunc("PUT "+api.PoliciesPath+"/{kind}/{name}", f.handleTarget(ActionPolicyWrite, f.setPolicy))
 	mux.HandleFunc("PUT "+api.EscrowPath, f.handle(ActionEscrow, f.setEscrow))
+	mux.HandleFunc("GET "+api.AuditPath, func(w http.ResponseWriter, r *http.Request) {
+		f.serve(w, r, ActionAudit, auditTarget, f.listAudit)
+	})
 	f.registerAlerts(mux)
 }
 
@@ -110,7 +113,7 @@ func HTTPError(err error) error {
 	case errors.Is(err, api.ErrInvalid), errors.Is(err, ErrInvalidSetting), errors.Is(err, serverdb.ErrInvalidRecord),
 		errors.Is(err, alert.ErrInvalid), errors.Is(err, alert.ErrInsecure):
 		return codedError{wire.ErrBadRequest, err}
-	case errors.Is(err, serverdb.ErrNotFound), errors.Is(err, ErrNoPolicy), errors.Is(err, alert.ErrNoChannel):
+	case errors.Is(err, serverdb.ErrNotFound), errors.Is(err, ErrNoPolicy), errors.Is(err, alert.ErrNoChannel), errors.Is(err, ErrNoAuditLog):
 		return codedError{storage.ErrNotFound, err}
 	case errors.Is(err, serverdb.ErrExists):
 		return codedError{storage.ErrExists, err}
