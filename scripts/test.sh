@@ -7,7 +7,9 @@
 # fetches from the Go module proxy and builds on first use (cached after);
 # through scripts/deps.sh, versitygw v1.8.0 and mailpit v1.27.11, the S3
 # and SMTP servers the tests start, with `go install` into
-# $(go env GOPATH)/bin; and, when run as root on a
+# $(go env GOPATH)/bin, and PostgreSQL (the Debian package postgresql,
+# with apt-get when run as root) for the server database's tests; and,
+# when run as root on a
 # Debian-like system without setfacl, the `acl` package (apt-get), which the
 # ACL round-trip tests use.
 set -euo pipefail
@@ -33,8 +35,9 @@ prefetch=$!
 
 # The servers the tests start (versitygw for S3, mailpit for SMTP) are
 # installed by scripts/deps.sh in the background too, and waited for before
-# go test; with COFFER_REQUIRE_S3=1 and COFFER_REQUIRE_MAILPIT=1 their tests
-# fail rather than skip without them. Installed pinned versions are kept.
+# go test; with COFFER_REQUIRE_S3=1, COFFER_REQUIRE_MAILPIT=1 and
+# COFFER_REQUIRE_PG=1 their tests fail rather than skip without them.
+# Installed pinned versions are kept.
 deps_log=$(mktemp)
 bash scripts/deps.sh >"$deps_log" 2>&1 &
 deps=$!
@@ -50,11 +53,11 @@ echo "== go build (static)"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/coffer
 
 if ! wait "$deps"; then
-	cat "$deps_log"; echo "could not install versitygw and mailpit for the S3 and mail tests"; exit 1
+	cat "$deps_log"; echo "could not install versitygw, mailpit and PostgreSQL for the S3, mail and database tests"; exit 1
 fi
 cat "$deps_log"
 rm -f "$deps_log"
-export COFFER_REQUIRE_S3=1 COFFER_REQUIRE_MAILPIT=1
+export COFFER_REQUIRE_S3=1 COFFER_REQUIRE_MAILPIT=1 COFFER_REQUIRE_PG=1
 
 echo "== go test -race"
 # The race detector needs cgo; the binary the end-to-end tests build is

@@ -10,11 +10,11 @@ import (
 	"github.com/coffer-backup/coffer/internal/alert"
 )
 
-var _ alert.Store = (*SQLite)(nil)
+var _ alert.Store = (*Store)(nil)
 
 // AlertChannels implements alert.ChannelStore. A stored channel that no
 // longer parses is an error naming it (it can still be removed).
-func (s *SQLite) AlertChannels(ctx context.Context) ([]alert.Channel, error) {
+func (s *Store) AlertChannels(ctx context.Context) ([]alert.Channel, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT name, config FROM alert_channels ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("read alert channels: %w", err)
@@ -39,7 +39,7 @@ func (s *SQLite) AlertChannels(ctx context.Context) ([]alert.Channel, error) {
 }
 
 // PutAlertChannel implements alert.ChannelStore.
-func (s *SQLite) PutAlertChannel(ctx context.Context, c alert.Channel) error {
+func (s *Store) PutAlertChannel(ctx context.Context, c alert.Channel) error {
 	config, err := c.Encode()
 	if err != nil {
 		return fmt.Errorf("put alert channel: %w", err)
@@ -56,7 +56,7 @@ func (s *SQLite) PutAlertChannel(ctx context.Context, c alert.Channel) error {
 // RemoveAlertChannel implements alert.ChannelStore: the channel and its
 // pending items go in one transaction; its delivered and dead items stay
 // until pruned.
-func (s *SQLite) RemoveAlertChannel(ctx context.Context, name string) error {
+func (s *Store) RemoveAlertChannel(ctx context.Context, name string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("remove alert channel: %w", err)
@@ -76,7 +76,7 @@ func (s *SQLite) RemoveAlertChannel(ctx context.Context, name string) error {
 }
 
 // EnqueueAlerts implements alert.Outbox.
-func (s *SQLite) EnqueueAlerts(ctx context.Context, items []alert.Item) error {
+func (s *Store) EnqueueAlerts(ctx context.Context, items []alert.Item) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("enqueue alerts: %w", err)
@@ -101,7 +101,7 @@ func (s *SQLite) EnqueueAlerts(ctx context.Context, items []alert.Item) error {
 const alertColumns = `id, channel, event, created, next_attempt, attempts, last_error, state, done`
 
 // ClaimAlerts implements alert.Outbox.
-func (s *SQLite) ClaimAlerts(ctx context.Context, channel string, now time.Time, lease time.Duration, limit int) ([]alert.Item, error) {
+func (s *Store) ClaimAlerts(ctx context.Context, channel string, now time.Time, lease time.Duration, limit int) ([]alert.Item, error) {
 	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one claimer at a time
 	if err != nil {
 		return nil, fmt.Errorf("claim alerts: %w", err)
@@ -130,12 +130,12 @@ func (s *SQLite) ClaimAlerts(ctx context.Context, channel string, now time.Time,
 }
 
 // MarkAlertsDelivered implements alert.Outbox.
-func (s *SQLite) MarkAlertsDelivered(ctx context.Context, ids []int64, at time.Time) error {
+func (s *Store) MarkAlertsDelivered(ctx context.Context, ids []int64, at time.Time) error {
 	return s.updateAlerts(ctx, ids, `UPDATE alert_outbox SET state = ?, done = ? WHERE id = ?`, alert.Delivered, nanos(at))
 }
 
 // MarkAlertsFailed implements alert.Outbox.
-func (s *SQLite) MarkAlertsFailed(ctx context.Context, ids []int64, f alert.Failure) error {
+func (s *Store) MarkAlertsFailed(ctx context.Context, ids []int64, f alert.Failure) error {
 	if f.Dead {
 		return s.updateAlerts(ctx, ids, `UPDATE alert_outbox SET attempts = attempts + 1, last_error = ?, state = ?, done = ? WHERE id = ?`,
 			f.Error, alert.Dead, nanos(f.At))
@@ -148,7 +148,7 @@ func (s *SQLite) MarkAlertsFailed(ctx context.Context, ids []int64, f alert.Fail
 }
 
 // updateAlerts runs query with args and then each id, in one transaction.
-func (s *SQLite) updateAlerts(ctx context.Context, ids []int64, query string, args ...any) error {
+func (s *Store) updateAlerts(ctx context.Context, ids []int64, query string, args ...any) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("update alerts: %w", err)
@@ -163,7 +163,7 @@ func (s *SQLite) updateAlerts(ctx context.Context, ids []int64, query string, ar
 }
 
 // AlertItems implements alert.Outbox.
-func (s *SQLite) AlertItems(ctx context.Context, channel string) ([]alert.Item, error) {
+func (s *Store) AlertItems(ctx context.Context, channel string) ([]alert.Item, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+alertColumns+` FROM alert_outbox WHERE ? = '' OR channel = ? ORDER BY id`, channel, channel)
 	if err != nil {
 		return nil, fmt.Errorf("read alert outbox: %w", err)
@@ -176,7 +176,7 @@ func (s *SQLite) AlertItems(ctx context.Context, channel string) ([]alert.Item, 
 }
 
 // PruneAlerts implements alert.Outbox.
-func (s *SQLite) PruneAlerts(ctx context.Context, before time.Time) (int64, error) {
+func (s *Store) PruneAlerts(ctx context.Context, before time.Time) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM alert_outbox WHERE state != ? AND done < ?`, alert.Pending, nanos(before))
 	if err != nil {
 		return 0, fmt.Errorf("prune alert outbox: %w", err)

@@ -12,7 +12,7 @@ import (
 )
 
 // EnrollClient implements DB.
-func (s *SQLite) EnrollClient(ctx context.Context, c Client, now time.Time) error {
+func (s *Store) EnrollClient(ctx context.Context, c Client, now time.Time) error {
 	if err := pki.ValidateClientName(c.Name); err != nil {
 		return fmt.Errorf("enroll client: %w: %w", ErrInvalidRecord, err)
 	}
@@ -54,7 +54,7 @@ func (s *SQLite) EnrollClient(ctx context.Context, c Client, now time.Time) erro
 }
 
 // RenewClient implements DB.
-func (s *SQLite) RenewClient(ctx context.Context, name string, old, newSerial *big.Int, notAfter, now time.Time) error {
+func (s *Store) RenewClient(ctx context.Context, name string, old, newSerial *big.Int, notAfter, now time.Time) error {
 	oldText, err := serialText(old)
 	if err != nil {
 		return fmt.Errorf("renew client %s: %w", name, err)

@@ -43,7 +43,7 @@ func scanUser(r scanner) (User, error) {
 }
 
 // User implements DB.
-func (s *SQLite) User(ctx context.Context, name string) (User, error) {
+func (s *Store) User(ctx context.Context, name string) (User, error) {
 	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("user %q: %w", name, ErrNotFound)
@@ -55,7 +55,7 @@ func (s *SQLite) User(ctx context.Context, name string) (User, error) {
 }
 
 // Users implements DB.
-func (s *SQLite) Users(ctx context.Context) ([]User, error) {
+func (s *Store) Users(ctx context.Context) ([]User, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
@@ -76,7 +76,7 @@ func (s *SQLite) Users(ctx context.Context) ([]User, error) {
 }
 
 // AddUser implements DB.
-func (s *SQLite) AddUser(ctx context.Context, u User, now time.Time) error {
+func (s *Store) AddUser(ctx context.Context, u User, now time.Time) error {
 	if err := pki.ValidateClientName(u.Name); err != nil {
 		return fmt.Errorf("add user: %w: %w", ErrInvalidRecord, err)
 	}
@@ -117,7 +117,7 @@ func (s *SQLite) AddUser(ctx context.Context, u User, now time.Time) error {
 }
 
 // EnrollUser implements DB.
-func (s *SQLite) EnrollUser(ctx context.Context, name string, serial *big.Int, notAfter, now time.Time) error {
+func (s *Store) EnrollUser(ctx context.Context, name string, serial *big.Int, notAfter, now time.Time) error {
 	text, err := serialText(serial)
 	if err != nil {
 		return fmt.Errorf("enroll user %s: %w", name, err)
@@ -153,7 +153,7 @@ func (s *SQLite) EnrollUser(ctx context.Context, name string, serial *big.Int, n
 }
 
 // RemoveUser implements DB.
-func (s *SQLite) RemoveUser(ctx context.Context, name string, now time.Time, reason string) error {
+func (s *Store) RemoveUser(ctx context.Context, name string, now time.Time, reason string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("remove user %s: %w", name, err)
@@ -194,7 +194,7 @@ type Group struct {
 }
 
 // AddGroup records a new, empty group (ErrExists if the name is taken).
-func (s *SQLite) AddGroup(ctx context.Context, name string, now time.Time) error {
+func (s *Store) AddGroup(ctx context.Context, name string, now time.Time) error {
 	if err := pki.ValidateClientName(name); err != nil {
 		return fmt.Errorf("add group: %w: %w", ErrInvalidRecord, err)
 	}
@@ -212,7 +212,7 @@ func (s *SQLite) AddGroup(ctx context.Context, name string, now time.Time) error
 
 // AssignGroup puts clients into group, moving them out of the group they
 // were in, in one transaction; an unknown group is ErrNotFound.
-func (s *SQLite) AssignGroup(ctx context.Context, group string, clients []string) error {
+func (s *Store) AssignGroup(ctx context.Context, group string, clients []string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("assign to group %s: %w", group, err)
@@ -239,7 +239,7 @@ func (s *SQLite) AssignGroup(ctx context.Context, group string, clients []string
 }
 
 // Groups returns every group with its members, by name.
-func (s *SQLite) Groups(ctx context.Context) ([]Group, error) {
+func (s *Store) Groups(ctx context.Context) ([]Group, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT g.name, g.created, COALESCE(m.client, '') FROM fleet_groups g LEFT JOIN fleet_members m ON m.grp = g.name ORDER BY g.name, m.client`)
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
@@ -269,7 +269,7 @@ func (s *SQLite) Groups(ctx context.Context) ([]Group, error) {
 }
 
 // GroupOf returns the group client is in, or "" when it is in none.
-func (s *SQLite) GroupOf(ctx context.Context, client string) (string, error) {
+func (s *Store) GroupOf(ctx context.Context, client string) (string, error) {
 	var g string
 	err := s.db.QueryRowContext(ctx, `SELECT grp FROM fleet_members WHERE client = ?`, client).Scan(&g)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -290,7 +290,7 @@ type PolicyRecord struct {
 }
 
 // PutPolicySettings stores the settings of target, replacing what was there.
-func (s *SQLite) PutPolicySettings(ctx context.Context, rec PolicyRecord) error {
+func (s *Store) PutPolicySettings(ctx context.Context, rec PolicyRecord) error {
 	if rec.Target == "" || rec.Updated.IsZero() || !json.Valid([]byte(rec.Settings)) {
 		return fmt.Errorf("store policy settings: %w", ErrInvalidRecord)
 	}
@@ -303,7 +303,7 @@ func (s *SQLite) PutPolicySettings(ctx context.Context, rec PolicyRecord) error 
 }
 
 // PolicySettings returns the settings of target, or ErrNotFound.
-func (s *SQLite) PolicySettings(ctx context.Context, target string) (PolicyRecord, error) {
+func (s *Store) PolicySettings(ctx context.Context, target string) (PolicyRecord, error) {
 	rec := PolicyRecord{Target: target}
 	var updated int64
 	err := s.db.QueryRowContext(ctx, `SELECT settings, updated FROM fleet_policies WHERE target = ?`, target).Scan(&rec.Settings, &updated)
@@ -318,7 +318,7 @@ func (s *SQLite) PolicySettings(ctx context.Context, target string) (PolicyRecor
 }
 
 // PolicyRecords returns every stored policy setting, by target.
-func (s *SQLite) PolicyRecords(ctx context.Context) ([]PolicyRecord, error) {
+func (s *Store) PolicyRecords(ctx context.Context) ([]PolicyRecord, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT target, settings, updated FROM fleet_policies ORDER BY target`)
 	if err != nil {
 		return nil, fmt.Errorf("list policies: %w", err)
@@ -347,7 +347,7 @@ func (s *SQLite) PolicyRecords(ctx context.Context) ([]PolicyRecord, error) {
 // else the next generation (1 for the first), issued at now and stored, in
 // one transaction, so concurrent callers agree and a generation never
 // goes back.
-func (s *SQLite) PolicyGeneration(ctx context.Context, client string, digest []byte, now time.Time) (uint64, time.Time, error) {
+func (s *Store) PolicyGeneration(ctx context.Context, client string, digest []byte, now time.Time) (uint64, time.Time, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("policy generation of %s: %w", client, err)
@@ -378,7 +378,7 @@ func (s *SQLite) PolicyGeneration(ctx context.Context, client string, digest []b
 }
 
 // FleetSetting returns a fleet-wide setting, "" when unset.
-func (s *SQLite) FleetSetting(ctx context.Context, key string) (string, error) {
+func (s *Store) FleetSetting(ctx context.Context, key string) (string, error) {
 	var v string
 	err := s.db.QueryRowContext(ctx, `SELECT value FROM fleet_settings WHERE key = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -391,7 +391,7 @@ func (s *SQLite) FleetSetting(ctx context.Context, key string) (string, error) {
 }
 
 // SetFleetSetting stores a fleet-wide setting.
-func (s *SQLite) SetFleetSetting(ctx context.Context, key, value string) error {
+func (s *Store) SetFleetSetting(ctx context.Context, key, value string) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO fleet_settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
 	if err != nil {
 		return fmt.Errorf("fleet setting %s: %w", key, err)

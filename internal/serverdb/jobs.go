@@ -95,7 +95,7 @@ func validJob(j Job) error {
 }
 
 // InsertJob stores a new job; ErrConflict if its ID exists.
-func (s *SQLite) InsertJob(ctx context.Context, j Job) error {
+func (s *Store) InsertJob(ctx context.Context, j Job) error {
 	if err := validJob(j); err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func insertJob(ctx context.Context, x execer, j Job) error {
 }
 
 // Job returns one job or ErrNotFound.
-func (s *SQLite) Job(ctx context.Context, id string) (Job, error) {
+func (s *Store) Job(ctx context.Context, id string) (Job, error) {
 	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Job{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
@@ -132,7 +132,7 @@ func (s *SQLite) Job(ctx context.Context, id string) (Job, error) {
 // change returns in its place (inserting it if none was found); a nil Job
 // stores nothing. An error from change rolls back and is returned as is.
 // The stored job keeps id whatever change sets.
-func (s *SQLite) UpdateJob(ctx context.Context, id string, change func(cur Job, found bool) (*Job, error)) error {
+func (s *Store) UpdateJob(ctx context.Context, id string, change func(cur Job, found bool) (*Job, error)) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", id, err)
@@ -161,7 +161,7 @@ type JobUpdate struct {
 // job, leaves its job as it was and the others go ahead. When the
 // database fails, nothing of the batch is kept and each update is tried
 // again in a transaction of its own, so one cannot fail the others.
-func (s *SQLite) UpdateJobs(ctx context.Context, updates []JobUpdate) []error {
+func (s *Store) UpdateJobs(ctx context.Context, updates []JobUpdate) []error {
 	errs := make([]error, len(updates))
 	if len(updates) == 0 {
 		return errs
@@ -190,7 +190,7 @@ func (s *SQLite) UpdateJobs(ctx context.Context, updates []JobUpdate) []error {
 
 // updateJobTx is UpdateJob inside tx: refused is change's error or an
 // invalid job (the transaction may go on), err a database failure.
-func updateJobTx(ctx context.Context, tx *sql.Tx, id string, change func(cur Job, found bool) (*Job, error)) (refused, err error) {
+func updateJobTx(ctx context.Context, tx *txn, id string, change func(cur Job, found bool) (*Job, error)) (refused, err error) {
 	cur, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
 	found := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -213,7 +213,7 @@ func updateJobTx(ctx context.Context, tx *sql.Tx, id string, change func(cur Job
 }
 
 // Jobs returns the jobs f selects, newest first unless f.Oldest.
-func (s *SQLite) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
+func (s *Store) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
 	var where []string
 	var args []any
 	if f.Client != "" {
@@ -270,7 +270,7 @@ func (s *SQLite) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
 // with reason as its error, and returns how many it marked. A server calls
 // it at start: what was running when it stopped is not lost silently, and
 // an agent's later report of the job replaces the mark.
-func (s *SQLite) FailRunningJobs(ctx context.Context, reason string, now time.Time) (int64, error) {
+func (s *Store) FailRunningJobs(ctx context.Context, reason string, now time.Time) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET state = 'failed', error = ?, updated = ?, end_time = ?, server_set = 1 WHERE state = 'running'`,
 		reason, nanos(now), nanos(now))
 	if err != nil {
@@ -292,7 +292,7 @@ const agentConnectedSQL = `INSERT INTO agents (client, version, connected) VALUE
 		ON CONFLICT(client) DO UPDATE SET version = excluded.version, connected = excluded.connected`
 
 // AgentConnected records that client's agent of version opened a stream.
-func (s *SQLite) AgentConnected(ctx context.Context, client, version string, now time.Time) error {
+func (s *Store) AgentConnected(ctx context.Context, client, version string, now time.Time) error {
 	_, err := s.db.ExecContext(ctx, agentConnectedSQL, client, version, nanos(now))
 	if err != nil {
 		return fmt.Errorf("record agent of %s: %w", client, err)
@@ -309,7 +309,7 @@ type AgentConn struct {
 // AgentsConnected records many connections as AgentConnected, in one
 // transaction, and returns an error for each. When the transaction fails
 // each is tried again on its own.
-func (s *SQLite) AgentsConnected(ctx context.Context, conns []AgentConn) []error {
+func (s *Store) AgentsConnected(ctx context.Context, conns []AgentConn) []error {
 	errs := make([]error, len(conns))
 	if len(conns) == 0 {
 		return errs
@@ -336,9 +336,9 @@ func (s *SQLite) AgentsConnected(ctx context.Context, conns []AgentConn) []error
 }
 
 // AddDropped adds n to the count of reports client's agent dropped.
-func (s *SQLite) AddDropped(ctx context.Context, client string, n int64) error {
+func (s *Store) AddDropped(ctx context.Context, client string, n int64) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO agents (client, dropped) VALUES (?, ?)
-		ON CONFLICT(client) DO UPDATE SET dropped = dropped + excluded.dropped`, client, n)
+		ON CONFLICT(client) DO UPDATE SET dropped = agents.dropped + excluded.dropped`, client, n)
 	if err != nil {
 		return fmt.Errorf("record dropped reports of %s: %w", client, err)
 	}
@@ -346,7 +346,7 @@ func (s *SQLite) AddDropped(ctx context.Context, client string, n int64) error {
 }
 
 // Agents returns every agent the server has seen, by client name.
-func (s *SQLite) Agents(ctx context.Context) (map[string]Agent, error) {
+func (s *Store) Agents(ctx context.Context) (map[string]Agent, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT client, version, connected, dropped FROM agents`)
 	if err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
@@ -373,7 +373,7 @@ type Watch struct {
 }
 
 // Watches returns every watch, keyed by client and then repository.
-func (s *SQLite) Watches(ctx context.Context) (map[string]map[string]Watch, error) {
+func (s *Store) Watches(ctx context.Context) (map[string]map[string]Watch, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT client, repository, since, last_missed FROM rpo_watch`)
 	if err != nil {
 		return nil, fmt.Errorf("list missed-backup watches: %w", err)
@@ -397,7 +397,7 @@ func (s *SQLite) Watches(ctx context.Context) (map[string]map[string]Watch, erro
 
 // StartWatch records that the server watches client's repository from
 // since on; an existing watch is kept as it is.
-func (s *SQLite) StartWatch(ctx context.Context, client, repository string, since time.Time) error {
+func (s *Store) StartWatch(ctx context.Context, client, repository string, since time.Time) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO rpo_watch (client, repository, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 		client, repository, nanos(since))
 	if err != nil {
@@ -409,7 +409,7 @@ func (s *SQLite) StartWatch(ctx context.Context, client, repository string, sinc
 // RecordMissed stores job (state missed) and moves the watch's LastMissed
 // to deadline, in one transaction; ErrConflict when LastMissed is at or
 // past deadline already (another server or loop recorded it).
-func (s *SQLite) RecordMissed(ctx context.Context, job Job, deadline time.Time) error {
+func (s *Store) RecordMissed(ctx context.Context, job Job, deadline time.Time) error {
 	if err := validJob(job); err != nil {
 		return err
 	}

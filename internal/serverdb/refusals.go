@@ -23,7 +23,8 @@ const maxRefusalRecord = 16 << 10
 // TLS report can tell the server's own scans from forged ones; at most
 // maxScanRows such rows per day and source, the rest count as unnamed.
 const upsertRefusal = `INSERT INTO tls_refusals (time, kind, record, day, source, scan, count, last) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-	ON CONFLICT(day, source, kind, scan) WHERE day != '' DO UPDATE SET count = count + excluded.count, last = max(last, excluded.last)`
+	ON CONFLICT(day, source, kind, scan) WHERE day != '' DO UPDATE SET count = tls_refusals.count + excluded.count,
+		last = CASE WHEN excluded.last > tls_refusals.last THEN excluded.last ELSE tls_refusals.last END`
 
 // selfScanSuffix ends the SNI of the server's self-scans
 // (server.IsSelfScanSNI; this package is below the server).
@@ -54,7 +55,7 @@ func keyOf(r tlspolicy.RefusalRecord) refusalKey {
 	return k
 }
 
-// rowExecer is a *sql.DB or *sql.Tx.
+// rowExecer is a *conn or *txn.
 type rowExecer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -143,7 +144,7 @@ func newRefusalRow(r tlspolicy.RefusalRecord) (*refusalRow, error) {
 
 // LogRefusal implements DB: the record is counted in its day, source and
 // kind's row, written now.
-func (s *SQLite) LogRefusal(ctx context.Context, r tlspolicy.RefusalRecord) error {
+func (s *Store) LogRefusal(ctx context.Context, r tlspolicy.RefusalRecord) error {
 	row, err := newRefusalRow(r)
 	if err != nil {
 		return fmt.Errorf("log refusal: %w", err)
@@ -157,7 +158,7 @@ func (s *SQLite) LogRefusal(ctx context.Context, r tlspolicy.RefusalRecord) erro
 // Refusals implements DB. A row that aggregates repeats comes back as its
 // first record with Count set to the number of refusals it stands for; a
 // row is included when its last refusal is at or after since.
-func (s *SQLite) Refusals(ctx context.Context, since time.Time) ([]tlspolicy.RefusalRecord, error) {
+func (s *Store) Refusals(ctx context.Context, since time.Time) ([]tlspolicy.RefusalRecord, error) {
 	s.refusals.flush(ctx)
 	rows, err := s.db.QueryContext(ctx, `SELECT record, count FROM tls_refusals WHERE last >= ? ORDER BY time, id`, nanos(since))
 	if err != nil {
@@ -193,7 +194,7 @@ func (s *SQLite) Refusals(ctx context.Context, since time.Time) ([]tlspolicy.Ref
 // PruneBefore deletes the refusal rows whose last refusal and the events
 // that are older than before, returning how many of each went. Events the
 // audit log has not yet taken (above AuditHead's EventID) are kept.
-func (s *SQLite) PruneBefore(ctx context.Context, before time.Time) (refusals, events int64, err error) {
+func (s *Store) PruneBefore(ctx context.Context, before time.Time) (refusals, events int64, err error) {
 	s.refusals.flush(ctx)
 	res, err := s.db.ExecContext(ctx, `DELETE FROM tls_refusals WHERE last < ?`, nanos(before))
 	if err != nil {
@@ -214,7 +215,7 @@ func (s *SQLite) PruneBefore(ctx context.Context, before time.Time) (refusals, e
 // neither waits on the database nor crowds out the requests that need it.
 // At most maxBatchKeys distinct rows wait; the excess is counted in one
 // "suppressed" row.
-func (s *SQLite) RefusalLog() tlspolicy.RefusalLog { return s.refusals }
+func (s *Store) RefusalLog() tlspolicy.RefusalLog { return s.refusals }
 
 // maxBatchKeys bounds the rows a refusal batch holds between writes.
 const maxBatchKeys = 1024
@@ -224,7 +225,7 @@ const refusalFlushEvery = time.Second
 
 // refusalBatch is the buffer behind RefusalLog.
 type refusalBatch struct {
-	s *SQLite
+	s *Store
 
 	mu      sync.Mutex
 	rows    map[refusalKey]*refusalRow
@@ -234,7 +235,7 @@ type refusalBatch struct {
 	writeMu sync.Mutex // one flush at a time
 }
 
-func newRefusalBatch(s *SQLite) *refusalBatch {
+func newRefusalBatch(s *Store) *refusalBatch {
 	return &refusalBatch{s: s, rows: map[refusalKey]*refusalRow{}, done: make(chan struct{}), stopped: make(chan struct{})}
 }
 

@@ -45,7 +45,7 @@ type ReplicaObject struct {
 const targetColumns = `name, location, clients, schedule, rate_limit, run_window, keep_deleted, created, last_start, last_success, last_error, last_error_at`
 
 // AddReplicaTarget records a new target; a name in use is ErrDuplicate.
-func (s *SQLite) AddReplicaTarget(ctx context.Context, t ReplicaTarget) error {
+func (s *Store) AddReplicaTarget(ctx context.Context, t ReplicaTarget) error {
 	if t.Name == "" || t.Location == "" || t.KeepDeleted < 0 {
 		return fmt.Errorf("add replication target: %w", ErrInvalidRecord)
 	}
@@ -83,7 +83,7 @@ func scanTarget(r scanner) (ReplicaTarget, error) {
 }
 
 // ReplicaTarget returns the target name, or ErrNotFound.
-func (s *SQLite) ReplicaTarget(ctx context.Context, name string) (ReplicaTarget, error) {
+func (s *Store) ReplicaTarget(ctx context.Context, name string) (ReplicaTarget, error) {
 	t, err := scanTarget(s.db.QueryRowContext(ctx, `SELECT `+targetColumns+` FROM replica_targets WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, fmt.Errorf("replication target %q: %w", name, ErrNotFound)
@@ -92,7 +92,7 @@ func (s *SQLite) ReplicaTarget(ctx context.Context, name string) (ReplicaTarget,
 }
 
 // ReplicaTargets returns every target, by name.
-func (s *SQLite) ReplicaTargets(ctx context.Context) ([]ReplicaTarget, error) {
+func (s *Store) ReplicaTargets(ctx context.Context) ([]ReplicaTarget, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+targetColumns+` FROM replica_targets ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list replication targets: %w", err)
@@ -111,7 +111,7 @@ func (s *SQLite) ReplicaTargets(ctx context.Context) ([]ReplicaTarget, error) {
 
 // RemoveReplicaTarget forgets a target and what it holds (the target
 // itself is not touched); no such target is ErrNotFound.
-func (s *SQLite) RemoveReplicaTarget(ctx context.Context, name string) error {
+func (s *Store) RemoveReplicaTarget(ctx context.Context, name string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -131,14 +131,14 @@ func (s *SQLite) RemoveReplicaTarget(ctx context.Context, name string) error {
 }
 
 // ReplicaStarted records the start of a pass.
-func (s *SQLite) ReplicaStarted(ctx context.Context, name string, at time.Time) error {
+func (s *Store) ReplicaStarted(ctx context.Context, name string, at time.Time) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE replica_targets SET last_start = ? WHERE name = ?`, nanos(at), name)
 	return err
 }
 
 // ReplicaFinished records the end of a pass: a success when passErr is
 // "", which clears the last error, else the error.
-func (s *SQLite) ReplicaFinished(ctx context.Context, name string, at time.Time, passErr string) error {
+func (s *Store) ReplicaFinished(ctx context.Context, name string, at time.Time, passErr string) error {
 	var err error
 	if passErr == "" {
 		_, err = s.db.ExecContext(ctx, `UPDATE replica_targets SET last_success = ?, last_error = '', last_error_at = 0 WHERE name = ?`, nanos(at), name)
@@ -152,7 +152,7 @@ const objectColumns = `target, client, repo, kind, name, size, sha256, tag, repl
 
 // ReplicaObjects returns what the target holds of one repository; an
 // empty client and repo return all it holds.
-func (s *SQLite) ReplicaObjects(ctx context.Context, target, client, repo string) ([]ReplicaObject, error) {
+func (s *Store) ReplicaObjects(ctx context.Context, target, client, repo string) ([]ReplicaObject, error) {
 	q := `SELECT ` + objectColumns + ` FROM replica_objects WHERE target = ?`
 	args := []any{target}
 	if client != "" || repo != "" {
@@ -178,7 +178,7 @@ func (s *SQLite) ReplicaObjects(ctx context.Context, target, client, repo string
 }
 
 // PutReplicaObject records (or updates) what a target holds.
-func (s *SQLite) PutReplicaObject(ctx context.Context, o ReplicaObject) error {
+func (s *Store) PutReplicaObject(ctx context.Context, o ReplicaObject) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO replica_objects (`+objectColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(target, client, repo, kind, name) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256,
 		tag = excluded.tag, replicated_at = excluded.replicated_at, deleted_at = excluded.deleted_at`,
@@ -190,7 +190,7 @@ func (s *SQLite) PutReplicaObject(ctx context.Context, o ReplicaObject) error {
 }
 
 // RemoveReplicaObject forgets one object of a target.
-func (s *SQLite) RemoveReplicaObject(ctx context.Context, o ReplicaObject) error {
+func (s *Store) RemoveReplicaObject(ctx context.Context, o ReplicaObject) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM replica_objects WHERE target = ? AND client = ? AND repo = ? AND kind = ? AND name = ?`,
 		o.Target, o.Client, o.Repo, o.Kind, o.Name)
 	return err

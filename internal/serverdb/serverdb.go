@@ -2,8 +2,10 @@
 // enrollment tokens, revocations, the audit log, refused TLS handshakes, and
 // the alert channels and outbox.
 //
-// DB is the interface the server uses; SQLite (a pure-Go driver) implements
-// it, so that another engine can be added later behind the same interface.
+// DB is the interface the server uses. Store implements it on SQLite (a
+// pure-Go driver, a file in the state directory) or on PostgreSQL (pgx),
+// which several servers can share (docs/server.md, "Several servers, one
+// database"); both pass the same tests.
 package serverdb
 
 import (

@@ -234,19 +234,25 @@ var migrations = []string{
 // SchemaVersion is the schema version this code writes.
 var SchemaVersion = len(migrations)
 
-// SQLite is the DB in an SQLite file, in WAL mode with a busy timeout, so
-// the server and admin commands can use it at once.
-type SQLite struct {
-	db       *sql.DB
+// Store is the DB on an SQL engine: an SQLite file (Open) or a PostgreSQL
+// database (OpenPostgres). Both engines run the same statements, rewritten
+// for the engine by conn (engine.go), and keep times as Unix nanoseconds
+// and serials as hex text, so every method returns the same on either.
+type Store struct {
+	db       *conn
 	refusals *refusalBatch // RefusalLog's buffer, written once a second
 }
 
-var _ DB = (*SQLite)(nil)
+// SQLite is the name Store had while SQLite was its only engine.
+type SQLite = Store
 
-// Open opens or creates the database at path (mode 0600) and migrates its
-// schema. It fails with ErrSchemaTooNew for a database written by a newer
-// coffer.
-func Open(ctx context.Context, path string) (*SQLite, error) {
+var _ DB = (*Store)(nil)
+
+// Open opens or creates the SQLite database at path (mode 0600), in WAL
+// mode with a busy timeout so the server and admin commands can use it at
+// once, and migrates its schema. It fails with ErrSchemaTooNew for a
+// database written by a newer coffer.
+func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open database: unusable path %q", path)
 	}
@@ -264,16 +270,16 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &SQLite{db: db}
+	s := &Store{db: &conn{db: db, engine: engineSQLite}}
 	s.refusals = newRefusalBatch(s)
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrateSQLite(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	return s, nil
 }
 
-func (s *SQLite) migrate(ctx context.Context) error {
+func (s *Store) migrateSQLite(ctx context.Context) error {
 	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one migrator at a time
 	if err != nil {
 		return err
@@ -298,7 +304,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *SQLite) Close() error {
+func (s *Store) Close() error {
 	s.refusals.stop()
 	return s.db.Close()
 }
@@ -340,7 +346,7 @@ func boolInt(b bool) int64 {
 }
 
 // PutClient implements DB.
-func (s *SQLite) PutClient(ctx context.Context, c Client) error {
+func (s *Store) PutClient(ctx context.Context, c Client) error {
 	if err := pki.ValidateClientName(c.Name); err != nil {
 		return fmt.Errorf("put client: %w: %w", ErrInvalidRecord, err)
 	}
@@ -385,7 +391,7 @@ func scanClient(r scanner) (Client, error) {
 }
 
 // Client implements DB.
-func (s *SQLite) Client(ctx context.Context, name string) (Client, error) {
+func (s *Store) Client(ctx context.Context, name string) (Client, error) {
 	c, err := scanClient(s.db.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Client{}, fmt.Errorf("client %q: %w", name, ErrNotFound)
@@ -397,7 +403,7 @@ func (s *SQLite) Client(ctx context.Context, name string) (Client, error) {
 }
 
 // Clients implements DB.
-func (s *SQLite) Clients(ctx context.Context) ([]Client, error) {
+func (s *Store) Clients(ctx context.Context) ([]Client, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list clients: %w", err)
@@ -419,7 +425,7 @@ func (s *SQLite) Clients(ctx context.Context) ([]Client, error) {
 
 // updateClient runs one UPDATE of a client and an audit event in one
 // transaction; no such client is ErrNotFound.
-func (s *SQLite) updateClient(ctx context.Context, name string, ev Event, query string, args ...any) error {
+func (s *Store) updateClient(ctx context.Context, name string, ev Event, query string, args ...any) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -443,7 +449,7 @@ func (s *SQLite) updateClient(ctx context.Context, name string, ev Event, query 
 }
 
 // SetAllowDelete implements DB.
-func (s *SQLite) SetAllowDelete(ctx context.Context, name string, allow bool, now time.Time) error {
+func (s *Store) SetAllowDelete(ctx context.Context, name string, allow bool, now time.Time) error {
 	ev := Event{Time: now, Client: name, Action: ActionPolicy, Detail: "allow-delete=" + strconv.FormatBool(allow)}
 	if err := s.updateClient(ctx, name, ev, `UPDATE clients SET allow_delete = ? WHERE name = ?`, boolInt(allow), name); err != nil {
 		return fmt.Errorf("set allow-delete of %s: %w", name, err)
@@ -452,7 +458,7 @@ func (s *SQLite) SetAllowDelete(ctx context.Context, name string, allow bool, no
 }
 
 // SetQuota implements DB.
-func (s *SQLite) SetQuota(ctx context.Context, name string, bytes int64, now time.Time) error {
+func (s *Store) SetQuota(ctx context.Context, name string, bytes int64, now time.Time) error {
 	if bytes < 0 {
 		return fmt.Errorf("set quota of %s: %w: negative quota", name, ErrInvalidRecord)
 	}
@@ -464,7 +470,7 @@ func (s *SQLite) SetQuota(ctx context.Context, name string, bytes int64, now tim
 }
 
 // SetCountLimits implements DB.
-func (s *SQLite) SetCountLimits(ctx context.Context, name string, maxObjects, maxRepos int64, now time.Time) error {
+func (s *Store) SetCountLimits(ctx context.Context, name string, maxObjects, maxRepos int64, now time.Time) error {
 	if maxObjects < 0 || maxRepos < 0 {
 		return fmt.Errorf("set count limits of %s: %w: negative limit", name, ErrInvalidRecord)
 	}
@@ -476,7 +482,7 @@ func (s *SQLite) SetCountLimits(ctx context.Context, name string, maxObjects, ma
 }
 
 // Touch implements DB.
-func (s *SQLite) Touch(ctx context.Context, name string, at time.Time) error {
+func (s *Store) Touch(ctx context.Context, name string, at time.Time) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE clients SET last_contact = ? WHERE name = ? AND last_contact < ?`, nanos(at), name, nanos(at))
 	if err != nil {
 		return fmt.Errorf("touch client %s: %w", name, err)
@@ -487,7 +493,7 @@ func (s *SQLite) Touch(ctx context.Context, name string, at time.Time) error {
 // TouchAll implements DB: one commit for every client, where one Touch
 // each would sync the disk once per client (a thousand hosts holding
 // control streams are a thousand contacts a flush).
-func (s *SQLite) TouchAll(ctx context.Context, contacts map[string]time.Time) error {
+func (s *Store) TouchAll(ctx context.Context, contacts map[string]time.Time) error {
 	if len(contacts) == 0 {
 		return nil
 	}
@@ -508,7 +514,7 @@ func (s *SQLite) TouchAll(ctx context.Context, contacts map[string]time.Time) er
 }
 
 // RevokeClient implements DB.
-func (s *SQLite) RevokeClient(ctx context.Context, name string, now time.Time, reason string) error {
+func (s *Store) RevokeClient(ctx context.Context, name string, now time.Time, reason string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("revoke client %s: %w", name, err)
@@ -536,7 +542,7 @@ func (s *SQLite) RevokeClient(ctx context.Context, name string, now time.Time, r
 }
 
 // Revoke implements DB.
-func (s *SQLite) Revoke(ctx context.Context, r Revocation) error {
+func (s *Store) Revoke(ctx context.Context, r Revocation) error {
 	serial, err := serialText(r.Serial)
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
@@ -550,7 +556,7 @@ func (s *SQLite) Revoke(ctx context.Context, r Revocation) error {
 }
 
 // Revocations implements DB.
-func (s *SQLite) Revocations(ctx context.Context) ([]Revocation, error) {
+func (s *Store) Revocations(ctx context.Context) ([]Revocation, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT serial, client, revoked_at, reason FROM revocations ORDER BY revoked_at, serial`)
 	if err != nil {
 		return nil, fmt.Errorf("list revocations: %w", err)
@@ -589,34 +595,49 @@ func insertEvent(ctx context.Context, x execer, e Event) error {
 }
 
 // LogEvent implements DB.
-func (s *SQLite) LogEvent(ctx context.Context, e Event) error {
+func (s *Store) LogEvent(ctx context.Context, e Event) error {
 	if e.Time.IsZero() || e.Action == "" {
 		return fmt.Errorf("log event: %w: time and action are required", ErrInvalidRecord)
 	}
-	if err := insertEvent(ctx, s.db, e); err != nil {
+	// In a write transaction: on PostgreSQL, events get their IDs in
+	// commit order only under its lock (writeLockKey).
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("log event: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := insertEvent(ctx, tx, e); err != nil {
+		return fmt.Errorf("log event: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("log event: %w", err)
 	}
 	return nil
 }
 
 // Events implements DB.
-func (s *SQLite) Events(ctx context.Context, since time.Time, limit int) ([]Event, error) {
-	if limit <= 0 {
-		limit = -1
-	}
-	return s.queryEvents(ctx, `SELECT id, time, client, repo, object, action, detail FROM events WHERE time >= ? ORDER BY time, id LIMIT ?`, nanos(since), limit)
+func (s *Store) Events(ctx context.Context, since time.Time, limit int) ([]Event, error) {
+	q, args := withLimit(`SELECT id, time, client, repo, object, action, detail FROM events WHERE time >= ? ORDER BY time, id`, limit, nanos(since))
+	return s.queryEvents(ctx, q, args)
 }
 
 // EventsAfter implements DB.
-func (s *SQLite) EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
-	if limit <= 0 {
-		limit = -1
-	}
-	return s.queryEvents(ctx, `SELECT id, time, client, repo, object, action, detail FROM events WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
+	q, args := withLimit(`SELECT id, time, client, repo, object, action, detail FROM events WHERE id > ? ORDER BY id`, limit, after)
+	return s.queryEvents(ctx, q, args)
 }
 
-func (s *SQLite) queryEvents(ctx context.Context, query string, args ...any) ([]Event, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+// withLimit appends LIMIT ? and limit to query and args when limit > 0
+// (PostgreSQL has no LIMIT -1).
+func withLimit(query string, limit int, args ...any) (string, []any) {
+	if limit <= 0 {
+		return query, args
+	}
+	return query + ` LIMIT ?`, append(args, limit)
+}
+
+func (s *Store) queryEvents(ctx context.Context, query string, args []any) ([]Event, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...) // #nosec G202 -- a fixed query and a bound limit
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -640,7 +661,7 @@ func (s *SQLite) queryEvents(ctx context.Context, query string, args ...any) ([]
 }
 
 // AuditHead implements DB.
-func (s *SQLite) AuditHead(ctx context.Context) (AuditHead, error) {
+func (s *Store) AuditHead(ctx context.Context) (AuditHead, error) {
 	var (
 		h    AuditHead
 		seq  int64
@@ -662,7 +683,7 @@ func (s *SQLite) AuditHead(ctx context.Context) (AuditHead, error) {
 }
 
 // SetAuditHead implements DB.
-func (s *SQLite) SetAuditHead(ctx context.Context, h AuditHead) error {
+func (s *Store) SetAuditHead(ctx context.Context, h AuditHead) error {
 	if h.Seq > math.MaxInt64 || h.EventID < 0 {
 		return fmt.Errorf("store audit head: %w: seq %d, event %d", ErrInvalidRecord, h.Seq, h.EventID)
 	}
@@ -676,10 +697,10 @@ func (s *SQLite) SetAuditHead(ctx context.Context, h AuditHead) error {
 }
 
 // Tokens implements DB.
-func (s *SQLite) Tokens() pki.TokenStore { return tokenStore{s.db} }
+func (s *Store) Tokens() pki.TokenStore { return tokenStore{s.db} }
 
 // tokenStore is the pki.TokenStore of the database.
-type tokenStore struct{ db *sql.DB }
+type tokenStore struct{ db *conn }
 
 // Put implements pki.TokenStore.
 func (t tokenStore) Put(ctx context.Context, rec pki.TokenRecord) error {

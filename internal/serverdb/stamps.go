@@ -41,7 +41,7 @@ func (g Grant) Active(t time.Time) bool { return !t.Before(g.NotBefore) && !t.Af
 // returns the stamp. A name stamped before keeps its first stamp (an
 // object is stored once; a second upload of the same name is refused by
 // the storage), which is returned.
-func (s *SQLite) StampSnapshot(ctx context.Context, client, repo, name string, at time.Time) (Stamp, error) {
+func (s *Store) StampSnapshot(ctx context.Context, client, repo, name string, at time.Time) (Stamp, error) {
 	if client == "" || repo == "" || name == "" || at.IsZero() {
 		return Stamp{}, fmt.Errorf("%w: a stamp needs a client, repository, name and time", ErrInvalidRecord)
 	}
@@ -94,7 +94,7 @@ func scanStamp(r scanner) (Stamp, error) {
 // Stamps returns every stamp of client's repository repo, in sequence
 // order. Stamps outlive their objects: a caller joins them with the
 // objects that exist.
-func (s *SQLite) Stamps(ctx context.Context, client, repo string) ([]Stamp, error) {
+func (s *Store) Stamps(ctx context.Context, client, repo string) ([]Stamp, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT client, repo, name, arrived, seq, deleted FROM snapshot_stamps WHERE client = ? AND repo = ? ORDER BY seq`, client, repo)
 	if err != nil {
 		return nil, fmt.Errorf("read stamps: %w", err)
@@ -115,7 +115,7 @@ func (s *SQLite) Stamps(ctx context.Context, client, repo string) ([]Stamp, erro
 }
 
 // PutGrant records a deletion grant; ErrConflict if its job has one.
-func (s *SQLite) PutGrant(ctx context.Context, g Grant) error {
+func (s *Store) PutGrant(ctx context.Context, g Grant) error {
 	if g.Job == "" || g.Client == "" || g.Repo == "" || !g.NotAfter.After(g.NotBefore) {
 		return fmt.Errorf("%w: a grant needs a job, client, repository and a window", ErrInvalidRecord)
 	}
@@ -139,7 +139,7 @@ func (s *SQLite) PutGrant(ctx context.Context, g Grant) error {
 
 // ActiveGrants returns the grants of client's repository repo whose window
 // holds now, oldest first.
-func (s *SQLite) ActiveGrants(ctx context.Context, client, repo string, now time.Time) ([]Grant, error) {
+func (s *Store) ActiveGrants(ctx context.Context, client, repo string, now time.Time) ([]Grant, error) {
 	t := nanos(now)
 	rows, err := s.db.QueryContext(ctx, `SELECT job, client, repo, not_before, not_after, snapshots FROM grants
 		WHERE client = ? AND repo = ? AND not_before <= ? AND not_after >= ? ORDER BY not_before, job`, client, repo, t, t)
@@ -170,7 +170,7 @@ func (s *SQLite) ActiveGrants(ctx context.Context, client, repo string, now time
 // SetStampDeleted records that the stamped snapshot object name was
 // deleted at at, or, with the zero at, that it is back (restored from the
 // trash). A name without a stamp is left alone.
-func (s *SQLite) SetStampDeleted(ctx context.Context, client, repo, name string, at time.Time) error {
+func (s *Store) SetStampDeleted(ctx context.Context, client, repo, name string, at time.Time) error {
 	if _, err := s.db.ExecContext(ctx, `UPDATE snapshot_stamps SET deleted = ? WHERE client = ? AND repo = ? AND name = ?`, nanos(at), client, repo, name); err != nil {
 		return fmt.Errorf("mark snapshot %s deleted: %w", name, err)
 	}
