@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/bytesize"
+	"github.com/coffer-backup/coffer/internal/server"
 	"github.com/coffer-backup/coffer/internal/server/replicate"
-	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/spf13/cobra"
 )
@@ -32,20 +32,27 @@ coffer restore opens with the host's key alone.`,
 	return cmd
 }
 
-// openReplication opens the state directory's database and object tree.
-func openReplication(ctx context.Context, dir string) (*serverdb.SQLite, replicate.Source, error) {
+// openReplicationDB opens the state directory's database.
+func openReplicationDB(ctx context.Context, dir string) (*serverdb.SQLite, error) {
 	if err := requireDir(dir); err != nil {
-		return nil, replicate.Source{}, err
+		return nil, err
 	}
-	key, err := state.LoadKey(dir)
+	return serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
+}
+
+// openReplication opens the state directory's database and objects; the
+// caller closes both.
+func openReplication(ctx context.Context, dir string) (*serverdb.SQLite, replicate.Source, error) {
+	db, err := openReplicationDB(ctx, dir)
 	if err != nil {
 		return nil, replicate.Source{}, err
 	}
-	db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
+	store, err := server.OpenObjectsDir(ctx, dir)
 	if err != nil {
+		_ = db.Close()
 		return nil, replicate.Source{}, err
 	}
-	return db, replicate.Source{Root: filepath.Join(dir, state.ObjectsDir), Key: key}, nil
+	return db, replicate.Source{Store: store}, nil
 }
 
 func newReplicateAddCommand(g *globalOptions) *cobra.Command {

@@ -44,7 +44,7 @@ func newServerTrashListCommand(g *globalOptions) *cobra.Command {
 			if repo != "" && client == "" {
 				return usageErrorf("--repo needs --client")
 			}
-			entries, err := server.ListTrash(dir, client, repo)
+			entries, err := server.ListTrash(cmd.Context(), dir, client, repo)
 			if err != nil {
 				return err
 			}

@@ -98,7 +98,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // serveObjects serves the operations on an existing repository, through
 // its storage.
 func (s *Server) serveObjects(w http.ResponseWriter, r *http.Request, client serverdb.Client, route wire.Route) error {
-	st, err := s.store.open(client.Name, route.Repo)
+	st, err := s.store.Open(r.Context(), client.Name, route.Repo)
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func (s *Server) serveRenew(w http.ResponseWriter, r *http.Request, client strin
 }
 
 func (s *Server) createRepo(ctx context.Context, c serverdb.Client, repo string) error {
-	if err := s.reserveRepo(ctx, c, func() error { return s.store.create(c.Name, repo) }); err != nil {
+	if err := s.reserveRepo(ctx, c, func() error { return s.store.Create(ctx, c.Name, repo) }); err != nil {
 		return err
 	}
 	if err := s.cfg.DB.LogEvent(ctx, serverdb.Event{Time: s.now(), Client: c.Name, Repo: repo, Action: serverdb.ActionCreateRepo}); err != nil {
@@ -413,8 +413,7 @@ func (s *Server) serveRemove(ctx context.Context, w http.ResponseWriter, st *atr
 		return fmt.Errorf("audit log before deletion: %w", err)
 	}
 	if grant != "" {
-		err = s.trash.put(client.Name, route.Repo, h, now)
-		s.store.forget(client.Name, route.Repo, h)
+		err = s.store.Trash(ctx, client.Name, route.Repo, h, now)
 	} else {
 		err = st.Remove(ctx, h)
 	}

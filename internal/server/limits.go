@@ -78,11 +78,11 @@ func (s *Server) loadLocked(ctx context.Context, client string, u *clientUsage) 
 	if u.loaded {
 		return nil
 	}
-	st, err := s.store.usage(ctx, client)
+	st, err := s.store.Usage(ctx, client, objectCharge)
 	if err != nil {
 		return fmt.Errorf("compute usage of %s: %w", client, err)
 	}
-	u.used, u.objects, u.repos = st.charged+st.repos*RepoCharge, st.objects, st.repos
+	u.used, u.objects, u.repos = st.Charged+st.Repos*RepoCharge, st.Objects, st.Repos
 	u.loaded = true
 	return nil
 }

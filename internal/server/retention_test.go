@@ -115,11 +115,11 @@ func TestDeletionUnderGrant(t *testing.T) {
 		t.Errorf("stamps after the deletion: %+v", st)
 	}
 
-	entries, err := server.ListTrash(env.Dir, "alice", "")
+	entries, err := server.ListTrash(ctx, env.Dir, "alice", "")
 	if err != nil || len(entries) != 3 {
 		t.Fatalf("trash: %+v, %v", entries, err)
 	}
-	if n, err := server.ListTrash(env.Dir, "bob", ""); err != nil || len(n) != 0 {
+	if n, err := server.ListTrash(ctx, env.Dir, "bob", ""); err != nil || len(n) != 0 {
 		t.Fatalf("another client's trash: %+v, %v", n, err)
 	}
 	// Sealed as it was: the trash holds no plaintext.
@@ -142,7 +142,7 @@ func TestDeletionUnderGrant(t *testing.T) {
 	if st, _ := env.DB.Stamps(ctx, "alice", "r"); !st[0].Deleted.IsZero() {
 		t.Errorf("s1's stamp still deleted after the restore: %+v", st[0])
 	}
-	if left, _ := server.ListTrash(env.Dir, "", ""); len(left) != 0 {
+	if left, _ := server.ListTrash(ctx, env.Dir, "", ""); len(left) != 0 {
 		t.Errorf("trash after the restore: %+v", left)
 	}
 
@@ -154,7 +154,7 @@ func TestDeletionUnderGrant(t *testing.T) {
 	if n, err := env.Server.PurgeTrash(ctx, 7, time.Now().AddDate(0, 0, 8)); err != nil || n != 1 {
 		t.Fatalf("purge after the trash days: %d, %v", n, err)
 	}
-	if left, _ := server.ListTrash(env.Dir, "", ""); len(left) != 0 {
+	if left, _ := server.ListTrash(ctx, env.Dir, "", ""); len(left) != 0 {
 		t.Errorf("trash after the purge: %+v", left)
 	}
 }

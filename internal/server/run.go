@@ -141,10 +141,6 @@ func Run(ctx context.Context, opts RunOptions) error {
 	if opts.Listen != "" {
 		listen = opts.Listen
 	}
-	key, err := state.LoadKey(dir)
-	if err != nil {
-		return err
-	}
 	ca, err := pki.LoadCA(dir)
 	if err != nil {
 		return err
@@ -235,7 +231,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 		defer wg.Done()
 		purgeTrashHourly(actx, srv, opts.TrashDays, log)
 	}()
-	repl := &replicate.Scheduler{Dir: dir, Source: replicate.Source{Root: filepath.Join(dir, state.ObjectsDir), Key: key}, DB: db, Logger: log, Tick: replicateTick}
+	repl := &replicate.Scheduler{Dir: dir, Source: replicate.Source{Store: srv.store}, DB: db, Logger: log, Tick: replicateTick}
 	startAlerts(actx, &wg, disp, raiser, &alerting.Watch{Store: db, Raise: raiser.Raise, OfflineAfter: api.OfflineAfter, CertTTL: st.ClientCertTTL, Logger: log,
 		Online: func(c string) bool { _, ok := ctl.Hub().Online(c); return ok }, Lags: replicationLags(repl.Source, db)})
 	wg.Add(1)

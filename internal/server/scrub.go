@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/coffer-backup/coffer/internal/atrest"
-	"github.com/coffer-backup/coffer/internal/server/state"
+	"github.com/coffer-backup/coffer/internal/server/objstore"
 	"github.com/coffer-backup/coffer/internal/storage"
 )
 
@@ -16,12 +16,12 @@ type Report struct {
 	Objects int      // objects that verified
 	Bytes   int64    // their content bytes
 	Damaged []Damage // objects that did not
-	Stray   []string // files in the object tree that are not objects (paths relative to the state directory)
+	Stray   []string // files in the object tree that are not objects (paths relative to the state directory, or keys relative to the bucket's prefix)
 }
 
 // Damage is one object that failed verification.
 type Damage struct {
-	Path   string // relative to the state directory
+	Path   string // relative to the state directory, or a key relative to the bucket's prefix
 	Client string
 	Repo   string
 	Object string // kind/name
@@ -33,46 +33,48 @@ type Damage struct {
 // hash. Damage is reported by path; the error is only for a failure to walk
 // the object tree.
 func (s *Server) Scrub(ctx context.Context) (Report, error) {
-	return s.store.scrub(ctx)
+	return scrub(ctx, s.store)
 }
 
-// ScrubDir scrubs the state directory dir without starting a server, so it
-// can run beside a running one (it only reads, once the layout is current).
-// It loads the at-rest key with the same permission check as New.
+// ScrubDir scrubs the objects of state directory dir without starting a
+// server, so it can run beside a running one (it only reads, once the
+// layout is current). It loads the at-rest key with the same permission
+// check as New.
 func ScrubDir(ctx context.Context, dir string) (Report, error) {
-	key, err := state.LoadKey(dir)
-	if err != nil {
-		return Report{}, err
-	}
-	st, err := openObjectStore(dir, key)
+	st, err := OpenObjectsDir(ctx, dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Report{}, nil // no object tree: nothing stored yet
 	}
 	if err != nil {
 		return Report{}, err
 	}
-	defer func() { _ = st.close() }()
-	if _, err := st.migrateLayout(ctx); err != nil {
+	defer func() { _ = st.Close() }()
+	if _, err := st.MigrateLayout(ctx); err != nil {
 		return Report{}, err
 	}
-	return st.scrub(ctx)
+	return scrub(ctx, st)
 }
 
-func (s *objectStore) scrub(ctx context.Context) (Report, error) {
+func scrub(ctx context.Context, st *objstore.Store) (Report, error) {
 	var rep Report
-	rel := func(p string) string { return filepath.Join(state.ObjectsDir, filepath.FromSlash(p)) }
-	err := s.walk(ctx, ".", func(path string, d fs.DirEntry) error {
-		ns, h, ok := s.parseObjectPath(path)
-		if !ok || !d.Type().IsRegular() {
-			rep.Stray = append(rep.Stray, rel(path))
+	local := !st.InBucket()
+	rel := func(p string) string {
+		if local {
+			return filepath.Join(objstore.ObjectsDir, filepath.FromSlash(p))
+		}
+		return p
+	}
+	err := st.Walk(ctx, "", "", func(o objstore.Object) error {
+		if !o.OK {
+			rep.Stray = append(rep.Stray, rel(o.Path))
 			return nil
 		}
-		size, err := s.verify(ctx, ns, h)
+		size, err := verify(ctx, st, o.NS, o.Handle)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil // removed meanwhile
 		}
 		if err != nil {
-			rep.Damaged = append(rep.Damaged, Damage{Path: rel(path), Client: ns.Client, Repo: ns.Repo, Object: h.String(), Reason: err.Error()})
+			rep.Damaged = append(rep.Damaged, Damage{Path: rel(o.Path), Client: o.NS.Client, Repo: o.NS.Repo, Object: o.Handle.String(), Reason: err.Error()})
 			return nil
 		}
 		rep.Objects++
@@ -82,11 +84,11 @@ func (s *objectStore) scrub(ctx context.Context) (Report, error) {
 	return rep, err
 }
 
-func (s *objectStore) verify(ctx context.Context, ns atrest.Namespace, h storage.Handle) (int64, error) {
-	st, err := s.open(ns.Client, ns.Repo)
+func verify(ctx context.Context, st *objstore.Store, ns atrest.Namespace, h storage.Handle) (int64, error) {
+	s, err := st.Open(ctx, ns.Client, ns.Repo)
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = st.Close() }()
-	return st.Verify(ctx, h)
+	defer func() { _ = s.Close() }()
+	return s.Verify(ctx, h)
 }

@@ -8,7 +8,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server/enrollment"
 	"github.com/coffer-backup/coffer/internal/server/fleet/control"
+	"github.com/coffer-backup/coffer/internal/server/objstore"
 	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/storage"
@@ -123,8 +123,7 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	now    func() time.Time
-	store  *objectStore
-	trash  *trash
+	store  *objstore.Store
 	revs   pki.RevocationList
 	lock   *os.File
 	refuse *refusalLimiter
@@ -214,7 +213,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	fail := func(err error) (*Server, error) {
 		if s.store != nil {
-			_ = s.store.close()
+			_ = s.store.Close()
 		}
 		_ = lock.Close()
 		return nil, err
@@ -238,25 +237,19 @@ func (s *Server) openStore(ctx context.Context, key *atrest.Key) error {
 	if err := state.MakeDirs(s.cfg.Dir); err != nil {
 		return err
 	}
-	st, err := openObjectStore(s.cfg.Dir, key)
+	st, err := OpenObjects(ctx, s.cfg.Dir, key)
 	if err != nil {
 		return err
 	}
 	s.store = st
-	if s.trash, err = openTrash(s.cfg.Dir); err != nil {
-		return err
+	cleaned, migrated, err := s.store.Prepare(ctx, filepath.Join(s.cfg.Dir, state.TempDir))
+	if cleaned > 0 {
+		s.log.Info("removed interrupted uploads", "count", cleaned)
 	}
-	if n, err := s.store.cleanTemp(ctx, filepath.Join(s.cfg.Dir, state.TempDir)); err != nil {
-		return fmt.Errorf("clean interrupted uploads: %w", err)
-	} else if n > 0 {
-		s.log.Info("removed interrupted uploads", "count", n)
+	if migrated > 0 {
+		s.log.Info("moved config objects to the local storage layout", "repositories", migrated)
 	}
-	if n, err := s.store.migrateLayout(ctx); err != nil {
-		return err
-	} else if n > 0 {
-		s.log.Info("moved config objects to the local storage layout", "repositories", n)
-	}
-	return nil
+	return err
 }
 
 // Close stops the background refresh, writes pending last-contact times
@@ -269,7 +262,7 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		s.flushContacts(ctx)
-		err = errors.Join(s.store.close(), s.trash.close(), s.lock.Close())
+		err = errors.Join(s.store.Close(), s.lock.Close())
 	})
 	return err
 }

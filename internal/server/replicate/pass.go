@@ -160,7 +160,7 @@ func (p *pass) fail(k RepoKey, object string, err error) {
 // run brings every repository over: those at the primary and those the
 // target holds copies of (whose deletions may be due).
 func (p *pass) run(ctx context.Context) error {
-	repos, err := p.opts.Source.Repos(p.cfg.Clients)
+	repos, err := p.opts.Source.Repos(ctx, p.cfg.Clients)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func StatusOf(ctx context.Context, src Source, db DB, name string, now time.Time
 		return Status{}, err
 	}
 	st := Status{ReplicaTarget: cfg}
-	repos, err := src.Repos(cfg.Clients)
+	repos, err := src.Repos(ctx, cfg.Clients)
 	if err != nil {
 		return st, err
 	}

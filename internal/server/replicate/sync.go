@@ -37,7 +37,7 @@ func kindOrder(k storage.Kind) int {
 }
 
 func (rs *repoSync) sync(ctx context.Context) error {
-	src, err := rs.p.opts.Source.Open(rs.k)
+	src, err := rs.p.opts.Source.Open(ctx, rs.k)
 	if err != nil {
 		return err
 	}

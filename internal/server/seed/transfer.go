@@ -15,10 +15,10 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/atomicfile"
 	"github.com/coffer-backup/coffer/internal/atrest"
+	"github.com/coffer-backup/coffer/internal/server/objstore"
 	"github.com/coffer-backup/coffer/internal/server/replicate"
 	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/storage"
-	"github.com/coffer-backup/coffer/internal/storage/local"
 )
 
 // ExportOptions configure Export.
@@ -63,8 +63,13 @@ func Export(ctx context.Context, opts ExportOptions) (*Report, error) {
 	if err := os.MkdirAll(filepath.Join(opts.To, ObjectsDir), 0o700); err != nil {
 		return nil, err
 	}
-	src := replicate.Source{Root: filepath.Join(opts.Dir, state.ObjectsDir), Key: key}
-	repos, err := src.Repos(opts.Clients)
+	store, err := openStore(ctx, opts.Dir, key)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = store.Close() }()
+	src := replicate.Source{Store: store}
+	repos, err := src.Repos(ctx, opts.Clients)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +101,7 @@ func exportRepo(ctx context.Context, src replicate.Source, k replicate.RepoKey, 
 	if err != nil {
 		return nil, err
 	}
-	st, err := src.Open(k)
+	st, err := src.Open(ctx, k)
 	if err != nil {
 		return nil, err
 	}
@@ -174,12 +179,17 @@ func Import(ctx context.Context, opts ImportOptions) (*Report, error) {
 		return nil, fmt.Errorf("%w (stop the server while importing a seed)", err)
 	}
 	defer func() { _ = lock.Close() }()
+	store, err := openStore(ctx, opts.Dir, key)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = store.Close() }()
 	rep := &Report{}
 	for _, e := range m.Objects {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		if err := importEntry(ctx, opts, key, e, rep); err != nil {
+		if err := importEntry(ctx, opts, store, e, rep); err != nil {
 			return rep, err
 		}
 	}
@@ -202,7 +212,7 @@ func readEntry(from string, e Entry) ([]byte, error) {
 	return b, nil
 }
 
-func importEntry(ctx context.Context, opts ImportOptions, key *atrest.Key, e Entry, rep *Report) error {
+func importEntry(ctx context.Context, opts ImportOptions, store *objstore.Store, e Entry, rep *Report) error {
 	data, err := readEntry(opts.From, e)
 	if err != nil {
 		return err
@@ -215,7 +225,7 @@ func importEntry(ctx context.Context, opts ImportOptions, key *atrest.Key, e Ent
 		}
 		ns = atrest.Namespace{Client: opts.As, Repo: name}
 	}
-	st, err := openRepo(opts.Dir, key, ns)
+	st, err := openRepo(ctx, store, ns)
 	if err != nil {
 		return err
 	}
@@ -240,23 +250,24 @@ func importEntry(ctx context.Context, opts ImportOptions, key *atrest.Key, e Ent
 	return nil
 }
 
-// openRepo opens (making it if missing) the repository of ns in the
-// state directory's object tree.
-func openRepo(dir string, key *atrest.Key, ns atrest.Namespace) (*atrest.Storage, error) {
-	repoDir := filepath.Join(dir, state.ObjectsDir, ns.Client, ns.Repo)
-	if _, err := os.Lstat(repoDir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(repoDir), 0o700); err != nil {
-			return nil, err
-		}
-		l, err := local.Create(repoDir)
-		if err != nil {
-			return nil, err
-		}
-		_ = l.Close()
-	}
-	l, err := local.OpenDir(repoDir)
+// openStore opens the objects of the state directory dir where its
+// configuration keeps them.
+func openStore(ctx context.Context, dir string, key *atrest.Key) (*objstore.Store, error) {
+	st, err := state.LoadSettings(dir)
 	if err != nil {
 		return nil, err
 	}
-	return atrest.New(l, key, ns), nil
+	return objstore.OpenState(ctx, dir, key, st.Storage, false)
+}
+
+// openRepo opens (making it if missing) the repository of ns.
+func openRepo(ctx context.Context, store *objstore.Store, ns atrest.Namespace) (*atrest.Storage, error) {
+	st, err := store.Open(ctx, ns.Client, ns.Repo)
+	if errors.Is(err, storage.ErrNoRepository) {
+		if err := store.Create(ctx, ns.Client, ns.Repo); err != nil && !errors.Is(err, storage.ErrExists) {
+			return nil, err
+		}
+		st, err = store.Open(ctx, ns.Client, ns.Repo)
+	}
+	return st, err
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/server/objstore"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
 
@@ -25,6 +26,11 @@ type FileConfig struct {
 	ClientCertTTL string `json:"client_cert_ttl,omitempty"`
 	// TLS may tighten the TLS policy (docs/pki.md §4), never loosen it.
 	TLS json.RawMessage `json:"tls,omitempty"`
+	// Storage is where the objects are kept: empty for the state
+	// directory's objects/, or an S3 location
+	// "s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]" (credentials come from
+	// the environment, never from this file).
+	Storage string `json:"storage,omitempty"`
 }
 
 // Settings is a parsed, validated configuration.
@@ -32,6 +38,8 @@ type Settings struct {
 	Listen        string
 	ClientCertTTL time.Duration
 	Policy        tlspolicy.Policy
+	// Storage is FileConfig.Storage, checked.
+	Storage string
 }
 
 // maxConfigFile bounds the configuration file.
@@ -60,9 +68,14 @@ func ParseConfig(b []byte) (Settings, error) {
 	if fc.Version != 1 {
 		return Settings{}, fmt.Errorf("%w: version %d, this coffer knows 1", ErrConfig, fc.Version)
 	}
-	st := Settings{Listen: fc.Listen, ClientCertTTL: DefaultClientCertTTL}
+	st := Settings{Listen: fc.Listen, ClientCertTTL: DefaultClientCertTTL, Storage: fc.Storage}
 	if st.Listen == "" {
 		return Settings{}, fmt.Errorf("%w: listen is empty", ErrConfig)
+	}
+	if fc.Storage != "" {
+		if _, err := objstore.ParseLocation(fc.Storage); err != nil {
+			return Settings{}, fmt.Errorf("%w: storage: %w", ErrConfig, err)
+		}
 	}
 	if fc.ClientCertTTL != "" {
 		d, err := time.ParseDuration(fc.ClientCertTTL)

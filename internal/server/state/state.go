@@ -20,6 +20,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/atrest"
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/server/objstore"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"golang.org/x/sys/unix"
 )
@@ -75,6 +76,12 @@ type InitOptions struct {
 	Names []string
 	// Listen is the configured listen address (default DefaultListen).
 	Listen string
+	// Storage is where the objects go (FileConfig.Storage; "": the state
+	// directory's objects/), and StorageCA the PEM certificates that
+	// verify its endpoint besides the system's, written to
+	// objstore.CAFile (nil: none).
+	Storage   string
+	StorageCA []byte
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -147,7 +154,12 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*InitResult, error
 	if err := initFleet(ctx, dir, ca, ServerAddr(names, opts.Listen), now, res); err != nil {
 		return nil, err
 	}
-	cfg, err := json.MarshalIndent(FileConfig{Version: 1, Listen: opts.Listen, ClientCertTTL: DefaultClientCertTTL.String(), TLS: json.RawMessage("{}")}, "", "  ")
+	if opts.StorageCA != nil {
+		if err := atomicfile.Write(filepath.Join(dir, objstore.CAFile), opts.StorageCA, 0o600); err != nil {
+			return nil, fmt.Errorf("init object storage CA: %w", err)
+		}
+	}
+	cfg, err := json.MarshalIndent(FileConfig{Version: 1, Listen: opts.Listen, ClientCertTTL: DefaultClientCertTTL.String(), TLS: json.RawMessage("{}"), Storage: opts.Storage}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("init configuration: %w", err)
 	}

@@ -108,6 +108,9 @@ type S3 struct {
 	partSize  uint64
 	pageSize  int
 	closed    atomic.Bool
+	// parent is the Bucket's S3 whose client this one shares (Repository);
+	// nil for a storage that owns its connections.
+	parent *S3
 }
 
 var (
@@ -308,13 +311,21 @@ func (s *S3) Properties() storage.Properties { return storage.Properties{Remote:
 // after it fails with storage.ErrClosed.
 func (s *S3) Close() error {
 	s.closed.Store(true)
-	s.transport.CloseIdleConnections()
+	if s.parent == nil {
+		s.transport.CloseIdleConnections()
+	}
 	return nil
+}
+
+// isClosed reports whether s, or the bucket it shares connections with,
+// is closed.
+func (s *S3) isClosed() bool {
+	return s.closed.Load() || s.parent != nil && s.parent.closed.Load()
 }
 
 // usable returns why a call cannot proceed: s is closed or ctx is done.
 func (s *S3) usable(ctx context.Context) error {
-	if s.closed.Load() {
+	if s.isClosed() {
 		return storage.ErrClosed
 	}
 	return ctx.Err()
@@ -494,7 +505,7 @@ func (s *S3) callError(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return fmt.Errorf("%w (%v)", cerr, err)
 	}
-	if s.closed.Load() {
+	if s.isClosed() {
 		return fmt.Errorf("%w (%v)", storage.ErrClosed, err)
 	}
 	return mapError(err)
