@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"net"
 	"os"
 	"path/filepath"
@@ -145,7 +146,7 @@ func TestFleetAlertsEndToEnd(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "alerts", "hook.secret")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("the webhook's secret on the server: %v %v", fi, err)
 	}
-	if evs := srv.events(serverdb.ActionAlertChannel); len(evs) != 2 || evs[0].Client != serverdb.UserRevocationName("admin") {
+	if evs := srv.audited(admin, serverdb.ActionAlertChannel); len(evs) != 2 || evs[0].Actor != (auditlog.Actor{Name: "admin", Role: "admin"}) {
 		t.Fatalf("channel changes audited: %+v", evs)
 	}
 	mustFleet(admin, srv, adminID, "alert", "remove", "hook")

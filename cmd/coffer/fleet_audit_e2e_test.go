@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/pki"
 )
@@ -80,7 +81,8 @@ func TestFleetAuditEndToEnd(t *testing.T) {
 	}
 
 	isRefusal := func(e api.AuditEntry) bool {
-		return e.Outcome == "refused" && strings.Contains(e.Details["detail"]+e.Actor.Name, "op1")
+		return e.Outcome == "refused" && e.Action == "audit" && e.Actor == api.AuditActor{Name: "op1", Role: "operator"} &&
+			strings.Contains(e.Details["detail"], "group:g1")
 	}
 	var entries []api.AuditEntry
 	if !within(10*time.Second, func() bool {
@@ -94,6 +96,11 @@ func TestFleetAuditEndToEnd(t *testing.T) {
 		if _, ok := findEntry(entries, func(e api.AuditEntry) bool { return e.Action == "enrol" && strings.HasSuffix(e.Target, ":"+want) }); !ok {
 			t.Fatalf("no enrolment of %s in %+v", want, entries)
 		}
+	}
+	if _, ok := findEntry(entries, func(e api.AuditEntry) bool {
+		return e.Action == "login" && e.Actor == api.AuditActor{Name: "aud1", Role: "auditor"} && e.Target == "user:aud1"
+	}); !ok {
+		t.Fatalf("no login of aud1 in %+v", entries)
 	}
 	for i, e := range entries {
 		if e.Seq == 0 || len(e.Hash) != 64 || i > 0 && e.Seq <= entries[i-1].Seq {
@@ -133,6 +140,23 @@ func TestFleetAuditEndToEnd(t *testing.T) {
 		t.Fatalf("scoped auditor --client web1: exit %d: %s", code, se)
 	}
 
+	// Orders, their grants and cancellations are recorded with who acted.
+	mustFleet(admin, srv, adminID, "policy", "set", "--client", "web1", "--paths", "/etc", "--schedule", "@daily", "--keep-last", "3")
+	var job fleetJobJSON
+	if err := json.Unmarshal([]byte(mustFleet(admin, srv, adminID, "run-now", "web1", "--kind", "prune", "--json")), &job); err != nil {
+		t.Fatal(err)
+	}
+	mustFleet(admin, srv, adminID, "cancel", job.ID)
+	got := fleetAudit(t, people, srv, audID, "--client", "web1")
+	byAdmin := api.AuditActor{Name: "admin", Role: "admin"}
+	for _, action := range []string{"fleet-policy", "run-now", "grant", "cancel"} {
+		if _, ok := findEntry(got, func(e api.AuditEntry) bool {
+			return e.Action == action && e.Actor == byAdmin && (action == "fleet-policy" || e.Details["job"] == job.ID)
+		}); !ok {
+			t.Fatalf("no %s entry by the admin for job %s in %+v", action, job.ID, got)
+		}
+	}
+
 	// Bad input is refused before a request.
 	if _, se, code := fleetAs(people, srv, audID, "audit", "--since", "yesterday"); code != exitUsage || !strings.Contains(se, "--since") {
 		t.Fatalf("--since yesterday: exit %d: %s", code, se)
@@ -140,4 +164,17 @@ func TestFleetAuditEndToEnd(t *testing.T) {
 	if rep, stderr, code := auditVerify(t, admin, dir); code != 0 || !rep.OK {
 		t.Fatalf("verify: exit %d %+v: %s", code, rep, stderr)
 	}
+}
+
+// audited returns the entries of action in the server's audit log, as
+// server audit show --json lists them.
+func (s *cofferServer) audited(e *env, action string) []auditlog.Entry {
+	s.t.Helper()
+	var out []auditlog.Entry
+	for _, en := range auditEntries(s.t, e, s.dir) {
+		if en.Action == action {
+			out = append(out, en)
+		}
+	}
+	return out
 }

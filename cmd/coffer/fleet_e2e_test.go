@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
-	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
 // fleetAs runs a fleet command with the identity in dir against srv.
@@ -105,9 +105,13 @@ func TestFleetEndToEnd(t *testing.T) {
 		if code != exitForbidden || !strings.Contains(se, "operator role does not allow it") {
 			t.Fatalf("user add by an operator: exit %d: %s", code, se)
 		}
-		evs := srv.events(serverdb.ActionFleetRefused)
-		if len(evs) < 2 || evs[0].Client != "user:op1" || !strings.Contains(evs[0].Detail, "group:g1") {
-			t.Fatalf("refusals audited: %+v", evs)
+		evs := srv.audited(admin, "policy-write")
+		if len(evs) != 1 || evs[0].Actor != (auditlog.Actor{Name: "op1", Role: "operator"}) || evs[0].Outcome != auditlog.OutcomeRefused ||
+			evs[0].Target != "client:web9" || !strings.Contains(evs[0].Details["detail"], "group:g1") {
+			t.Fatalf("refusal audited: %+v", evs)
+		}
+		if evs := srv.audited(admin, "users"); len(evs) != 1 || evs[0].Outcome != auditlog.OutcomeRefused || evs[0].Actor.Name != "op1" {
+			t.Fatalf("refusal audited: %+v", evs)
 		}
 	})
 

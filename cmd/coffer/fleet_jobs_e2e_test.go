@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/json"
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/fleet/api"
-	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
 // TestFleetJobsEndToEnd drives the fleet's jobs with real processes: a
@@ -147,10 +147,10 @@ func TestFleetJobsEndToEnd(t *testing.T) {
 		if err := json.Unmarshal([]byte(op.must("fleet", "--identity", opID, "status", "--json")), &st); err != nil || len(st) != 0 {
 			t.Fatalf("the operator's status shows hosts outside its scope: %+v %v", st, err)
 		}
-		evs := srv.events(serverdb.ActionFleetRefused)
+		evs := srv.audited(admin, "run-now")
 		found := false
 		for _, e := range evs {
-			found = found || e.Client == "user:op2" && strings.Contains(e.Detail, "run-now") && strings.Contains(e.Detail, "web1")
+			found = found || e.Actor.Name == "op2" && e.Outcome == auditlog.OutcomeRefused && e.Target == "client:web1"
 		}
 		if !found {
 			t.Fatalf("the refusal is not in the audit events: %+v", evs)

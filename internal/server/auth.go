@@ -240,7 +240,10 @@ func (s *Server) VerifyConnection(cs tls.ConnectionState) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := s.checkCert(ctx, cs.VerifiedChains[0][0])
+	p, err := s.checkCert(ctx, cs.VerifiedChains[0][0])
+	if err == nil && p.kind == pki.KindUser && s.cfg.Login != nil {
+		s.cfg.Login(ctx, p.name, p.serial)
+	}
 	return err
 }
 

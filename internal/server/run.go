@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -157,7 +158,8 @@ func Run(ctx context.Context, opts RunOptions) error {
 
 	disp, raiser, channels := newAlerts(dir, db, log)
 	var srv *Server
-	fl, ctl, err := newFleet(dir, db, ca, log, channels, control.Config{Version: opts.Version,
+	trailRef := &lateAuditor{}
+	fl, ctl, err := newFleet(dir, db, ca, log, channels, trailRef, control.Config{Version: opts.Version,
 		Seen:   func(c string) { srv.NoteContact(c) },
 		Usage:  func(c string) (int64, bool) { return srv.StoredBytes(c) },
 		Notify: raiser.Control})
@@ -168,7 +170,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 	fl.Register(mux)
 	enr := &enrollment.Enroller{CA: ca, DB: db, ClientTTL: st.ClientCertTTL, Logger: log, PolicyPub: fl.PublicKey()}
 	srv, err = New(Config{Dir: dir, DB: db, Logger: log, Enroll: enr, Renew: http.HandlerFunc(enr.Renew), RequestLog: opts.RequestLog,
-		Control: ctl, Fleet: mux, FleetAccess: fl.Access})
+		Control: ctl, Fleet: mux, FleetAccess: fl.Access, Login: fl.Login})
 	if err != nil {
 		return err
 	}
@@ -186,6 +188,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 		return err
 	}
 	defer closeTrail()
+	trailRef.set(trail)
 
 	conf := st.Policy.ServerConfig(kp.TLSCertificate(ca.Cert), ca.Pool(), srv.VerifyConnection)
 	if err := CheckTLSConfig(conf); err != nil {
@@ -261,7 +264,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 // directory that has none) and the control connection, which serves the
 // policies the administration signs and hears of their changes.
 // cc carries control's hooks; its store, policies and key are set here.
-func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, alerts fleet.AlertAdmin, cc control.Config) (*fleet.Fleet, *control.Control, error) {
+func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, alerts fleet.AlertAdmin, trail control.Auditor, cc control.Config) (*fleet.Fleet, *control.Control, error) {
 	pkey, made, err := state.EnsurePolicyKey(dir)
 	if err != nil {
 		return nil, nil, err
@@ -269,12 +272,12 @@ func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, ale
 	if made {
 		log.Info("made the policy signing key of a state directory that had none", "file", filepath.Join(dir, policy.KeyFile))
 	}
-	fl, err := fleet.New(fleet.Config{Store: db, CA: ca, Key: pkey, Logger: log, Alerts: alerts,
+	fl, err := fleet.New(fleet.Config{Store: db, CA: ca, Key: pkey, Logger: log, Alerts: alerts, Audit: trail,
 		AuditLog: func(since time.Time, fn func(auditlog.Entry) error) error { return audit.Scan(dir, since, fn) }})
 	if err != nil {
 		return nil, nil, err
 	}
-	cc.Store, cc.Logger, cc.Policies, cc.PolicyKey = db, log, fl, fl.PublicKey()
+	cc.Store, cc.Logger, cc.Policies, cc.PolicyKey, cc.Audit = db, log, fl, fl.PublicKey(), trail
 	ctl, err := control.New(cc)
 	if err != nil {
 		return nil, nil, err
@@ -398,4 +401,29 @@ func tlsVersionName(v uint16) string {
 		return "1.3"
 	}
 	return "1.2"
+}
+
+// lateAuditor is the audit trail, handed to the fleet before it is open:
+// the trail opens only once the server holds the state directory's lock,
+// and the fleet's handlers run only after that.
+type lateAuditor struct {
+	mu    sync.RWMutex
+	trail *audit.Trail
+}
+
+func (l *lateAuditor) set(t *audit.Trail) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.trail = t
+}
+
+// Record implements control.Auditor.
+func (l *lateAuditor) Record(ctx context.Context, e auditlog.Entry) error {
+	l.mu.RLock()
+	t := l.trail
+	l.mu.RUnlock()
+	if t == nil {
+		return errors.New("the audit log is not open yet")
+	}
+	return t.Record(ctx, e)
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -106,6 +107,10 @@ type Config struct {
 	// is in the request's context (fleet.CallerFrom). nil answers those
 	// requests 501.
 	FleetAccess func(r *http.Request) (control.Access, error)
+	// Login, if set, is called for every TLS connection a person's
+	// certificate opens and the server accepts (the fleet audits it as a
+	// login); it runs in the handshake, so it must be quick.
+	Login func(ctx context.Context, user string, serial *big.Int)
 	// RequestLog, if set, receives one JSON line per request with its
 	// time, method, status and duration_ms, for latency measurements.
 	RequestLog io.Writer

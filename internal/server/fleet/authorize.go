@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/fleet/api"
-	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
 // ErrForbidden wraps every refusal of Authorize; its message names the
@@ -55,6 +55,11 @@ type Principal struct {
 	Name  string
 	Role  Role
 	Scope []string
+}
+
+// actor is the principal as the audit log names it.
+func (p Principal) actor() auditlog.Actor {
+	return auditlog.Actor{Name: p.Name, Role: string(p.Role)}
 }
 
 // String names the principal for messages: `operator "alice"`.
@@ -155,22 +160,15 @@ func inScope(ctx context.Context, p Principal, target string, groupOf GroupLooku
 }
 
 // Authorize decides whether p may do action on target (Decide) and audits
-// every refusal (a fleet-refused event naming principal, action, target
-// and reason). It is the one gate of the fleet API: every handler calls it
+// every refusal (an entry with p as actor, the action, the target, outcome
+// refused and the reason as detail). It is the one gate of the fleet API: every handler calls it
 // before it reads or changes anything.
 func (f *Fleet) Authorize(ctx context.Context, p Principal, action Action, target string) error {
 	err := Decide(ctx, p, action, target, f.store.GroupOf)
 	if err == nil || !errors.Is(err, ErrForbidden) {
 		return err
 	}
-	who := p.Name
-	if p.Kind == "user" {
-		who = serverdb.UserRevocationName(p.Name)
-	}
-	ev := serverdb.Event{Time: f.now(), Client: who, Object: target, Action: serverdb.ActionFleetRefused, Detail: clip(err.Error())}
-	if lerr := f.store.LogEvent(ctx, ev); lerr != nil {
-		f.log.Error("audit a refusal", "err", lerr)
-	}
+	f.record(ctx, p, string(action), target, auditlog.OutcomeRefused, err.Error())
 	f.log.Warn("fleet call refused", "principal", p.Name, "role", string(p.Role), "action", string(action), "target", target)
 	return err
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server/fleet/control"
 	"github.com/coffer-backup/coffer/internal/serverdb"
@@ -64,6 +65,10 @@ type Config struct {
 	// AuditLog reads the server's audit log for api.AuditPath; nil: that
 	// endpoint answers 404.
 	AuditLog AuditReader
+	// Audit records the fleet's changes, refusals and logins in the audit
+	// log with who acted; nil: they go to the database's events table,
+	// which the server's log takes them from, with the server as actor.
+	Audit control.Auditor
 }
 
 // Fleet administers the fleet. It is safe for concurrent use.
@@ -77,6 +82,7 @@ type Fleet struct {
 	alerts  AlertAdmin
 	// auditLog reads the audit log (Config.AuditLog).
 	auditLog AuditReader
+	auditor  control.Auditor
 
 	mu        sync.Mutex
 	listeners []func(clients []string)
@@ -87,7 +93,7 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Store == nil || cfg.CA == nil || cfg.Key == nil {
 		return nil, errors.New("fleet: Config.Store, CA and Key are required")
 	}
-	f := &Fleet{store: cfg.Store, ca: cfg.CA, key: cfg.Key, changed: cfg.Changed, log: cfg.Logger, now: cfg.Now, alerts: cfg.Alerts, auditLog: cfg.AuditLog}
+	f := &Fleet{store: cfg.Store, ca: cfg.CA, key: cfg.Key, changed: cfg.Changed, log: cfg.Logger, now: cfg.Now, alerts: cfg.Alerts, auditLog: cfg.AuditLog, auditor: cfg.Audit}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
@@ -208,6 +214,8 @@ func (a access) Sees(action control.Action, client string) bool {
 	ok, err := a.f.InScope(context.Background(), a.p, client)
 	return err == nil && ok && Decide(context.Background(), a.p, Action(action), "", a.f.store.GroupOf) == nil
 }
+
+func (a access) Actor() auditlog.Actor { return a.p.actor() }
 
 func (a access) Name() string {
 	if a.p.Kind == pki.KindUser {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/escrowkey"
 	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
@@ -366,13 +367,34 @@ func (f *Fleet) allClients(ctx context.Context) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-// audit records a change made by p.
+// audit records a change made by p to target (client:C, group:G,
+// user:U, or an alert channel's name), detail saying what.
 func (f *Fleet) audit(ctx context.Context, p Principal, action, target, detail string) {
-	who := p.Name
-	if p.Kind == "user" {
-		who = serverdb.UserRevocationName(p.Name)
+	f.record(ctx, p, action, target, auditlog.OutcomeOK, detail)
+}
+
+// record appends what p did to the audit log (Config.Audit) with p as the
+// actor; without one it logs a database event, as before the log.
+// Failures are logged: the change or refusal has happened.
+func (f *Fleet) record(ctx context.Context, p Principal, action, target, outcome, detail string) {
+	var err error
+	if f.auditor != nil {
+		e := auditlog.Entry{Actor: p.actor(), Action: action, Target: target, Outcome: outcome, Details: map[string]string{}}
+		if detail != "" {
+			e.Details["detail"] = clip(detail)
+		}
+		err = f.auditor.Record(ctx, e)
+	} else {
+		who := p.Name
+		if p.Kind == "user" {
+			who = serverdb.UserRevocationName(p.Name)
+		}
+		if outcome == auditlog.OutcomeRefused {
+			action = serverdb.ActionFleetRefused
+		}
+		err = f.store.LogEvent(ctx, serverdb.Event{Time: f.now(), Client: who, Object: target, Action: action, Detail: clip(detail)})
 	}
-	if err := f.store.LogEvent(ctx, serverdb.Event{Time: f.now(), Client: who, Object: target, Action: action, Detail: clip(detail)}); err != nil {
-		f.log.Error("audit log", "action", action, "err", err)
+	if err != nil {
+		f.log.Error("audit log", "action", action, "target", target, "err", err)
 	}
 }

@@ -2,7 +2,11 @@ package fleet
 
 import (
 	"context"
+	"math/big"
 	"time"
+
+	"github.com/coffer-backup/coffer/internal/auditlog"
+	"github.com/coffer-backup/coffer/internal/pki"
 
 	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/serverdb"
@@ -121,3 +125,23 @@ func (f *Fleet) Groups(ctx context.Context) ([]api.Group, error) {
 	}
 	return out, nil
 }
+
+// Login records that user opened a connection with its certificate
+// (serial), as the server's Config.Login reports it: a "login" entry with
+// the user and its role as actor. A user the fleet no longer knows is not
+// recorded (its certificate is refused anyway).
+func (f *Fleet) Login(ctx context.Context, user string, serial *big.Int) {
+	p, err := f.Principal(ctx, pki.KindUser, user, serial)
+	if err != nil {
+		f.log.Warn("a login by an unknown user", "user", user, "err", err)
+		return
+	}
+	detail := ""
+	if serial != nil {
+		detail = "serial=" + serial.Text(16)
+	}
+	f.record(ctx, p, AuditLogin, "user:"+user, auditlog.OutcomeOK, detail)
+}
+
+// AuditLogin is the audit action of a person's connection.
+const AuditLogin = "login"

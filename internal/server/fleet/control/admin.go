@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/wire"
@@ -40,6 +41,8 @@ type Access interface {
 	// Name names the caller for the record of what it ordered
 	// ("user:alice").
 	Name() string
+	// Actor is the caller as the audit log names it: name and role.
+	Actor() auditlog.Actor
 }
 
 // ServeAdmin serves the jobs and status endpoints of the administration
@@ -147,7 +150,7 @@ func (c *Control) serveJob(w http.ResponseWriter, r *http.Request, a Access, res
 		return
 	}
 	if cancel {
-		if j, err = c.Cancel(r.Context(), id, a.Name()); err != nil {
+		if j, err = c.Cancel(r.Context(), id, a.Name(), a.Actor()); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -169,7 +172,7 @@ func (c *Control) serveRunNow(w http.ResponseWriter, r *http.Request, a Access) 
 		writeError(w, err)
 		return
 	}
-	o := Order{Client: req.Client, Kind: req.Kind, Repository: req.Repository, By: a.Name()}
+	o := Order{Client: req.Client, Kind: req.Kind, Repository: req.Repository, By: a.Name(), Actor: a.Actor()}
 	if req.Kind == api.KindCheck {
 		o.Check = &api.Check{ReadDataSubset: req.ReadDataSubset}
 	}
@@ -191,7 +194,7 @@ func (c *Control) serveRestore(w http.ResponseWriter, r *http.Request, a Access)
 		return
 	}
 	rs := req.Restore
-	c.order(w, r, Order{Client: req.Client, Kind: api.KindRestore, Repository: req.Repository, Restore: &rs, By: a.Name()})
+	c.order(w, r, Order{Client: req.Client, Kind: api.KindRestore, Repository: req.Repository, Restore: &rs, By: a.Name(), Actor: a.Actor()})
 }
 
 func (c *Control) order(w http.ResponseWriter, r *http.Request, o Order) {

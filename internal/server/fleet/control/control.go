@@ -103,6 +103,9 @@ type Config struct {
 	// Notify receives alert events (missed backups, finished jobs); it must
 	// not block. nil: none are raised.
 	Notify func(Event)
+	// Audit records orders, grants and cancellations in the audit log;
+	// nil: they are not recorded (tests without a log).
+	Audit Auditor
 }
 
 // Control is the fleet's control layer. It is safe for concurrent use.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/serverdb"
@@ -29,6 +30,9 @@ type Order struct {
 	Restore    *api.Restore // restore jobs
 	// By names who ordered it, for the job's record ("user:alice").
 	By string
+	// Actor is who ordered it, for the audit log; zero: the server itself
+	// (ServerActor).
+	Actor auditlog.Actor
 }
 
 // Order queues a job on a host and wakes its stream, so an online agent
@@ -39,7 +43,8 @@ type Order struct {
 // root. A prune carries a grant: the snapshot objects the repository's keep
 // rules forget, evaluated on the server's arrival stamps (Forgettable),
 // and PruneWindow from now for packs and indexes; the grant is recorded
-// for the storage server to enforce.
+// for the storage server to enforce. The order, and a prune's grant, are
+// recorded in the audit log (Config.Audit) before the job is queued.
 func (c *Control) Order(ctx context.Context, o Order) (serverdb.Job, error) {
 	cl, err := c.cfg.Store.Client(ctx, o.Client)
 	if err != nil {
@@ -84,6 +89,12 @@ func (c *Control) Order(ctx context.Context, o Order) (serverdb.Job, error) {
 	}
 	rec := serverdb.Job{ID: job.ID, Client: o.Client, Kind: string(job.Kind), Repository: repo, State: string(api.StateQueued),
 		Created: now, Updated: now, Spec: spec, OrderedBy: o.By}
+	// Audited before it is queued: an order the log cannot take is not made.
+	for _, e := range orderEntries(o, job) {
+		if err := c.record(ctx, e); err != nil {
+			return serverdb.Job{}, err
+		}
+	}
 	if err := c.cfg.Store.InsertJob(ctx, rec); err != nil {
 		return serverdb.Job{}, err
 	}
@@ -135,8 +146,9 @@ func newID() string {
 // at once; a running one is told to its agent, which reports how it ended.
 // Either way an online agent gets a cancel message. A finished job cannot
 // be cancelled (serverdb.ErrConflict); an unknown one is
-// serverdb.ErrNotFound.
-func (c *Control) Cancel(ctx context.Context, id, by string) (serverdb.Job, error) {
+// serverdb.ErrNotFound. by names who cancels it for the job's record,
+// actor for the audit log, which records the cancellation once made.
+func (c *Control) Cancel(ctx context.Context, id, by string, actor auditlog.Actor) (serverdb.Job, error) {
 	if !api.ValidID(id) {
 		return serverdb.Job{}, fmt.Errorf("%w: job ID %q", ErrRefused, id)
 	}
@@ -164,6 +176,11 @@ func (c *Control) Cancel(ctx context.Context, id, by string) (serverdb.Job, erro
 		return serverdb.Job{}, err
 	}
 	c.hub.Notify(out.Client)
+	err = c.record(ctx, auditlog.Entry{Actor: actor, Action: AuditCancel, Target: "client:" + out.Client, Outcome: auditlog.OutcomeOK,
+		Details: map[string]string{"job": id, "kind": out.Kind, "state": out.State}})
+	if err != nil {
+		c.log.Error("cancelled a job the audit log did not take", "job", id, "err", err)
+	}
 	return out, nil
 }
 

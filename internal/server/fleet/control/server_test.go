@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"io"
 	"log/slog"
 	"net/http"
@@ -86,6 +87,7 @@ func (a access) Authorize(_ context.Context, action control.Action, client strin
 }
 func (a access) Sees(control.Action, string) bool { return a.name == "admin" }
 func (a access) Name() string                     { return "user:" + a.name }
+func (a access) Actor() auditlog.Actor            { return auditlog.Actor{Name: a.name, Role: "admin"} }
 
 // clock is a settable clock for the control.
 type clock struct {
