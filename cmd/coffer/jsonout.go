@@ -278,6 +278,7 @@ type serverInitJSON struct {
 	ServerCertExpires time.Time `json:"server_cert_expires"`
 	PolicyKeyID       string    `json:"policy_key_id"`
 	AdminIdentity     string    `json:"admin_identity,omitempty"` // the first administrator's identity directory
+	Storage           string    `json:"storage,omitempty"`        // the S3 location of the objects (--storage)
 }
 
 // serverTokenJSON is server token's document.

@@ -47,9 +47,16 @@ func serverInit(t *testing.T, e *env, name string) string {
 // ends.
 func startServer(t *testing.T, dir, listen string, extra ...string) *cofferServer {
 	t.Helper()
+	return startServerEnv(t, dir, listen, nil, extra...)
+}
+
+// startServerEnv is startServer with variables added to the server's
+// environment (S3 credentials).
+func startServerEnv(t *testing.T, dir, listen string, env []string, extra ...string) *cofferServer {
+	t.Helper()
 	s := &cofferServer{t: t, dir: dir, done: make(chan struct{})}
 	s.cmd = exec.Command(cofferBin, append([]string{"server", "run", "--dir", dir, "--listen", listen}, extra...)...) // #nosec G204 -- the test's own binary
-	s.cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
+	s.cmd.Env = append([]string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}, env...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/coffer-backup/coffer/internal/atrest"
 	"github.com/coffer-backup/coffer/internal/server/objstore"
@@ -38,4 +39,23 @@ func OpenObjectsDir(ctx context.Context, dir string) (*objstore.Store, error) {
 		return nil, err
 	}
 	return OpenObjects(ctx, dir, key)
+}
+
+// ProbeStorage checks that the object storage location (s3:...) answers
+// with the credentials of the environment, making its bucket if missing,
+// and returns the PEM certificates of caFile ("": none, nil) for the
+// state directory to keep.
+func ProbeStorage(ctx context.Context, location, caFile string) ([]byte, error) {
+	var pem []byte
+	if caFile != "" {
+		var err error
+		if pem, err = os.ReadFile(caFile); err != nil { // #nosec G304 -- the CA file the admin named
+			return nil, fmt.Errorf("CA certificates: %w", err)
+		}
+	}
+	st, err := objstore.Probe(ctx, location, caFile)
+	if err != nil {
+		return nil, fmt.Errorf("object storage %s: %w", location, err)
+	}
+	return pem, st.Close()
 }

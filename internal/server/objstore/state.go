@@ -28,6 +28,20 @@ func ParseLocation(location string) (s3.Location, error) {
 	return s3.ParseLocation(rest)
 }
 
+// Probe opens the bucket of location with the credentials of the
+// environment and caFile's CA certificates ("": the system's only),
+// making the bucket if it is missing; the caller closes the store.
+func Probe(ctx context.Context, location, caFile string) (*Store, error) {
+	if _, err := ParseLocation(location); err != nil {
+		return nil, err
+	}
+	cfg, err := s3.ConfigFromEnv(strings.TrimPrefix(location, s3.Scheme+":"), os.Getenv, caFile)
+	if err != nil {
+		return nil, err
+	}
+	return OpenBucket(ctx, cfg, nil, true)
+}
+
 // OpenState opens the objects of the state directory dir: in the bucket
 // of location when it is not "" (credentials from the AWS_* environment
 // or the shared credentials file, never from the configuration), else in
