@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"github.com/coffer-backup/coffer/internal/auditlog"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/alert/mailpittest"
+	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 

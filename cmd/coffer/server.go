@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
+	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/server"
 	"github.com/coffer-backup/coffer/internal/server/audit"
 	"github.com/spf13/cobra"
@@ -45,8 +47,9 @@ func requireDir(dir string) error {
 func newServerRunCommand() *cobra.Command {
 	var dir, listen, auditSyslog string
 	var keepDays, trashDays int
+	var offlineAfter time.Duration
 	cmd := &cobra.Command{
-		Use:   "run --dir DIR [--listen ADDR] [--keep-days N] [--trash-days N] [--audit-syslog NETWORK:ADDRESS]",
+		Use:   "run --dir DIR [--listen ADDR] [--keep-days N] [--trash-days N] [--offline-after D] [--audit-syslog NETWORK:ADDRESS]",
 		Short: "Serve repositories and enrollment on one mutual-TLS port",
 		Long: `Run serves the storage API (HTTPS, HTTP/2), enrollment and certificate
 renewal on one port until interrupted, with the TLS policy of the state
@@ -71,6 +74,10 @@ unixgram:/dev/log or udp:192.0.2.5:514 (udp, tcp, unix, unixgram); a
 syslog server that is down never holds the server up: the entries it
 misses are counted and logged, and the files keep them.
 
+An agent that has connected and then had no control connection for
+--offline-after (default 45s, three missed pings; at least 10s) raises the
+agent-offline alert, once per absence.
+
 Run refuses to start when a key file or the database is accessible to group
 or others, or when the directory belongs to another user.`,
 		Args: usageArgs(cobra.NoArgs),
@@ -84,13 +91,17 @@ or others, or when the directory belongs to another user.`,
 			if trashDays < 1 {
 				return usageErrorf("--trash-days must be at least 1, not %d", trashDays)
 			}
+			if offlineAfter < 10*time.Second {
+				return usageErrorf("--offline-after must be at least 10s, not %s", offlineAfter)
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			if auditSyslog != "" {
 				if _, _, err := audit.ParseSyslogAddr(auditSyslog); err != nil {
 					return usageErrorf("--audit-syslog: %v", err)
 				}
 			}
-			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log, KeepDays: keepDays, TrashDays: trashDays, AuditSyslog: auditSyslog, Version: version}
+			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log, KeepDays: keepDays, TrashDays: trashDays, AuditSyslog: auditSyslog, Version: version,
+				OfflineAfter: offlineAfter}
 			// For benchmarks: one JSON line per request with its latency.
 			if p := os.Getenv("COFFER_SERVER_REQUEST_LOG"); p != "" {
 				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600) // #nosec G304 G703 -- the operator names the log file
@@ -109,5 +120,6 @@ or others, or when the directory belongs to another user.`,
 	f.StringVar(&auditSyslog, "audit-syslog", "", "also send each audit log entry to syslog at NETWORK:ADDRESS (udp:HOST:PORT, tcp:HOST:PORT, unix:PATH, unixgram:PATH)")
 	f.IntVar(&keepDays, "keep-days", server.DefaultKeepDays, "days of refused handshakes and requests and of audit events the database keeps")
 	f.IntVar(&trashDays, "trash-days", server.DefaultTrashDays, "days objects deleted under a grant stay in the trash")
+	f.DurationVar(&offlineAfter, "offline-after", api.OfflineAfter, "how long an agent may be without its control connection before the agent-offline alert")
 	return cmd
 }

@@ -59,6 +59,10 @@ type RunOptions struct {
 	// (RFC 5424) at NETWORK:ADDRESS (audit.ParseSyslogAddr), from a queue:
 	// a syslog server that is slow or down never holds the server up.
 	AuditSyslog string
+	// OfflineAfter is how long an agent that has connected may be without
+	// its control stream before the agent-offline alert (default
+	// api.OfflineAfter, three missed pings).
+	OfflineAfter time.Duration
 }
 
 // replicateTick is how often the server looks for a replication pass
@@ -235,7 +239,11 @@ func Run(ctx context.Context, opts RunOptions) error {
 		purgeTrashHourly(actx, srv, opts.TrashDays, log)
 	}()
 	repl := &replicate.Scheduler{Dir: dir, Source: replicate.Source{Store: srv.store}, DB: db, Logger: log, Tick: replicateTick}
-	startAlerts(actx, &wg, disp, raiser, &alerting.Watch{Store: db, Raise: raiser.Raise, OfflineAfter: api.OfflineAfter, CertTTL: st.ClientCertTTL, Logger: log,
+	offline := opts.OfflineAfter
+	if offline <= 0 {
+		offline = api.OfflineAfter
+	}
+	startAlerts(actx, &wg, disp, raiser, &alerting.Watch{Store: db, Raise: raiser.Raise, OfflineAfter: offline, CertTTL: st.ClientCertTTL, Logger: log,
 		Online: func(c string) bool { _, ok := ctl.Hub().Online(c); return ok }, Lags: replicationLags(repl.Source, db)})
 	wg.Add(1)
 	go func() {
