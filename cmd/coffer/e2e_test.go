@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/coffer-backup/coffer/internal/serverdb/pgtest"
 )
 
 // cofferBin is the real binary, built once for the end-to-end tests.
@@ -27,6 +29,7 @@ func TestMain(m *testing.M) {
 		panic("build coffer: " + err.Error() + "\n" + string(out))
 	}
 	code := m.Run()
+	pgtest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
@@ -127,7 +128,7 @@ func (s *cofferServer) url(repo string) string { return "coffer://" + s.addr + "
 // second process would.
 func (s *cofferServer) events(action string) []serverdb.Event {
 	s.t.Helper()
-	db, err := serverdb.Open(context.Background(), filepath.Join(s.dir, serverdb.DefaultFile))
+	db, err := state.OpenDB(context.Background(), s.dir)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -8,16 +8,17 @@ import (
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server"
 	"github.com/coffer-backup/coffer/internal/server/state"
+	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/spf13/cobra"
 )
 
 func newServerInitCommand(g *globalOptions) *cobra.Command {
 	var (
-		dir, listen, storageLoc string
-		names                   []string
+		dir, listen, storageLoc, dbURL, dbPasswordFile string
+		names                                          []string
 	)
 	cmd := &cobra.Command{
-		Use:   "init --dir DIR [--name HOST,...] [--storage s3:https://HOST[:PORT]/BUCKET[/PREFIX]]",
+		Use:   "init --dir DIR [--name HOST,...] [--storage s3:https://HOST[:PORT]/BUCKET[/PREFIX]] [--db postgres://USER@HOST[:PORT]/DB --db-password-file FILE]",
 		Short: "Create a server state directory: CA, server certificate, keys, config and database",
 		Long: `Init creates DIR (mode 0700) with a new certificate authority (ca.crt,
 ca.key), the server's key and certificate (server.crt, server.key) for the
@@ -41,7 +42,14 @@ AWS_SESSION_TOKEN), or AWS_PROFILE with the shared credentials file, in
 init's and every server command's environment; they are never written to
 DIR. --cacert (or COFFER_CACERT) names the CA certificates of an https
 endpoint; they are copied to DIR/storage-ca.pem. Init checks that the
-bucket answers with those credentials before it writes anything.`,
+bucket answers with those credentials before it writes anything.
+
+With --db, the state database is that PostgreSQL database instead of
+DIR/state.db, and several servers can share it: run init once, then run
+each further server from a copy of DIR (docs/server.md). The URL holds no
+password (one that does is refused); --db-password-file copies the
+password (the file's first line; the file must be mode 0600) to
+DIR/db.password, mode 0600.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			err := requireDir(dir)
@@ -57,6 +65,9 @@ bucket answers with those credentials before it writes anything.`,
 				}
 			}
 			opts := state.InitOptions{Names: flat, Listen: listen, Storage: storageLoc}
+			if opts.Database, opts.DatabasePassword, err = initDatabaseFlags(dbURL, dbPasswordFile); err != nil {
+				return err
+			}
 			if storageLoc != "" {
 				if opts.StorageCA, err = server.ProbeStorage(cmd.Context(), storageLoc, g.caCertFile()); err != nil {
 					return err
@@ -93,5 +104,26 @@ bucket answers with those credentials before it writes anything.`,
 	f.StringSliceVar(&names, "name", nil, "DNS names and IP addresses of the server certificate, comma-separated (default localhost,127.0.0.1,::1)")
 	f.StringVar(&listen, "listen", state.DefaultListen, "listen address written to config.json")
 	f.StringVar(&storageLoc, "storage", "", "keep the objects in an S3 bucket: s3:https://HOST[:PORT]/BUCKET[/PREFIX] (default: DIR/objects)")
+	f.StringVar(&dbURL, "db", "", "PostgreSQL URL of the state database, postgres://USER@HOST[:PORT]/DB[?sslmode=...], without a password (default: DIR/state.db)")
+	f.StringVar(&dbPasswordFile, "db-password-file", "", "file whose first line is the database password, copied to DIR/db.password")
 	return cmd
+}
+
+// initDatabaseFlags checks --db and reads --db-password-file: the URL and
+// the password for state.InitOptions.
+func initDatabaseFlags(dbURL, passwordFile string) (string, string, error) {
+	if dbURL == "" {
+		if passwordFile != "" {
+			return "", "", usageErrorf("--db-password-file needs --db")
+		}
+		return "", "", nil
+	}
+	if _, err := serverdb.ParsePostgresURL(dbURL); err != nil {
+		return "", "", usageErrorf("--db: %v", err)
+	}
+	if passwordFile == "" {
+		return dbURL, "", nil
+	}
+	pw, err := state.ReadPasswordFile(passwordFile)
+	return dbURL, pw, err
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/coffer-backup/coffer/internal/bytesize"
 	"github.com/coffer-backup/coffer/internal/server"
 	"github.com/coffer-backup/coffer/internal/server/replicate"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/spf13/cobra"
 )
@@ -33,16 +33,16 @@ coffer restore opens with the host's key alone.`,
 }
 
 // openReplicationDB opens the state directory's database.
-func openReplicationDB(ctx context.Context, dir string) (*serverdb.SQLite, error) {
+func openReplicationDB(ctx context.Context, dir string) (*serverdb.Store, error) {
 	if err := requireDir(dir); err != nil {
 		return nil, err
 	}
-	return serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
+	return state.OpenDB(ctx, dir)
 }
 
 // openReplication opens the state directory's database and objects; the
 // caller closes both.
-func openReplication(ctx context.Context, dir string) (*serverdb.SQLite, replicate.Source, error) {
+func openReplication(ctx context.Context, dir string) (*serverdb.Store, replicate.Source, error) {
 	db, err := openReplicationDB(ctx, dir)
 	if err != nil {
 		return nil, replicate.Source{}, err

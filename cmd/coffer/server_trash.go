@@ -2,11 +2,10 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/server"
-	"github.com/coffer-backup/coffer/internal/serverdb"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/spf13/cobra"
 )
 
@@ -82,7 +81,7 @@ server. Nothing to restore is an error.`,
 			if client == "" {
 				return usageErrorf("--client is required")
 			}
-			db, err := serverdb.Open(cmd.Context(), filepath.Join(dir, serverdb.DefaultFile))
+			db, err := state.OpenDB(cmd.Context(), dir)
 			if err != nil {
 				return err
 			}

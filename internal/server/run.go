@@ -154,11 +154,14 @@ func Run(ctx context.Context, opts RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("load server certificate: %w", err)
 	}
-	db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
+	db, err := state.OpenDB(ctx, dir)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = db.Close() }()
+	if err := state.CheckDatabaseCA(ctx, db, ca); err != nil {
+		return err
+	}
 
 	disp, raiser, channels := newAlerts(dir, db, log)
 	var srv *Server

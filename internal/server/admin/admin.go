@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/pki"
@@ -38,7 +37,7 @@ func Open(ctx context.Context, dir string) (*Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
+	db, err := state.OpenDB(ctx, dir)
 	if err != nil {
 		return nil, err
 	}

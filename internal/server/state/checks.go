@@ -16,9 +16,10 @@ import (
 
 // SecretFiles are the files of a state directory that only the server's
 // user may access: the keys (the policy signing key and the first
-// administrator's key and the audit key included) and the database (token hashes, audit head).
+// administrator's key and the audit key included), the database (token hashes, audit head)
+// and the password of a PostgreSQL database.
 var SecretFiles = []string{pki.CAKeyFile, pki.ServerKeyFile, KeyFile, AuditKeyFile, serverdb.DefaultFile, serverdb.DefaultFile + "-wal", serverdb.DefaultFile + "-shm", "seed.key",
-	policy.KeyFile, filepath.Join(AdminDir, pki.ClientKeyFile)}
+	policy.KeyFile, filepath.Join(AdminDir, pki.ClientKeyFile), DBPasswordFile}
 
 // maxTreeProblems bounds the problems CheckTree lists one by one.
 const maxTreeProblems = 20

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/server/objstore"
+	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 )
 
@@ -31,6 +32,10 @@ type FileConfig struct {
 	// "s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]" (credentials come from
 	// the environment, never from this file).
 	Storage string `json:"storage,omitempty"`
+	// Database is the PostgreSQL URL of the state database
+	// (postgres://USER@HOST[:PORT]/DATABASE, no password: that is in
+	// DBPasswordFile); empty means the SQLite file state.db.
+	Database string `json:"database,omitempty"`
 }
 
 // Settings is a parsed, validated configuration.
@@ -38,8 +43,8 @@ type Settings struct {
 	Listen        string
 	ClientCertTTL time.Duration
 	Policy        tlspolicy.Policy
-	// Storage is FileConfig.Storage, checked.
-	Storage string
+	Storage       string // FileConfig.Storage, checked
+	Database      string // a checked PostgreSQL URL, or "" for state.db
 }
 
 // maxConfigFile bounds the configuration file.
@@ -68,9 +73,14 @@ func ParseConfig(b []byte) (Settings, error) {
 	if fc.Version != 1 {
 		return Settings{}, fmt.Errorf("%w: version %d, this coffer knows 1", ErrConfig, fc.Version)
 	}
-	st := Settings{Listen: fc.Listen, ClientCertTTL: DefaultClientCertTTL, Storage: fc.Storage}
+	st := Settings{Listen: fc.Listen, ClientCertTTL: DefaultClientCertTTL, Storage: fc.Storage, Database: fc.Database}
 	if st.Listen == "" {
 		return Settings{}, fmt.Errorf("%w: listen is empty", ErrConfig)
+	}
+	if st.Database != "" {
+		if _, err := serverdb.ParsePostgresURL(st.Database); err != nil {
+			return Settings{}, fmt.Errorf("%w: database: %w", ErrConfig, err)
+		}
 	}
 	if fc.Storage != "" {
 		if _, err := objstore.ParseLocation(fc.Storage); err != nil {

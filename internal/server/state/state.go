@@ -21,7 +21,6 @@ import (
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
 	"github.com/coffer-backup/coffer/internal/server/objstore"
-	"github.com/coffer-backup/coffer/internal/serverdb"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,6 +83,14 @@ type InitOptions struct {
 	StorageCA []byte
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Database is a PostgreSQL URL for the state database (checked by
+	// serverdb.ParsePostgresURL: no password in it); empty: the SQLite
+	// file state.db.
+	Database string
+	// DatabasePassword is the database's password, kept in
+	// DBPasswordFile; empty: none there (PGPASSWORD or libpq's password
+	// file may still give one).
+	DatabasePassword string
 }
 
 // InitResult describes a new state directory.
@@ -121,7 +128,13 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*InitResult, error
 	if _, err := os.Lstat(filepath.Join(dir, ConfigFile)); err == nil {
 		return nil, fmt.Errorf("%w: %s exists", ErrAlreadyInitialised, filepath.Join(dir, ConfigFile))
 	}
+	if err := checkDatabaseOptions(opts); err != nil {
+		return nil, err
+	}
 	if err := initLayout(dir); err != nil {
+		return nil, err
+	}
+	if err := writeDBPassword(dir, opts.DatabasePassword); err != nil {
 		return nil, err
 	}
 	now := opts.Now()
@@ -151,7 +164,7 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*InitResult, error
 	for _, ip := range kp.Cert.IPAddresses {
 		res.ServerNames = append(res.ServerNames, ip.String())
 	}
-	if err := initFleet(ctx, dir, ca, ServerAddr(names, opts.Listen), now, res); err != nil {
+	if err := initFleet(ctx, dir, opts.Database, ca, ServerAddr(names, opts.Listen), now, res); err != nil {
 		return nil, err
 	}
 	if opts.StorageCA != nil {
@@ -159,30 +172,44 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*InitResult, error
 			return nil, fmt.Errorf("init object storage CA: %w", err)
 		}
 	}
-	cfg, err := json.MarshalIndent(FileConfig{Version: 1, Listen: opts.Listen, ClientCertTTL: DefaultClientCertTTL.String(), TLS: json.RawMessage("{}"), Storage: opts.Storage}, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("init configuration: %w", err)
-	}
-	if _, err := ParseConfig(cfg); err != nil {
-		return nil, fmt.Errorf("init configuration: %w", err)
-	}
-	if err := atomicfile.WriteNew(filepath.Join(dir, ConfigFile), append(cfg, '\n'), 0o600); err != nil {
-		return nil, fmt.Errorf("init configuration: %w", err)
+	if err := writeConfig(dir, opts); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
 
+// writeConfig writes the configuration file of a new directory, checked
+// first by ParseConfig.
+func writeConfig(dir string, opts InitOptions) error {
+	cfg, err := json.MarshalIndent(FileConfig{Version: 1, Listen: opts.Listen, ClientCertTTL: DefaultClientCertTTL.String(), TLS: json.RawMessage("{}"),
+		Storage: opts.Storage, Database: opts.Database}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("init configuration: %w", err)
+	}
+	if _, err := ParseConfig(cfg); err != nil {
+		return fmt.Errorf("init configuration: %w", err)
+	}
+	if err := atomicfile.WriteNew(filepath.Join(dir, ConfigFile), append(cfg, '\n'), 0o600); err != nil {
+		return fmt.Errorf("init configuration: %w", err)
+	}
+	return nil
+}
+
 // initFleet makes the policy key, the database and the first
 // administrator's identity, and notes them in res.
-func initFleet(ctx context.Context, dir string, ca *pki.CA, server string, now time.Time, res *InitResult) error {
+func initFleet(ctx context.Context, dir, dbURL string, ca *pki.CA, server string, now time.Time, res *InitResult) error {
 	pkey, _, err := EnsurePolicyKey(dir)
 	if err != nil {
 		return fmt.Errorf("init policy key: %w", err)
 	}
 	pub := pkey.Public().(ed25519.PublicKey)
 	res.PolicyKeyID = policy.KeyID(pub)
-	db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
+	db, err := openDatabase(ctx, dir, dbURL)
 	if err != nil {
+		return err
+	}
+	if err := CheckDatabaseCA(ctx, db, ca); err != nil {
+		_ = db.Close()
 		return err
 	}
 	made, err := EnsureAdmin(ctx, dir, db, ca, AdminOptions{Server: server, PolicyPub: pub, TTL: DefaultClientCertTTL, Now: now})

@@ -52,10 +52,16 @@ var (
 // test started it: call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop stops the cluster if a test started it, for a TestMain that does
+// more than Main.
+func Stop() {
 	if shared != nil {
 		shared.stop()
 	}
-	os.Exit(code)
 }
 
 // Start returns the binary's cluster, starting it on first use. Without
