@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
 	"github.com/coffer-backup/coffer/internal/pki"
@@ -82,6 +83,69 @@ func decodeStrict(b []byte, v any) error {
 	return nil
 }
 
+// answerFields are the fields of Response, as decodeAnswer reads them.
+var answerFields = []string{"cert", "ca", "policy_pub"}
+
+// decodeAnswer decodes a Response from one JSON object of at most MaxBody
+// bytes with nothing after it. Fields it does not know are skipped, of any
+// JSON type; a known field must be a string and appear once, and a field
+// that differs from a known one only in case is refused, since Go's
+// decoder would otherwise take it for the known one.
+func decodeAnswer(b []byte) (Response, error) {
+	var resp Response
+	if len(b) > MaxBody {
+		return resp, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return resp, fmt.Errorf("%w: want a JSON object", ErrMalformed)
+	}
+	got := map[string]string{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return resp, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		key, _ := t.(string) // object keys are strings
+		if err := answerField(dec, key, got); err != nil {
+			return resp, err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return resp, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return resp, fmt.Errorf("%w: data after the JSON object", ErrMalformed)
+	}
+	return Response{Cert: got["cert"], CA: got["ca"], PolicyPub: got["policy_pub"]}, nil
+}
+
+// answerField reads the value of key into got if it is a known field, and
+// skips it otherwise.
+func answerField(dec *json.Decoder, key string, got map[string]string) error {
+	for _, f := range answerFields {
+		switch {
+		case key == f:
+			if _, dup := got[f]; dup {
+				return fmt.Errorf("%w: field %q twice", ErrMalformed, f)
+			}
+			var v string
+			if err := dec.Decode(&v); err != nil {
+				return fmt.Errorf("%w: field %q: %w", ErrMalformed, f, err)
+			}
+			got[f] = v
+			return nil
+		case strings.EqualFold(key, f):
+			return fmt.Errorf("%w: field %q is not %q", ErrMalformed, key, f)
+		}
+	}
+	var skip json.RawMessage
+	if err := dec.Decode(&skip); err != nil {
+		return fmt.Errorf("%w: field %q: %w", ErrMalformed, key, err)
+	}
+	return nil
+}
+
 // onePEM returns the DER of the single PEM block of type typ in s.
 func onePEM(s, typ string) ([]byte, error) {
 	block, rest := pem.Decode([]byte(s))
@@ -132,9 +196,14 @@ func ParseResponse(b []byte) (certPEM, caPEM []byte, err error) {
 // ParseAnswer parses the server's answer like ParseResponse, and the
 // policy key if there is one (one PEM "PUBLIC KEY" block of an Ed25519
 // key).
+//
+// Unlike the requests the server parses, an answer may carry fields this
+// client does not know: a newer server adds them (policy_pub was one), and
+// an older client must still enroll with it. The fields it knows stay
+// strict (decodeAnswer): each at most once, spelled exactly, a string.
 func ParseAnswer(b []byte) (*Answer, error) {
-	var resp Response
-	if err := decodeStrict(b, &resp); err != nil {
+	resp, err := decodeAnswer(b)
+	if err != nil {
 		return nil, err
 	}
 	if _, err := pki.ParseCertPEM([]byte(resp.Cert)); err != nil {
