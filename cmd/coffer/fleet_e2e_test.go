@@ -192,6 +192,55 @@ func TestFleetEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("unset, location and read-data-subset", func(t *testing.T) {
+		pub, err := policy.LoadPublicKey(opID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		show := func(client string) *policy.Policy {
+			var e fleetPolicyJSON
+			if err := json.Unmarshal([]byte(mustFleet(admin, srv, adminID, "policy", "show", "--client", client, "--json")), &e); err != nil {
+				t.Fatal(err)
+			}
+			p, err := policy.Verify([]byte(e.Signed), pub, client, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		mustFleet(admin, srv, adminID, "policy", "set", "--client", "web1", "--location", "coffer://backup.example.org:7443/web1-main",
+			"--check-schedule", "@weekly", "--read-data-subset", "5%")
+		r := show("web1").Repositories[0]
+		if r.Location != "coffer://backup.example.org:7443/web1-main" || r.Check == nil || r.Check.ReadDataSubset != "5%" || r.Check.Schedule != "@weekly" || r.Keep.Daily != 30 {
+			t.Fatalf("after --location and --read-data-subset: %+v %+v", r, r.Check)
+		}
+		// Unset: the group's value applies again; the default where the
+		// group has none.
+		mustFleet(admin, srv, adminID, "policy", "set", "--client", "web1", "--unset", "keep-daily,location,restore-root")
+		p := show("web1")
+		if r := p.Repositories[0]; r.Keep.Daily != 7 || r.Location != "" || p.RestoreRoot != "" || r.Schedule != "every 1h" {
+			t.Fatalf("after --unset: %+v restore root %q", r, p.RestoreRoot)
+		}
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--location", "ftp://x/y"}, "--location"},
+			{[]string{"--read-data-subset", "150%"}, "--read-data-subset"},
+			{[]string{"--unset", "check-schedule"}, "--check-schedule"}, // the subset would be left without one
+			{[]string{"--unset", "keep-forever"}, "keep_forever"},
+			{[]string{"--unset", "window", "--window", "Sat-Sun"}, "window"},
+		} {
+			_, se, code := fleetAs(admin, srv, adminID, append([]string{"policy", "set", "--client", "web1"}, c.args...)...)
+			if code == 0 || !strings.Contains(se, c.want) {
+				t.Errorf("%v: exit %d, want an error naming %s: %s", c.args, code, c.want, se)
+			}
+		}
+		if r := show("web1").Repositories[0]; r.Check == nil || r.Check.ReadDataSubset != "5%" {
+			t.Fatalf("a refused change changed the policy: %+v", r.Check)
+		}
+	})
+
 	t.Run("removing a user revokes its certificate", func(t *testing.T) {
 		mustFleet(admin, srv, adminID, "user", "remove", "aud1")
 		ok := within(5*time.Second, func() bool {

@@ -40,6 +40,8 @@ type policyFlags struct {
 	paths, excludes                                          []string
 	excludeCaches, reportFileNames                           bool
 	schedule, window, pruneSchedule, checkSchedule, restore  string
+	location, readDataSubset                                 string
+	unset                                                    []string
 	jitter, timeout, retryInterval, grace                    time.Duration
 	retryBackoff                                             float64
 	retryAttempts                                            int
@@ -69,6 +71,22 @@ func (p *policyFlags) register(f *pflag.FlagSet) {
 	f.DurationVar(&p.grace, "grace", 0, "how late past its cadence a backup may be before it is missed (0: one cadence)")
 	f.StringVar(&p.restore, "restore-root", "", "directory restores must land under (default /var/restore)")
 	f.BoolVar(&p.reportFileNames, "report-file-names", false, "let the agent put file names in its reports")
+	f.StringVar(&p.location, "location", "", "the repository: coffer://HOST[:PORT]/REPO, s3:https://HOST/BUCKET[/PREFIX] or /PATH (default coffer://SERVER/<client>)")
+	f.StringVar(&p.readDataSubset, "read-data-subset", "", "what scheduled checks read of the data: N%, n/m or a size (needs --check-schedule)")
+	f.StringSliceVar(&p.unset, "unset", nil, "clear these settings, named as their flags (keep-daily, window, ...), so the group's or the default applies")
+}
+
+// unsetNames turns --unset's flag names into the API's field names.
+func unsetNames(flags []string) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		name := strings.ReplaceAll(strings.TrimPrefix(f, "--"), "-", "_")
+		if name == "exclude" {
+			name = "excludes"
+		}
+		out = append(out, name)
+	}
+	return out
 }
 
 // settings returns the settings whose flags were given.
@@ -101,6 +119,8 @@ func (p *policyFlags) settings(f *pflag.FlagSet) api.PolicySettings {
 	set("grace", func() { s.Grace = dur(p.grace) })
 	set("restore-root", func() { s.RestoreRoot = &p.restore })
 	set("report-file-names", func() { s.ReportFileNames = &p.reportFileNames })
+	set("location", func() { s.Location = &p.location })
+	set("read-data-subset", func() { s.ReadDataSubset = &p.readDataSubset })
 	return s
 }
 
@@ -115,7 +135,9 @@ func newFleetPolicySetCommand(g *globalOptions, o *fleetOptions) *cobra.Command 
 		Long: `Set changes the fields whose flags are given, for a group or for one host;
 the other fields stay as they were. A host's policy takes each field from
 its own settings, else from its group's: a host overrides its group field
-by field. The server checks the result as an agent would and refuses an
+by field. --unset FLAG,... clears settings (named as their flags, e.g.
+--unset keep-daily,window), so that the group's value, or the default,
+applies again. The server checks the result as an agent would and refuses an
 invalid schedule or field with an error naming the flag; then it signs each
 affected host's policy with a new generation and sends it to the host's
 agent.`,
@@ -125,12 +147,12 @@ agent.`,
 			if err != nil {
 				return err
 			}
-			s := pf.settings(cmd.Flags())
-			if s == (api.PolicySettings{}) {
-				return usageErrorf("no setting given (--paths, --schedule, --keep-daily, ...)")
+			req := api.PolicySet{PolicySettings: pf.settings(cmd.Flags()), Unset: unsetNames(pf.unset)}
+			if req.PolicySettings == (api.PolicySettings{}) && len(req.Unset) == 0 {
+				return usageErrorf("no setting given (--paths, --schedule, --keep-daily, ..., --unset)")
 			}
 			var e fleetPolicyJSON
-			if err := o.do(cmd.Context(), http.MethodPut, path, s, &e); err != nil {
+			if err := o.do(cmd.Context(), http.MethodPut, path, req, &e); err != nil {
 				return err
 			}
 			if g.json {
@@ -247,5 +269,12 @@ func settingLines(s api.PolicySettings) []string {
 	add("--check-schedule", s.CheckSchedule != nil, str(s.CheckSchedule))
 	add("--grace", s.Grace != nil, dur(s.Grace))
 	add("--restore-root", s.RestoreRoot != nil, str(s.RestoreRoot))
+	add("--keep-hourly", s.KeepHourly != nil, num(s.KeepHourly))
+	add("--keep-yearly", s.KeepYearly != nil, num(s.KeepYearly))
+	add("--retry-backoff", s.RetryBackoff != nil, func() string { return fmt.Sprint(*s.RetryBackoff) })
+	add("--exclude-caches", s.ExcludeCaches != nil, func() string { return fmt.Sprint(*s.ExcludeCaches) })
+	add("--report-file-names", s.ReportFileNames != nil, func() string { return fmt.Sprint(*s.ReportFileNames) })
+	add("--location", s.Location != nil, str(s.Location))
+	add("--read-data-subset", s.ReadDataSubset != nil, str(s.ReadDataSubset))
 	return out
 }

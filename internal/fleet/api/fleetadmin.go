@@ -2,6 +2,8 @@ package api
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/coffer-backup/coffer/internal/fleet/policy"
@@ -110,6 +112,43 @@ type PolicySettings struct {
 	Grace           *policy.Duration `json:"grace,omitempty"`
 	RestoreRoot     *string          `json:"restore_root,omitempty"`
 	ReportFileNames *bool            `json:"report_file_names,omitempty"`
+	// Location is the policy repository's location (policy.Repository's);
+	// empty: coffer://SERVER/<client>.
+	Location *string `json:"location,omitempty"`
+	// ReadDataSubset is what the scheduled check reads of the data
+	// (check --read-data-subset); it needs a check schedule.
+	ReadDataSubset *string `json:"read_data_subset,omitempty"`
+}
+
+// PolicySet is the body of PUT PoliciesPath/KIND/NAME: the settings to
+// set and the fields to unset (their JSON names, SettingNames), so that
+// the other level (the group's, or nothing) decides them again. A field
+// may not be both set and unset.
+type PolicySet struct {
+	PolicySettings
+	Unset []string `json:"unset,omitempty"`
+}
+
+// SettingNames lists the JSON names of PolicySettings' fields, in order.
+func SettingNames() []string {
+	t := reflect.TypeOf(PolicySettings{})
+	out := make([]string, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		out = append(out, name)
+	}
+	return out
+}
+
+// IsSet reports whether the field of s called name (a JSON name) is set.
+func (s PolicySettings) IsSet(name string) bool {
+	v := reflect.ValueOf(s)
+	for i, n := range SettingNames() {
+		if n == name {
+			return !v.Field(i).IsNil()
+		}
+	}
+	return false
 }
 
 // PolicyEntry is one entry of GET PoliciesPath, and the answer of GET and
@@ -231,6 +270,31 @@ func DecodeGroupAssign(body []byte) (*GroupAssign, error) {
 		}
 	}
 	return &g, nil
+}
+
+// DecodePolicySet decodes a PUT PoliciesPath/KIND/NAME body: settings
+// as DecodePolicySettings, and unset names each a known field, once, not
+// also set (errors name the field).
+func DecodePolicySet(body []byte) (*PolicySet, error) {
+	if len(body) > MaxAdminRequest {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrInvalid, len(body), MaxAdminRequest)
+	}
+	var s PolicySet
+	if err := decodeStrict(body, &s); err != nil {
+		return nil, err
+	}
+	known := SettingNames()
+	for i, name := range s.Unset {
+		switch {
+		case !slices.Contains(known, name):
+			return nil, fmt.Errorf("%w: unset: unknown field %q (fields: %s)", ErrInvalid, name, strings.Join(known, ", "))
+		case slices.Contains(s.Unset[:i], name):
+			return nil, fmt.Errorf("%w: unset: field %q twice", ErrInvalid, name)
+		case s.PolicySettings.IsSet(name):
+			return nil, fmt.Errorf("%w: field %q both set and unset", ErrInvalid, name)
+		}
+	}
+	return &s, nil
 }
 
 // DecodePolicySettings decodes a PUT PoliciesPath/KIND/NAME body. The

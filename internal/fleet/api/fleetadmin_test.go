@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -45,6 +46,28 @@ func TestDecodePolicySettings(t *testing.T) {
 	}
 }
 
+func TestDecodePolicySet(t *testing.T) {
+	t.Parallel()
+	s, err := DecodePolicySet([]byte(`{"schedule":"@daily","location":"/srv/r","read_data_subset":"5%","unset":["keep_daily","window"]}`))
+	if err != nil || *s.Schedule != "@daily" || *s.Location != "/srv/r" || *s.ReadDataSubset != "5%" || len(s.Unset) != 2 {
+		t.Fatalf("%+v %v", s, err)
+	}
+	for b, want := range map[string]string{
+		`{"unset":["keep_forever"]}`:          "keep_forever",
+		`{"unset":["window","window"]}`:       "twice",
+		`{"window":"Sat","unset":["window"]}`: "both set and unset",
+		`{"unset":"window"}`:                  "cannot unmarshal",
+		`{"unset":["window"],"unknown":1}`:    "unknown",
+	} {
+		if _, err := DecodePolicySet([]byte(b)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want ErrInvalid naming %q", b, err, want)
+		}
+	}
+	if names := SettingNames(); len(names) != 23 || names[0] != "paths" || names[22] != "read_data_subset" {
+		t.Fatalf("setting names %v", names)
+	}
+}
+
 // Every admin decoder takes any bytes without panicking, and what it
 // accepts survives encoding and decoding again.
 func FuzzAdminDecoders(f *testing.F) {
@@ -75,6 +98,9 @@ func FuzzAdminDecoders(f *testing.F) {
 		}
 		if s, err := DecodePolicySettings(b); err == nil {
 			again(s, func(x []byte) error { _, err := DecodePolicySettings(x); return err })
+		}
+		if s, err := DecodePolicySet(b); err == nil {
+			again(s, func(x []byte) error { _, err := DecodePolicySet(x); return err })
 		}
 		if e, err := DecodeEscrowSet(b); err == nil {
 			again(e, func(x []byte) error { _, err := DecodeEscrowSet(x); return err })

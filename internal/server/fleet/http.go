@@ -272,12 +272,12 @@ func (f *Fleet) setPolicy(ctx context.Context, p Principal, r *http.Request) (an
 	if err != nil {
 		return nil, err
 	}
-	req, err := api.DecodePolicySettings(b)
+	req, err := api.DecodePolicySet(b)
 	if err != nil {
 		return nil, err
 	}
 	target := r.PathValue("kind") + ":" + r.PathValue("name")
-	if _, err := f.SetPolicy(ctx, p, target, *req); err != nil {
+	if _, err := f.SetPolicy(ctx, p, target, req.PolicySettings, req.Unset); err != nil {
 		return nil, err
 	}
 	return f.PolicyEntry(ctx, target)

@@ -50,6 +50,18 @@ func Merge(base, over api.PolicySettings) api.PolicySettings {
 	return out
 }
 
+// Unset returns s with the fields named (JSON names, api.SettingNames)
+// cleared; unknown names are ignored (api.DecodePolicySet refuses them).
+func Unset(s api.PolicySettings, names []string) api.PolicySettings {
+	v := reflect.ValueOf(&s).Elem()
+	for i, n := range api.SettingNames() {
+		if slices.Contains(names, n) {
+			v.Field(i).SetZero()
+		}
+	}
+	return s
+}
+
 func val[T any](p *T) T {
 	var zero T
 	if p == nil {
@@ -79,8 +91,9 @@ func Build(client string, s api.PolicySettings, escrow []byte) (*policy.Policy, 
 			Weekly: val(s.KeepWeekly), Monthly: val(s.KeepMonthly), Yearly: val(s.KeepYearly)},
 		Grace: val(s.Grace),
 	}
-	if v := val(s.CheckSchedule); v != "" {
-		r.Check = &policy.Check{Schedule: v}
+	r.Location = val(s.Location)
+	if c, sub := val(s.CheckSchedule), val(s.ReadDataSubset); c != "" || sub != "" {
+		r.Check = &policy.Check{Schedule: c, ReadDataSubset: sub}
 	}
 	if v := val(s.PruneSchedule); v != "" {
 		r.Prune = &policy.Prune{Schedule: v}
@@ -107,21 +120,28 @@ var flagOf = map[string]string{
 	"keep.hourly": "--keep-hourly", "keep.daily": "--keep-daily", "keep.weekly": "--keep-weekly",
 	"keep.monthly": "--keep-monthly", "keep.yearly": "--keep-yearly", "check.schedule": "--check-schedule",
 	"prune.schedule": "--prune-schedule", "grace": "--grace", "restore_root": "--restore-root",
-	"escrow_public_key": "fleet escrow set",
+	"escrow_public_key": "fleet escrow set", "location": "--location", "check.read_data_subset": "--read-data-subset",
 }
 
 var fieldRE = regexp.MustCompile(`^invalid policy: ((?:repositories\[\d+\]\.)?([a-z_.]+?)(?:\[\d+\])?): `)
 
 // validateSettings checks settings as the policy would, filling what they
-// leave to another level (paths, schedule) with placeholders, and names
-// the flag of the first bad field (ErrInvalidSetting).
-func validateSettings(client string, s api.PolicySettings, escrow []byte) error {
+// leave to another level (paths, schedule; for one level's own settings,
+// level, also the check schedule) with placeholders, and names the flag
+// of the first bad field (ErrInvalidSetting).
+func validateSettings(client string, s api.PolicySettings, escrow []byte, level bool) error {
+	daily := "@daily"
 	if s.Paths == nil {
 		s.Paths = &[]string{"/"}
 	}
 	if s.Schedule == nil {
-		d := "@daily"
-		s.Schedule = &d
+		s.Schedule = &daily
+	}
+	if val(s.ReadDataSubset) != "" && s.CheckSchedule == nil {
+		if !level {
+			return fmt.Errorf("%w: --read-data-subset needs a --check-schedule (the host's or its group's)", ErrInvalidSetting)
+		}
+		s.CheckSchedule = &daily
 	}
 	p, err := Build(client, s, escrow)
 	if err != nil {
@@ -251,10 +271,11 @@ func (f *Fleet) SignedPolicy(ctx context.Context, client string) ([]byte, uint64
 }
 
 // SetPolicy merges change into target's settings ("group:G" or
-// "client:C"), refusing (ErrInvalidSetting, naming the flag) settings the
-// policy would refuse, for the target and for every client it reaches;
-// then audits the change and notifies OnPolicyChange.
-func (f *Fleet) SetPolicy(ctx context.Context, by Principal, target string, change api.PolicySettings) (api.PolicySettings, error) {
+// "client:C") and clears the fields unset names (JSON names), refusing
+// (ErrInvalidSetting, naming the flag) settings the policy would refuse,
+// for the target and for every client it reaches; then audits the change
+// and notifies OnPolicyChange.
+func (f *Fleet) SetPolicy(ctx context.Context, by Principal, target string, change api.PolicySettings, unset []string) (api.PolicySettings, error) {
 	kind, name, err := targetName(target)
 	if err != nil {
 		return api.PolicySettings{}, err
@@ -263,12 +284,12 @@ func (f *Fleet) SetPolicy(ctx context.Context, by Principal, target string, chan
 	if err != nil {
 		return api.PolicySettings{}, err
 	}
-	merged := Merge(old, change)
+	merged := Unset(Merge(old, change), unset)
 	escrow, err := f.escrowKey(ctx)
 	if err != nil {
 		return api.PolicySettings{}, err
 	}
-	if err := validateSettings("check", merged, escrow); err != nil {
+	if err := validateSettings("check", merged, escrow, true); err != nil {
 		return api.PolicySettings{}, err
 	}
 	clients, err := f.reach(ctx, kind, name)
@@ -276,20 +297,7 @@ func (f *Fleet) SetPolicy(ctx context.Context, by Principal, target string, chan
 		return api.PolicySettings{}, err
 	}
 	for _, c := range clients {
-		_, s, err := f.effective(ctx, c)
-		if err != nil {
-			return api.PolicySettings{}, err
-		}
-		if kind == "group" {
-			cs, _, err := f.settings(ctx, "client:"+c)
-			if err != nil {
-				return api.PolicySettings{}, err
-			}
-			s = Merge(merged, cs)
-		} else {
-			s = Merge(s, change)
-		}
-		if err := validateSettings(c, s, escrow); err != nil {
+		if err := f.validateReached(ctx, c, kind, merged, escrow); err != nil {
 			return api.PolicySettings{}, fmt.Errorf("for client %s: %w", c, err)
 		}
 	}
@@ -304,6 +312,27 @@ func (f *Fleet) SetPolicy(ctx context.Context, by Principal, target string, chan
 	f.audit(ctx, by, serverdb.ActionFleetPolicy, target, string(b))
 	f.notify(clients)
 	return merged, nil
+}
+
+// validateReached checks client's effective settings once its group's
+// (kind "group") or its own (kind "client") settings are merged.
+func (f *Fleet) validateReached(ctx context.Context, client, kind string, merged api.PolicySettings, escrow []byte) error {
+	group, err := f.store.GroupOf(ctx, client)
+	if err != nil {
+		return err
+	}
+	gs, cs := api.PolicySettings{}, merged
+	if kind == "group" {
+		gs = merged
+		if cs, _, err = f.settings(ctx, "client:"+client); err != nil {
+			return err
+		}
+	} else if group != "" {
+		if gs, _, err = f.settings(ctx, "group:"+group); err != nil {
+			return err
+		}
+	}
+	return validateSettings(client, Merge(gs, cs), escrow, false)
 }
 
 // reach lists the clients a target's policy applies to.
