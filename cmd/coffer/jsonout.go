@@ -396,6 +396,8 @@ type serverScrubJSON struct {
 	Bytes   int64                   `json:"bytes"`
 	Damaged []serverScrubDamageJSON `json:"damaged"`
 	Stray   []string                `json:"stray"`
+	// UsageCounted is how many clients' usage scrub counted and recorded.
+	UsageCounted int `json:"usage_counted"`
 }
 
 // jsonArray writes a JSON array one element at a time, so that a long

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/coffer-backup/coffer/internal/server"
+	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/spf13/cobra"
 )
 
@@ -20,8 +21,10 @@ func newServerScrubCommand(g *globalOptions) *cobra.Command {
 		Long: `Scrub reads back every object the server stores and verifies it completely:
 its header, its at-rest encryption and the hash of its content. It reports
 each damaged object by path, client, repository and name, and files in the
-object tree that are not objects. It only reads, so it can run beside a
-running server.
+object tree that are not objects. It only reads objects, so it can run
+beside running servers; it then counts again what each client stores and
+records it as the usage the servers' quotas count (setting right what a
+server killed mid-upload left charged).
 
 Exit status 1 means damaged objects were found.`,
 		Args: usageArgs(cobra.NoArgs),
@@ -33,9 +36,13 @@ Exit status 1 means damaged objects were found.`,
 			if err != nil {
 				return err
 			}
+			counted, err := recountUsage(cmd, dir)
+			if err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
 			if g.json {
-				j := serverScrubJSON{Objects: rep.Objects, Bytes: rep.Bytes, Damaged: []serverScrubDamageJSON{}, Stray: rep.Stray}
+				j := serverScrubJSON{Objects: rep.Objects, Bytes: rep.Bytes, Damaged: []serverScrubDamageJSON{}, Stray: rep.Stray, UsageCounted: counted}
 				if j.Stray == nil {
 					j.Stray = []string{}
 				}
@@ -52,7 +59,7 @@ Exit status 1 means damaged objects were found.`,
 				for _, s := range rep.Stray {
 					fmt.Fprintf(os.Stderr, "warning: %s is not an object\n", s)
 				}
-				g.printf(out, "%d objects verified (%d bytes), %d damaged\n", rep.Objects, rep.Bytes, len(rep.Damaged))
+				g.printf(out, "%d objects verified (%d bytes), %d damaged; usage counted for %d clients\n", rep.Objects, rep.Bytes, len(rep.Damaged), counted)
 			}
 			if len(rep.Damaged) > 0 {
 				return fmt.Errorf("%w: %d objects", errBitRot, len(rep.Damaged))
@@ -62,4 +69,15 @@ Exit status 1 means damaged objects were found.`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "server state directory")
 	return cmd
+}
+
+// recountUsage records what each client stores, counted afresh, in the
+// state directory's database.
+func recountUsage(cmd *cobra.Command, dir string) (int, error) {
+	db, err := state.OpenDB(cmd.Context(), dir)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	return server.RecountUsage(cmd.Context(), dir, db)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/coffer-backup/coffer/internal/pki"
@@ -74,10 +75,18 @@ func isControlPath(p string) bool {
 func (s *Server) NoteContact(client string) { s.noteContact(client) }
 
 // StoredBytes returns what client stores as charged against its quota,
-// if the server has counted it since it started.
+// if it is counted: in a state directory, since the server started; in a
+// bucket, by any server sharing the database.
 func (s *Server) StoredBytes(client string) (int64, bool) {
 	u := s.usageOf(client)
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.used, u.loaded
+	loaded := u.loaded
+	u.mu.Unlock()
+	if !loaded && !s.store.InBucket() {
+		return 0, false // not counted since the server started
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := s.cfg.DB.Usage(ctx, client)
+	return n.Charged, err == nil
 }

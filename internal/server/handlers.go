@@ -425,7 +425,7 @@ func (s *Server) serveRemove(ctx context.Context, w http.ResponseWriter, st *atr
 			s.log.Error("mark a snapshot's stamp deleted", "client", client.Name, "repo", route.Repo, "name", h.Name, "err", err)
 		}
 	}
-	s.released(client.Name, size)
+	s.released(ctx, client.Name, size)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

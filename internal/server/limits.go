@@ -2,9 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"slices"
 	"sync"
 
+	"github.com/coffer-backup/coffer/internal/server/objstore"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/wire"
 )
@@ -49,17 +53,14 @@ const (
 // its client's quota.
 func objectCharge(size int64) int64 { return max(size, MinObjectCharge) }
 
-// clientUsage is what a client stores (bytes as charged, objects and
-// repositories), loaded from disk on first use and then kept up to date,
-// plus what in-flight uploads and creations reserved.
+// clientUsage notes whether this server has made sure the database holds
+// a client's usage (loadUsage). The usage itself, charged bytes, objects
+// and repositories with what uploads in flight reserved, is kept in the
+// database (serverdb.Usage), so that servers sharing it and a bucket
+// enforce one quota.
 type clientUsage struct {
-	mu       sync.Mutex
-	loaded   bool
-	used     int64 // charged bytes
-	objects  int64
-	repos    int64
-	reserved int64 // charged bytes of uploads in flight
-	pending  int64 // objects of uploads in flight
+	mu     sync.Mutex
+	loaded bool
 }
 
 func (s *Server) usageOf(client string) *clientUsage {
@@ -73,18 +74,52 @@ func (s *Server) usageOf(client string) *clientUsage {
 	return u
 }
 
-// loadLocked computes the usage from disk the first time; u.mu is held.
-func (s *Server) loadLocked(ctx context.Context, client string, u *clientUsage) error {
+// loadUsage makes sure the database holds client's usage, the first time
+// this server meets the client. Objects in a state directory belong to
+// this server alone (it holds the directory's lock), so it counts them
+// and records the count; objects in a bucket may be shared, so it counts
+// them only when no server has recorded a usage yet (server scrub counts
+// again).
+func (s *Server) loadUsage(ctx context.Context, client string) error {
+	u := s.usageOf(client)
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if u.loaded {
 		return nil
 	}
-	st, err := s.store.Usage(ctx, client, objectCharge)
+	if s.store.InBucket() {
+		_, err := s.cfg.DB.Usage(ctx, client)
+		if err == nil {
+			u.loaded = true
+			return nil
+		}
+		if !errors.Is(err, serverdb.ErrNotFound) {
+			return fmt.Errorf("%w: read the usage of %s: %v", wire.ErrUnavailable, client, err)
+		}
+	}
+	n, err := countUsage(ctx, s.store, client)
 	if err != nil {
 		return fmt.Errorf("compute usage of %s: %w", client, err)
 	}
-	u.used, u.objects, u.repos = st.Charged+st.Repos*RepoCharge, st.Objects, st.Repos
+	if s.store.InBucket() {
+		_, err = s.cfg.DB.InitUsage(ctx, n)
+	} else {
+		err = s.cfg.DB.SetUsage(ctx, n)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: record the usage of %s: %v", wire.ErrUnavailable, client, err)
+	}
 	u.loaded = true
 	return nil
+}
+
+// countUsage counts what client stores, as charged.
+func countUsage(ctx context.Context, st *objstore.Store, client string) (serverdb.Usage, error) {
+	n, err := st.Usage(ctx, client, objectCharge)
+	if err != nil {
+		return serverdb.Usage{}, err
+	}
+	return serverdb.Usage{Client: client, Charged: n.Charged + n.Repos*RepoCharge, Objects: n.Objects, Repos: n.Repos}, nil
 }
 
 // limits are the caps that apply to client c.
@@ -99,79 +134,118 @@ func (s *Server) limits(c serverdb.Client) (maxObjects, maxRepos int64) {
 	return maxObjects, maxRepos
 }
 
-// checkQuota fails with wire.ErrQuota when charge more bytes do not fit
-// c's quota; u.mu is held.
-func checkQuota(u *clientUsage, c serverdb.Client, charge int64, what string) error {
-	if c.QuotaBytes > 0 && u.used+u.reserved+charge > c.QuotaBytes {
-		return fmt.Errorf("%w: client %s has used %d of its %d bytes; %s counts %d more (every object counts at least %d bytes, every repository %d)",
-			wire.ErrQuota, c.Name, u.used+u.reserved, c.QuotaBytes, what, charge, MinObjectCharge, RepoCharge)
+// charge books d against c's usage in the database within its quota and
+// caps, or fails with wire.ErrQuota saying which it would pass; what is
+// being charged.
+func (s *Server) charge(ctx context.Context, c serverdb.Client, d serverdb.Usage, what string) error {
+	if err := s.loadUsage(ctx, c.Name); err != nil {
+		return err
 	}
-	return nil
+	maxObjects, maxRepos := s.limits(c)
+	u, err := s.cfg.DB.AddUsage(ctx, c.Name, d, serverdb.UsageLimits{QuotaBytes: c.QuotaBytes, MaxObjects: maxObjects, MaxRepos: maxRepos})
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, serverdb.ErrOverLimit):
+		return fmt.Errorf("%w: count the usage of %s: %v", wire.ErrUnavailable, c.Name, err)
+	case d.Objects > 0 && u.Objects+d.Objects > maxObjects:
+		return fmt.Errorf("%w: client %s has %d objects, its limit is %d", wire.ErrQuota, c.Name, u.Objects, maxObjects)
+	case d.Repos > 0 && u.Repos+d.Repos > maxRepos:
+		return fmt.Errorf("%w: client %s has %d repositories, its limit is %d", wire.ErrQuota, c.Name, u.Repos, maxRepos)
+	}
+	return fmt.Errorf("%w: client %s has used %d of its %d bytes; %s counts %d more (every object counts at least %d bytes, every repository %d)",
+		wire.ErrQuota, c.Name, u.Charged, c.QuotaBytes, what, d.Charged, MinObjectCharge, RepoCharge)
+}
+
+// refund takes d back off client's usage, whatever its limits; a failure
+// is logged (server scrub counts again).
+func (s *Server) refund(ctx context.Context, client string, d serverdb.Usage) {
+	d.Charged, d.Objects, d.Repos = -d.Charged, -d.Objects, -d.Repos
+	if _, err := s.cfg.DB.AddUsage(context.WithoutCancel(ctx), client, d, serverdb.UsageLimits{}); err != nil && !errors.Is(err, serverdb.ErrNotFound) {
+		s.log.Error("count usage", "client", client, "err", err)
+	}
 }
 
 // reserve books an upload of size bytes against c's quota and object cap
 // and fails with wire.ErrQuota if it does not fit. The returned function
-// ends the reservation; committed says whether the object is now stored.
+// ends the reservation; committed says whether the object is now stored
+// (else the charge is taken back).
 func (s *Server) reserve(ctx context.Context, c serverdb.Client, size int64) (done func(committed bool), err error) {
-	u := s.usageOf(c.Name)
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if err := s.loadLocked(ctx, c.Name, u); err != nil {
+	d := serverdb.Usage{Charged: objectCharge(size), Objects: 1}
+	if err := s.charge(ctx, c, d, "the upload"); err != nil {
 		return nil, err
 	}
-	charge := objectCharge(size)
-	if err := checkQuota(u, c, charge, "the upload"); err != nil {
-		return nil, err
-	}
-	if maxObjects, _ := s.limits(c); u.objects+u.pending >= maxObjects {
-		return nil, fmt.Errorf("%w: client %s has %d objects, its limit is %d", wire.ErrQuota, c.Name, u.objects+u.pending, maxObjects)
-	}
-	u.reserved += charge
-	u.pending++
 	return func(committed bool) {
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		u.reserved -= charge
-		u.pending--
-		if committed {
-			u.used += charge
-			u.objects++
+		if !committed {
+			s.refund(ctx, c.Name, d)
 		}
 	}, nil
 }
 
 // reserveRepo checks a new repository against c's quota and repository
-// cap and, if it fits, runs create under the client's usage lock and
-// counts the repository when create succeeds.
+// cap and, if it fits, runs create, taking the charge back when create
+// fails.
 func (s *Server) reserveRepo(ctx context.Context, c serverdb.Client, create func() error) error {
-	u := s.usageOf(c.Name)
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if err := s.loadLocked(ctx, c.Name, u); err != nil {
+	d := serverdb.Usage{Charged: RepoCharge, Repos: 1}
+	if err := s.charge(ctx, c, d, "a new repository"); err != nil {
 		return err
-	}
-	if err := checkQuota(u, c, RepoCharge, "a new repository"); err != nil {
-		return err
-	}
-	if _, maxRepos := s.limits(c); u.repos >= maxRepos {
-		return fmt.Errorf("%w: client %s has %d repositories, its limit is %d", wire.ErrQuota, c.Name, u.repos, maxRepos)
 	}
 	if err := create(); err != nil {
+		s.refund(ctx, c.Name, d)
 		return err
 	}
-	u.used += RepoCharge
-	u.repos++
 	return nil
 }
 
 // released takes a removed object of size content bytes off the client's
-// usage.
-func (s *Server) released(client string, size int64) {
+// usage. A client this server has not counted yet in a state directory
+// is counted afresh when it is first met.
+func (s *Server) released(ctx context.Context, client string, size int64) {
 	u := s.usageOf(client)
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.loaded {
-		u.used -= objectCharge(size)
-		u.objects--
+	loaded := u.loaded
+	u.mu.Unlock()
+	if loaded || s.store.InBucket() {
+		s.refund(ctx, client, serverdb.Usage{Charged: objectCharge(size), Objects: 1})
 	}
+}
+
+// RecountUsage counts what every client stores in the objects of the
+// state directory dir (every client with objects, and every enrolled
+// one) and records the counts in db, replacing the recorded usage: what
+// a server killed mid-upload left charged, or objects changed beside the
+// servers, is set right. Uploads in flight while it counts may be left
+// out until the next count. It returns how many clients it counted.
+func RecountUsage(ctx context.Context, dir string, db serverdb.DB) (int, error) {
+	st, err := OpenObjectsDir(ctx, dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil // no object tree: nothing stored yet
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = st.Close() }()
+	names, err := st.Clients(ctx)
+	if err != nil {
+		return 0, err
+	}
+	enrolled, err := db.Clients(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range enrolled {
+		if !slices.Contains(names, c.Name) {
+			names = append(names, c.Name)
+		}
+	}
+	for i, name := range names {
+		n, err := countUsage(ctx, st, name)
+		if err != nil {
+			return i, fmt.Errorf("count the usage of %s: %w", name, err)
+		}
+		if err := db.SetUsage(ctx, n); err != nil {
+			return i, err
+		}
+	}
+	return len(names), nil
 }

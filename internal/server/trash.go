@@ -69,6 +69,14 @@ func RestoreTrash(ctx context.Context, dir string, db serverdb.DB, client, repo 
 		if err != nil {
 			return done, err
 		}
+		if restored {
+			// Counted again, beside servers that may be running; a usage not
+			// recorded yet is counted whole when a server first meets the client.
+			d := serverdb.Usage{Charged: objectCharge(e.Size), Objects: 1}
+			if _, err := db.AddUsage(ctx, e.Client, d, serverdb.UsageLimits{}); err != nil && !errors.Is(err, serverdb.ErrNotFound) {
+				return done, err
+			}
+		}
 		if e.Handle().Kind == storage.KindSnapshots {
 			if err := db.SetStampDeleted(ctx, e.Client, e.Repo, e.Handle().Name, time.Time{}); err != nil {
 				return done, err

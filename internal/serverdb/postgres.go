@@ -210,6 +210,13 @@ var pgMigrations = []string{
 		snapshots  TEXT NOT NULL
 	);
 	CREATE INDEX grants_client ON grants(client, repo, not_after);`,
+	// 2: each client's usage as its quota counts it (usage.go).
+	`CREATE TABLE client_usage (
+		client  TEXT PRIMARY KEY,
+		charged BIGINT NOT NULL,
+		objects BIGINT NOT NULL,
+		repos   BIGINT NOT NULL
+	);`,
 }
 
 // PostgresSchemaVersion is the PostgreSQL schema version this code writes.

@@ -198,6 +198,16 @@ type DB interface {
 	PutGrant(ctx context.Context, g Grant) error
 	ActiveGrants(ctx context.Context, client, repo string, now time.Time) ([]Grant, error)
 
+	// Usage and quotas (usage.go): Usage returns a client's recorded
+	// usage (ErrNotFound if none), SetUsage replaces it with a count,
+	// InitUsage records a count unless one is recorded and returns the
+	// recorded one, and AddUsage changes it by a delta within limits
+	// (ErrOverLimit), atomically across the servers sharing the database.
+	Usage(ctx context.Context, client string) (Usage, error)
+	SetUsage(ctx context.Context, u Usage) error
+	InitUsage(ctx context.Context, u Usage) (Usage, error)
+	AddUsage(ctx context.Context, client string, d Usage, lim UsageLimits) (Usage, error)
+
 	// LogEvent records an event; Events returns those at or after since,
 	// oldest first, at most limit of them (limit <= 0: all); EventsAfter
 	// returns those whose ID is above after, in ID order (the audit log's

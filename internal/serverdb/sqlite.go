@@ -229,6 +229,14 @@ var migrations = []string{
 	// 10: when a stamped snapshot object was deleted (0: it is there), so
 	// retention counts only what exists; a restore from the trash clears it.
 	`ALTER TABLE snapshot_stamps ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;`,
+	// 11: each client's usage as its quota counts it (usage.go), shared by
+	// the servers of one database.
+	`CREATE TABLE client_usage (
+		client  TEXT PRIMARY KEY,
+		charged INTEGER NOT NULL,
+		objects INTEGER NOT NULL,
+		repos   INTEGER NOT NULL
+	) STRICT;`,
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -57,8 +57,9 @@ type Env struct {
 	Policy tlspolicy.Policy
 	Clock  *Clock
 
-	cancel context.CancelFunc
-	done   chan error
+	cancel   context.CancelFunc
+	done     chan error
+	sharedDB bool // DB is Options.DB: not closed by Stop
 }
 
 // Options adjust the server before it starts.
@@ -77,6 +78,13 @@ type Options struct {
 	// Control, if set, makes the fleet control the server serves, over
 	// the server's database (Config.Control).
 	Control func(*serverdb.SQLite) *control.Control
+	// DB, if set, is a database shared with another server, used instead
+	// of the state directory's own and not closed by Stop.
+	DB *serverdb.Store
+	// Storage, for a state directory Start makes, is the object storage
+	// location server init records (state.InitOptions.Storage); the
+	// credentials come from the environment.
+	Storage string
 }
 
 // Start initialises a state directory, opens its database and serves on a
@@ -87,12 +95,15 @@ func Start(t testing.TB, opts Options) *Env {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	if _, err := state.Init(context.Background(), dir, state.InitOptions{Names: []string{"127.0.0.1"}}); err != nil && !errors.Is(err, state.ErrAlreadyInitialised) {
+	if _, err := state.Init(context.Background(), dir, state.InitOptions{Names: []string{"127.0.0.1"}, Storage: opts.Storage}); err != nil && !errors.Is(err, state.ErrAlreadyInitialised) {
 		t.Fatal(err)
 	}
-	db, err := serverdb.Open(context.Background(), filepath.Join(dir, serverdb.DefaultFile))
-	if err != nil {
-		t.Fatal(err)
+	db, shared := opts.DB, opts.DB != nil
+	if !shared {
+		var err error
+		if db, err = serverdb.Open(context.Background(), filepath.Join(dir, serverdb.DefaultFile)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ca, err := pki.LoadCA(dir)
 	if err != nil {
@@ -133,7 +144,7 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	ln := policy.Listen(inner, tlsConf, db.RefusalLog(), tlspolicy.ListenerOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Env{Dir: dir, DB: db, Server: srv, Addr: inner.Addr().String(), CA: ca, Policy: policy, Clock: clock, cancel: cancel, done: make(chan error, 1)}
+	e := &Env{Dir: dir, DB: db, Server: srv, Addr: inner.Addr().String(), CA: ca, Policy: policy, Clock: clock, cancel: cancel, done: make(chan error, 1), sharedDB: shared}
 	go func() { e.done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() { e.Stop(t) })
 	return e
@@ -152,6 +163,9 @@ func (e *Env) Stop(t testing.TB) {
 	}
 	if err := e.Server.Close(); err != nil {
 		t.Errorf("close server: %v", err)
+	}
+	if e.sharedDB {
+		return
 	}
 	if err := e.DB.Close(); err != nil {
 		t.Errorf("close database: %v", err)
