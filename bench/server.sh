@@ -6,7 +6,10 @@
 # 1. Backup and restore of a data set (default: the Go toolchain tree) into a
 #    repository on `coffer server` over mutual TLS on 127.0.0.1, side by side
 #    with the same into a local repository; the target is remote >= 0.9x the
-#    local speed (remote time <= local time / 0.9).
+#    local speed (remote time <= local time / 0.9). With STORAGE=s3, the
+#    server keeps its objects in a versitygw bucket on 127.0.0.1 (server init
+#    --storage s3:http://...) instead of its state directory: run once with
+#    and once without to compare the two servers.
 # 2. CLIENTS (default 50) enrolled clients each back up a small change at
 #    the same moment: errors are counted, the server's peak RSS is read from
 #    /proc, and the per-request latency percentiles come from the server's
@@ -17,24 +20,46 @@ work=${1:-$(mktemp -d /tmp/coffer-server-bench.XXXXXX)}
 data=${DATA:-$(go env GOROOT)}
 clients=${CLIENTS:-50}
 runs=${RUNS:-3}
+storage=${STORAGE:-dir}
 mkdir -p "$work"
 (cd "$here" && CGO_ENABLED=0 go build -o "$work/coffer" ./cmd/coffer) # the static binary that ships
 c="$work/coffer"
 export COFFER_PASSWORD=bench-passphrase COFFER_STATE_DIR="$work/state"
 kdf=(--kdf-time 1 --kdf-memory 8192 --kdf-threads 1)
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+waitport() {
+	for _ in $(seq 50); do
+		python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return
+		sleep 0.1
+	done
+}
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+init_flags=()
+if [ "$storage" = s3 ]; then
+	vgw=$(command -v versitygw || echo "$(go env GOPATH)/bin/versitygw")
+	[ -x "$vgw" ] || { echo "versitygw not found: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0"; exit 1; }
+	vport=$(freeport)
+	export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=$(head -c 18 /dev/urandom | base64) AWS_DEFAULT_REGION=us-east-1
+	rm -rf "$work/s3"
+	mkdir -p "$work/s3"
+	ROOT_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+		"$vgw" --port "127.0.0.1:$vport" --quiet posix "$work/s3" >"$work/versitygw.log" 2>&1 &
+	pids+=($!)
+	waitport "$vport"
+	init_flags=(--storage "s3:http://127.0.0.1:$vport/bench/srv")
+fi
+echo "== server objects in: $storage"
+port=$(freeport)
 rm -rf "$work/srv"
-"$c" server init --dir "$work/srv" >/dev/null
+"$c" server init --dir "$work/srv" "${init_flags[@]}" >/dev/null
 export COFFER_SERVER_REQUEST_LOG="$work/requests.log"
 : >"$COFFER_SERVER_REQUEST_LOG"
 "$c" server run --dir "$work/srv" --listen "127.0.0.1:$port" 2>"$work/server.err" &
 srv=$!
-trap 'kill $srv 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-	python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && break
-	sleep 0.1
-done
+pids+=($srv)
+waitport "$port"
 
 enroll() { # name -> identity dir
 	local id="$work/id-$1"
@@ -74,6 +99,7 @@ for op in ("backup", "restore"):
     print(f"{op}: local {l:.2f} s, remote {r:.2f} s, remote speed = {l/r:.2f}x local (target >= 0.9)")
 PY
 
+[ "$clients" -gt 0 ] || exit 0
 echo "== $clients clients backing up a small change at once"
 src="$work/small"
 mkdir -p "$src"

@@ -14,7 +14,8 @@ import (
 // TestServerOnS3 runs a real `coffer server run` whose objects are in an
 // S3 bucket (versitygw): init records the location and no credentials; a
 // host backs up, restores and checks; the bucket holds only sealed
-// objects under PREFIX/CLIENT/REPO; quota and append-only refusals hold;
+// objects under PREFIX/CLIENT/REPO, which replication and seed export
+// read; quota and append-only refusals hold;
 // a deletion under a grant goes to the bucket's trash and comes back
 // with `server trash restore`; and a bit flipped in a bucket object is
 // named by `server scrub` and by the host's check --read-data.
@@ -80,6 +81,24 @@ func TestServerOnS3(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(repoDir, "config")); len(b) == 0 {
 		t.Fatal("no config object in the bucket")
+	}
+
+	// The objects in the bucket are a replication source: a pass to
+	// another prefix gives a copy the host restores with its key alone;
+	// a seed export reads them as well.
+	target := bucket.URL("offsite", "copy")
+	admin.must("server", "replicate", "add", "--dir", dir, "--name", "off", "--to", target)
+	if rep, se, code := replicaRun(t, admin, dir, "off"); code != 0 || rep.Sent == 0 || len(rep.Failed) != 0 {
+		t.Fatalf("replication from a bucket-backed server: exit %d, %+v\n%s", code, rep, se)
+	}
+	rescue := newEnv(t)
+	rescue.extra = bucket.Env()
+	rescue.must("restore", "latest", "--repo", target+"/web1/web1", "--target", filepath.Join(rescue.dir, "dst"))
+	diffTrees(t, src, filepath.Join(rescue.dir, "dst", src))
+	var exp seedJSON
+	admin.mustJSON(&exp, "server", "seed", "export", "--dir", dir, "--to", filepath.Join(admin.dir, "seed"), "--json")
+	if exp.Objects == 0 || exp.Written != exp.Objects {
+		t.Fatalf("seed export from a bucket-backed server: %+v", exp)
 	}
 
 	// Append-only: outside a grant the host cannot forget.
