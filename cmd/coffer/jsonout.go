@@ -446,6 +446,9 @@ type replicaTargetJSON struct {
 	Limit              string     `json:"limit"`
 	Window             string     `json:"window"`
 	KeepDeletedSeconds int64      `json:"keep_deleted_seconds"`
+	LockDays           int        `json:"lock_days"`
+	Parallel           int        `json:"parallel"`
+	AlertLagSeconds    int64      `json:"alert_lag_seconds"`
 	Created            time.Time  `json:"created"`
 	LastStart          *time.Time `json:"last_start"`
 	LastSuccess        *time.Time `json:"last_success"`
@@ -466,7 +469,8 @@ func toReplicaTargetJSON(t serverdb.ReplicaTarget) replicaTargetJSON {
 		clients = []string{}
 	}
 	return replicaTargetJSON{Name: t.Name, Location: t.Location, Clients: clients, Schedule: t.Schedule, Limit: t.RateLimit,
-		Window: t.Window, KeepDeletedSeconds: int64(t.KeepDeleted / time.Second), Created: t.Created,
+		Window: t.Window, KeepDeletedSeconds: int64(t.KeepDeleted / time.Second), LockDays: t.LockDays, Parallel: parallelOf(t.Parallel),
+		AlertLagSeconds: int64(t.AlertLag / time.Second), Created: t.Created,
 		LastStart: optTime(t.LastStart), LastSuccess: optTime(t.LastSuccess), LastError: t.LastError, LastErrorAt: optTime(t.LastErrorAt)}
 }
 
@@ -480,13 +484,16 @@ type replicaStatusJSON struct {
 	Replicated      int64      `json:"replicated_objects"`
 	ReplicatedBytes int64      `json:"replicated_bytes"`
 	KeptDeleted     int64      `json:"kept_deleted_objects"`
+	LockedDeleted   int64      `json:"locked_deleted_objects"`
 	HeldRecords     int64      `json:"held_deletion_records"`
+	EarliestLockEnd *time.Time `json:"earliest_lock_end"`
 }
 
 func toReplicaStatusJSON(s replicate.Status) replicaStatusJSON {
 	return replicaStatusJSON{replicaTargetJSON: toReplicaTargetJSON(s.ReplicaTarget), LagSeconds: int64(s.Lag / time.Second),
 		OldestPending: optTime(s.OldestPending), PendingObjects: s.PendingObjects, PendingBytes: s.PendingBytes,
-		Replicated: s.Replicated, ReplicatedBytes: s.ReplicatedBytes, KeptDeleted: s.KeptDeleted, HeldRecords: s.HeldRecords}
+		Replicated: s.Replicated, ReplicatedBytes: s.ReplicatedBytes, KeptDeleted: s.KeptDeleted, LockedDeleted: s.LockedDeleted, HeldRecords: s.HeldRecords,
+		EarliestLockEnd: optTime(s.EarliestRetention)}
 }
 
 // replicaRunJSON is server replicate run's report.
@@ -500,6 +507,8 @@ type replicaRunJSON struct {
 	Deleted    int64             `json:"deleted_objects"`
 	Kept       int64             `json:"kept_deleted_objects"`
 	Held       int64             `json:"held_deletion_records"`
+	Locked     int64             `json:"locked_deleted_objects"`
+	Extended   int64             `json:"extended_locks"`
 	Failed     []replicaFailJSON `json:"failed"`
 	DurationMS int64             `json:"duration_ms"`
 }
@@ -514,7 +523,7 @@ type replicaFailJSON struct {
 
 func toReplicaRunJSON(r *replicate.Report) replicaRunJSON {
 	j := replicaRunJSON{Target: r.Target, Repos: r.Repos, Sent: r.Sent, SentBytes: r.SentBytes, Adopted: r.Adopted, Verified: r.Verified,
-		Deleted: r.Deleted, Kept: r.Kept, Held: r.Held, Failed: []replicaFailJSON{}, DurationMS: r.Duration.Milliseconds()}
+		Deleted: r.Deleted, Kept: r.Kept, Held: r.Held, Locked: r.Locked, Extended: r.Extended, Failed: []replicaFailJSON{}, DurationMS: r.Duration.Milliseconds()}
 	for _, f := range r.Failed {
 		j.Failed = append(j.Failed, replicaFailJSON{Client: f.Client, Repo: f.Repo, Object: f.Object, Error: f.Err.Error()})
 	}

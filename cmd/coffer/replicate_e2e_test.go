@@ -363,3 +363,31 @@ func TestReplicateBadInput(t *testing.T) {
 		t.Fatalf("list after remove: %+v", list)
 	}
 }
+
+// TestReplicateLockDays: replicate add --lock-days refuses a bucket
+// without object lock with a clear error, makes a missing one with it,
+// and list shows the settings; --lock-days on a coffer:// target is a
+// usage error.
+func TestReplicateLockDays(t *testing.T) {
+	t.Parallel()
+	bucket := s3test.Start(t)
+	admin := newEnv(t)
+	admin.extra = bucket.Env()
+	dir := serverInit(t, admin, "primary")
+	plain := bucket.NewBucket(t)
+	so, se, code := admin.run("server", "replicate", "add", "--dir", dir, "--name", "off", "--to", bucket.URL(plain, "x"), "--lock-days", "7")
+	if code == 0 || !strings.Contains(se, "object lock is not enabled") || !strings.Contains(se, plain) {
+		t.Fatalf("add --lock-days to a bucket without object lock: exit %d\n%s%s", code, so, se)
+	}
+	admin.must("server", "replicate", "add", "--dir", dir, "--name", "off", "--to", bucket.URL("worm", "x"), "--lock-days", "7",
+		"--parallel", "8", "--alert-lag", "6h")
+	var list []replicaTargetJSON
+	admin.mustJSON(&list, "server", "replicate", "list", "--dir", dir, "--json")
+	if len(list) != 1 || list[0].LockDays != 7 || list[0].Parallel != 8 || list[0].AlertLagSeconds != 6*3600 {
+		t.Fatalf("list: %+v", list)
+	}
+	_, se, code = admin.run("server", "replicate", "add", "--dir", dir, "--name", "c", "--to", "coffer://127.0.0.1:1", "--lock-days", "7")
+	if code != 2 || !strings.Contains(se, "--lock-days") {
+		t.Fatalf("--lock-days on a coffer:// target: exit %d\n%s", code, se)
+	}
+}

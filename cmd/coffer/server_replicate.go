@@ -57,11 +57,11 @@ func openReplication(ctx context.Context, dir string) (*serverdb.Store, replicat
 
 func newReplicateAddCommand(g *globalOptions) *cobra.Command {
 	var (
-		dir, tokenFile, cacert, keep string
-		s                            replicate.Settings
+		dir, tokenFile, cacert, keep, alertLag string
+		s                                      replicate.Settings
 	)
 	cmd := &cobra.Command{
-		Use:   "add --dir DIR --name NAME --to coffer://HOST:PORT|s3:... [--clients C,...] [--schedule EXPR] [--limit RATE] [--window HH:MM-HH:MM] [--keep-deleted DURATION]",
+		Use:   "add --dir DIR --name NAME --to coffer://HOST:PORT|s3:... [--clients C,...] [--schedule EXPR] [--limit RATE] [--window HH:MM-HH:MM] [--keep-deleted DURATION] [--lock-days N] [--parallel N] [--alert-lag DURATION]",
 		Short: "Add a replication target",
 		Long: `Add records a replication target.
 
@@ -79,8 +79,19 @@ them, passes use the environment of the process that runs them.
 --schedule EXPR (as the fleet's schedules: "every 1h", "daily 02:30", cron)
 makes the running server replicate on its own, within --window if given.
 --limit paces the transfer: "20MiB/s", or by time of day
-"08:00-18:00=5MiB/s,*=50MiB/s" (the server's local time). What the primary
-deletes is deleted at the target only after --keep-deleted (default 30d).`,
+"08:00-18:00=5MiB/s,*=50MiB/s" (the server's local time), shared by the
+--parallel copies a pass makes at once (default 4). What the primary
+deletes is deleted at the target only after --keep-deleted (default 30d).
+
+--lock-days N (s3: only) writes each copy with an object-lock retention in
+compliance mode until N days later, and each pass extends the retention of
+what the primary still holds when a third of it is left. The bucket must
+have object lock enabled (a missing bucket is created with it); one
+without is refused. A copy the primary deleted is deleted at the target
+once both --keep-deleted and its retention have passed.
+
+--alert-lag DURATION: the running server raises the replication-lag alert
+when the target falls further behind (default 24h).`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if s.Name == "" || s.Location == "" {
@@ -93,6 +104,13 @@ deletes is deleted at the target only after --keep-deleted (default 30d).`,
 					return usageErrorf("--keep-deleted: %v", err)
 				}
 				s.KeepDeleted = d
+			}
+			if alertLag != "" {
+				d, err := replicate.ParseKeep(alertLag)
+				if err != nil {
+					return usageErrorf("--alert-lag: %v", err)
+				}
+				s.AlertLag = d
 			}
 			if err := s.Check(); err != nil {
 				return usageErrorf("%v", err)
@@ -126,6 +144,9 @@ deletes is deleted at the target only after --keep-deleted (default 30d).`,
 	f.StringVar(&keep, "keep-deleted", "", "how long the target keeps what the primary deleted (default 30d)")
 	f.StringVar(&tokenFile, "token-file", "", "coffer:// targets: file holding the enrollment token (or COFFER_TOKEN)")
 	f.StringVar(&cacert, "cacert", "", "s3: targets: PEM file of the CA of an https endpoint")
+	f.IntVar(&s.LockDays, "lock-days", 0, "s3: targets: lock each copy (object lock, compliance mode) for N days, extended while the primary holds it")
+	f.IntVar(&s.Parallel, "parallel", 0, "objects copied at once (default 4)")
+	f.StringVar(&alertLag, "alert-lag", "", "raise replication-lag when the target is further behind (default 24h)")
 	return cmd
 }
 
@@ -154,16 +175,29 @@ func newReplicateListCommand(g *globalOptions) *cobra.Command {
 				return printJSON(out, j)
 			}
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tTARGET\tCLIENTS\tSCHEDULE\tLIMIT\tWINDOW\tKEEP DELETED")
+			fmt.Fprintln(w, "NAME\tTARGET\tCLIENTS\tSCHEDULE\tLIMIT\tWINDOW\tKEEP DELETED\tLOCK\tPARALLEL")
 			for _, t := range targets {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Location, orDash(strings.Join(t.Clients, ","), "all"),
-					orDash(t.Schedule, "-"), orDash(t.RateLimit, "unlimited"), orDash(t.Window, "-"), t.KeepDeleted)
+				lock := "-"
+				if t.LockDays > 0 {
+					lock = fmt.Sprintf("%dd", t.LockDays)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", t.Name, t.Location, orDash(strings.Join(t.Clients, ","), "all"),
+					orDash(t.Schedule, "-"), orDash(t.RateLimit, "unlimited"), orDash(t.Window, "-"), t.KeepDeleted, lock, parallelOf(t.Parallel))
 			}
 			return w.Flush()
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "server state directory")
 	return cmd
+}
+
+// parallelOf is a target's number of concurrent copies, its default
+// filled in.
+func parallelOf(n int) int {
+	if n <= 0 {
+		return replicate.DefaultParallel
+	}
+	return n
 }
 
 func orDash(s, none string) string {
@@ -267,6 +301,9 @@ func printReplicaStatus(out io.Writer, all []replicate.Status) {
 		fmt.Fprintf(out, "  pending:       %d objects, %s\n", st.PendingObjects, bytesize.Format(st.PendingBytes))
 		fmt.Fprintf(out, "  replicated:    %d objects, %s\n", st.Replicated, bytesize.Format(st.ReplicatedBytes))
 		fmt.Fprintf(out, "  kept deleted:  %d objects (deleted at the primary, kept %s)\n", st.KeptDeleted, st.KeepDeleted)
+		if st.LockDays > 0 {
+			fmt.Fprintf(out, "  object lock:   %d days; %d deleted objects wait for their lock; earliest lock end %s\n", st.LockDays, st.LockedDeleted, when(st.EarliestRetention))
+		}
 		fmt.Fprintf(out, "  last success:  %s\n", when(st.LastSuccess))
 		if st.LastError != "" {
 			fmt.Fprintf(out, "  last error:    %s: %s\n", when(st.LastErrorAt), st.LastError)
@@ -278,9 +315,10 @@ func newReplicateRunCommand(g *globalOptions) *cobra.Command {
 	var (
 		dir      string
 		readBack bool
+		parallel int
 	)
 	cmd := &cobra.Command{
-		Use:   "run --dir DIR NAME [--read-back] [--json]",
+		Use:   "run --dir DIR NAME [--read-back] [--parallel N] [--json]",
 		Short: "Run one replication pass now and wait for it to complete",
 		Long: `Run makes one pass of the target now, beside a running server or not:
 it copies what the target lacks, verifies each copy (size and the target's
@@ -308,15 +346,15 @@ primary's is named as holding a different object).`,
 				return err
 			}
 			defer unlock()
-			rep, err := replicate.Run(cmd.Context(), args[0], replicate.PassOptions{Dir: dir, Source: src, DB: db, ReadBack: readBack})
+			rep, err := replicate.Run(cmd.Context(), args[0], replicate.PassOptions{Dir: dir, Source: src, DB: db, ReadBack: readBack, Parallel: parallel})
 			if rep != nil {
 				if g.json {
 					if perr := printJSON(cmd.OutOrStdout(), toReplicaRunJSON(rep)); perr != nil {
 						return perr
 					}
 				} else {
-					g.printf(cmd.OutOrStdout(), "%s: %d objects sent (%s), %d found there and verified, %d read back, %d deleted, %d kept after deletion at the primary, %d failed, in %s\n",
-						rep.Target, rep.Sent, bytesize.Format(rep.SentBytes), rep.Adopted, rep.Verified, rep.Deleted, rep.Kept, len(rep.Failed), rep.Duration.Round(time.Millisecond))
+					g.printf(cmd.OutOrStdout(), "%s: %d objects sent (%s), %d found there and verified, %d read back, %d deleted, %d kept after deletion at the primary, %d held by their lock, %d locks extended, %d failed, in %s\n",
+						rep.Target, rep.Sent, bytesize.Format(rep.SentBytes), rep.Adopted, rep.Verified, rep.Deleted, rep.Kept, rep.Locked, rep.Extended, len(rep.Failed), rep.Duration.Round(time.Millisecond))
 				}
 			}
 			return err
@@ -324,5 +362,6 @@ primary's is named as holding a different object).`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "server state directory")
 	cmd.Flags().BoolVar(&readBack, "read-back", false, "also read every copy back from the target and compare its content")
+	cmd.Flags().IntVar(&parallel, "parallel", 0, "objects copied at once (default: the target's)")
 	return cmd
 }

@@ -307,21 +307,21 @@ func newAlerts(dir string, db *serverdb.SQLite, log *slog.Logger) (*alert.Dispat
 	return disp, raiser, &alerting.Channels{Dir: filepath.Join(dir, alerting.Dir), Store: db, Dispatcher: disp}
 }
 
-// replicationLags returns the lag of every replication target, for the
-// replication-lag alert.
-func replicationLags(src replicate.Source, db *serverdb.SQLite) func(context.Context, time.Time) (map[string]time.Duration, error) {
-	return func(ctx context.Context, now time.Time) (map[string]time.Duration, error) {
+// replicationLags returns the lag of every replication target and its
+// --alert-lag, for the replication-lag alert.
+func replicationLags(src replicate.Source, db *serverdb.SQLite) func(context.Context, time.Time) (map[string]alerting.Lag, error) {
+	return func(ctx context.Context, now time.Time) (map[string]alerting.Lag, error) {
 		targets, err := db.ReplicaTargets(ctx)
 		if err != nil {
 			return nil, err
 		}
-		out := make(map[string]time.Duration, len(targets))
+		out := make(map[string]alerting.Lag, len(targets))
 		for _, t := range targets {
 			st, err := replicate.StatusOf(ctx, src, db, t.Name, now)
 			if err != nil {
 				return out, fmt.Errorf("target %s: %w", t.Name, err)
 			}
-			out[t.Name] = st.Lag
+			out[t.Name] = alerting.Lag{Lag: st.Lag, Threshold: t.AlertLag}
 		}
 		return out, nil
 	}

@@ -217,6 +217,12 @@ var pgMigrations = []string{
 		objects BIGINT NOT NULL,
 		repos   BIGINT NOT NULL
 	);`,
+	// 3 (SQLite's 12): replication with object lock, parallel copies and a
+	// lag alert threshold per target; each copy's retention date.
+	`ALTER TABLE replica_targets ADD COLUMN lock_days BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE replica_targets ADD COLUMN parallel BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE replica_targets ADD COLUMN alert_lag BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE replica_objects ADD COLUMN retain_until BIGINT NOT NULL DEFAULT 0;`,
 }
 
 // PostgresSchemaVersion is the PostgreSQL schema version this code writes.

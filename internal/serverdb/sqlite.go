@@ -237,6 +237,12 @@ var migrations = []string{
 		objects INTEGER NOT NULL,
 		repos   INTEGER NOT NULL
 	) STRICT;`,
+	// 12: replication with object lock, parallel copies and a lag alert
+	// threshold per target (replication.go); each copy's retention date.
+	`ALTER TABLE replica_targets ADD COLUMN lock_days INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE replica_targets ADD COLUMN parallel INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE replica_targets ADD COLUMN alert_lag INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE replica_objects ADD COLUMN retain_until INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this code writes.

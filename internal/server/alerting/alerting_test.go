@@ -293,12 +293,20 @@ func TestWatchReplicationLag(t *testing.T) {
 	db := openDB(t)
 	now := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
 	lags := map[string]time.Duration{"offsite": time.Hour, "s3": 0}
+	thresholds := map[string]time.Duration{"s3": 10 * time.Minute} // its own --alert-lag
 	var lagErr error
 	asked := 0
 	var raised []alert.Event
 	w := &Watch{Store: db, Raise: func(e alert.Event) { raised = append(raised, e) }, Online: func(string) bool { return false },
 		LagThreshold: 2 * time.Hour, LagInterval: 5 * time.Minute, Now: func() time.Time { return now },
-		Lags: func(context.Context, time.Time) (map[string]time.Duration, error) { asked++; return lags, lagErr }}
+		Lags: func(context.Context, time.Time) (map[string]Lag, error) {
+			asked++
+			out := map[string]Lag{}
+			for k, v := range lags {
+				out[k] = Lag{Lag: v, Threshold: thresholds[k]}
+			}
+			return out, lagErr
+		}}
 	step := func(d time.Duration, want int) {
 		t.Helper()
 		now = now.Add(d)
@@ -325,6 +333,12 @@ func TestWatchReplicationLag(t *testing.T) {
 	step(5*time.Minute, 0)
 	lags["offsite"] = 5 * time.Hour
 	step(5*time.Minute, 1) // behind again
+	// A target with its own threshold: 30 minutes behind is past its 10.
+	lags["s3"] = 30 * time.Minute
+	step(5*time.Minute, 1)
+	if r := raised[0]; r.Details["target"] != "s3" || r.Details["threshold"] != "10m0s" {
+		t.Fatalf("%+v", r)
+	}
 	lagErr = errors.New("objects unreadable")
 	now = now.Add(10 * time.Minute)
 	if err := w.Check(ctx); err == nil || !strings.Contains(err.Error(), "objects unreadable") {

@@ -24,6 +24,12 @@ const (
 	DefaultLagInterval  = 10 * time.Minute
 )
 
+// Lag is how far a replication target is behind, and the lag beyond
+// which its replication-lag alert is raised (0: Watch.LagThreshold).
+type Lag struct {
+	Lag, Threshold time.Duration
+}
+
 // DefaultWatchInterval is how often Watch looks.
 const DefaultWatchInterval = 10 * time.Second
 
@@ -51,9 +57,11 @@ type Watch struct {
 	// CertTTL is the lifetime of the client certificates the server issues.
 	CertTTL time.Duration
 	// Lags, if set, returns each replication target's lag (the age of the
-	// oldest object it does not hold yet; 0: none).
-	Lags func(ctx context.Context, now time.Time) (map[string]time.Duration, error)
-	// LagThreshold and LagInterval: see DefaultLagThreshold (0: those).
+	// oldest object it does not hold yet; 0: none) and its own threshold.
+	Lags func(ctx context.Context, now time.Time) (map[string]Lag, error)
+	// LagThreshold is the threshold of targets without their own, and
+	// LagInterval how often Lags is asked: see DefaultLagThreshold (0:
+	// those).
 	LagThreshold, LagInterval time.Duration
 	Now                       func() time.Time
 	Logger                    *slog.Logger
@@ -114,15 +122,15 @@ func (w *Watch) Check(ctx context.Context) error {
 	return w.checkLag(ctx, now)
 }
 
-// checkLag raises replication-lag once for a target past the threshold,
+// checkLag raises replication-lag once for a target past its threshold,
 // again only after it caught up below it.
 func (w *Watch) checkLag(ctx context.Context, now time.Time) error {
-	interval, threshold := w.LagInterval, w.LagThreshold
+	interval, fallback := w.LagInterval, w.LagThreshold
 	if interval <= 0 {
 		interval = DefaultLagInterval
 	}
-	if threshold <= 0 {
-		threshold = DefaultLagThreshold
+	if fallback <= 0 {
+		fallback = DefaultLagThreshold
 	}
 	if w.Lags == nil || !w.lagAt.IsZero() && now.Sub(w.lagAt) < interval {
 		return nil
@@ -132,7 +140,11 @@ func (w *Watch) checkLag(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("replication lag: %w", err)
 	}
-	for target, lag := range lags {
+	for target, l := range lags {
+		lag, threshold := l.Lag, l.Threshold
+		if threshold <= 0 {
+			threshold = fallback
+		}
 		if lag <= threshold {
 			w.lagging[target] = false
 			continue
@@ -143,7 +155,7 @@ func (w *Watch) checkLag(ctx context.Context, now time.Time) error {
 		w.lagging[target] = true
 		w.Raise(alert.Event{Kind: alert.ReplicationLag, Time: now.UTC(),
 			Summary: fmt.Sprintf("replication target %s is %s behind (threshold %s)", target, lag.Round(time.Second), threshold),
-			Details: map[string]string{"target": target, "lag": lag.Round(time.Second).String()}})
+			Details: map[string]string{"target": target, "lag": lag.Round(time.Second).String(), "threshold": threshold.String()}})
 	}
 	return nil
 }

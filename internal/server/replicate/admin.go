@@ -39,7 +39,19 @@ type Settings struct {
 	Limit       string
 	Window      string
 	KeepDeleted time.Duration
+	// LockDays, for an s3: target, locks each copy in compliance mode for
+	// this many days (0: no lock); the bucket must have object lock.
+	LockDays int
+	// Parallel is how many objects a pass copies at once (0:
+	// DefaultParallel).
+	Parallel int
+	// AlertLag is the lag beyond which the running server raises
+	// replication-lag (0: the server's default).
+	AlertLag time.Duration
 }
+
+// MaxLockDays bounds --lock-days (S3's own limit is 100 years).
+const MaxLockDays = 36500
 
 // Check validates the settings, naming the first bad one.
 func (s Settings) Check() error {
@@ -67,6 +79,22 @@ func (s Settings) Check() error {
 	}
 	if s.KeepDeleted < 0 {
 		return errors.New("--keep-deleted must not be negative")
+	}
+	return s.checkMore()
+}
+
+func (s Settings) checkMore() error {
+	if s.LockDays < 0 || s.LockDays > MaxLockDays {
+		return fmt.Errorf("--lock-days: %d is not a number of days from 0 to %d", s.LockDays, MaxLockDays)
+	}
+	if s.LockDays > 0 && !strings.HasPrefix(s.Location, s3.Scheme+":") {
+		return errors.New("--lock-days: only an s3: target has object lock")
+	}
+	if s.Parallel < 0 || s.Parallel > MaxParallel {
+		return fmt.Errorf("--parallel: %d is not from 1 to %d", s.Parallel, MaxParallel)
+	}
+	if s.AlertLag < 0 {
+		return errors.New("--alert-lag must not be negative")
 	}
 	return nil
 }
@@ -166,11 +194,29 @@ func Add(ctx context.Context, dir string, db AdminDB, s Settings, opts AddOption
 	} else {
 		err = keepS3(tdir, opts)
 	}
+	if err == nil && s.LockDays > 0 {
+		err = checkLockAt(ctx, tdir, s)
+	}
 	if err != nil {
+		if !strings.HasPrefix(s.Location, "coffer:") {
+			// The credentials kept for a target not added go with it.
+			_ = os.RemoveAll(tdir)
+		}
 		return err
 	}
 	return db.AddReplicaTarget(ctx, serverdb.ReplicaTarget{Name: s.Name, Location: strings.TrimSuffix(s.Location, "/"), Clients: s.Clients,
-		Schedule: s.Schedule, RateLimit: s.Limit, Window: s.Window, KeepDeleted: s.KeepDeleted, Created: opts.Now()})
+		Schedule: s.Schedule, RateLimit: s.Limit, Window: s.Window, KeepDeleted: s.KeepDeleted,
+		LockDays: s.LockDays, Parallel: s.Parallel, AlertLag: s.AlertLag, Created: opts.Now()})
+}
+
+// checkLockAt makes sure the bucket of an s3: target with --lock-days has
+// object lock enabled (creating a missing bucket with it).
+func checkLockAt(ctx context.Context, tdir string, s Settings) error {
+	tgt, err := openTarget(s.Location, tdir, time.Duration(s.LockDays)*24*time.Hour, time.Now)
+	if err != nil {
+		return err
+	}
+	return tgt.checkLock(ctx)
 }
 
 func enrollAt(ctx context.Context, tdir, location, token string) error {

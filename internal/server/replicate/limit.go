@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -154,12 +155,15 @@ func (l Limit) String() string { return l.text }
 
 // Throttle paces bytes to a Limit with a token bucket
 // (golang.org/x/time/rate), following the limit as the day goes on.
-// It is not safe for concurrent use.
+// It is safe for concurrent use: concurrent copies share one bucket, so
+// together they keep to the limit.
 type Throttle struct {
 	limit Limit
-	lim   *rate.Limiter
-	cur   int64
 	now   func() time.Time
+
+	mu  sync.Mutex // guards lim and cur
+	lim *rate.Limiter
+	cur int64
 }
 
 // NewThrottle returns a Throttle for l; now is the clock (nil: time.Now).
@@ -183,22 +187,28 @@ func (t *Throttle) Wait(ctx context.Context, n int) error {
 		if r == 0 {
 			return nil
 		}
-		if t.lim == nil || r != t.cur {
-			if t.lim == nil {
-				t.lim = rate.NewLimiter(rate.Limit(r), burst(r))
-			} else {
-				t.lim.SetLimit(rate.Limit(r))
-				t.lim.SetBurst(burst(r))
-			}
-			t.cur = r
-		}
+		lim := t.limiter(r)
 		k := min(n, burst(r))
-		if err := t.lim.WaitN(ctx, k); err != nil {
+		if err := lim.WaitN(ctx, k); err != nil {
 			return err
 		}
 		n -= k
 	}
 	return nil
+}
+
+// limiter returns the token bucket, set to rate r.
+func (t *Throttle) limiter(r int64) *rate.Limiter {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lim == nil {
+		t.lim = rate.NewLimiter(rate.Limit(r), burst(r))
+	} else if r != t.cur {
+		t.lim.SetLimit(rate.Limit(r))
+		t.lim.SetBurst(burst(r))
+	}
+	t.cur = r
+	return t.lim
 }
 
 // paced writes data through a Throttle; it is an io.WriterTo for

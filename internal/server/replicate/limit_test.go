@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -95,6 +97,42 @@ func TestThrottleRate(t *testing.T) {
 	t.Logf("%d bytes in %s: %.0f bytes/s against a limit of %d", sink.n, elapsed, rate, limit)
 	if rate < 0.9*limit || rate > 1.1*limit {
 		t.Fatalf("measured %.0f bytes/s, want within 10%% of %d", rate, limit)
+	}
+}
+
+// TestThrottleShared: four copies at once through one Throttle keep,
+// together, to the limit.
+func TestThrottleShared(t *testing.T) {
+	t.Parallel()
+	const limit = 4 << 20
+	l, err := ParseLimit("4MiB/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := NewThrottle(l, nil)
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var sink countingWriter
+			if _, err := (paced{ctx: context.Background(), data: make([]byte, 3*limit/4), th: th}).WriteTo(&sink); err != nil {
+				t.Error(err)
+			}
+			total.Add(sink.n)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	rate := float64(total.Load()) / elapsed.Seconds()
+	t.Logf("%d bytes by 4 writers in %s: %.0f bytes/s against a limit of %d", total.Load(), elapsed, rate, limit)
+	// Above the limit is the failure this guards against (a bucket per
+	// writer would give four times it); below it by more than a fifth
+	// would mean the writers starve each other.
+	if rate < 0.8*limit || rate > 1.1*limit {
+		t.Fatalf("measured %.0f bytes/s, want at most 10%% above %d and not far below", rate, limit)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/serverdb"
@@ -29,6 +30,7 @@ type DB interface {
 	ReplicaFinished(ctx context.Context, name string, at time.Time, passErr string) error
 	ReplicaObjects(ctx context.Context, target, client, repo string) ([]serverdb.ReplicaObject, error)
 	PutReplicaObject(ctx context.Context, o serverdb.ReplicaObject) error
+	PutReplicaObjects(ctx context.Context, objs []serverdb.ReplicaObject) error
 	RemoveReplicaObject(ctx context.Context, o serverdb.ReplicaObject) error
 }
 
@@ -43,6 +45,9 @@ type PassOptions struct {
 	// ReadBack reads every object the target holds back and compares its
 	// content hash with the primary's, besides the usual checks.
 	ReadBack bool
+	// Parallel, if positive, overrides the target's number of concurrent
+	// object copies.
+	Parallel int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives progress (default: discarded).
@@ -70,21 +75,45 @@ type Report struct {
 	Deleted   int64 // objects deleted at the target after keep-deleted
 	Kept      int64 // objects deleted at the primary that the target keeps for now
 	Held      int64 // deletion records (forgets, condemned) not sent before keep-deleted
+	Locked    int64 // objects deleted at the primary, past keep-deleted, whose object lock has not ended
+	Extended  int64 // copies whose object-lock retention was extended
 	Failed    []ObjectError
 	Duration  time.Duration
 }
 
+// DefaultParallel is how many objects a pass copies at once unless the
+// target says otherwise.
+const DefaultParallel = 4
+
+// MaxParallel bounds a target's concurrent copies.
+const MaxParallel = 64
+
 // pass is the state of one running pass.
 type pass struct {
-	opts  PassOptions
-	cfg   serverdb.ReplicaTarget
-	tgt   target
-	th    *Throttle
-	now   func() time.Time
-	log   *slog.Logger
-	rep   *Report
-	names map[string]RepoKey // target location → repository, to refuse two that map to one
+	opts     PassOptions
+	cfg      serverdb.ReplicaTarget
+	tgt      target
+	th       *Throttle // shared by the workers
+	now      func() time.Time
+	log      *slog.Logger
+	parallel int
+	lockFor  time.Duration      // the retention of each copy; 0: no object lock
+	names    map[string]RepoKey // target location → repository, to refuse two that map to one
+
+	mu  sync.Mutex // guards rep while workers run
+	rep *Report
 }
+
+// count updates the report under the pass's lock.
+func (p *pass) count(f func(r *Report)) {
+	p.mu.Lock()
+	f(p.rep)
+	p.mu.Unlock()
+}
+
+// renewBefore is how long before its retention ends a copy's retention
+// is extended: a third of the lock.
+func (p *pass) renewBefore() time.Duration { return p.lockFor / 3 }
 
 // Run makes one pass of target name: every selected repository of the
 // primary is brought to the target. It returns the report and, when any
@@ -105,7 +134,8 @@ func Run(ctx context.Context, name string, opts PassOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	tgt, err := openTarget(cfg.Location, TargetDir(opts.Dir, name))
+	lockFor := time.Duration(cfg.LockDays) * 24 * time.Hour
+	tgt, err := openTarget(cfg.Location, TargetDir(opts.Dir, name), lockFor, opts.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -114,8 +144,11 @@ func Run(ctx context.Context, name string, opts PassOptions) (*Report, error) {
 		return nil, err
 	}
 	p := &pass{opts: opts, cfg: cfg, tgt: tgt, th: NewThrottle(limit, opts.Now), now: opts.Now, log: opts.Logger,
-		rep: &Report{Target: name}, names: map[string]RepoKey{}}
-	runErr := p.run(ctx)
+		parallel: parallelOf(opts.Parallel, cfg.Parallel), lockFor: lockFor, rep: &Report{Target: name}, names: map[string]RepoKey{}}
+	runErr := p.checkLock(ctx)
+	if runErr == nil {
+		runErr = p.run(ctx)
+	}
 	p.rep.Duration = opts.Now().Sub(start)
 	if runErr == nil && len(p.rep.Failed) > 0 {
 		runErr = p.failure()
@@ -128,6 +161,28 @@ func Run(ctx context.Context, name string, opts PassOptions) (*Report, error) {
 		runErr = err
 	}
 	return p.rep, runErr
+}
+
+// parallelOf is the number of concurrent copies: the pass's override,
+// else the target's, else DefaultParallel; at most MaxParallel.
+func parallelOf(override, target int) int {
+	n := DefaultParallel
+	switch {
+	case override > 0:
+		n = override
+	case target > 0:
+		n = target
+	}
+	return min(n, MaxParallel)
+}
+
+// checkLock refuses a pass to a target with object lock whose bucket
+// does not have it enabled.
+func (p *pass) checkLock(ctx context.Context) error {
+	if p.lockFor == 0 {
+		return nil
+	}
+	return p.tgt.checkLock(ctx)
 }
 
 // failure is the error naming the failed objects (the first ten).
@@ -154,7 +209,9 @@ func (p *pass) failure() error {
 
 func (p *pass) fail(k RepoKey, object string, err error) {
 	p.log.Warn("replication", "target", p.cfg.Name, "client", k.Client, "repo", k.Repo, "object", object, "err", err)
-	p.rep.Failed = append(p.rep.Failed, ObjectError{Client: k.Client, Repo: k.Repo, Object: object, Err: err})
+	p.count(func(r *Report) {
+		r.Failed = append(r.Failed, ObjectError{Client: k.Client, Repo: k.Repo, Object: object, Err: err})
+	})
 }
 
 // run brings every repository over: those at the primary and those the
@@ -202,6 +259,13 @@ func (p *pass) run(ctx context.Context) error {
 type held struct {
 	size int64
 	tag  string
+}
+
+// stat is what the target reports of one object.
+type stat struct {
+	size        int64
+	tag         string
+	retainUntil time.Time // zero: not locked
 }
 
 // repo brings one repository over.

@@ -7,7 +7,6 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/schedule"
 	"github.com/coffer-backup/coffer/internal/serverdb"
-	"github.com/coffer-backup/coffer/internal/storage"
 )
 
 // Status is where a target stands: its settings and last outcome from
@@ -21,62 +20,79 @@ type Status struct {
 	OldestPending   time.Time // when the oldest of them was written; zero: none
 	Lag             time.Duration
 	KeptDeleted     int64 // objects the primary deleted that the target still keeps
+	LockedDeleted   int64 // of those, the ones an object lock still holds
 	HeldRecords     int64 // deletion records (forgets, condemned) held back for keep-deleted
+	// EarliestRetention is when the first object lock of what the primary
+	// still has ends (zero: nothing is locked); passes extend it before.
+	EarliestRetention time.Time
 }
 
-// StatusOf computes the status of target name at now.
-func StatusOf(ctx context.Context, src Source, db DB, name string, now time.Time) (Status, error) {
+// StatusDB is the state database as StatusOf reads it.
+type StatusDB interface {
+	ReplicaTarget(ctx context.Context, name string) (serverdb.ReplicaTarget, error)
+	ReplicaKeys(ctx context.Context, target string) ([]serverdb.ReplicaKey, error)
+	ReplicaSummaryOf(ctx context.Context, target string, at time.Time) (serverdb.ReplicaSummary, error)
+}
+
+// StatusOf computes the status of target name at now. What the target
+// holds comes from the DB (counted there, and matched by key: no record
+// is read whole); the target itself is not listed.
+func StatusOf(ctx context.Context, src Source, db StatusDB, name string, now time.Time) (Status, error) {
 	cfg, err := db.ReplicaTarget(ctx, name)
 	if err != nil {
 		return Status{}, err
 	}
 	st := Status{ReplicaTarget: cfg}
+	sum, err := db.ReplicaSummaryOf(ctx, name, now)
+	if err != nil {
+		return st, err
+	}
+	st.Replicated, st.ReplicatedBytes, st.KeptDeleted, st.LockedDeleted = sum.Objects, sum.Bytes, sum.Deleted, sum.Locked
+	st.EarliestRetention = sum.EarliestRetention
 	repos, err := src.Repos(ctx, cfg.Clients)
 	if err != nil {
 		return st, err
 	}
-	recs, err := db.ReplicaObjects(ctx, name, "", "")
+	keys, err := db.ReplicaKeys(ctx, name)
 	if err != nil {
 		return st, err
 	}
-	type key struct {
-		k RepoKey
-		h storage.Handle
-	}
-	have := map[key]bool{}
-	for _, r := range recs {
-		if r.DeletedAt.IsZero() {
-			st.Replicated++
-			st.ReplicatedBytes += r.Size
-		} else {
-			st.KeptDeleted++
-		}
-		have[key{RepoKey{r.Client, r.Repo}, storage.Handle{Kind: storage.Kind(r.Kind), Name: r.Name}}] = true
+	have := make(map[serverdb.ReplicaKey]bool, len(keys))
+	for _, k := range keys {
+		have[k] = true
 	}
 	for _, k := range repos {
-		objs, err := src.objects(ctx, k)
-		if err != nil {
+		if err := st.countPending(ctx, src, k, have, now); err != nil {
 			return st, err
-		}
-		for h, o := range objs {
-			if have[key{k, h}] {
-				continue
-			}
-			if destructive(h.Kind) && now.Sub(o.mtime) < cfg.KeepDeleted {
-				st.HeldRecords++
-				continue
-			}
-			st.PendingObjects++
-			st.PendingBytes += o.size
-			if st.OldestPending.IsZero() || o.mtime.Before(st.OldestPending) {
-				st.OldestPending = o.mtime
-			}
 		}
 	}
 	if !st.OldestPending.IsZero() {
 		st.Lag = max(now.Sub(st.OldestPending), 0)
 	}
 	return st, nil
+}
+
+// countPending adds what the target does not hold of repository k.
+func (st *Status) countPending(ctx context.Context, src Source, k RepoKey, have map[serverdb.ReplicaKey]bool, now time.Time) error {
+	objs, err := src.objects(ctx, k)
+	if err != nil {
+		return err
+	}
+	for h, o := range objs {
+		if have[serverdb.ReplicaKey{Client: k.Client, Repo: k.Repo, Kind: string(h.Kind), Name: h.Name}] {
+			continue
+		}
+		if destructive(h.Kind) && now.Sub(o.mtime) < st.KeepDeleted {
+			st.HeldRecords++
+			continue
+		}
+		st.PendingObjects++
+		st.PendingBytes += o.size
+		if st.OldestPending.IsZero() || o.mtime.Before(st.OldestPending) {
+			st.OldestPending = o.mtime
+		}
+	}
+	return nil
 }
 
 // Scheduler runs the passes of every target with a schedule, inside its

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/coffer-backup/coffer/internal/atrest"
 	"github.com/coffer-backup/coffer/internal/serverdb"
@@ -19,9 +22,11 @@ type repoSync struct {
 	k    RepoKey
 	tr   targetRepo // nil when the target has no copy
 	objs map[storage.Handle]objectInfo
+	src  *atrest.Storage
+
+	mu   sync.Mutex // guards have and recs while workers run
 	have map[storage.Handle]held
 	recs map[storage.Handle]serverdb.ReplicaObject
-	src  *atrest.Storage
 }
 
 // kindOrder puts the config first, so the copy opens as a repository from
@@ -34,6 +39,15 @@ func kindOrder(k storage.Kind) int {
 		}
 	}
 	return len(storage.Kinds)
+}
+
+// lookup returns what the DB records of h and what the target listed.
+func (rs *repoSync) lookup(h storage.Handle) (serverdb.ReplicaObject, bool, held, bool) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rec, recorded := rs.recs[h]
+	got, there := rs.have[h]
+	return rec, recorded, got, there
 }
 
 func (rs *repoSync) sync(ctx context.Context) error {
@@ -53,24 +67,55 @@ func (rs *repoSync) sync(ctx context.Context) error {
 		}
 		return hs[i].Name < hs[j].Name
 	})
-	for _, h := range hs {
-		if err := rs.object(ctx, h, rs.objs[h]); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			rs.p.fail(rs.k, h.String(), err)
+	// One kind at a time, its objects in parallel: every pack is at the
+	// target before an index that names it is sent.
+	for start := 0; start < len(hs); {
+		end := start + 1
+		for end < len(hs) && hs[end].Kind == hs[start].Kind {
+			end++
 		}
+		if err := rs.each(ctx, hs[start:end], func(ctx context.Context, h storage.Handle) error {
+			return rs.object(ctx, h, rs.objs[h])
+		}); err != nil {
+			return err
+		}
+		start = end
 	}
 	if rs.p.opts.ReadBack {
-		rs.readBack(ctx, hs)
+		if err := rs.each(ctx, hs, rs.readBack); err != nil {
+			return err
+		}
+	}
+	if err := rs.extend(ctx); err != nil {
+		return err
 	}
 	return rs.deletions(ctx)
 }
 
+// each runs fn on every handle, as many at once as the pass's parallel
+// setting allows; an object's error is reported as its failure. It
+// returns ctx's error once ctx is done.
+func (rs *repoSync) each(ctx context.Context, hs []storage.Handle, fn func(context.Context, storage.Handle) error) error {
+	var g errgroup.Group
+	g.SetLimit(rs.p.parallel)
+	for _, h := range hs {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if err := fn(ctx, h); err != nil && ctx.Err() == nil {
+				rs.p.fail(rs.k, h.String(), err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return ctx.Err()
+}
+
 // object brings one object over, or checks the copy the target holds.
 func (rs *repoSync) object(ctx context.Context, h storage.Handle, info objectInfo) error {
-	rec, recorded := rs.recs[h]
-	got, there := rs.have[h]
+	rec, recorded, got, there := rs.lookup(h)
 	switch {
 	case there && recorded:
 		if got.size != rec.Size || got.tag != "" && got.tag != rec.Tag {
@@ -81,14 +126,14 @@ func (rs *repoSync) object(ctx context.Context, h storage.Handle, info objectInf
 		}
 		if !rec.DeletedAt.IsZero() {
 			rec.DeletedAt = time.Time{}
-			return rs.p.opts.DB.PutReplicaObject(ctx, rec)
+			return rs.put(ctx, h, rec)
 		}
 		return nil
 	case there:
 		return rs.adopt(ctx, h, info, nil)
 	}
 	if !recorded && destructive(h.Kind) && rs.p.now().Sub(info.mtime) < rs.p.cfg.KeepDeleted {
-		rs.p.rep.Held++
+		rs.p.count(func(r *Report) { r.Held++ })
 		return nil
 	}
 	if recorded {
@@ -120,7 +165,8 @@ func (rs *repoSync) loader(ctx context.Context, h storage.Handle, data []byte) f
 }
 
 // adopt verifies a copy found at the target (left by a killed pass, or
-// seeded) and records it.
+// seeded), extends its retention if the target locks and it is due, and
+// records it.
 func (rs *repoSync) adopt(ctx context.Context, h storage.Handle, info objectInfo, data []byte) error {
 	o, err := rs.src.Open(ctx, h)
 	if err != nil {
@@ -132,26 +178,43 @@ func (rs *repoSync) adopt(ctx context.Context, h storage.Handle, info objectInfo
 	if err != nil {
 		return err
 	}
-	if err := rs.verify(ctx, h, info.size, want); err != nil {
+	st, err := rs.verify(ctx, h, info.size, want)
+	if err != nil {
 		return err
 	}
-	rs.p.rep.Adopted++
-	return rs.record(ctx, h, info.size, sha, want)
+	until := st.retainUntil
+	if rs.p.lockFor > 0 && until.Before(rs.p.now().Add(rs.p.renewBefore())) {
+		if until, err = rs.retain(ctx, h); err != nil {
+			return err
+		}
+	}
+	rs.p.count(func(r *Report) { r.Adopted++ })
+	return rs.record(ctx, h, info.size, sha, want, until)
 }
 
-// verify compares what the target reports of h with what it must hold.
-func (rs *repoSync) verify(ctx context.Context, h storage.Handle, size int64, want string) error {
-	gotSize, tag, err := rs.tr.stat(ctx, h)
+// retain extends h's retention to now+lock and returns the new date.
+func (rs *repoSync) retain(ctx context.Context, h storage.Handle) (time.Time, error) {
+	until := rs.p.now().Add(rs.p.lockFor).UTC().Truncate(time.Second)
+	if err := rs.tr.retain(ctx, h, until); err != nil {
+		return time.Time{}, fmt.Errorf("extend the object lock: %w", err)
+	}
+	return until, nil
+}
+
+// verify compares what the target reports of h with what it must hold,
+// and returns the report.
+func (rs *repoSync) verify(ctx context.Context, h storage.Handle, size int64, want string) (stat, error) {
+	st, err := rs.tr.stat(ctx, h)
 	if err != nil {
-		return fmt.Errorf("verify at the target: %w", err)
+		return st, fmt.Errorf("verify at the target: %w", err)
 	}
-	if gotSize != size || tag != want {
-		return fmt.Errorf("%w: it reports %d bytes, tag %q; the primary's object has %d bytes, tag %q", ErrMismatch, gotSize, tag, size, want)
+	if st.size != size || st.tag != want {
+		return st, fmt.Errorf("%w: it reports %d bytes, tag %q; the primary's object has %d bytes, tag %q", ErrMismatch, st.size, st.tag, size, want)
 	}
-	return nil
+	return st, nil
 }
 
-// send copies an object, verifies the copy and records it.
+// send copies an object, verifies the copy (and its lock) and records it.
 func (rs *repoSync) send(ctx context.Context, h storage.Handle, info objectInfo) error {
 	data, err := rs.loader(ctx, h, nil)()
 	if err != nil {
@@ -160,6 +223,9 @@ func (rs *repoSync) send(ctx context.Context, h storage.Handle, info objectInfo)
 	if int64(len(data)) != info.size {
 		return fmt.Errorf("read at the primary: %d bytes, its file holds %d", len(data), info.size)
 	}
+	// The target locks the copy until at least this, computed before it
+	// saves (it rounds up to the second).
+	lockedUntil := rs.p.now().Add(rs.p.lockFor).UTC().Truncate(time.Second)
 	err = rs.tr.save(ctx, h, data, rs.p.th)
 	if errors.Is(err, storage.ErrExists) {
 		return rs.adopt(ctx, h, info, data)
@@ -172,47 +238,121 @@ func (rs *repoSync) send(ctx context.Context, h storage.Handle, info objectInfo)
 	if err != nil {
 		return err
 	}
-	if err := rs.verify(ctx, h, info.size, want); err != nil {
+	st, err := rs.verify(ctx, h, info.size, want)
+	if err != nil {
 		return err
 	}
-	rs.p.rep.Sent++
-	rs.p.rep.SentBytes += info.size
-	return rs.record(ctx, h, info.size, sha, want)
+	if rs.p.lockFor > 0 && st.retainUntil.Before(lockedUntil) {
+		return fmt.Errorf("the target did not lock the copy: it reports retention until %v, want %s or later", fmtTime(st.retainUntil), lockedUntil.Format(time.RFC3339))
+	}
+	rs.p.count(func(r *Report) { r.Sent++; r.SentBytes += info.size })
+	return rs.record(ctx, h, info.size, sha, want, st.retainUntil)
 }
 
-func (rs *repoSync) record(ctx context.Context, h storage.Handle, size int64, sha, tag string) error {
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "none"
+	}
+	return t.Format(time.RFC3339)
+}
+
+func (rs *repoSync) record(ctx context.Context, h storage.Handle, size int64, sha, tag string, retainUntil time.Time) error {
 	o := serverdb.ReplicaObject{Target: rs.p.cfg.Name, Client: rs.k.Client, Repo: rs.k.Repo, Kind: string(h.Kind), Name: h.Name,
-		Size: size, SHA256: sha, Tag: tag, ReplicatedAt: rs.p.now()}
+		Size: size, SHA256: sha, Tag: tag, ReplicatedAt: rs.p.now(), RetainUntil: retainUntil}
 	if err := rs.p.opts.DB.PutReplicaObject(ctx, o); err != nil {
 		return err
 	}
+	rs.mu.Lock()
 	rs.recs[h] = o
 	rs.have[h] = held{size: size, tag: tag}
+	rs.mu.Unlock()
 	return nil
 }
 
-// readBack reads every recorded copy back from the target and compares its
+// put updates the record of h.
+func (rs *repoSync) put(ctx context.Context, h storage.Handle, rec serverdb.ReplicaObject) error {
+	if err := rs.p.opts.DB.PutReplicaObject(ctx, rec); err != nil {
+		return err
+	}
+	rs.mu.Lock()
+	rs.recs[h] = rec
+	rs.mu.Unlock()
+	return nil
+}
+
+// readBack reads a recorded copy back from the target and compares its
 // content with the hash the primary's object has.
-func (rs *repoSync) readBack(ctx context.Context, hs []storage.Handle) {
-	for _, h := range hs {
-		rec, ok := rs.recs[h]
-		if !ok || ctx.Err() != nil {
-			continue
-		}
-		b, err := rs.tr.load(ctx, h)
-		switch {
-		case err != nil:
-			rs.p.fail(rs.k, h.String(), fmt.Errorf("read back from the target: %w", err))
-		case sha256Hex(b) != rec.SHA256:
-			rs.p.fail(rs.k, h.String(), fmt.Errorf("%w: read back, its content's SHA-256 is %s; the primary's is %s", ErrMismatch, sha256Hex(b), rec.SHA256))
-		default:
-			rs.p.rep.Verified++
+func (rs *repoSync) readBack(ctx context.Context, h storage.Handle) error {
+	rec, ok, _, _ := rs.lookup(h)
+	if !ok {
+		return nil
+	}
+	b, err := rs.tr.load(ctx, h)
+	switch {
+	case err != nil:
+		return fmt.Errorf("read back from the target: %w", err)
+	case sha256Hex(b) != rec.SHA256:
+		return fmt.Errorf("%w: read back, its content's SHA-256 is %s; the primary's is %s", ErrMismatch, sha256Hex(b), rec.SHA256)
+	}
+	rs.p.count(func(r *Report) { r.Verified++ })
+	return nil
+}
+
+// extendBatch is how many extended retentions are recorded in one
+// transaction.
+const extendBatch = 500
+
+// extend moves the retention of every copy whose primary object still
+// exists, and whose retention ends within the renewal margin, to
+// now+lock, in parallel, and records the new dates in batches.
+func (rs *repoSync) extend(ctx context.Context) error {
+	if rs.p.lockFor == 0 {
+		return nil
+	}
+	due := rs.p.now().Add(rs.p.renewBefore())
+	var hs []storage.Handle
+	for h, rec := range rs.recs {
+		if _, live := rs.objs[h]; live && rec.DeletedAt.IsZero() && rec.RetainUntil.Before(due) {
+			hs = append(hs, h)
 		}
 	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i].String() < hs[j].String() })
+	for start := 0; start < len(hs); start += extendBatch {
+		batch := hs[start:min(start+extendBatch, len(hs))]
+		var mu sync.Mutex
+		var done []serverdb.ReplicaObject
+		err := rs.each(ctx, batch, func(ctx context.Context, h storage.Handle) error {
+			until, err := rs.retain(ctx, h)
+			if err != nil {
+				return err
+			}
+			rec, _, _, _ := rs.lookup(h)
+			rec.RetainUntil = until
+			mu.Lock()
+			done = append(done, rec)
+			mu.Unlock()
+			return nil
+		})
+		// What was extended is recorded even when ctx ended the batch.
+		if perr := rs.p.opts.DB.PutReplicaObjects(context.WithoutCancel(ctx), done); perr != nil {
+			return perr
+		}
+		rs.mu.Lock()
+		for _, rec := range done {
+			rs.recs[storage.Handle{Kind: storage.Kind(rec.Kind), Name: rec.Name}] = rec
+		}
+		rs.mu.Unlock()
+		rs.p.count(func(r *Report) { r.Extended += int64(len(done)) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // deletions applies the primary's deletions to the target once they are
-// older than keep-deleted; until then the target keeps the copies.
+// older than keep-deleted and their object lock has ended; until then the
+// target keeps the copies.
 func (rs *repoSync) deletions(ctx context.Context) error {
 	now := rs.p.now()
 	for h, rec := range rs.recs {
@@ -227,18 +367,20 @@ func (rs *repoSync) deletions(ctx context.Context) error {
 			if err := rs.p.opts.DB.PutReplicaObject(ctx, rec); err != nil {
 				return err
 			}
+			rs.recs[h] = rec
 		}
 		if now.Sub(rec.DeletedAt) < rs.p.cfg.KeepDeleted {
 			rs.p.rep.Kept++
 			continue
 		}
+		if rec.RetainUntil.After(now) {
+			rs.p.rep.Locked++
+			continue
+		}
 		if err := rs.removeCopy(ctx, h); err != nil {
-			if errors.Is(err, storage.ErrForbidden) {
-				rs.p.rep.Kept++
-				rs.p.log.Info("the target refuses to delete an object the primary deleted; it keeps it", "target", rs.p.cfg.Name, "repo", rs.k.String(), "object", h.String())
-				continue
+			if err := rs.refused(ctx, h, rec, err); err != nil {
+				rs.p.fail(rs.k, h.String(), fmt.Errorf("delete at the target: %w", err))
 			}
-			rs.p.fail(rs.k, h.String(), fmt.Errorf("delete at the target: %w", err))
 			continue
 		}
 		if err := rs.p.opts.DB.RemoveReplicaObject(ctx, rec); err != nil {
@@ -246,6 +388,26 @@ func (rs *repoSync) deletions(ctx context.Context) error {
 		}
 		rs.p.rep.Deleted++
 	}
+	return nil
+}
+
+// refused handles a deletion the target refused: a copy an object lock
+// still holds (by the target's clock, or extended behind the pass's back)
+// has its date recorded and waits for it; a coffer target that does not
+// let the primary delete keeps the copy. Other errors are returned.
+func (rs *repoSync) refused(ctx context.Context, h storage.Handle, rec serverdb.ReplicaObject, err error) error {
+	if !errors.Is(err, storage.ErrForbidden) {
+		return err
+	}
+	if st, serr := rs.tr.stat(ctx, h); serr == nil && !st.retainUntil.IsZero() {
+		rec.RetainUntil = st.retainUntil
+		rs.p.rep.Locked++
+		rs.p.log.Info("the target's object lock holds a copy the primary deleted; it is deleted once the lock ends",
+			"target", rs.p.cfg.Name, "repo", rs.k.String(), "object", h.String(), "until", st.retainUntil)
+		return rs.p.opts.DB.PutReplicaObject(ctx, rec)
+	}
+	rs.p.rep.Kept++
+	rs.p.log.Info("the target refuses to delete an object the primary deleted; it keeps it", "target", rs.p.cfg.Name, "repo", rs.k.String(), "object", h.String())
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
@@ -50,6 +51,9 @@ type target interface {
 	open(ctx context.Context, k RepoKey, create bool) (targetRepo, error)
 	// where names the copy of k, for messages.
 	where(k RepoKey) string
+	// checkLock makes sure the target can lock what it stores (an S3
+	// bucket with object lock enabled, made so when missing).
+	checkLock(ctx context.Context) error
 }
 
 // targetRepo is one repository at the target.
@@ -59,8 +63,11 @@ type targetRepo interface {
 	list(ctx context.Context, kind storage.Kind, fn func(name string, size int64, tag string) error) error
 	// save stores data under h, paced by th (nil: unpaced).
 	save(ctx context.Context, h storage.Handle, data []byte, th *Throttle) error
-	// stat returns the size and tag of h as the target reports them.
-	stat(ctx context.Context, h storage.Handle) (int64, string, error)
+	// stat returns the size, tag and retention of h as the target
+	// reports them.
+	stat(ctx context.Context, h storage.Handle) (stat, error)
+	// retain extends h's object-lock retention to until.
+	retain(ctx context.Context, h storage.Handle, until time.Time) error
 	// expect returns the tag the target must report for content whose
 	// SHA-256 is sha; data returns the content when the tag needs it.
 	expect(sha string, data func() ([]byte, error)) (string, error)
@@ -70,15 +77,16 @@ type targetRepo interface {
 }
 
 // openTarget returns the target at location, with what its directory
-// holds (an identity for coffer://, credentials for s3:).
-func openTarget(location, dir string) (target, error) {
+// holds (an identity for coffer://, credentials for s3:). With lockFor,
+// an S3 target locks each object it saves until now()+lockFor.
+func openTarget(location, dir string, lockFor time.Duration, now func() time.Time) (target, error) {
 	loc, err := storage.ParseLocation(location)
 	if err != nil {
 		return nil, err
 	}
 	switch loc.Scheme {
 	case s3.Scheme:
-		return &s3Target{base: strings.TrimSuffix(loc.Rest, "/"), dir: dir}, nil
+		return &s3Target{base: strings.TrimSuffix(loc.Rest, "/"), dir: dir, lockFor: lockFor, now: now}, nil
 	case remote.Scheme:
 		host, err := ParseCofferTarget(location)
 		if err != nil {
@@ -122,18 +130,41 @@ func CofferRepoName(k RepoKey) (string, error) {
 // s3Target writes each repository in the repository layout under
 // BASE/CLIENT/REPO.
 type s3Target struct {
-	base string // what follows "s3:", without a trailing '/'
-	dir  string
+	base    string // what follows "s3:", without a trailing '/'
+	dir     string
+	lockFor time.Duration
+	now     func() time.Time
 }
 
 func (t *s3Target) where(k RepoKey) string { return "s3:" + t.base + "/" + k.Client + "/" + k.Repo }
 
+func (t *s3Target) checkLock(ctx context.Context) error {
+	cfg, err := t.configAt(t.base)
+	if err != nil {
+		return err
+	}
+	if err := s3.CheckObjectLock(ctx, cfg, true); err != nil {
+		return fmt.Errorf("--lock-days: %w", err)
+	}
+	return nil
+}
+
 func (t *s3Target) config(k RepoKey) (s3.Config, error) {
+	cfg, err := t.configAt(strings.TrimPrefix(t.where(k), "s3:"))
+	if err == nil && t.lockFor > 0 {
+		cfg.RetainUntil = func() time.Time { return t.now().Add(t.lockFor) }
+	}
+	return cfg, err
+}
+
+// configAt is the configuration of location (what follows "s3:") with
+// the target's credentials and CA.
+func (t *s3Target) configAt(location string) (s3.Config, error) {
 	caFile := filepath.Join(t.dir, CAFile)
 	if _, err := os.Stat(caFile); err != nil {
 		caFile = ""
 	}
-	cfg, err := s3.ConfigFromEnv(strings.TrimPrefix(t.where(k), "s3:"), os.Getenv, caFile)
+	cfg, err := s3.ConfigFromEnv(location, os.Getenv, caFile)
 	if err != nil {
 		return cfg, err
 	}
@@ -183,9 +214,13 @@ func (r *s3Repo) save(ctx context.Context, h storage.Handle, data []byte, th *Th
 	return r.st.(storage.StreamSaver).SaveStream(ctx, h, paced{ctx: ctx, data: data, th: th}, int64(len(data)))
 }
 
-func (r *s3Repo) stat(ctx context.Context, h storage.Handle) (int64, string, error) {
+func (r *s3Repo) stat(ctx context.Context, h storage.Handle) (stat, error) {
 	t, err := r.raw.StatTag(ctx, h)
-	return t.Size, t.ETag, err
+	return stat{size: t.Size, tag: t.ETag, retainUntil: t.RetainUntil}, err
+}
+
+func (r *s3Repo) retain(ctx context.Context, h storage.Handle, until time.Time) error {
+	return r.raw.Retain(ctx, h, until)
 }
 
 func (r *s3Repo) expect(_ string, data func() ([]byte, error)) (string, error) {
@@ -222,6 +257,10 @@ func (t *cofferTarget) where(k RepoKey) string {
 		name = "?"
 	}
 	return remote.Scheme + "://" + t.host + "/" + name
+}
+
+func (t *cofferTarget) checkLock(context.Context) error {
+	return errors.New("--lock-days: a coffer:// target has no object lock; it is for s3: targets")
 }
 
 func (t *cofferTarget) open(ctx context.Context, k RepoKey, create bool) (targetRepo, error) {
@@ -265,9 +304,13 @@ func (c cofferRepo) save(ctx context.Context, h storage.Handle, data []byte, th 
 	return c.r.Save(ctx, h, data)
 }
 
-func (c cofferRepo) stat(ctx context.Context, h storage.Handle) (int64, string, error) {
+func (c cofferRepo) stat(ctx context.Context, h storage.Handle) (stat, error) {
 	fi, d, err := c.r.Digest(ctx, h)
-	return fi.Size, d, err
+	return stat{size: fi.Size, tag: d}, err
+}
+
+func (c cofferRepo) retain(context.Context, storage.Handle, time.Time) error {
+	return errors.New("a coffer:// target has no object lock")
 }
 
 func (c cofferRepo) expect(sha string, _ func() ([]byte, error)) (string, error) { return sha, nil }

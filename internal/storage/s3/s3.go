@@ -80,6 +80,10 @@ type Config struct {
 	// Retries belong to the retry decorator, which knows when a retried
 	// save met its own earlier attempt.
 	MaxRetries int
+	// RetainUntil, if set, locks every object saved in compliance mode
+	// until the time it returns (rounded up to the second); the bucket
+	// must have object lock enabled (CheckObjectLock).
+	RetainUntil func() time.Time
 }
 
 // Credentials returns the credential chain read from the environment:
@@ -111,6 +115,8 @@ type S3 struct {
 	// parent is the Bucket's S3 whose client this one shares (Repository);
 	// nil for a storage that owns its connections.
 	parent *S3
+
+	retainUntil func() time.Time
 }
 
 var (
@@ -212,7 +218,8 @@ func newS3(cfg Config) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 client for %s: %w", loc, err)
 	}
-	s := &S3{client: client, core: minio.Core{Client: client}, transport: tr, loc: loc, partSize: DefaultPartSize, pageSize: DefaultListPageSize}
+	s := &S3{client: client, core: minio.Core{Client: client}, transport: tr, loc: loc, partSize: DefaultPartSize, pageSize: DefaultListPageSize,
+		retainUntil: cfg.RetainUntil}
 	if cfg.PartSize > 0 {
 		s.partSize = max(cfg.PartSize, 5<<20)
 	}
@@ -407,6 +414,7 @@ func (s *S3) put(ctx context.Context, h storage.Handle, r io.Reader, size int64)
 		PartSize:    s.partSize,
 	}
 	opts.SetMatchETagExcept("*")
+	s.putRetention(&opts)
 	if _, err := s.client.PutObject(ctx, s.loc.Bucket, s.key(h), r, size, opts); err != nil {
 		return fmt.Errorf("save %s: %w", h, s.callError(ctx, err))
 	}

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -15,11 +16,13 @@ import (
 )
 
 // Tag is what the store reports of one object: its size and its ETag
-// (without quotes), which S3 computes from the bytes it received.
+// (without quotes), which S3 computes from the bytes it received; and,
+// from StatTag, until when an object lock retains it (zero: no lock).
 type Tag struct {
-	Name string
-	Size int64
-	ETag string
+	Name        string
+	Size        int64
+	ETag        string
+	RetainUntil time.Time
 }
 
 // StatTag returns the size and ETag of h; a missing object fails with
@@ -32,7 +35,7 @@ func (s *S3) StatTag(ctx context.Context, h storage.Handle) (Tag, error) {
 	if err != nil {
 		return Tag{}, fmt.Errorf("stat %s: %w", h, s.callError(ctx, err))
 	}
-	return Tag{Name: h.Name, Size: info.Size, ETag: strings.Trim(info.ETag, `"`)}, nil
+	return Tag{Name: h.Name, Size: info.Size, ETag: strings.Trim(info.ETag, `"`), RetainUntil: retainedUntil(info.Headers)}, nil
 }
 
 // ETagHash computes, from an object's content written into it, the ETag
