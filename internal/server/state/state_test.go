@@ -62,6 +62,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"version":1,"listen":":7443","client_cert_ttl":"2160h","tls":{}}`))
 	f.Add([]byte(`{"version":1,"listen":":7443","tls":{"min_version":"1.3","curves":["X25519"]}}`))
 	f.Add([]byte(`{"version":1,"listen":":7443","tls":null}`))
+	f.Add([]byte(`{"version":1,"listen":":7443","storage":"s3:https://h:9000/b/p"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := state.ParseConfig(b)
 		if err != nil {
@@ -369,5 +370,20 @@ func TestEnsureAuditKey(t *testing.T) {
 	}
 	if _, err := state.EnsureAuditKey(dir); err == nil || !strings.Contains(err.Error(), "PRIVATE KEY") {
 		t.Fatalf("a damaged key: %v; want it refused, not replaced", err)
+	}
+}
+
+// The storage location is checked when the configuration is read; one
+// with user information is refused without repeating it.
+func TestParseConfigStorage(t *testing.T) {
+	st, err := state.ParseConfig([]byte(`{"version":1,"listen":":7443","storage":"s3:https://s3.example.com:9000/bucket/srv/a"}`))
+	if err != nil || st.Storage != "s3:https://s3.example.com:9000/bucket/srv/a" {
+		t.Fatalf("storage: %q, %v", st.Storage, err)
+	}
+	for _, bad := range []string{"s3:ftp://h/b", "https://h/b", "s3:https://h", "s3:https://h/b/../x", "s3:https://key:secret@h/b", "/srv/objects"} {
+		_, err := state.ParseConfig([]byte(`{"version":1,"listen":":7443","storage":"` + bad + `"}`))
+		if !errors.Is(err, state.ErrConfig) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("storage %q: %v", bad, err)
+		}
 	}
 }
