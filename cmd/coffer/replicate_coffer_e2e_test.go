@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
 // offsiteServer starts a second server and adds it as target name of the
@@ -137,6 +140,16 @@ func TestSeedExportImport(t *testing.T) {
 	admin.mustJSON(&imp, "server", "seed", "import", "--dir", off.dir, "--from", seed, "--public-key", pub, "--as", "primary-a", "--json")
 	if imp.Objects != exp.Objects || imp.Written != exp.Objects {
 		t.Fatalf("seed import: %+v (export %+v)", imp, exp)
+	}
+	// The quotas count what the seed brought.
+	db, err := serverdb.Open(context.Background(), filepath.Join(off.dir, serverdb.DefaultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := db.Usage(context.Background(), "primary-a")
+	_ = db.Close()
+	if err != nil || u.Objects != imp.Objects || u.Repos != 1 || u.Charged < imp.Bytes {
+		t.Fatalf("usage after the import: %+v, %v (import %+v)", u, err, imp)
 	}
 
 	startServer(t, off.dir, off.addr)

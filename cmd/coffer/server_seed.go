@@ -82,7 +82,8 @@ at-rest key. A tampered seed is refused whole, naming the object.
 --as CLIENT stores each repository where replication from the exporter puts
 it: in the namespace of CLIENT, the name the exporter is enrolled under
 here, as CLIENT--REPO. Without --as, each object stays in its own client's
-namespace. The server must be stopped while importing.`,
+namespace. The server must be stopped while importing. Afterwards the
+usage the quotas count is counted again, as server scrub does.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireDir(opts.Dir); err != nil {
@@ -104,6 +105,10 @@ namespace. The server must be stopped while importing.`,
 			rep, err := seed.Import(cmd.Context(), opts)
 			if err != nil {
 				return fmt.Errorf("seed import refused: %w", err)
+			}
+			// What the quotas count includes the imported objects.
+			if _, err := recountUsage(cmd, opts.Dir); err != nil {
+				return fmt.Errorf("seed imported; counting its usage failed (run server scrub): %w", err)
 			}
 			return printSeedReport(g, cmd, "imported", rep)
 		},
