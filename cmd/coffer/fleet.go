@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/coffer-backup/coffer/internal/fleet/fleetclient"
 	"github.com/coffer-backup/coffer/internal/pki"
@@ -15,6 +16,8 @@ import (
 type fleetOptions struct {
 	identity string
 	server   string
+	// note prints an informational line unless --quiet.
+	note func(format string, a ...any)
 }
 
 // client opens the fleet API client of the identity: --identity, else
@@ -28,7 +31,16 @@ func (o *fleetOptions) client() (*fleetclient.Client, error) {
 	if errors.Is(err, pki.ErrNoServerFile) {
 		return nil, usageErrorf("%v; or pass --server HOST:PORT", err)
 	}
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.RenewErr != nil:
+		fmt.Fprintf(os.Stderr, "coffer: could not renew the certificate (valid until %s): %v\n", c.Expires.Local().Format(time.DateTime), c.RenewErr)
+	case c.Renewed && o.note != nil:
+		o.note("renewed the certificate, valid until %s", c.Expires.Local().Format(time.DateTime))
+	}
+	return c, nil
 }
 
 // do runs one request with a fresh client.
@@ -44,7 +56,7 @@ func (o *fleetOptions) do(ctx context.Context, method, path string, in, out any)
 // newFleetCommand is the parent of the fleet administration commands; each
 // subcommand lives in its own file and goes through the server's API.
 func newFleetCommand(g *globalOptions) *cobra.Command {
-	o := &fleetOptions{}
+	o := &fleetOptions{note: g.note}
 	cmd := &cobra.Command{
 		Use:   "fleet",
 		Short: "Administer a fleet through the server's API (status, jobs, restores, users, groups, policies)",

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/coffer-backup/coffer/internal/fleet/api"
 	"github.com/spf13/cobra"
@@ -12,7 +13,7 @@ import (
 func newFleetWhoAmICommand(g *globalOptions, o *fleetOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "whoami",
-		Short: "Show who the server takes this identity for: name, role and scope",
+		Short: "Show who the server takes this identity for: name, role, scope and certificate expiry",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var w fleetWhoAmIJSON
@@ -23,6 +24,9 @@ func newFleetWhoAmICommand(g *globalOptions, o *fleetOptions) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s, role %s, scope %s\n", w.Kind, w.Name, w.Role, scopeText(w.Role, w.Scope))
+			if t, err := time.Parse(time.RFC3339, w.CertExpires); err == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "certificate expires %s (renewed by the fleet commands after two thirds of its lifetime)\n", t.Local().Format(time.DateTime))
+			}
 			return nil
 		},
 	}

@@ -59,16 +59,17 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveFleet(w, r, who)
 		return
 	}
+	if r.Method == http.MethodPost && r.RequestURI == enroll.RenewPath {
+		// A host's or a person's certificate renews the same way.
+		s.serveRenew(w, r, who.name)
+		return
+	}
 	if who.kind != pki.KindClient {
-		// A person has no storage namespace: no repository route, no renewal.
+		// A person has no storage namespace: no repository route.
 		wire.WriteError(w, fmt.Errorf("%w: user %s: a person's certificate has no storage namespace (repositories are reached with a host's identity)", storage.ErrForbidden, who.name))
 		return
 	}
 	client := who.client
-	if r.Method == http.MethodPost && r.RequestURI == enroll.RenewPath {
-		s.serveRenew(w, r, client.Name)
-		return
-	}
 
 	route, err := wire.ParseRequest(r.Method, r.RequestURI)
 	if err != nil {

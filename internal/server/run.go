@@ -65,6 +65,14 @@ type RunOptions struct {
 	OfflineAfter time.Duration
 }
 
+// offlineAfter is OfflineAfter or its default.
+func (o RunOptions) offlineAfter() time.Duration {
+	if o.OfflineAfter > 0 {
+		return o.OfflineAfter
+	}
+	return api.OfflineAfter
+}
+
 // replicateTick is how often the server looks for a replication pass
 // that is due: one small query.
 const replicateTick = 2 * time.Second
@@ -242,11 +250,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 		purgeTrashHourly(actx, srv, opts.TrashDays, log)
 	}()
 	repl := &replicate.Scheduler{Dir: dir, Source: replicate.Source{Store: srv.store}, DB: db, Logger: log, Tick: replicateTick}
-	offline := opts.OfflineAfter
-	if offline <= 0 {
-		offline = api.OfflineAfter
-	}
-	startAlerts(actx, &wg, disp, raiser, &alerting.Watch{Store: db, Raise: raiser.Raise, OfflineAfter: offline, CertTTL: st.ClientCertTTL, Logger: log,
+	startAlerts(actx, &wg, disp, raiser, &alerting.Watch{Store: db, Raise: raiser.Raise, OfflineAfter: opts.offlineAfter(), CertTTL: st.ClientCertTTL, Logger: log,
 		Online: func(c string) bool { _, ok := ctl.Hub().Online(c); return ok }, Lags: replicationLags(repl.Source, db)})
 	wg.Add(1)
 	go func() {

@@ -121,3 +121,38 @@ func TestRenewClient(t *testing.T) {
 		}
 	})
 }
+
+func TestRenewUser(t *testing.T) {
+	eachEngine(t, func(t *testing.T, db *Store, reopen func() (*Store, error)) {
+		ctx := context.Background()
+		if err := db.AddUser(ctx, User{Name: "alice", Role: "auditor", Created: t0}, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.EnrollUser(ctx, "alice", big.NewInt(0xa), t0.Add(time.Hour), t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RenewUser(ctx, "nobody", big.NewInt(0xa), big.NewInt(0xb), t0.Add(2*time.Hour), t0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown user: %v", err)
+		}
+		if err := db.RenewUser(ctx, "alice", big.NewInt(0x9), big.NewInt(0xb), t0.Add(2*time.Hour), t0); !errors.Is(err, ErrSuperseded) {
+			t.Fatalf("renewal with an old serial: %v", err)
+		}
+		if err := db.RenewUser(ctx, "alice", big.NewInt(0xa), big.NewInt(0xb), t0.Add(2*time.Hour), t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		u, err := db.User(ctx, "alice")
+		if err != nil || u.CertSerial.Cmp(big.NewInt(0xb)) != 0 || !u.NotAfter.Equal(t0.Add(2*time.Hour)) {
+			t.Fatalf("after renewal: %+v %v", u, err)
+		}
+		if revs := serialSet(t, db); revs["a"] != ReasonSuperseded {
+			t.Fatalf("old serial not superseded: %v", revs)
+		}
+		evs, err := db.Events(ctx, time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := evs[len(evs)-1]; last.Action != ActionRenew || last.Client != "user:alice" {
+			t.Fatalf("last event %+v", last)
+		}
+	})
+}

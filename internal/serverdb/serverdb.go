@@ -181,6 +181,10 @@ type DB interface {
 	// one it replaces (ReasonSuperseded), and logs an ActionEnroll event; a
 	// user removed since its token was issued is ErrNotFound.
 	EnrollUser(ctx context.Context, name string, serial *big.Int, notAfter, now time.Time) error
+	// RenewUser replaces the certificate old of user name with newSerial,
+	// as RenewClient does for a client (ErrNotFound for a removed user,
+	// ErrSuperseded when old is not its current certificate).
+	RenewUser(ctx context.Context, name string, old, newSerial *big.Int, notAfter, now time.Time) error
 	// RemoveUser deletes a user, revokes its certificate and logs an
 	// ActionUserRemove event, in one transaction; ErrNotFound if none.
 	RemoveUser(ctx context.Context, name string, now time.Time, reason string) error

@@ -38,6 +38,9 @@ type WhoAmI struct {
 	Name  string   `json:"name"`
 	Role  string   `json:"role"`
 	Scope []string `json:"scope"`
+	// CertExpires is when the certificate of the call expires (RFC 3339);
+	// the fleet commands renew it past two thirds of its lifetime.
+	CertExpires string `json:"cert_expires,omitempty"`
 }
 
 // UserAdd is the body of POST UsersPath.

@@ -20,6 +20,7 @@ import (
 	"unicode"
 
 	"github.com/coffer-backup/coffer/internal/pki"
+	"github.com/coffer-backup/coffer/internal/pki/enroll"
 	"github.com/coffer-backup/coffer/internal/tlspolicy"
 	"github.com/coffer-backup/coffer/internal/wire"
 )
@@ -56,18 +57,30 @@ type Client struct {
 	hc   *http.Client
 	// Name is the identity's name (the certificate's CN).
 	Name string
+	// Expires is when the certificate in use expires; Renewed says Open
+	// renewed it, RenewErr why a renewal that was due failed (the
+	// certificate still valid).
+	Expires  time.Time
+	Renewed  bool
+	RenewErr error
 }
 
 // Open loads the identity in opts.Dir and prepares a client for its
 // server. A missing server file (an identity enrolled before coffer
 // recorded it) is pki.ErrNoServerFile unless opts.Server is given.
+//
+// A certificate past two thirds of its lifetime is renewed first, as a
+// host's is (enroll.RenewIfDue): a person's certificate renews like a
+// host's. A failed renewal is an error only once the certificate has
+// expired; before that the client goes on with it and says so in
+// RenewErr.
 func Open(opts Options) (*Client, error) {
-	id, err := pki.LoadIdentity(opts.Dir)
-	if err != nil {
+	if _, err := pki.LoadIdentity(opts.Dir); err != nil {
 		return nil, err
 	}
 	addr := opts.Server
 	if addr == "" {
+		var err error
 		if addr, err = pki.ReadServerAddr(opts.Dir); err != nil {
 			return nil, err
 		}
@@ -76,12 +89,20 @@ func Open(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", addr, err)
 	}
+	id, renewed, rerr := enroll.RenewIfDue(context.Background(), opts.Dir, addr, enroll.Options{})
+	switch {
+	case id == nil:
+		return nil, rerr
+	case rerr != nil && time.Now().After(id.Cert.NotAfter):
+		return nil, fmt.Errorf("the certificate expired at %s and could not be renewed: %w", id.Cert.NotAfter.Local().Format(time.DateTime), rerr)
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 60 * time.Second
 	}
 	conf := tlspolicy.Default().ClientConfig(id.TLSCertificate(), id.CAPool(), host)
 	tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 15 * time.Second}
-	return &Client{addr: addr, hc: &http.Client{Transport: tr, Timeout: opts.Timeout}, Name: id.Cert.Subject.CommonName}, nil
+	return &Client{addr: addr, hc: &http.Client{Transport: tr, Timeout: opts.Timeout}, Name: id.Cert.Subject.CommonName,
+		Expires: id.Cert.NotAfter, Renewed: renewed, RenewErr: rerr}, nil
 }
 
 // Addr is the server's HOST:PORT.

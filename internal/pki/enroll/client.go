@@ -230,7 +230,8 @@ func enrollOnce(ctx context.Context, addr, host string, tok *pki.Token, body []b
 
 // Renew asks the server at addr, over mutual TLS with the current
 // certificate of id, for a new certificate for the same key. The answer
-// must name the same client and chain to the pinned CA. It returns the new
+// must name the same principal (a host, or a person: a user certificate
+// renews the same way) and chain to the pinned CA. It returns the new
 // certificate as PEM; the server has revoked the old one when it answers.
 func Renew(ctx context.Context, addr string, id *pki.Identity, opts Options) ([]byte, error) {
 	opts.defaults()
@@ -238,7 +239,7 @@ func Renew(ctx context.Context, addr string, id *pki.Identity, opts Options) ([]
 	if err != nil {
 		return nil, fmt.Errorf("renew: server address %q: %w", addr, err)
 	}
-	name, err := id.ClientName()
+	kind, name, err := pki.PrincipalOf(id.Cert)
 	if err != nil {
 		return nil, fmt.Errorf("renew: %w", err)
 	}
@@ -264,7 +265,7 @@ func Renew(ctx context.Context, addr string, id *pki.Identity, opts Options) ([]
 	if err != nil {
 		return nil, fmt.Errorf("renew with %s: %w", addr, err)
 	}
-	if _, err := checkAnswer(ans.CertPEM, id.CA, id.Key, name, false, opts.Now()); err != nil {
+	if _, err := checkAnswer(ans.CertPEM, id.CA, id.Key, name, kind == pki.KindUser, opts.Now()); err != nil {
 		return nil, fmt.Errorf("renew with %s: %w", addr, err)
 	}
 	return ans.CertPEM, nil

@@ -204,3 +204,65 @@ func TestRenewIfDueNotDue(t *testing.T) {
 func connState(id *pki.Identity) tls.ConnectionState {
 	return tls.ConnectionState{PeerCertificates: []*x509.Certificate{id.Cert}, VerifiedChains: [][]*x509.Certificate{{id.Cert, id.CA}}}
 }
+
+// A person's certificate renews like a host's: a new certificate for the
+// same key naming the same user, the old one revoked, a renew event filed
+// under user:NAME; a removed user cannot renew.
+func TestUserRenewal(t *testing.T) {
+	env, _ := startEnrolling(t, 2*time.Minute) // due at once, as in TestRenewal
+	ctx := context.Background()
+	if err := env.DB.AddUser(ctx, serverdb.User{Name: "alice", Role: "auditor", Created: time.Now()}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := env.CA.IssueUserToken(ctx, env.DB.Tokens(), "alice", time.Minute, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := enroll.Enroll(ctx, env.Addr, tok, enroll.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := pki.WriteIdentity(dir, id.KeyPEM, id.CertPEM, id.CAPEM); err != nil {
+		t.Fatal(err)
+	}
+	old, err := pki.LoadIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, did, err := enroll.RenewIfDue(ctx, dir, env.Addr, enroll.Options{})
+	if err != nil || !did {
+		t.Fatalf("RenewIfDue of a user: %v %v", did, err)
+	}
+	if kind, name, err := pki.PrincipalOf(renewed.Cert); err != nil || kind != pki.KindUser || name != "alice" {
+		t.Fatalf("renewed certificate names %s %q (%v)", kind, name, err)
+	}
+	if renewed.Cert.SerialNumber.Cmp(old.Cert.SerialNumber) == 0 || !renewed.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(old.Key.Public()) {
+		t.Fatal("renewal did not give a new certificate for the same key")
+	}
+	u, err := env.DB.User(ctx, "alice")
+	if err != nil || u.CertSerial.Cmp(renewed.Cert.SerialNumber) != 0 || !u.NotAfter.Equal(renewed.Cert.NotAfter) {
+		t.Fatalf("the user's record after renewal: %+v %v", u, err)
+	}
+	if err := env.Server.VerifyConnection(connState(old)); !errors.Is(err, pki.ErrRevoked) {
+		t.Fatalf("superseded user certificate: %v", err)
+	}
+	if err := env.Server.VerifyConnection(connState(renewed)); err != nil {
+		t.Fatalf("renewed user certificate: %v", err)
+	}
+	if evs := events(t, env, serverdb.ActionRenew); len(evs) != 1 || evs[0].Client != "user:alice" {
+		t.Fatalf("renew events %+v", evs)
+	}
+	if _, err := enroll.Renew(ctx, env.Addr, old, enroll.Options{}); err == nil {
+		t.Fatal("a superseded user certificate renewed")
+	}
+	if err := env.DB.RemoveUser(ctx, "alice", time.Now(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Server.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enroll.Renew(ctx, env.Addr, renewed, enroll.Options{}); err == nil {
+		t.Fatal("a removed user renewed")
+	}
+}

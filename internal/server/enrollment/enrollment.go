@@ -159,9 +159,10 @@ func (e *Enroller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.answer(w, res.CertDER)
 }
 
-// Renew answers POST /v1/renew from an authenticated client (the server
-// checked its certificate before calling): it signs the CSR's key for the
-// same client and revokes the certificate the request came with.
+// Renew answers POST /v1/renew from an authenticated client or person
+// (the server checked its certificate before calling): it signs the CSR's
+// key for the same principal, a host's certificate or a person's, and
+// revokes the certificate the request came with.
 func (e *Enroller) Renew(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
@@ -169,38 +170,42 @@ func (e *Enroller) Renew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	old := r.TLS.VerifiedChains[0][0]
-	client, err := pki.ClientName(old)
+	kind, client, err := pki.PrincipalOf(old)
 	if err != nil {
 		e.refuse(ctx, w, r, "renewal", "", fmt.Errorf("%w: %w", wire.ErrUnauthenticated, err))
 		return
 	}
+	sign, store, record := e.CA.SignClient, e.DB.RenewClient, client
+	if kind == pki.KindUser {
+		sign, store, record = e.CA.SignUser, e.DB.RenewUser, serverdb.UserRevocationName(client)
+	}
 	body, err := readBody(r)
 	if err != nil {
-		e.refuse(ctx, w, r, "renewal", client, err)
+		e.refuse(ctx, w, r, "renewal", record, err)
 		return
 	}
 	csr, err := enroll.ParseRenewRequest(body)
 	if err != nil {
-		e.refuse(ctx, w, r, "renewal", client, err)
+		e.refuse(ctx, w, r, "renewal", record, err)
 		return
 	}
 	now := e.now()
-	der, serial, err := e.CA.SignClient(csr, client, e.ttl(), now)
+	der, serial, err := sign(csr, client, e.ttl(), now)
 	if err != nil {
-		e.refuse(ctx, w, r, "renewal", client, err)
+		e.refuse(ctx, w, r, "renewal", record, err)
 		return
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		e.refuse(ctx, w, r, "renewal", client, err)
+		e.refuse(ctx, w, r, "renewal", record, err)
 		return
 	}
-	if err := e.DB.RenewClient(ctx, client, old.SerialNumber, serial, cert.NotAfter, now); err != nil {
-		e.refuse(ctx, w, r, "renewal", client, err)
+	if err := store(ctx, client, old.SerialNumber, serial, cert.NotAfter, now); err != nil {
+		e.refuse(ctx, w, r, "renewal", record, err)
 		return
 	}
 	e.changed(ctx)
-	e.log().Info("client certificate renewed", "client", client, "serial", serial.Text(16), "replaces", old.SerialNumber.Text(16), "not_after", cert.NotAfter)
+	e.log().Info("certificate renewed", "principal", record, "serial", serial.Text(16), "replaces", old.SerialNumber.Text(16), "not_after", cert.NotAfter)
 	e.answer(w, der)
 }
 

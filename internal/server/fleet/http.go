@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/coffer-backup/coffer/internal/alert"
 	"github.com/coffer-backup/coffer/internal/fleet/api"
@@ -142,12 +143,16 @@ func readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
-func (f *Fleet) whoami(_ context.Context, p Principal, _ *http.Request) (any, error) {
+func (f *Fleet) whoami(_ context.Context, p Principal, r *http.Request) (any, error) {
 	scope := p.Scope
 	if scope == nil {
 		scope = []string{}
 	}
-	return api.WhoAmI{Kind: p.Kind, Name: p.Name, Role: string(p.Role), Scope: scope}, nil
+	w := api.WhoAmI{Kind: p.Kind, Name: p.Name, Role: string(p.Role), Scope: scope}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		w.CertExpires = r.TLS.PeerCertificates[0].NotAfter.UTC().Format(time.RFC3339)
+	}
+	return w, nil
 }
 
 func (f *Fleet) listUsers(ctx context.Context, _ Principal, _ *http.Request) (any, error) {
