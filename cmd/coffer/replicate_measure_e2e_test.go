@@ -31,8 +31,9 @@ func TestMeasureReplicationThroughput(t *testing.T) {
 			p := strconv.Itoa(parallel)
 			name := "s3-" + p
 			admin.must("server", "replicate", "add", "--dir", pdir, "--name", name, "--to", bucket.URL(bucket.NewBucket(t), "x"), "--parallel", p)
-			offsiteServer(t, admin, pdir, "coffer-"+p, "--parallel", p)
-			for _, target := range []string{name, "coffer-" + p} {
+			offsite := fmt.Sprintf("coffer-%d-%s", si, p)
+			offsiteServer(t, admin, pdir, offsite, "--parallel", p)
+			for _, target := range []string{name, offsite} {
 				rep, se, code := replicaRun(t, admin, pdir, target)
 				if code != 0 {
 					t.Fatalf("%s: exit %d\n%s", target, code, se)

@@ -24,10 +24,16 @@ type repoSync struct {
 	objs map[storage.Handle]objectInfo
 	src  *atrest.Storage
 
-	mu   sync.Mutex // guards have and recs while workers run
-	have map[storage.Handle]held
-	recs map[storage.Handle]serverdb.ReplicaObject
+	mu      sync.Mutex // guards have, recs and unsaved while workers run
+	have    map[storage.Handle]held
+	recs    map[storage.Handle]serverdb.ReplicaObject
+	unsaved []serverdb.ReplicaObject // verified, not yet in the DB
 }
+
+// recordBatch is how many verified copies are recorded in one
+// transaction: a kill forgets at most this many records, whose copies
+// the next pass finds at the target, verifies and records.
+const recordBatch = 64
 
 // kindOrder puts the config first, so the copy opens as a repository from
 // its first object on, and data before the index and snapshots that
@@ -74,9 +80,14 @@ func (rs *repoSync) sync(ctx context.Context) error {
 		for end < len(hs) && hs[end].Kind == hs[start].Kind {
 			end++
 		}
-		if err := rs.each(ctx, hs[start:end], func(ctx context.Context, h storage.Handle) error {
+		err := rs.each(ctx, hs[start:end], func(ctx context.Context, h storage.Handle) error {
 			return rs.object(ctx, h, rs.objs[h])
-		}); err != nil {
+		})
+		// What was verified is recorded even when ctx ended the phase.
+		if ferr := rs.flush(context.WithoutCancel(ctx)); ferr != nil {
+			return ferr
+		}
+		if err != nil {
 			return err
 		}
 		start = end
@@ -256,17 +267,29 @@ func fmtTime(t time.Time) string {
 	return t.Format(time.RFC3339)
 }
 
+// record notes a verified copy; it reaches the DB in a batch (flush).
 func (rs *repoSync) record(ctx context.Context, h storage.Handle, size int64, sha, tag string, retainUntil time.Time) error {
 	o := serverdb.ReplicaObject{Target: rs.p.cfg.Name, Client: rs.k.Client, Repo: rs.k.Repo, Kind: string(h.Kind), Name: h.Name,
 		Size: size, SHA256: sha, Tag: tag, ReplicatedAt: rs.p.now(), RetainUntil: retainUntil}
-	if err := rs.p.opts.DB.PutReplicaObject(ctx, o); err != nil {
-		return err
-	}
 	rs.mu.Lock()
 	rs.recs[h] = o
 	rs.have[h] = held{size: size, tag: tag}
+	rs.unsaved = append(rs.unsaved, o)
+	full := len(rs.unsaved) >= recordBatch
 	rs.mu.Unlock()
+	if full {
+		return rs.flush(ctx)
+	}
 	return nil
+}
+
+// flush records the verified copies not yet in the DB.
+func (rs *repoSync) flush(ctx context.Context) error {
+	rs.mu.Lock()
+	batch := rs.unsaved
+	rs.unsaved = nil
+	rs.mu.Unlock()
+	return rs.p.opts.DB.PutReplicaObjects(ctx, batch)
 }
 
 // put updates the record of h.
