@@ -47,9 +47,9 @@ func requireDir(dir string) error {
 func newServerRunCommand() *cobra.Command {
 	var dir, listen, auditSyslog string
 	var keepDays, trashDays int
-	var offlineAfter time.Duration
+	var offlineAfter, auditTakeover time.Duration
 	cmd := &cobra.Command{
-		Use:   "run --dir DIR [--listen ADDR] [--keep-days N] [--trash-days N] [--offline-after D] [--audit-syslog NETWORK:ADDRESS]",
+		Use:   "run --dir DIR [--listen ADDR] [--keep-days N] [--trash-days N] [--offline-after D] [--audit-syslog NETWORK:ADDRESS] [--audit-takeover D]",
 		Short: "Serve repositories and enrollment on one mutual-TLS port",
 		Long: `Run serves the storage API (HTTPS, HTTP/2), enrollment and certificate
 renewal on one port until interrupted, with the TLS policy of the state
@@ -72,7 +72,11 @@ Every audited event is appended to the hash-chained audit log in DIR/audit
 also sent to syslog as an RFC 5424 message, e.g. --audit-syslog
 unixgram:/dev/log or udp:192.0.2.5:514 (udp, tcp, unix, unixgram); a
 syslog server that is down never holds the server up: the entries it
-misses are counted and logged, and the files keep them.
+misses are counted and logged, and the files keep them. Servers sharing a
+PostgreSQL database keep one chain: one of them writes the log, the others
+record through the database, and every --audit-takeover (default 5s) a
+server checks that it still writes or whether it can take over
+(docs/server.md).
 
 An agent that has connected and then had no control connection for
 --offline-after (default 45s, three missed pings; at least 10s) raises the
@@ -94,6 +98,9 @@ or others, or when the directory belongs to another user.`,
 			if offlineAfter < 10*time.Second {
 				return usageErrorf("--offline-after must be at least 10s, not %s", offlineAfter)
 			}
+			if auditTakeover < 100*time.Millisecond {
+				return usageErrorf("--audit-takeover must be at least 100ms, not %s", auditTakeover)
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			if auditSyslog != "" {
 				if _, _, err := audit.ParseSyslogAddr(auditSyslog); err != nil {
@@ -101,7 +108,7 @@ or others, or when the directory belongs to another user.`,
 				}
 			}
 			opts := server.RunOptions{Dir: dir, Listen: listen, Logger: log, KeepDays: keepDays, TrashDays: trashDays, AuditSyslog: auditSyslog, Version: version,
-				OfflineAfter: offlineAfter}
+				OfflineAfter: offlineAfter, AuditTakeover: auditTakeover}
 			// For benchmarks: one JSON line per request with its latency.
 			if p := os.Getenv("COFFER_SERVER_REQUEST_LOG"); p != "" {
 				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600) // #nosec G304 G703 -- the operator names the log file
@@ -121,5 +128,6 @@ or others, or when the directory belongs to another user.`,
 	f.IntVar(&keepDays, "keep-days", server.DefaultKeepDays, "days of refused handshakes and requests and of audit events the database keeps")
 	f.IntVar(&trashDays, "trash-days", server.DefaultTrashDays, "days objects deleted under a grant stay in the trash")
 	f.DurationVar(&offlineAfter, "offline-after", api.OfflineAfter, "how long an agent may be without its control connection before the agent-offline alert")
+	f.DurationVar(&auditTakeover, "audit-takeover", server.DefaultAuditTakeover, "with servers sharing a database: how often a server checks that it writes the audit log, or whether it can take over")
 	return cmd
 }

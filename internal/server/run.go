@@ -1,9 +1,9 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -63,6 +63,10 @@ type RunOptions struct {
 	// its control stream before the agent-offline alert (default
 	// api.OfflineAfter, three missed pings).
 	OfflineAfter time.Duration
+	// AuditTakeover is how often a server sharing its database checks
+	// that it writes the audit log, or whether it can take over (default
+	// DefaultAuditTakeover).
+	AuditTakeover time.Duration
 }
 
 // offlineAfter is OfflineAfter or its default.
@@ -162,19 +166,21 @@ func Run(ctx context.Context, opts RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("load server certificate: %w", err)
 	}
-	db, err := state.OpenDB(ctx, dir)
+	db, err := openDB(ctx, dir, ca)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = db.Close() }()
-	if err := state.CheckDatabaseCA(ctx, db, ca); err != nil {
-		return err
-	}
 
 	disp, raiser, channels := newAlerts(dir, db, log)
 	var srv *Server
-	trailRef := &lateAuditor{}
-	fl, ctl, err := newFleet(dir, db, ca, log, channels, trailRef, control.Config{Version: opts.Version,
+	// The audit log's writer: this server, or, when several share the
+	// database, perhaps another (auditwriter.go).
+	election := &auditElection{db: db, log: log, interval: cmp.Or(opts.AuditTakeover, DefaultAuditTakeover),
+		open: func(ctx context.Context) (*audit.Trail, func(), error) {
+			return openAudit(ctx, dir, db, opts.AuditSyslog, log)
+		}}
+	fl, ctl, err := newFleet(dir, db, ca, log, channels, election, control.Config{Version: opts.Version,
 		Seen:   func(c string) { srv.NoteContact(c) },
 		Usage:  func(c string) (int64, bool) { return srv.StoredBytes(c) },
 		Notify: raiser.Control})
@@ -198,12 +204,10 @@ func Run(ctx context.Context, opts RunOptions) error {
 	enr.Changed = srv.Refresh
 	fl.SetChanged(srv.Refresh)
 	// After New: the log is appended under the state directory's lock.
-	trail, closeTrail, err := openAudit(ctx, dir, db, opts.AuditSyslog, log)
-	if err != nil {
+	if err := election.start(ctx); err != nil {
 		return err
 	}
-	defer closeTrail()
-	trailRef.set(trail)
+	defer election.close()
 
 	conf := st.Policy.ServerConfig(kp.TLSCertificate(ca.Cert), ca.Pool(), srv.VerifyConnection)
 	if err := CheckTLSConfig(conf); err != nil {
@@ -233,7 +237,7 @@ func Run(ctx context.Context, opts RunOptions) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		trail.Run(actx)
+		election.run(actx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -272,6 +276,20 @@ func Run(ctx context.Context, opts RunOptions) error {
 	stopAudit()
 	wg.Wait()
 	return err
+}
+
+// openDB opens the state database dir's configuration names, which must
+// belong to ca's fleet (state.CheckDatabaseCA).
+func openDB(ctx context.Context, dir string, ca *pki.CA) (*serverdb.Store, error) {
+	db, err := state.OpenDB(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := state.CheckDatabaseCA(ctx, db, ca); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // newFleet makes the fleet's two halves: the administration (users,
@@ -416,29 +434,4 @@ func tlsVersionName(v uint16) string {
 		return "1.3"
 	}
 	return "1.2"
-}
-
-// lateAuditor is the audit trail, handed to the fleet before it is open:
-// the trail opens only once the server holds the state directory's lock,
-// and the fleet's handlers run only after that.
-type lateAuditor struct {
-	mu    sync.RWMutex
-	trail *audit.Trail
-}
-
-func (l *lateAuditor) set(t *audit.Trail) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.trail = t
-}
-
-// Record implements control.Auditor.
-func (l *lateAuditor) Record(ctx context.Context, e auditlog.Entry) error {
-	l.mu.RLock()
-	t := l.trail
-	l.mu.RUnlock()
-	if t == nil {
-		return errors.New("the audit log is not open yet")
-	}
-	return t.Record(ctx, e)
 }

@@ -355,3 +355,62 @@ func (s *Store) migratePostgres(ctx context.Context) error {
 	}
 	return tx.Commit()
 }
+
+// auditWriterKey is the session advisory lock of the audit log's writer
+// ("coffer-a" in ASCII).
+const auditWriterKey int64 = 0x636f666665722d61
+
+// AuditWriter is the right to append to the audit log, which one server
+// among those sharing a database holds (docs/server.md, "The audit log
+// with several servers").
+type AuditWriter struct {
+	c *sql.Conn // the connection holding the lock; nil on SQLite
+}
+
+// Shared reports whether several servers may use the database at once
+// (PostgreSQL); an SQLite file has one server, its state directory's.
+func (s *Store) Shared() bool { return s.db.engine == enginePostgres }
+
+// TryAuditWriter takes the audit writer's lock if no other server holds
+// it: on PostgreSQL a session advisory lock on a connection set aside for
+// it, released by Release or when the connection ends (the server died);
+// on SQLite it is always free. A nil AuditWriter and nil error: another
+// server holds it.
+func (s *Store) TryAuditWriter(ctx context.Context) (*AuditWriter, error) {
+	if !s.Shared() {
+		return &AuditWriter{}, nil
+	}
+	c, err := s.db.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit writer lock: %w", err)
+	}
+	var ok bool
+	if err := c.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, auditWriterKey).Scan(&ok); err != nil || !ok {
+		_ = c.Close()
+		if err != nil {
+			return nil, fmt.Errorf("audit writer lock: %w", err)
+		}
+		return nil, nil
+	}
+	return &AuditWriter{c: c}, nil
+}
+
+// Check fails when the lock may be lost: its connection no longer answers.
+func (w *AuditWriter) Check(ctx context.Context) error {
+	if w.c == nil {
+		return nil
+	}
+	if err := w.c.PingContext(ctx); err != nil {
+		return fmt.Errorf("audit writer lock: %w", err)
+	}
+	return nil
+}
+
+// Release gives the lock up.
+func (w *AuditWriter) Release() error {
+	if w.c == nil {
+		return nil
+	}
+	_, err := w.c.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, auditWriterKey)
+	return errors.Join(err, w.c.Close())
+}

@@ -163,3 +163,49 @@ func FuzzParsePostgresURL(f *testing.F) {
 		}
 	})
 }
+
+// One server at a time holds the audit writer's place; it is free again
+// when released or when its holder's connection ends.
+func TestAuditWriterLock(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	url := srv.URL(srv.NewDatabase(t))
+	a, err := OpenPostgres(ctx, url, srv.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenPostgres(ctx, url, srv.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	wa, err := a.TryAuditWriter(ctx)
+	if err != nil || wa == nil {
+		t.Fatalf("first TryAuditWriter: %v %v", wa, err)
+	}
+	if w, err := b.TryAuditWriter(ctx); err != nil || w != nil {
+		t.Fatalf("second server took the writer's place: %v %v", w, err)
+	}
+	if err := wa.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := wa.Release(); err != nil {
+		t.Fatal(err)
+	}
+	wb, err := b.TryAuditWriter(ctx)
+	if err != nil || wb == nil {
+		t.Fatalf("after release: %v %v", wb, err)
+	}
+	// The holder's connection ends (its server died): the place is free.
+	key := auditWriterKey
+	srv.Exec(t, "postgres", `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1::bigint::oid AND granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = $2)`,
+		int64(uint32(key)), strings.TrimSuffix(strings.TrimPrefix(url[strings.LastIndex(url, "/")+1:], ""), "?sslmode=disable")) // #nosec G115 -- the key's low half, as pg_locks shows it
+	if err := wb.Check(ctx); err == nil {
+		t.Fatal("Check of a lock whose connection ended: nil")
+	}
+	if w, err := a.TryAuditWriter(ctx); err != nil || w == nil {
+		t.Fatalf("after the holder's connection ended: %v %v", w, err)
+	}
+}

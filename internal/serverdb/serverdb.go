@@ -111,6 +111,10 @@ const (
 	ActionEscrow       = "fleet-escrow"  // the escrow public key changed
 	ActionFleetRefused = "fleet-refused" // a fleet API call was refused for lack of rights
 	ActionAlertChannel = "fleet-alert"   // an alert channel was added, replaced or removed (detail: what)
+	// ActionAuditEntry: an audit log entry recorded by a server that does
+	// not write the log (servers sharing a database): Detail is the
+	// entry's JSON, which the writing server appends as it is.
+	ActionAuditEntry = "audit-entry"
 )
 
 // AuditHead is the audit log's chain head as the database keeps it, so
@@ -226,6 +230,12 @@ type DB interface {
 	// writes them.
 	AuditHead(ctx context.Context) (AuditHead, error)
 	SetAuditHead(ctx context.Context, h AuditHead) error
+	// SwapAuditHead replaces the kept head old by h in one transaction,
+	// or fails with ErrConflict when the kept head is no longer old
+	// (another server appended to the log since): two writers can never
+	// both extend the chain from one head. The audit trail stores its
+	// heads through it.
+	SwapAuditHead(ctx context.Context, old, h AuditHead) error
 
 	// LogRefusal records a refused handshake or request; Refusals returns
 	// those at or after since, oldest first. RefusalLog adapts the database

@@ -710,6 +710,46 @@ func (s *Store) SetAuditHead(ctx context.Context, h AuditHead) error {
 	return nil
 }
 
+// SwapAuditHead implements DB.
+func (s *Store) SwapAuditHead(ctx context.Context, old, h AuditHead) error {
+	if h.Seq > math.MaxInt64 || h.EventID < 0 {
+		return fmt.Errorf("store audit head: %w: seq %d, event %d", ErrInvalidRecord, h.Seq, h.EventID)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store audit head: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var (
+		kept AuditHead
+		seq  int64
+		hash []byte
+	)
+	err = tx.QueryRowContext(ctx, `SELECT seq, hash, event_id FROM audit_head WHERE id = 1`).Scan(&seq, &hash, &kept.EventID)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("store audit head: %w", err)
+	case seq < 0 || len(hash) != len(kept.Hash):
+		return fmt.Errorf("store audit head: %w: kept seq %d, %d-byte hash", ErrInvalidRecord, seq, len(hash))
+	default:
+		kept.Seq = uint64(seq)
+		copy(kept.Hash[:], hash)
+	}
+	if kept != old {
+		return fmt.Errorf("store audit head seq %d: %w: the kept head is seq %d, not seq %d: another server appended to the audit log", h.Seq, ErrConflict, kept.Seq, old.Seq)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_head (id, seq, hash, event_id) VALUES (1, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, event_id = excluded.event_id`,
+		int64(h.Seq), h.Hash[:], h.EventID); err != nil { // #nosec G115 -- checked above
+		return fmt.Errorf("store audit head: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store audit head: %w", err)
+	}
+	return nil
+}
+
 // Tokens implements DB.
 func (s *Store) Tokens() pki.TokenStore { return tokenStore{s.db} }
 

@@ -371,3 +371,37 @@ func TestTouchAll(t *testing.T) {
 		}
 	})
 }
+
+// SwapAuditHead replaces only the head it is given: a second writer that
+// extends the same head fails with ErrConflict.
+func TestSwapAuditHead(t *testing.T) {
+	eachEngine(t, func(t *testing.T, db *Store, reopen func() (*Store, error)) {
+		ctx := context.Background()
+		one := AuditHead{Seq: 1, EventID: 1}
+		one.Hash[0] = 1
+		if err := db.SwapAuditHead(ctx, AuditHead{}, one); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SwapAuditHead(ctx, AuditHead{}, one); !errors.Is(err, ErrConflict) {
+			t.Fatalf("swap from the zero head again: %v, want ErrConflict", err)
+		}
+		a, b := AuditHead{Seq: 2, EventID: 2}, AuditHead{Seq: 2, EventID: 3}
+		a.Hash[0], b.Hash[0] = 2, 3
+		if err := db.SwapAuditHead(ctx, one, a); err != nil {
+			t.Fatal(err)
+		}
+		other, err := reopen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.SwapAuditHead(ctx, one, b); !errors.Is(err, ErrConflict) {
+			t.Fatalf("a second writer extending the same head: %v, want ErrConflict", err)
+		}
+		if h, err := other.AuditHead(ctx); err != nil || h != a {
+			t.Fatalf("kept head %+v, %v; want %+v", h, err, a)
+		}
+		if err := db.SwapAuditHead(ctx, a, AuditHead{Seq: 1 << 63}); !errors.Is(err, ErrInvalidRecord) {
+			t.Fatalf("seq 2^63: %v", err)
+		}
+	})
+}

@@ -32,7 +32,7 @@ type Auditor interface {
 type Store interface {
 	EventsAfter(ctx context.Context, after int64, limit int) ([]serverdb.Event, error)
 	AuditHead(ctx context.Context) (serverdb.AuditHead, error)
-	SetAuditHead(ctx context.Context, h serverdb.AuditHead) error
+	SwapAuditHead(ctx context.Context, old, h serverdb.AuditHead) error
 }
 
 // Defaults of Options' zero fields.
@@ -76,6 +76,8 @@ type Trail struct {
 
 	mu      sync.Mutex // orders appends with the head stores that follow them
 	eventID int64      // the last event appended
+	kept    serverdb.AuditHead
+	lost    error // set when another server stored a head: nothing more is appended
 }
 
 var _ Auditor = (*Trail)(nil)
@@ -112,7 +114,7 @@ func Open(ctx context.Context, opts Options) (*Trail, error) {
 		_ = l.Abandon()
 		return nil, fmt.Errorf("%w: %w (run coffer server audit verify --dir %s)", ErrHeadMismatch, err, opts.Dir)
 	}
-	t := &Trail{opts: opts, log: l, wake: make(chan struct{}, 1), eventID: kept.EventID}
+	t := &Trail{opts: opts, log: l, wake: make(chan struct{}, 1), eventID: kept.EventID, kept: kept}
 	for _, e := range adopted {
 		if id, err := strconv.ParseInt(e.Details[detailEvent], 10, 64); err == nil && id > t.eventID {
 			t.eventID = id
@@ -131,20 +133,47 @@ func Open(ctx context.Context, opts Options) (*Trail, error) {
 	return t, nil
 }
 
-// storeHead keeps the log's head and the event cursor in the database.
-// t.mu is held.
+// storeHead keeps the log's head and the event cursor in the database,
+// in place of the head it stored last. When another server stored one
+// since (serverdb.ErrConflict), the trail stops: nothing more is appended,
+// so the chain the database keeps never forks. t.mu is held.
 func (t *Trail) storeHead(ctx context.Context) error {
 	h := t.log.Head()
-	if err := t.opts.DB.SetAuditHead(ctx, serverdb.AuditHead{Seq: h.Seq, Hash: h.Hash, EventID: t.eventID}); err != nil {
+	next := serverdb.AuditHead{Seq: h.Seq, Hash: h.Hash, EventID: t.eventID}
+	err := t.opts.DB.SwapAuditHead(ctx, t.kept, next)
+	if errors.Is(err, serverdb.ErrConflict) {
+		t.lost = err
+	}
+	if err != nil {
 		return fmt.Errorf("audit log: store its head (seq %d): %w", h.Seq, err)
 	}
+	t.kept = next
 	return nil
+}
+
+// usable fails once the trail has stopped; t.mu is held.
+func (t *Trail) usable() error {
+	if t.lost != nil {
+		return fmt.Errorf("audit log: stopped: %w", t.lost)
+	}
+	return nil
+}
+
+// Lost reports why the trail stopped appending (another server stored a
+// head), or nil.
+func (t *Trail) Lost() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lost
 }
 
 // Record implements Auditor.
 func (t *Trail) Record(ctx context.Context, e auditlog.Entry) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.usable(); err != nil {
+		return err
+	}
 	if _, err := t.log.Append(e); err != nil {
 		return err
 	}
@@ -156,7 +185,11 @@ func (t *Trail) Record(ctx context.Context, e auditlog.Entry) error {
 func (t *Trail) Sync(ctx context.Context) error {
 	for {
 		t.mu.Lock()
-		evs, err := t.opts.DB.EventsAfter(ctx, t.eventID, eventBatch)
+		err := t.usable()
+		var evs []serverdb.Event
+		if err == nil {
+			evs, err = t.opts.DB.EventsAfter(ctx, t.eventID, eventBatch)
+		}
 		if err == nil {
 			err = t.appendEvents(ctx, evs)
 		}
@@ -170,8 +203,10 @@ func (t *Trail) Sync(ctx context.Context) error {
 // appendEvents appends evs; t.mu is held.
 func (t *Trail) appendEvents(ctx context.Context, evs []serverdb.Event) error {
 	for _, ev := range evs {
-		e := EventEntry(ev)
-		_, err := t.log.Append(e)
+		e, err := entryOf(ev)
+		if err == nil {
+			_, err = t.log.Append(e)
+		}
 		if errors.Is(err, auditlog.ErrInvalidEntry) {
 			// Never stall the feed on one event: record that it could not be.
 			e = unrecordable(ev, err)
@@ -234,6 +269,9 @@ func (t *Trail) Run(ctx context.Context) {
 func (t *Trail) Checkpoint(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.usable(); err != nil {
+		return err
+	}
 	e, err := t.log.Checkpoint()
 	if err != nil || e.Seq == 0 {
 		return err
@@ -250,6 +288,9 @@ func (t *Trail) Close(ctx context.Context) error {
 	serr := t.Sync(ctx)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.lost != nil {
+		return errors.Join(serr, t.log.Abandon())
+	}
 	err := t.log.Close()
 	if herr := t.storeHead(ctx); err == nil {
 		err = herr
