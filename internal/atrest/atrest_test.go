@@ -357,3 +357,64 @@ func TestSaveStreamFromReader(t *testing.T) {
 		}
 	}
 }
+
+// prefixMem is a memory base that also returns an object's first bytes
+// with its size in one call, as the s3 backend does, and counts the Stats
+// it is asked for.
+type prefixMem struct {
+	*mem.Mem
+	stats, prefixes int
+	mu              sync.Mutex
+}
+
+func (p *prefixMem) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo, error) {
+	p.mu.Lock()
+	p.stats++
+	p.mu.Unlock()
+	return p.Mem.Stat(ctx, h)
+}
+
+func (p *prefixMem) LoadPrefix(ctx context.Context, h storage.Handle, n int64) ([]byte, int64, error) {
+	p.mu.Lock()
+	p.prefixes++
+	p.mu.Unlock()
+	fi, err := p.Mem.Stat(ctx, h)
+	if err != nil {
+		return nil, 0, err
+	}
+	b, err := p.Mem.Load(ctx, h, 0, min(n, fi.Size))
+	return b, fi.Size, err
+}
+
+// Over a base that loads prefixes, the contract holds, opening an object
+// asks for no Stat, and an object whose segment table outgrows the first
+// read (more than 64 segments) still opens and reads to its end.
+func TestPrefixBase(t *testing.T) {
+	t.Parallel()
+	storagetest.Run(t, func(*testing.T) storage.Storage { return atrest.New(&prefixMem{Mem: mem.New()}, testKey(1), ns) })
+
+	base := &prefixMem{Mem: mem.New()}
+	st := atrest.New(base, testKey(1), ns)
+	ctx := context.Background()
+	big := make([]byte, 65<<20+7)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	h := storage.Handle{Kind: storage.KindData, Name: "ab01"}
+	if err := st.Save(ctx, h, big); err != nil {
+		t.Fatal(err)
+	}
+	base.stats, base.prefixes = 0, 0
+	got, err := st.Load(ctx, h, int64(len(big))-100, -1)
+	if err != nil || !bytes.Equal(got, big[len(big)-100:]) {
+		t.Fatalf("end of a 66-segment object: %d bytes, %v", len(got), err)
+	}
+	if base.stats != 0 || base.prefixes != 1 {
+		t.Fatalf("open asked for %d Stats and %d prefixes; want 0 and 1", base.stats, base.prefixes)
+	}
+	// A truncated object is damage, not a short read.
+	rewrite(t, base.Mem, h, func(b []byte) []byte { return b[:atrest.HeaderSize+10] })
+	if _, err := st.Load(ctx, h, 0, 10); !errors.Is(err, atrest.ErrCorrupt) {
+		t.Fatalf("truncated object: %v", err)
+	}
+}

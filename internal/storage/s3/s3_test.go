@@ -337,3 +337,39 @@ func (c chunks) WriteTo(w io.Writer) (int64, error) {
 	}
 	return n, nil
 }
+
+// LoadPrefix returns an object's first bytes and its size in one request,
+// all of a shorter object, an empty one's size, and ErrNotFound.
+func TestLoadPrefix(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	var seq atomic.Int64
+	st := create(t, srv, srv.NewBucket(t), &seq, nil)
+	ctx := context.Background()
+	long := storage.Handle{Kind: storage.KindData, Name: "ab01"}
+	short := storage.Handle{Kind: storage.KindIndex, Name: "i1"}
+	empty := storage.Handle{Kind: storage.KindLocks, Name: "l1"}
+	data := bytes.Repeat([]byte("0123456789"), 1000)
+	for h, b := range map[storage.Handle][]byte{long: data, short: []byte("tiny"), empty: nil} {
+		if err := st.Save(ctx, h, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		h    storage.Handle
+		want []byte
+		size int64
+	}{{long, data[:100], int64(len(data))}, {short, []byte("tiny"), 4}, {empty, []byte{}, 0}}
+	for _, c := range cases {
+		b, size, err := st.LoadPrefix(ctx, c.h, 100)
+		if err != nil || !bytes.Equal(b, c.want) || size != c.size {
+			t.Errorf("%s: %q, %d, %v; want %q, %d", c.h, b, size, err, c.want, c.size)
+		}
+	}
+	if _, _, err := st.LoadPrefix(ctx, storage.Handle{Kind: storage.KindData, Name: "cd02"}, 100); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("missing object: %v", err)
+	}
+	if _, _, err := st.LoadPrefix(ctx, long, 0); !errors.Is(err, storage.ErrRange) {
+		t.Errorf("empty prefix: %v", err)
+	}
+}
