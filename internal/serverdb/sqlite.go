@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coffer-backup/coffer/internal/pki"
 
@@ -604,8 +605,19 @@ type execer interface {
 
 func insertEvent(ctx context.Context, x execer, e Event) error {
 	_, err := x.ExecContext(ctx, `INSERT INTO events (time, client, repo, object, action, detail) VALUES (?, ?, ?, ?, ?, ?)`,
-		nanos(e.Time), e.Client, e.Repo, e.Object, e.Action, e.Detail)
+		nanos(e.Time), text(e.Client), text(e.Repo), text(e.Object), text(e.Action), text(e.Detail))
 	return err
+}
+
+// text is s as both engines store it: valid UTF-8 without NUL bytes
+// (PostgreSQL refuses either in TEXT). Events carry names a peer chose,
+// as a refused enrollment's claimed client name; each bad byte becomes
+// U+FFFD, on either engine alike.
+func text(s string) string {
+	if utf8.ValidString(s) && !strings.Contains(s, "\x00") {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // LogEvent implements DB.
