@@ -81,10 +81,6 @@ type Options struct {
 	// DB, if set, is a database shared with another server, used instead
 	// of the state directory's own and not closed by Stop.
 	DB *serverdb.Store
-	// Storage, for a state directory Start makes, is the object storage
-	// location server init records (state.InitOptions.Storage); the
-	// credentials come from the environment.
-	Storage string
 }
 
 // Start initialises a state directory, opens its database and serves on a
@@ -95,7 +91,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	if _, err := state.Init(context.Background(), dir, state.InitOptions{Names: []string{"127.0.0.1"}, Storage: opts.Storage}); err != nil && !errors.Is(err, state.ErrAlreadyInitialised) {
+	if _, err := state.Init(context.Background(), dir, state.InitOptions{Names: []string{"127.0.0.1"}}); err != nil && !errors.Is(err, state.ErrAlreadyInitialised) {
 		t.Fatal(err)
 	}
 	db, shared := opts.DB, opts.DB != nil
