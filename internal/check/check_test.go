@@ -43,7 +43,7 @@ func newFixture(t *testing.T) *fixture {
 
 func runCheck(t testing.TB, st storage.Storage, o Options) *Result {
 	t.Helper()
-	r, err := repository.Open(context.Background(), st, repotest.Password)
+	r, err := repository.Open(context.Background(), st, repotest.Secret(t, st))
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
