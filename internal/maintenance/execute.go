@@ -280,7 +280,7 @@ func (w *repacker) flush(ctx context.Context) error {
 }
 
 // writeIndex stores the active packs except drop, plus add, as a set of
-// index files (repository.SaveIndexSet: split at indexSplitBlobs, the last
+// index files (repository.SaveIndexSet: split at PruneOptions.indexFileBlobs, the last
 // file superseding every loaded index file), then removes the superseded
 // files.
 func (x *execution) writeIndex(ctx context.Context, drop map[repository.ID]bool, add []repository.IndexPack) error {
@@ -294,7 +294,7 @@ func (x *execution) writeIndex(ctx context.Context, drop map[repository.ID]bool,
 		}
 	}
 	list = append(list, add...)
-	ids, files, err := s.r.SaveIndexSet(ctx, supersedes, list, indexSplitBlobs)
+	ids, files, err := s.r.SaveIndexSet(ctx, supersedes, list, s.o.indexFileBlobs)
 	x.rep.IndexWritten += len(ids)
 	if err != nil {
 		return err

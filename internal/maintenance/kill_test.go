@@ -51,6 +51,7 @@ func TestPruneKill9(t *testing.T) {
 	if os.Getenv(killHelperEnv) != "" {
 		t.Skip("in helper")
 	}
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "repo")
 	st, err := local.Create(dir)
 	if err != nil {

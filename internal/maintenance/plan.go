@@ -96,6 +96,9 @@ func (o PruneOptions) withDefaults() PruneOptions {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
+	if o.indexFileBlobs == 0 {
+		o.indexFileBlobs = repository.DefaultIndexFileBlobs
+	}
 	return o
 }
 

@@ -59,11 +59,12 @@ type PruneOptions struct {
 	Now func() time.Time
 	// Log receives progress messages; nil discards them.
 	Log func(format string, args ...any)
-}
 
-// indexSplitBlobs is how many blobs one index file written by prune holds
-// at most; a variable so that tests split small repositories.
-var indexSplitBlobs = repository.DefaultIndexFileBlobs
+	// indexFileBlobs is how many blobs one index file written by prune
+	// holds at most; zero means repository.DefaultIndexFileBlobs. Tests
+	// set it to split small repositories, each on its own run.
+	indexFileBlobs int
+}
 
 // AcquireLock takes prune's lock and refuses when another prune holds one
 // (two prunes could each delete what the other just rescued).

@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -558,36 +559,34 @@ func (c *crashAfter) Remove(ctx context.Context, h storage.Handle) error {
 	return c.Storage.Remove(ctx, h)
 }
 
-func cloneMem(t *testing.T, st storage.Storage) *mem.Mem {
+// cloneMem returns a copy of st that later writes to either leave the
+// other alone (sharing the stored bytes, which nothing modifies).
+func cloneMem(t *testing.T, st *mem.Mem) *mem.Mem {
 	t.Helper()
-	out := mem.New()
-	for k, v := range dumpStorage(t, st) {
-		h := storage.Handle{Kind: storage.KindConfig, Name: "config"}
-		if k != "config" {
-			kind, name, _ := strings.Cut(k, "/")
-			h = storage.Handle{Kind: storage.Kind(kind), Name: name}
-		}
-		if err := out.Save(context.Background(), h, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
+	return st.Clone()
 }
 
 // TestPruneCrashAtEveryStep stops prune after each of its writes and
 // removals in turn, once on a fresh repository and once where an earlier
 // prune left a condemned record. Every intermediate state must check clean
-// and restore, and an uninterrupted prune afterwards must clean up.
+// and restore, and an uninterrupted prune afterwards must clean up. The
+// sweeps and their steps run in parallel, each on its own copy.
 func TestPruneCrashAtEveryStep(t *testing.T) {
+	t.Parallel()
 	f := setupTwo(t)
 	forget(t, f.st, f.old)
 	opts := PruneOptions{MaxUnused: MaxUnused{Percent: 0}, SafetyMargin: -1}
-	t.Run("fresh", func(t *testing.T) { crashSweep(t, f, f.st, opts, check.Options{ReadData: true}) })
+	t.Run("fresh", func(t *testing.T) {
+		t.Parallel()
+		crashSweep(t, f, f.st, opts, check.Options{ReadData: true})
+	})
 	// With index files of at most 12 blobs, every index prune writes is a
 	// set of several files; a crash may come between any two of them.
 	t.Run("split-index", func(t *testing.T) {
-		setIndexSplit(t, 12)
-		crashSweep(t, f, f.st, opts, check.Options{})
+		t.Parallel()
+		split := opts
+		split.indexFileBlobs = 12
+		crashSweep(t, f, f.st, split, check.Options{})
 	})
 
 	blocked := cloneMem(t, f.st)
@@ -600,22 +599,21 @@ func TestPruneCrashAtEveryStep(t *testing.T) {
 		t.Fatalf("no record left: %+v", rep)
 	}
 	_ = l.Unlock(ctx)
-	t.Run("pending-record", func(t *testing.T) { crashSweep(t, f, blocked, opts, check.Options{ReadData: true}) })
-}
-
-// setIndexSplit makes prune split index files at n blobs for one test.
-func setIndexSplit(t *testing.T, n int) {
-	old := indexSplitBlobs
-	indexSplitBlobs = n
-	t.Cleanup(func() { indexSplitBlobs = old })
+	t.Run("pending-record", func(t *testing.T) {
+		t.Parallel()
+		crashSweep(t, f, blocked, opts, check.Options{ReadData: true})
+	})
 }
 
 // assertIndexFiles checks the index files a finished prune leaves: none is
 // superseded by another (those were removed), each holds at most
-// indexSplitBlobs blobs unless it lists a single pack, and together they
-// are exactly as many as splitting their packs gives. It returns how many
-// there are.
-func assertIndexFiles(t *testing.T, st storage.Storage) int {
+// split blobs (repository.DefaultIndexFileBlobs when zero) unless it lists
+// a single pack, and together they are exactly as many as splitting their
+// packs gives. It returns how many there are.
+func assertIndexFiles(t *testing.T, st storage.Storage, split int) int {
+	if split == 0 {
+		split = repository.DefaultIndexFileBlobs
+	}
 	t.Helper()
 	ctx := context.Background()
 	r := openRepo(t, st)
@@ -642,8 +640,8 @@ func assertIndexFiles(t *testing.T, st storage.Storage) int {
 		for _, p := range f.Packs {
 			n += len(p.Blobs)
 		}
-		if n > indexSplitBlobs && len(f.Packs) > 1 {
-			t.Fatalf("index %s holds %d blobs in %d packs; the limit is %d", id.Short(), n, len(f.Packs), indexSplitBlobs)
+		if n > split && len(f.Packs) > 1 {
+			t.Fatalf("index %s holds %d blobs in %d packs; the limit is %d", id.Short(), n, len(f.Packs), split)
 		}
 		all = append(all, f.Packs...)
 	}
@@ -660,43 +658,64 @@ func assertIndexFiles(t *testing.T, st storage.Storage) int {
 		seen[p.ID] = true
 		total += len(p.Blobs)
 	}
-	if minFiles := (total + indexSplitBlobs - 1) / indexSplitBlobs; len(ids) > max(1, 2*minFiles) {
-		t.Fatalf("%d index files for %d blobs at %d per file", len(ids), total, indexSplitBlobs)
+	if minFiles := (total + split - 1) / split; len(ids) > max(1, 2*minFiles) {
+		t.Fatalf("%d index files for %d blobs at %d per file", len(ids), total, split)
 	}
 	return len(ids)
 }
 
-func crashSweep(t *testing.T, f *twoSnaps, base storage.Storage, opts PruneOptions, co check.Options) {
-	for n := 0; ; n++ {
-		st := cloneMem(t, base)
-		faulty := &crashAfter{Storage: st, n: n}
-		_, err := Prune(context.Background(), openRepo(t, faulty), opts)
-		if err == nil {
-			t.Logf("prune needs %d mutations; crashed after each of 0..%d", faulty.done, n-1)
-			if n < 5 {
-				t.Fatalf("only %d mutations: the sweep tested little", n)
-			}
-			return
-		}
-		if !errors.Is(err, errCrash) {
-			t.Fatalf("crash after %d: unexpected error %v", n, err)
-		}
-		mustCheckOpts(t, st, co)
-		repotest.AssertRestores(t, st, f.cur, f.wantCur)
-		for i := 0; i < 2; i++ {
-			prune(t, st, opts)
-		}
-		res := mustCheckOpts(t, st, co)
-		if len(res.UnindexedPacks) != 0 || repotest.Count(t, st, storage.KindCondemned) != 0 {
-			t.Fatalf("crash after %d: not cleaned up: %d unindexed, %d records", n,
-				len(res.UnindexedPacks), repotest.Count(t, st, storage.KindCondemned))
-		}
-		files := assertIndexFiles(t, st)
-		if split := indexSplitBlobs < repository.DefaultIndexFileBlobs; (files > 1) != split {
-			t.Fatalf("crash after %d: %d index files (split limit %d)", n, files, indexSplitBlobs)
-		}
-		repotest.AssertRestores(t, st, f.cur, f.wantCur)
+// crashSweep counts the mutations an uninterrupted prune of base makes,
+// then, for each n below that, stops a prune of a copy of base after n of
+// them (a parallel subtest each): the state left must check clean (with
+// co) and restore, and two uninterrupted prunes must clean it up.
+//
+// With co.ReadData, every fourth step and the last read every pack whole;
+// the other steps check the structure only (which is half the cost under
+// -race). Their restores still read every blob of the live snapshot, and
+// every step still crashes, checks, restores and cleans up.
+func crashSweep(t *testing.T, f *twoSnaps, base *mem.Mem, opts PruneOptions, co check.Options) {
+	counter := &crashAfter{Storage: cloneMem(t, base), n: math.MaxInt}
+	if _, err := Prune(context.Background(), openRepo(t, counter), opts); err != nil {
+		t.Fatal(err)
 	}
+	steps := counter.done
+	t.Logf("prune needs %d mutations; crashing after each of 0..%d", steps, steps-1)
+	if steps < 5 {
+		t.Fatalf("only %d mutations: the sweep tests little", steps)
+	}
+	for n := 0; n < steps; n++ {
+		co := co
+		co.ReadData = co.ReadData && (n%4 == 0 || n == steps-1)
+		t.Run(fmt.Sprintf("crash-after-%d", n), func(t *testing.T) {
+			t.Parallel()
+			crashStep(t, f, base, opts, co, n)
+		})
+	}
+}
+
+// crashStep is one step of crashSweep: prune stopped after n mutations.
+func crashStep(t *testing.T, f *twoSnaps, base *mem.Mem, opts PruneOptions, co check.Options, n int) {
+	st := cloneMem(t, base)
+	faulty := &crashAfter{Storage: st, n: n}
+	_, err := Prune(context.Background(), openRepo(t, faulty), opts)
+	if !errors.Is(err, errCrash) {
+		t.Fatalf("crash after %d: unexpected error %v", n, err)
+	}
+	mustCheckOpts(t, st, co)
+	repotest.AssertRestores(t, st, f.cur, f.wantCur)
+	for i := 0; i < 2; i++ {
+		prune(t, st, opts)
+	}
+	res := mustCheckOpts(t, st, co)
+	if len(res.UnindexedPacks) != 0 || repotest.Count(t, st, storage.KindCondemned) != 0 {
+		t.Fatalf("crash after %d: not cleaned up: %d unindexed, %d records", n,
+			len(res.UnindexedPacks), repotest.Count(t, st, storage.KindCondemned))
+	}
+	files := assertIndexFiles(t, st, opts.indexFileBlobs)
+	if split := opts.indexFileBlobs != 0; (files > 1) != split {
+		t.Fatalf("crash after %d: %d index files (split limit %d)", n, files, opts.indexFileBlobs)
+	}
+	repotest.AssertRestores(t, st, f.cur, f.wantCur)
 }
 
 func FuzzParseMaxUnused(f *testing.F) {
@@ -781,6 +800,6 @@ func TestUnremovableIndexStaysSuperseded(t *testing.T) {
 			t.Fatalf("superseded index %s still stored", n)
 		}
 	}
-	assertIndexFiles(t, f.st)
+	assertIndexFiles(t, f.st, 0)
 	mustCheck(t, f.st)
 }

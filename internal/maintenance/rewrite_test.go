@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -104,7 +106,7 @@ func setupRotated(t *testing.T) *rotated {
 	return f
 }
 
-func rewritePrune(t *testing.T, st storage.Storage, now func() time.Time) *PruneReport {
+func rewritePrune(t *testing.T, st storage.Storage, now func() time.Time, split int) *PruneReport {
 	t.Helper()
 	ctx := context.Background()
 	r := openRepo(t, st)
@@ -113,7 +115,7 @@ func rewritePrune(t *testing.T, st storage.Storage, now func() time.Time) *Prune
 		t.Fatal(err)
 	}
 	defer func() { _ = l.Unlock(ctx) }()
-	rep, err := Prune(ctx, r, PruneOptions{RewriteOldTerms: true, Lock: l, MaxUnused: MaxUnused{Unlimited: true}, Now: now})
+	rep, err := Prune(ctx, r, PruneOptions{RewriteOldTerms: true, Lock: l, MaxUnused: MaxUnused{Unlimited: true}, Now: now, indexFileBlobs: split})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,9 +207,9 @@ func assertReplaced(t *testing.T, f *rotated, r *repository.Repository) (cur, ch
 }
 
 func TestRewriteOldTerms(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setupRotated(t)
-	setIndexSplit(t, 12)
 
 	dry := openRepo(t, f.st)
 	l, err := AcquireLock(ctx, dry, true)
@@ -215,7 +217,7 @@ func TestRewriteOldTerms(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := dumpStorage(t, f.st)
-	rep, err := Prune(ctx, dry, PruneOptions{DryRun: true, RewriteOldTerms: true, Lock: l, MaxUnused: MaxUnused{Unlimited: true}})
+	rep, err := Prune(ctx, dry, PruneOptions{DryRun: true, RewriteOldTerms: true, Lock: l, MaxUnused: MaxUnused{Unlimited: true}, indexFileBlobs: 12})
 	_ = l.Unlock(ctx)
 	if err != nil || rep.RewrittenSnapshots != 2 || rep.OldTermPacks == 0 {
 		t.Fatalf("dry run: %+v %v", rep, err)
@@ -223,7 +225,7 @@ func TestRewriteOldTerms(t *testing.T) {
 	delete(before, "locks/"+l.Info().ID.String())
 	sameStorage(t, before, dumpStorage(t, f.st))
 
-	rep = rewritePrune(t, f.st, nil)
+	rep = rewritePrune(t, f.st, nil, 12)
 	t.Logf("%+v", rep)
 	if rep.OldTermPacks == 0 || rep.DeletedPacks == 0 || rep.RewrittenSnapshots != 2 || len(rep.ReplacedSnapshots) != 2 || rep.RewrittenRecords == 0 {
 		t.Fatalf("%+v", rep)
@@ -236,11 +238,11 @@ func TestRewriteOldTerms(t *testing.T) {
 	if len(rep.OldTermObjects) != 1 || rep.OldTermObjects["data"] != 1 {
 		t.Fatalf("left on old terms: %v", rep.OldTermObjects)
 	}
-	if n := assertIndexFiles(t, f.st); n < 2 {
+	if n := assertIndexFiles(t, f.st, 12); n < 2 {
 		t.Fatalf("%d index files with a split at 12 blobs", n)
 	}
 	// Past the margin the orphan goes, and nothing is left.
-	rep = rewritePrune(t, f.st, func() time.Time { return time.Now().Add(DefaultSafetyMargin + time.Minute) })
+	rep = rewritePrune(t, f.st, func() time.Time { return time.Now().Add(DefaultSafetyMargin + time.Minute) }, 12)
 	if rep.DeletedPacks != 1 || len(rep.OldTermObjects) != 0 || rep.RewrittenSnapshots != 0 {
 		t.Fatalf("second run: %+v", rep)
 	}
@@ -258,45 +260,51 @@ func TestRewriteOldTerms(t *testing.T) {
 // TestRewriteOldTermsCrashAtEveryStep stops the rewrite after each of its
 // writes and removals. Every intermediate state must check clean, restore,
 // and look like no rollback to a client that saw the old snapshot IDs; a
-// rerun must finish the job without duplicating or losing a snapshot.
+// rerun must finish the job without duplicating or losing a snapshot. An
+// uninterrupted rewrite counts the steps; they run as parallel subtests,
+// each on its own copy of the repository.
 func TestRewriteOldTermsCrashAtEveryStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
+	t.Parallel()
 	base := setupRotated(t)
-	setIndexSplit(t, 12)
 	later := func() time.Time { return time.Now().Add(DefaultSafetyMargin + time.Minute) }
-	for n := 0; ; n++ {
-		st := cloneMem(t, base.st)
-		faulty := &crashAfter{Storage: st, n: n}
-		_, err := Prune(context.Background(), openRepo(t, faulty), PruneOptions{RewriteOldTerms: true,
-			MaxUnused: MaxUnused{Unlimited: true}, Now: later})
-		if err == nil {
-			t.Logf("the rewrite needs %d mutations; crashed after each of 0..%d", faulty.done, n-1)
-			if n < 10 {
-				t.Fatalf("only %d mutations: the sweep tested little", n)
+	opts := PruneOptions{RewriteOldTerms: true, MaxUnused: MaxUnused{Unlimited: true}, Now: later, indexFileBlobs: 12}
+	counter := &crashAfter{Storage: cloneMem(t, base.st), n: math.MaxInt}
+	if _, err := Prune(context.Background(), openRepo(t, counter), opts); err != nil {
+		t.Fatal(err)
+	}
+	steps := counter.done
+	t.Logf("the rewrite needs %d mutations; crashing after each of 0..%d", steps, steps-1)
+	if steps < 10 {
+		t.Fatalf("only %d mutations: the sweep tests little", steps)
+	}
+	for n := 0; n < steps; n++ {
+		t.Run(fmt.Sprintf("crash-after-%d", n), func(t *testing.T) {
+			t.Parallel()
+			st := cloneMem(t, base.st)
+			faulty := &crashAfter{Storage: st, n: n}
+			if _, err := Prune(context.Background(), openRepo(t, faulty), opts); !errors.Is(err, errCrash) {
+				t.Fatalf("crash after %d: unexpected error %v", n, err)
 			}
-			return
-		}
-		if !errors.Is(err, errCrash) {
-			t.Fatalf("crash after %d: unexpected error %v", n, err)
-		}
-		mustCheckOpts(t, st, check.Options{})
-		repotest.AssertRestores(t, st, base.cur, base.wantCur)
-		// Each round has its own client state, seeded with the old IDs.
-		f := *base
-		f.twoSnaps = &twoSnaps{st: st, old: base.old, cur: base.cur, src: base.src, wantCur: base.wantCur}
-		f.state = t.TempDir()
-		r := openRepo(t, st)
-		if err := r.RecordSeen(f.state, []repository.ID{base.cur.ID, base.child.ID}); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.CheckRollback(context.Background(), f.state, snapshotIDs(t, st)); err != nil {
-			t.Fatalf("crash after %d: %v", n, err)
-		}
-		// Packs the stopped run had already taken out of the index wait for
-		// the safety margin like any unindexed pack; let it pass.
-		rewritePrune(t, st, func() time.Time { return later().Add(DefaultSafetyMargin + time.Minute) })
-		assertRewritten(t, &f, check.Options{})
+			mustCheckOpts(t, st, check.Options{})
+			repotest.AssertRestores(t, st, base.cur, base.wantCur)
+			// Each round has its own client state, seeded with the old IDs.
+			f := *base
+			f.twoSnaps = &twoSnaps{st: st, old: base.old, cur: base.cur, src: base.src, wantCur: base.wantCur}
+			f.state = t.TempDir()
+			r := openRepo(t, st)
+			if err := r.RecordSeen(f.state, []repository.ID{base.cur.ID, base.child.ID}); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.CheckRollback(context.Background(), f.state, snapshotIDs(t, st)); err != nil {
+				t.Fatalf("crash after %d: %v", n, err)
+			}
+			// Packs the stopped run had already taken out of the index wait for
+			// the safety margin like any unindexed pack; let it pass.
+			rewritePrune(t, st, func() time.Time { return later().Add(DefaultSafetyMargin + time.Minute) }, 12)
+			assertRewritten(t, &f, check.Options{})
+		})
 	}
 }

@@ -37,6 +37,21 @@ func (m *Mem) Reopen() *Mem {
 	return &Mem{store: m.store}
 }
 
+// Clone returns a new, open Mem holding the objects m holds now; later
+// changes to either do not show in the other. Stored objects are never
+// modified in place (Save keeps a copy, Load returns one), so the two
+// share their bytes and cloning costs no copy of the data. Crash sweeps
+// use it to start each run from the same repository.
+func (m *Mem) Clone() *Mem {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	objects := make(map[storage.Handle][]byte, len(m.objects))
+	for h, b := range m.objects {
+		objects[h] = b
+	}
+	return &Mem{store: &store{objects: objects}}
+}
+
 // Location implements storage.Storage.
 func (m *Mem) Location() string { return "mem:" }
 

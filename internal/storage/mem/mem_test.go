@@ -41,3 +41,39 @@ func TestLocation(t *testing.T) {
 		t.Errorf("an object saved after Reopen is not shared: %v", err)
 	}
 }
+
+// TestClone: a clone starts with the same objects, and saves and removes
+// in either do not show in the other, nor does changing a loaded copy.
+func TestClone(t *testing.T) {
+	ctx := context.Background()
+	m := mem.New()
+	a := storage.Handle{Kind: storage.KindData, Name: "a"}
+	b := storage.Handle{Kind: storage.KindData, Name: "b"}
+	if err := m.Save(ctx, a, []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	c := m.Clone()
+	got, err := c.Load(ctx, a, 0, -1)
+	if err != nil || string(got) != "1" {
+		t.Fatalf("clone Load = %q, %v", got, err)
+	}
+	got[0] = 'x'
+	if err := c.Remove(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Save(ctx, b, []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.Load(ctx, a, 0, -1); err != nil || string(got) != "1" {
+		t.Errorf("original after the clone's remove: %q, %v", got, err)
+	}
+	if _, err := m.Stat(ctx, b); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the clone's save shows in the original: %v", err)
+	}
+	if err := m.Remove(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Stat(ctx, b); err != nil {
+		t.Errorf("clone lost its own object: %v", err)
+	}
+}
