@@ -166,7 +166,9 @@ func TestMailUnreachableRetriedNotBlocking(t *testing.T) {
 	refused.Email.SMTP = closedPort(t)
 	hangs := emailChannel(t, "hangs", s, alert.SMTPOpportunistic)
 	hangs.Email.SMTP = blackhole(t)
-	opts := alert.Options{InitialInterval: 200 * time.Millisecond, Factor: 2, MaxAttempts: 3, Timeout: 3 * time.Second, OnAttempt: rec.record}
+	// The hanging channel's timeout is long, so that the good channel's mail
+	// arriving first proves it was not held up even on a loaded machine.
+	opts := alert.Options{InitialInterval: 200 * time.Millisecond, Factor: 2, MaxAttempts: 3, Timeout: 10 * time.Second, OnAttempt: rec.record}
 	d := startDispatcher(t, store, opts, refused, hangs, emailChannel(t, "ok", s, alert.SMTPOpportunistic))
 	start := time.Now()
 	n, err := d.Enqueue(context.Background(), missed)
