@@ -46,6 +46,7 @@ func keptTimes(k []Kept) []string {
 }
 
 func TestApplyPolicyTable(t *testing.T) {
+	t.Parallel()
 	days := series("2026-11-24 10:00", "2026-11-24 08:00", "2026-11-23 23:00", "2026-11-23 01:00",
 		"2026-11-22 12:00", "2026-11-20 12:00", "2026-11-16 12:00", "2026-11-09 12:00", "2026-10-01 12:00",
 		"2025-12-31 12:00", "2024-06-01 12:00")
@@ -93,6 +94,7 @@ func allKept(s []*repository.Snapshot) []Kept {
 }
 
 func TestReasons(t *testing.T) {
+	t.Parallel()
 	s := series("2026-11-24 10:00", "2026-11-23 10:00")
 	s[1].Tags = []string{"keep", "x"}
 	keep, remove := ApplyPolicy(s, Policy{Last: 1, Daily: 1, Tags: []string{"keep,x"}}, now)
@@ -108,6 +110,7 @@ func TestReasons(t *testing.T) {
 }
 
 func TestOldestKeptWhileCountsRemain(t *testing.T) {
+	t.Parallel()
 	// Three snapshots on one day with --keep-daily 5: the newest for the
 	// day, and the oldest because counts are left (restic >= 0.16).
 	s := series("2026-11-24 10:00", "2026-11-24 09:00", "2026-11-24 08:00")
@@ -121,6 +124,7 @@ func TestOldestKeptWhileCountsRemain(t *testing.T) {
 }
 
 func TestWithinIsRelativeToNewestNotNow(t *testing.T) {
+	t.Parallel()
 	// Backups stopped a year ago: --keep-within 2d must not remove them all.
 	s := series("2025-11-24 10:00", "2025-11-23 10:00", "2025-11-01 10:00")
 	keep, remove := ApplyPolicy(s, Policy{Within: Duration{Days: 2}}, now)
@@ -130,6 +134,7 @@ func TestWithinIsRelativeToNewestNotNow(t *testing.T) {
 }
 
 func TestFutureSnapshotsCannotPushOutRealOnes(t *testing.T) {
+	t.Parallel()
 	s := series("2026-11-24 10:00", "2026-11-23 10:00", "2026-11-22 10:00")
 	// A client with a forged clock adds snapshots dated in the future.
 	for i := 0; i < 5; i++ {
@@ -153,6 +158,7 @@ func TestFutureSnapshotsCannotPushOutRealOnes(t *testing.T) {
 }
 
 func TestEmptyPolicyRemovesNothing(t *testing.T) {
+	t.Parallel()
 	s := series("2026-11-24 10:00", "2026-11-23 10:00")
 	if !(Policy{}).Empty() || (Policy{Tags: []string{"x"}}).Empty() || (Policy{Within: Duration{Hours: 1}}).Empty() {
 		t.Fatal("Empty is wrong")
@@ -167,6 +173,7 @@ func TestEmptyPolicyRemovesNothing(t *testing.T) {
 }
 
 func TestPlanForgetGroupsAndFilters(t *testing.T) {
+	t.Parallel()
 	var s []*repository.Snapshot
 	for i := 0; i < 4; i++ {
 		a := snap(i, now.Add(-time.Duration(i)*time.Hour))
@@ -208,6 +215,7 @@ func TestPlanForgetGroupsAndFilters(t *testing.T) {
 }
 
 func TestParseGroupBy(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]GroupBy{"": {}, "host": {Host: true}, "host,paths": DefaultGroupBy,
 		"tags,path": {Paths: true, Tags: true}, "host,paths,tags": {true, true, true}} {
 		got, err := ParseGroupBy(in)
@@ -221,6 +229,7 @@ func TestParseGroupBy(t *testing.T) {
 }
 
 func TestParseDuration(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in   string
 		want Duration
@@ -337,6 +346,7 @@ func keptIDs(k []Kept) []string {
 // never removes a snapshot kept before; the result does not depend on the
 // input order.
 func TestPolicyProperties(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(7, 8))
 	for iter := 0; iter < 3000; iter++ {
 		snaps := randomSnapshots(rng, 1+rng.IntN(40))
@@ -383,6 +393,7 @@ func TestPolicyProperties(t *testing.T) {
 }
 
 func TestPolicyString(t *testing.T) {
+	t.Parallel()
 	p := Policy{Last: 2, Daily: -1, Within: Duration{Days: 3}, Tags: []string{"a"}}
 	s := p.String()
 	for _, want := range []string{"2 last", "all daily", "within 3d", "tags [a]"} {

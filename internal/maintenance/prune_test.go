@@ -111,6 +111,7 @@ func setupTwo(t *testing.T) *twoSnaps {
 }
 
 func TestPruneReclaimsAndKeepsSnapshotsIntact(t *testing.T) {
+	t.Parallel()
 	f := setupTwo(t)
 	before := storedBytes(t, f.st)
 	forget(t, f.st, f.old)
@@ -142,6 +143,7 @@ func TestPruneReclaimsAndKeepsSnapshotsIntact(t *testing.T) {
 }
 
 func TestPruneRepacksToZeroUnused(t *testing.T) {
+	t.Parallel()
 	f := setupTwo(t)
 	forget(t, f.st, f.old)
 	rep := prune(t, f.st, PruneOptions{MaxUnused: MaxUnused{Percent: 0}})
@@ -188,6 +190,7 @@ func sameStorage(t *testing.T, a, b map[string][]byte) {
 }
 
 func TestPruneDryRunWritesNothing(t *testing.T) {
+	t.Parallel()
 	f := setupTwo(t)
 	forget(t, f.st, f.old)
 	before := dumpStorage(t, f.st)
@@ -215,6 +218,7 @@ func (f failingList) List(ctx context.Context, k storage.Kind, fn func(storage.F
 }
 
 func TestPruneAbortsOnListingAndTreeErrors(t *testing.T) {
+	t.Parallel()
 	f := setupTwo(t)
 	forget(t, f.st, f.old)
 	before := dumpStorage(t, f.st)
@@ -247,6 +251,7 @@ func TestPruneAbortsOnListingAndTreeErrors(t *testing.T) {
 }
 
 func TestPruneAbortsOnUnreadableSnapshot(t *testing.T) {
+	t.Parallel()
 	f := setupTwo(t)
 	h := storage.Handle{Kind: storage.KindSnapshots, Name: f.old.ID.String()}
 	data, _ := f.st.Load(context.Background(), h, 0, -1)
@@ -264,6 +269,7 @@ func TestPruneAbortsOnUnreadableSnapshot(t *testing.T) {
 // must only condemn while that backup's lock exists, and a later prune must
 // rescue the pack, so the backup's snapshot stays complete.
 func TestPruneWithConcurrentBackup(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st := mem.New()
 	repotest.Init(t, st)
@@ -356,6 +362,7 @@ func TestPruneWithConcurrentBackup(t *testing.T) {
 // TestPruneDeletesAfterBlockingLockEnds: the common case of a backup that
 // did not use the condemned data.
 func TestPruneDeletesAfterBlockingLockEnds(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setupTwo(t)
 	forget(t, f.st, f.old)
@@ -384,6 +391,7 @@ func TestPruneDeletesAfterBlockingLockEnds(t *testing.T) {
 // clock-skew margin) belongs to a process that saw the record, so it does
 // not block deletion; within the margin it does.
 func TestLockStartedAfterRecord(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setupTwo(t)
 	forget(t, f.st, f.old)
@@ -413,6 +421,7 @@ func TestLockStartedAfterRecord(t *testing.T) {
 }
 
 func TestUnindexedPacks(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setupTwo(t)
 	r := openRepo(t, f.st)
@@ -456,6 +465,7 @@ func TestUnindexedPacks(t *testing.T) {
 }
 
 func TestTwoPrunesRefuse(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st := mem.New()
 	repotest.Init(t, st)
@@ -479,6 +489,7 @@ func TestTwoPrunesRefuse(t *testing.T) {
 }
 
 func TestPruneOwnLockDoesNotBlock(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setupTwo(t)
 	forget(t, f.st, f.old)
@@ -498,6 +509,7 @@ func TestPruneOwnLockDoesNotBlock(t *testing.T) {
 }
 
 func TestParseMaxUnused(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in    string
 		limit int64 // for 900 used bytes
@@ -756,6 +768,7 @@ func (f failIndexRemoval) Remove(ctx context.Context, h storage.Handle) error {
 // of them; otherwise, once the first set is replaced, the old file's stale
 // listing (of packs since deleted) would count again.
 func TestUnremovableIndexStaysSuperseded(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setupTwo(t)
 	forget(t, f.st, f.old)

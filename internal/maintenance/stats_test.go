@@ -14,6 +14,7 @@ import (
 )
 
 func TestStats(t *testing.T) {
+	t.Parallel()
 	st := mem.New()
 	repotest.Init(t, st)
 	rng := rand.New(rand.NewPCG(41, 42))
