@@ -12,6 +12,7 @@ import (
 // TestForeignRepositoryRefused points coffer at a directory that holds some
 // other tool's "config": a clear error and exit 10, nothing written.
 func TestForeignRepositoryRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if err := os.MkdirAll(filepath.Join(e.repo, "keys"), 0o700); err != nil {
 		t.Fatal(err)
@@ -30,6 +31,7 @@ func TestForeignRepositoryRefused(t *testing.T) {
 // backup fails with a clear error, the repository stays consistent, and
 // after space is freed the next backup works.
 func TestDiskFullDuringBackup(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	mnt := mountTmpfs(t, filepath.Join(e.dir, "small"), "6m")
 	e.repo = filepath.Join(mnt, "repo")
@@ -82,6 +84,7 @@ func mountTmpfs(t *testing.T, dir, size string) string {
 // a clear error, commits nothing, and the repository stays consistent and
 // usable.
 func TestSpillDirFullDuringBackup(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	tmp := mountTmpfs(t, filepath.Join(e.dir, "tmp"), "2m")
 	e.init()
@@ -132,6 +135,7 @@ func listPacks(t *testing.T, repo string) map[string]bool {
 // file's data: check names the damage, restore reports that file and still
 // restores the intact one.
 func TestCorruptPackRestoresIntactFiles(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.init()
 	src := filepath.Join(e.dir, "src")

@@ -111,6 +111,7 @@ func writeFile(t *testing.T, path string, data []byte) {
 }
 
 func TestBackupRestoreRoundTrip(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.init()
 	src := filepath.Join(e.dir, "src")
@@ -152,6 +153,7 @@ func diffTrees(t *testing.T, a, b string) {
 }
 
 func TestExitCodes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if _, _, code := e.run("snapshots", "--repo", filepath.Join(e.dir, "nope")); code != 10 {
 		t.Errorf("missing repository: exit %d, want 10", code)
@@ -172,6 +174,7 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestWrongPassphraseLosesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.init()
 	src := filepath.Join(e.dir, "src")
@@ -190,6 +193,7 @@ func TestWrongPassphraseLosesNothing(t *testing.T) {
 }
 
 func TestRollbackDetected(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.init()
 	src := filepath.Join(e.dir, "src")
@@ -210,6 +214,7 @@ func TestRollbackDetected(t *testing.T) {
 // rotation (same snapshots, older keyring). A backup would seal new data
 // under the older key, so every command refuses with exit 13.
 func TestKeyTermRollbackDetected(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.init()
 	src := filepath.Join(e.dir, "src")
@@ -265,6 +270,7 @@ func listTree(t *testing.T, root string) []string {
 }
 
 func TestDefaultRepositoryFirstRun(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	writeFile(t, filepath.Join(src, "f"), []byte("data"))

@@ -16,6 +16,7 @@ import (
 // TestFilesystemFidelity backs up and restores every kind of entry with its
 // metadata and compares the two trees field by field.
 func TestFilesystemFidelity(t *testing.T) {
+	t.Parallel()
 	if os.Getuid() != 0 {
 		t.Skip("needs root for device nodes, ownership and trusted xattrs")
 	}
@@ -143,6 +144,7 @@ func getxattr(path, name string) []byte {
 // TestUnreadableSourceExit3 runs the backup as an unprivileged user so a
 // mode-000 file is really unreadable: the snapshot completes, exit code 3.
 func TestUnreadableSourceExit3(t *testing.T) {
+	t.Parallel()
 	if os.Getuid() != 0 {
 		t.Skip("needs root to switch to an unprivileged user")
 	}
@@ -188,6 +190,7 @@ func TestUnreadableSourceExit3(t *testing.T) {
 }
 
 func TestStdinBackups(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.init()
 	data := bytes.Repeat([]byte("dump line\n"), 100000)
@@ -218,6 +221,7 @@ func TestStdinBackups(t *testing.T) {
 }
 
 func TestKeyManagement(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	rk := filepath.Join(e.dir, "recovery.txt")
 	e.init("--recovery-key-file", rk)
@@ -262,6 +266,7 @@ func TestKeyManagement(t *testing.T) {
 }
 
 func TestStaleLockRemovedAutomatically(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.init()
 	src := filepath.Join(e.dir, "src")
@@ -274,7 +279,7 @@ func TestStaleLockRemovedAutomatically(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute) // generous: other tests run beside this one
 	for {
 		ents, _ := os.ReadDir(filepath.Join(e.repo, "locks"))
 		if len(ents) > 0 {

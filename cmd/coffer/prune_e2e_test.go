@@ -64,6 +64,7 @@ func (e *env) packCount() int {
 // run. Prune must only condemn that data; the resumed backup's snapshot must
 // be complete, check must pass, and a later prune must keep the data.
 func TestPruneBesideStoppedBackup(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.init()
 	src := filepath.Join(e.dir, "src")
@@ -155,6 +156,7 @@ func TestPruneBesideStoppedBackup(t *testing.T) {
 // TestForgetDiffStatsCLI drives forget (policy, dry run, --prune), diff and
 // stats through the binary and checks their JSON.
 func TestForgetDiffStatsCLI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.init()
 	src := filepath.Join(e.dir, "src")

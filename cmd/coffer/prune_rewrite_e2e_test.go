@@ -14,6 +14,7 @@ import (
 // new IDs). The client that saw the old IDs reports no rollback, check
 // passes, the child's parent follows its replacement, and restore works.
 func TestRewriteOldTermsCLI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.init()
 	src := filepath.Join(e.dir, "src")

@@ -18,6 +18,7 @@ import (
 // land in the trash, and `server trash restore` brings them back to a
 // repository that checks clean.
 func TestRetentionOnServerTime(t *testing.T) {
+	t.Parallel()
 	admin := newEnv(t)
 	dir := serverInit(t, admin, "server")
 	srv := startServer(t, dir, "127.0.0.1:0")

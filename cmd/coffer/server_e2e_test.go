@@ -89,7 +89,7 @@ func startServerEnv(t *testing.T, dir, listen string, env []string, extra ...str
 	case s.addr = <-addrc:
 	case <-s.done:
 		t.Fatalf("coffer server run exited before listening:\n%s", s.logText())
-	case <-time.After(15 * time.Second):
+	case <-time.After(time.Minute): // generous: tests run in parallel
 		t.Fatalf("coffer server run did not start:\n%s", s.logText())
 	}
 	return s
@@ -193,6 +193,7 @@ func within(d time.Duration, fn func() bool) bool {
 // enrollment, every repository command, isolation, append-only, a rogue
 // server and revocation.
 func TestServerEndToEnd(t *testing.T) {
+	t.Parallel()
 	admin := newEnv(t)
 	dir := serverInit(t, admin, "server")
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
@@ -442,6 +443,7 @@ func TestServerEndToEnd(t *testing.T) {
 // server issues two-minute certificates here, so the client renews its
 // certificate on every command.
 func TestServerKilledMidBackup(t *testing.T) {
+	t.Parallel()
 	admin := newEnv(t)
 	dir := serverInit(t, admin, "server")
 	cfgPath := filepath.Join(dir, "config.json")
@@ -549,6 +551,7 @@ func TestServerKilledMidBackup(t *testing.T) {
 // TestPackagingSystemdUnit checks the systemd unit with systemd-analyze,
 // when it is installed: it parses cleanly and its exposure stays low.
 func TestPackagingSystemdUnit(t *testing.T) {
+	t.Parallel()
 	sa, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Skip("systemd-analyze not installed")
@@ -586,6 +589,7 @@ func TestPackagingSystemdUnit(t *testing.T) {
 // TestPackagingSELinuxModule builds the SELinux policy module, when the
 // reference policy's development files are installed.
 func TestPackagingSELinuxModule(t *testing.T) {
+	t.Parallel()
 	const makefile = "/usr/share/selinux/devel/Makefile"
 	if _, err := os.Stat(makefile); err != nil {
 		t.Skip("SELinux policy development files not installed")
@@ -618,6 +622,7 @@ var fingerprintRE = regexp.MustCompile(`(?:[0-9A-F]{2}:){31}[0-9A-F]{2}`)
 // server init, enroll and tls scan print the server's CA fingerprint in
 // one form, the SHA-256 of its public key that tokens carry.
 func TestOneCAFingerprint(t *testing.T) {
+	t.Parallel()
 	admin := newEnv(t)
 	dir := filepath.Join(admin.dir, "server")
 	out := admin.must("server", "init", "--dir", dir, "--listen", "127.0.0.1:0")

@@ -28,6 +28,7 @@ func pgInit(t *testing.T, e *env, pg *pgtest.Server, name string) (string, strin
 // file others can read and a second init against the same database are
 // refused; a server on PostgreSQL enrolls, backs up and restores.
 func TestServerPostgres(t *testing.T) {
+	t.Parallel()
 	pg := pgtest.Start(t)
 	admin := newEnv(t)
 
