@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/url"
 	"strings"
 	"time"
@@ -380,19 +381,58 @@ func (s *Store) TryAuditWriter(ctx context.Context) (*AuditWriter, error) {
 	if !s.Shared() {
 		return &AuditWriter{}, nil
 	}
-	c, err := s.db.db.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("audit writer lock: %w", err)
-	}
-	var ok bool
-	if err := c.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, auditWriterKey).Scan(&ok); err != nil || !ok {
-		_ = c.Close()
+	c, err := s.tryAdvisoryLock(ctx, auditWriterKey)
+	if err != nil || c == nil {
 		if err != nil {
-			return nil, fmt.Errorf("audit writer lock: %w", err)
+			err = fmt.Errorf("audit writer lock: %w", err)
 		}
-		return nil, nil
+		return nil, err
 	}
 	return &AuditWriter{c: c}, nil
+}
+
+// tryAdvisoryLock takes the PostgreSQL session advisory lock key on a
+// connection set aside for it, which it returns; nil and no error if
+// another session holds the lock.
+func (s *Store) tryAdvisoryLock(ctx context.Context, key int64) (*sql.Conn, error) {
+	c, err := s.db.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ok bool
+	if err := c.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil || !ok {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// ErrLockHeld: another server sharing the database holds the lock.
+var ErrLockHeld = errors.New("held by another server sharing the database")
+
+// TryLock takes the lock called name among the servers sharing a
+// PostgreSQL database (a session advisory lock, given up by the function
+// it returns or when the server's connection ends); ErrLockHeld if
+// another holds it. On SQLite, whose state directory has one server, it
+// is always granted.
+func (s *Store) TryLock(ctx context.Context, name string) (func(), error) {
+	if !s.Shared() {
+		return func() {}, nil
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("coffer-lock:" + name))
+	key := int64(h.Sum64()) // #nosec G115 -- a hash, any bits will do
+	c, err := s.tryAdvisoryLock(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	if c == nil {
+		return nil, fmt.Errorf("lock %s: %w", name, ErrLockHeld)
+	}
+	return func() {
+		_, _ = c.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, key)
+		_ = c.Close()
+	}, nil
 }
 
 // Check fails when the lock may be lost: its connection no longer answers.

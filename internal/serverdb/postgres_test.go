@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -208,4 +209,56 @@ func TestAuditWriterLock(t *testing.T) {
 	if w, err := a.TryAuditWriter(ctx); err != nil || w == nil {
 		t.Fatalf("after the holder's connection ended: %v %v", w, err)
 	}
+}
+
+// A named lock is held by one server sharing the database at a time, per
+// name, and free again once released; on SQLite it is always granted.
+func TestTryLock(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	url := srv.URL(srv.NewDatabase(t))
+	a, err := OpenPostgres(ctx, url, srv.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenPostgres(ctx, url, srv.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	release, err := a.TryLock(ctx, "replicate:offsite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.TryLock(ctx, "replicate:offsite"); !errors.Is(err, ErrLockHeld) {
+		t.Fatalf("second server took a held lock: %v", err)
+	}
+	other, err := b.TryLock(ctx, "replicate:other")
+	if err != nil {
+		t.Fatalf("another name is another lock: %v", err)
+	}
+	other()
+	release()
+	again, err := b.TryLock(ctx, "replicate:offsite")
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	again()
+
+	lite, err := Open(ctx, filepath.Join(t.TempDir(), DefaultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	r1, err := lite.TryLock(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := lite.TryLock(ctx, "x")
+	if err != nil {
+		t.Fatalf("SQLite: %v", err)
+	}
+	r1()
+	r2()
 }

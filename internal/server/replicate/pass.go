@@ -32,6 +32,9 @@ type DB interface {
 	PutReplicaObject(ctx context.Context, o serverdb.ReplicaObject) error
 	PutReplicaObjects(ctx context.Context, objs []serverdb.ReplicaObject) error
 	RemoveReplicaObject(ctx context.Context, o serverdb.ReplicaObject) error
+	// TryLock takes a lock among the servers sharing the database
+	// (serverdb.ErrLockHeld if another holds it) and returns its release.
+	TryLock(ctx context.Context, name string) (func(), error)
 }
 
 // PassOptions configure one pass.
@@ -130,6 +133,17 @@ func Run(ctx context.Context, name string, opts PassOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The state directory's lock (Lock) keeps one pass per directory;
+	// servers sharing a database run from copies of it, so the database's
+	// lock keeps one pass among them.
+	release, err := opts.DB.TryLock(ctx, "replicate:"+name)
+	if errors.Is(err, serverdb.ErrLockHeld) {
+		return nil, fmt.Errorf("%w: %s (a pass runs on another server)", ErrBusy, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	limit, err := ParseLimit(cfg.RateLimit)
 	if err != nil {
 		return nil, err

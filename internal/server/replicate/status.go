@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -188,6 +189,10 @@ func (s *Scheduler) runOne(ctx context.Context, name string, until time.Time) {
 		defer cancel()
 	}
 	rep, err := Run(ctx, name, PassOptions{Dir: s.Dir, Source: s.Source, DB: s.DB, Now: s.Now, Logger: s.Logger})
+	if errors.Is(err, ErrBusy) {
+		s.Logger.Info("replication pass skipped", "target", name, "err", err)
+		return
+	}
 	if err != nil {
 		s.Logger.Warn("replication pass failed", "target", name, "err", err)
 		return
