@@ -214,19 +214,8 @@ func TestAuditWriterLock(t *testing.T) {
 // A named lock is held by one server sharing the database at a time, per
 // name, and free again once released; on SQLite it is always granted.
 func TestTryLock(t *testing.T) {
-	srv := pgtest.Start(t)
 	ctx := context.Background()
-	url := srv.URL(srv.NewDatabase(t))
-	a, err := OpenPostgres(ctx, url, srv.Password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := OpenPostgres(ctx, url, srv.Password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := twoServers(t)
 	release, err := a.TryLock(ctx, "replicate:offsite")
 	if err != nil {
 		t.Fatal(err)
@@ -261,4 +250,22 @@ func TestTryLock(t *testing.T) {
 	}
 	r1()
 	r2()
+}
+
+// twoServers opens one fresh PostgreSQL database twice, as two servers
+// sharing it would.
+func twoServers(t *testing.T) (*Store, *Store) {
+	t.Helper()
+	srv := pgtest.Start(t)
+	url := srv.URL(srv.NewDatabase(t))
+	var stores [2]*Store
+	for i := range stores {
+		s, err := OpenPostgres(context.Background(), url, srv.Password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		stores[i] = s
+	}
+	return stores[0], stores[1]
 }
