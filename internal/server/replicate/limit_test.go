@@ -77,7 +77,10 @@ func FuzzParseLimit(f *testing.F) {
 }
 
 // TestThrottleRate pushes bytes through a throttle for about 3 s and
-// checks that the measured rate is within 10% of the limit.
+// checks that the measured rate keeps to the limit (at most 10% above)
+// and is not far below it (at least half: a machine under load may be
+// slower than the limit, but a throttle that waits twice too long is a
+// bug).
 func TestThrottleRate(t *testing.T) {
 	t.Parallel()
 	const limit = 4 << 20
@@ -95,8 +98,8 @@ func TestThrottleRate(t *testing.T) {
 	elapsed := time.Since(start)
 	rate := float64(sink.n) / elapsed.Seconds()
 	t.Logf("%d bytes in %s: %.0f bytes/s against a limit of %d", sink.n, elapsed, rate, limit)
-	if rate < 0.9*limit || rate > 1.1*limit {
-		t.Fatalf("measured %.0f bytes/s, want within 10%% of %d", rate, limit)
+	if rate < 0.5*limit || rate > 1.1*limit {
+		t.Fatalf("measured %.0f bytes/s, want between half and 110%% of %d", rate, limit)
 	}
 }
 
