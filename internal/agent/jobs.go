@@ -109,11 +109,14 @@ func (a *Agent) startJob(_ context.Context, j *job) {
 		cancel(nil)
 		j.state, j.end = r.State, r.End
 		a.log.Info("job ended", "job", j.id, "kind", j.kind, "repository", j.repo, "state", r.State, "error", r.Error)
-		a.report(r)
+		// The repository is free before the end is reported: an order
+		// sent on that report (run-now after a --wait) must not find
+		// the job still holding it.
 		select {
 		case a.done <- j:
 		case <-a.quit:
 		}
+		a.report(r)
 	}()
 }
 
