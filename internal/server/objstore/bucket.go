@@ -3,11 +3,13 @@ package objstore
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"sync"
 
 	"github.com/coffer-backup/coffer/internal/atrest"
 	"github.com/coffer-backup/coffer/internal/storage"
+	"github.com/coffer-backup/coffer/internal/storage/retry"
 	"github.com/coffer-backup/coffer/internal/storage/s3"
 )
 
@@ -62,7 +64,32 @@ func (t *bucketTree) openRepo(ctx context.Context, rel string) (storage.Storage,
 		}
 		t.known.Store(rel, true)
 	}
-	return t.b.Repository(rel), nil
+	return newRetriedSaves(t.b.Repository(rel)), nil
+}
+
+// retriedSaves is a repository in the bucket whose saves go through the
+// retry decorator: an S3 server may answer a conditional write that lost
+// a race before it has read the whole body and reset the connection (seen
+// with versitygw), which a retry turns into the answer it meant — the
+// object exists, or is this one. Its other calls go to it directly, so
+// that atrest still finds LoadPrefix.
+type retriedSaves struct {
+	*s3.S3
+	saves storage.Storage
+}
+
+func newRetriedSaves(r *s3.S3) retriedSaves {
+	return retriedSaves{S3: r, saves: retry.New(r, retry.Options{})}
+}
+
+// Save implements storage.Storage, retried.
+func (r retriedSaves) Save(ctx context.Context, h storage.Handle, data []byte) error {
+	return r.saves.Save(ctx, h, data)
+}
+
+// SaveStream implements storage.StreamSaver, retried.
+func (r retriedSaves) SaveStream(ctx context.Context, h storage.Handle, src io.WriterTo, size int64) error {
+	return r.saves.(storage.StreamSaver).SaveStream(ctx, h, src, size)
 }
 
 func (t *bucketTree) createRepo(ctx context.Context, rel string) error {
