@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coffer-backup/coffer/internal/server/state"
 	"github.com/coffer-backup/coffer/internal/serverdb"
@@ -99,4 +100,65 @@ func TestServerPostgres(t *testing.T) {
 	if !strings.Contains(out, "alice") {
 		t.Fatalf("server clients on PostgreSQL:\n%s", out)
 	}
+}
+
+// TestServerPostgresOutage: PostgreSQL goes away under a running server
+// and comes back. Meanwhile the server stays up, and a backup that needs
+// the database is refused as unavailable (503, retried by the client,
+// then a clear error naming the database), never as unauthenticated or a
+// bare internal error, and without the database's address or user.
+// Once PostgreSQL is back the same server serves
+// again without a restart, and nothing committed before is lost.
+func TestServerPostgresOutage(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.StartOwn(t)
+	admin := newEnv(t)
+	dir, _ := pgInit(t, admin, pg, "server")
+	srv := startServer(t, dir, "127.0.0.1:0")
+	alice := newEnv(t)
+	srv.enroll(admin, alice, "alice")
+	repo := srv.url("repo")
+	src := filepath.Join(alice.dir, "src")
+	randomTree(t, src, 4, 64<<10)
+	alice.must(append([]string{"init", "--repo", repo}, cheapKDF...)...)
+	alice.must("backup", "--repo", repo, src)
+
+	pg.Halt(t)
+	randomTree(t, filepath.Join(src, "more"), 2, 32<<10)
+	_, se, code := alice.run("backup", "--repo", repo, src)
+	if code == 0 || !strings.Contains(se, "state database cannot be reached") || strings.Contains(se, "unauthenticated") ||
+		strings.Contains(se, "user=") || strings.Contains(se, "dial") {
+		t.Fatalf("backup while PostgreSQL is down: exit %d:\n%s", code, se)
+	}
+	select {
+	case <-srv.done:
+		t.Fatalf("the server exited when PostgreSQL went away:\n%s", srv.logText())
+	default:
+	}
+	if !strings.Contains(srv.logText(), "state database cannot be reached") {
+		t.Fatalf("the server's log does not say why it refused:\n%s", srv.logText())
+	}
+
+	pg.Resume(t)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, se, code = alice.run("backup", "--repo", repo, src)
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backup a minute after PostgreSQL came back: exit %d:\n%s\nserver log:\n%s", code, se, srv.logText())
+		}
+		time.Sleep(time.Second)
+	}
+	alice.must("check", "--repo", repo)
+	out := alice.must("snapshots", "--repo", repo, "--json")
+	var snaps []json.RawMessage
+	if err := json.Unmarshal([]byte(out), &snaps); err != nil || len(snaps) != 2 {
+		t.Fatalf("snapshots after the outage: %v\n%s", err, out)
+	}
+	dst := filepath.Join(alice.dir, "dst")
+	alice.must("restore", "latest", "--repo", repo, "--target", dst, "--verify")
+	diffTrees(t, src, filepath.Join(dst, src))
+	admin.must("server", "audit", "verify", "--dir", dir)
 }

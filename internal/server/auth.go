@@ -244,6 +244,13 @@ func (s *Server) VerifyConnection(cs tls.ConnectionState) error {
 	if err == nil && p.kind == pki.KindUser && s.cfg.Login != nil {
 		s.cfg.Login(ctx, p.name, p.serial)
 	}
+	if serverdb.Unavailable(err) {
+		// The chain verified but the database cannot say whether the
+		// name is enrolled: finish the handshake, and let authenticate,
+		// which checks every request again, answer 503 instead of a
+		// certificate alert the client would read as a revocation.
+		return nil
+	}
 	return err
 }
 
@@ -267,6 +274,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal
 		kind = tlspolicy.KindNoCertificate
 	case errors.Is(err, ErrCertExpired), errors.Is(err, pki.ErrInvalidName):
 		kind = tlspolicy.KindBadCert
+	}
+	if serverdb.Unavailable(err) {
+		s.log.Error("request refused: the state database cannot be reached to check the caller", "peer", r.RemoteAddr, "err", err)
+		wire.WriteError(w, fmt.Errorf("%w: %w", wire.ErrUnavailable, serverdb.ErrUnavailable))
+		return principal{}, false
 	}
 	if errors.Is(err, ErrStaleState) {
 		s.log.Error("refusing requests: revocation state is stale")

@@ -134,6 +134,10 @@ func (s *Server) fail(w http.ResponseWriter, client string, route wire.Route, er
 		err = fmt.Errorf("%w: %v", wire.ErrDigest, err)
 	case errors.Is(err, errUpload):
 		err = fmt.Errorf("%w: %v", wire.ErrBadRequest, err)
+	case serverdb.Unavailable(err):
+		s.log.Error("request refused: the state database cannot be reached", "client", client, "op", route.Op.String(), "err", err)
+		wire.WriteError(w, fmt.Errorf("%w: %w", wire.ErrUnavailable, serverdb.ErrUnavailable))
+		return
 	}
 	if status, _ := wire.Classify(err); status >= 500 {
 		s.log.Error("request failed", "client", client, "op", route.Op.String(), "repo", route.Repo, "object", route.Handle().String(), "err", err)

@@ -146,8 +146,11 @@ func (s *Server) charge(ctx context.Context, c serverdb.Client, d serverdb.Usage
 	switch {
 	case err == nil:
 		return nil
+	case serverdb.Unavailable(err):
+		return fmt.Errorf("count the usage of %s: %w", c.Name, err) // fail answers 503 without the cause
 	case !errors.Is(err, serverdb.ErrOverLimit):
-		return fmt.Errorf("%w: count the usage of %s: %v", wire.ErrUnavailable, c.Name, err)
+		s.log.Error("count the usage", "client", c.Name, "err", err)
+		return fmt.Errorf("%w: cannot count the usage of %s now", wire.ErrUnavailable, c.Name)
 	case d.Objects > 0 && u.Objects+d.Objects > maxObjects:
 		return fmt.Errorf("%w: client %s has %d objects, its limit is %d", wire.ErrQuota, c.Name, u.Objects, maxObjects)
 	case d.Repos > 0 && u.Repos+d.Repos > maxRepos:

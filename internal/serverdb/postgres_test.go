@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coffer-backup/coffer/internal/serverdb/pgtest"
 )
@@ -206,8 +207,16 @@ func TestAuditWriterLock(t *testing.T) {
 	if err := wb.Check(ctx); err == nil {
 		t.Fatal("Check of a lock whose connection ended: nil")
 	}
-	if w, err := a.TryAuditWriter(ctx); err != nil || w == nil {
-		t.Fatalf("after the holder's connection ended: %v %v", w, err)
+	// pg_terminate_backend only signals the backend: its lock goes when
+	// it has exited, soon after.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		w, err := a.TryAuditWriter(ctx)
+		if err == nil && w != nil {
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("after the holder's connection ended: %v %v", w, err)
+		}
 	}
 }
 

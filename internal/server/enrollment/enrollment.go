@@ -100,6 +100,8 @@ func classifyEnrollError(err error) error {
 		return err
 	case errors.As(err, &mbe):
 		return codedError{wire.ErrTooLarge, err}
+	case serverdb.Unavailable(err):
+		return codedError{wire.ErrUnavailable, serverdb.ErrUnavailable}
 	}
 	return codedError{wire.ErrServer, err}
 }

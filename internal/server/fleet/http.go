@@ -120,6 +120,8 @@ func HTTPError(err error) error {
 		return codedError{storage.ErrExists, err}
 	case errors.As(err, &mbe):
 		return codedError{wire.ErrTooLarge, err}
+	case serverdb.Unavailable(err):
+		return codedError{wire.ErrUnavailable, serverdb.ErrUnavailable}
 	}
 	return err
 }

@@ -192,8 +192,7 @@ func (s *Server) init() error {
 		return err
 	}
 	s.Port = port
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB", port, s.dir)
-	if err := s.run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(s.dir, "log"), "-w", "-t", "60", "start"); err != nil {
+	if err := s.startCluster(); err != nil {
 		return err
 	}
 	s.admin, err = sql.Open("pgx", s.socketDSN(User))
@@ -205,6 +204,47 @@ func (s *Server) init() error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	return nil
+}
+
+// startCluster starts the initialised cluster on s.Port and waits until it
+// accepts connections.
+func (s *Server) startCluster() error {
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB", s.Port, s.dir)
+	return s.run("pg_ctl", "-D", filepath.Join(s.dir, "data"), "-o", opts, "-l", filepath.Join(s.dir, "log"), "-w", "-t", "60", "start")
+}
+
+// StartOwn starts a cluster for t alone, stopped and removed when t ends,
+// for a test that takes PostgreSQL away (Halt) and brings it back (Resume)
+// without disturbing the tests that share Start's cluster. It skips or
+// fails as Start does.
+func StartOwn(t testing.TB) *Server {
+	t.Helper()
+	s, err := start()
+	if errors.Is(err, errNoBinaries) && os.Getenv("COFFER_REQUIRE_PG") != "1" {
+		t.Skipf("PostgreSQL: %v (scripts/deps.sh installs it; COFFER_REQUIRE_PG=1 makes this a failure)", err)
+	}
+	if err != nil {
+		t.Fatalf("start PostgreSQL: %v", err)
+	}
+	t.Cleanup(s.stop)
+	return s
+}
+
+// Halt stops the cluster at once, ending every connection (pg_ctl stop -m
+// immediate, as a crash or a lost host would), keeping its data.
+func (s *Server) Halt(t testing.TB) {
+	t.Helper()
+	if err := s.run("pg_ctl", "-D", filepath.Join(s.dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
+		t.Fatalf("stop PostgreSQL: %v", err)
+	}
+}
+
+// Resume starts a halted cluster again on the same port.
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	if err := s.startCluster(); err != nil {
+		t.Fatalf("restart PostgreSQL: %v", err)
+	}
 }
 
 // run runs a PostgreSQL program, as user postgres when we are root

@@ -182,6 +182,8 @@ func writeError(w http.ResponseWriter, err error) {
 		err = coded{wire.ErrBadRequest, err}
 	case errors.Is(err, errMethod):
 		err = coded{wire.ErrMethod, err}
+	case serverdb.Unavailable(err):
+		err = coded{wire.ErrUnavailable, serverdb.ErrUnavailable}
 	}
 	wire.WriteError(w, err)
 }
