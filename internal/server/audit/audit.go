@@ -180,12 +180,19 @@ func (t *Trail) Record(ctx context.Context, e auditlog.Entry) error {
 	return t.storeHead(ctx)
 }
 
-// Sync appends every event the database holds after the last one the log
-// has, in order, each followed by storing the head with its ID.
+// Sync stores the head if an append's store failed, then appends every
+// event the database holds after the last one the log has, in order, each
+// followed by storing the head with its ID.
 func (t *Trail) Sync(ctx context.Context) error {
 	for {
 		t.mu.Lock()
 		err := t.usable()
+		if err == nil && (t.kept.Seq != t.log.Head().Seq || t.kept.EventID != t.eventID) {
+			// An append whose head could not be stored (the database was
+			// away): store it now rather than at the next entry, so the
+			// log is not left ahead of the kept head meanwhile.
+			err = t.storeHead(ctx)
+		}
 		var evs []serverdb.Event
 		if err == nil {
 			evs, err = t.opts.DB.EventsAfter(ctx, t.eventID, eventBatch)

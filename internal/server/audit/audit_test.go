@@ -355,3 +355,47 @@ func TestTrailToSyslog(t *testing.T) {
 	}
 	mustVerify(t, dir, db)
 }
+
+// downStore is a Store whose head cannot be stored while down is set, as
+// when PostgreSQL is away.
+type downStore struct {
+	Store
+	mu   sync.Mutex
+	down bool
+}
+
+func (d *downStore) set(down bool) { d.mu.Lock(); d.down = down; d.mu.Unlock() }
+
+func (d *downStore) SwapAuditHead(ctx context.Context, old, h serverdb.AuditHead) error {
+	d.mu.Lock()
+	down := d.down
+	d.mu.Unlock()
+	if down {
+		return serverdb.ErrUnavailable
+	}
+	return d.Store.SwapAuditHead(ctx, old, h)
+}
+
+// A record appended while its head cannot be stored leaves the log ahead
+// of the kept head only until the database is back: the next Sync (every
+// poll of Run) stores it, with no further entry needed.
+func TestTrailStoresHeadAfterOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir, db, key := stateDir(t)
+	ds := &downStore{Store: db}
+	tr := openTrail(t, dir, ds, key)
+	defer func() { _ = tr.Close(ctx) }()
+	ds.set(true)
+	if err := tr.Record(ctx, auditlog.Entry{Actor: auditlog.Actor{Name: "alice", Role: "admin"}, Action: "run-now", Target: "client:web1", Outcome: auditlog.OutcomeOK}); err == nil {
+		t.Fatal("Record while the head cannot be stored: nil error")
+	}
+	if _, err := Verify(ctx, dir, db); !errors.Is(err, auditlog.ErrAheadOfHead) {
+		t.Fatalf("Verify during the outage: %v, want ErrAheadOfHead", err)
+	}
+	ds.set(false)
+	if err := tr.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustVerify(t, dir, db)
+}
