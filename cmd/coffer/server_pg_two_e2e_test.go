@@ -126,6 +126,15 @@ func TestTwoServersOneDatabase(t *testing.T) {
 
 	// A fleet change through B is recorded by A's log.
 	mustFleet(admin, b, filepath.Join(dirA, "admin"), "user", "add", "frank", "--role", "auditor")
+	// Reading the log through the API: B, whose copy is behind, refuses
+	// and names why; A answers with everything committed before the
+	// request, B's forwarded entry included, without waiting for a poll.
+	if _, se, code := fleetAs(admin, b, filepath.Join(dirA, "admin"), "audit"); code == 0 || !strings.Contains(se, "does not write the audit log") {
+		t.Fatalf("fleet audit through B, which does not write the log: exit %d: %s", code, se)
+	}
+	if out := mustFleet(admin, a, filepath.Join(dirA, "admin"), "audit"); !strings.Contains(out, "user:frank") {
+		t.Fatalf("fleet audit through A lacks the change made through B:\n%s", out)
+	}
 
 	// No server at the head: A is killed, B cannot take over (its log is
 	// not at the head), and an enrollment through B waits in the database

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coffer-backup/coffer/internal/auditlog"
 	"github.com/coffer-backup/coffer/internal/server/audit"
+	"github.com/coffer-backup/coffer/internal/server/fleet"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
@@ -50,6 +51,20 @@ func (a *auditElection) Record(ctx context.Context, e auditlog.Entry) error {
 		return t.Record(ctx, e)
 	}
 	return (&audit.Forwarder{DB: a.db}).Record(ctx, e)
+}
+
+// Sync appends the events the database holds that the log does not yet
+// have, so a read of the log that follows sees every event committed
+// before it. It fails with fleet.ErrNotAuditWriter while another server
+// writes the log.
+func (a *auditElection) Sync(ctx context.Context) error {
+	a.mu.RLock()
+	t := a.trail
+	a.mu.RUnlock()
+	if t == nil {
+		return fleet.ErrNotAuditWriter
+	}
+	return t.Sync(ctx)
 }
 
 // start takes the writer's place if it is free and opens the Trail: an

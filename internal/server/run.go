@@ -297,7 +297,7 @@ func openDB(ctx context.Context, dir string, ca *pki.CA) (*serverdb.Store, error
 // directory that has none) and the control connection, which serves the
 // policies the administration signs and hears of their changes.
 // cc carries control's hooks; its store, policies and key are set here.
-func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, alerts fleet.AlertAdmin, trail control.Auditor, cc control.Config) (*fleet.Fleet, *control.Control, error) {
+func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, alerts fleet.AlertAdmin, trail *auditElection, cc control.Config) (*fleet.Fleet, *control.Control, error) {
 	pkey, made, err := state.EnsurePolicyKey(dir)
 	if err != nil {
 		return nil, nil, err
@@ -306,7 +306,12 @@ func newFleet(dir string, db *serverdb.SQLite, ca *pki.CA, log *slog.Logger, ale
 		log.Info("made the policy signing key of a state directory that had none", "file", filepath.Join(dir, policy.KeyFile))
 	}
 	fl, err := fleet.New(fleet.Config{Store: db, CA: ca, Key: pkey, Logger: log, Alerts: alerts, Audit: trail,
-		AuditLog: func(since time.Time, fn func(auditlog.Entry) error) error { return audit.Scan(dir, since, fn) }})
+		AuditLog: func(ctx context.Context, since time.Time, fn func(auditlog.Entry) error) error {
+			if err := trail.Sync(ctx); err != nil {
+				return err
+			}
+			return audit.Scan(dir, since, fn)
+		}})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -15,8 +15,11 @@ import (
 )
 
 // AuditReader calls fn for each entry of the server's audit log at or
-// after since, oldest first (audit.Scan over the state directory).
-type AuditReader func(since time.Time, fn func(auditlog.Entry) error) error
+// after since, oldest first (audit.Scan over the state directory), once
+// the log holds every event committed before the call. A server that does
+// not write the log (another sharing its database does) fails with
+// ErrNotAuditWriter rather than answer from a copy that may be behind.
+type AuditReader func(ctx context.Context, since time.Time, fn func(auditlog.Entry) error) error
 
 // auditTarget is the target an audit listing is authorized on: client:C
 // for ?client=C, else the fleet as a whole.
@@ -47,7 +50,7 @@ func (f *Fleet) listAudit(ctx context.Context, p Principal, r *http.Request) (an
 	target, _ := auditTarget(r) // checked by serve
 	sees := f.auditVisibility(ctx, p)
 	out := make([]api.AuditEntry, 0, 64)
-	err = f.auditLog(since, func(e auditlog.Entry) error {
+	err = f.auditLog(ctx, since, func(e auditlog.Entry) error {
 		if target != "" && e.Target != target {
 			return nil
 		}
@@ -68,6 +71,10 @@ func (f *Fleet) listAudit(ctx context.Context, p Principal, r *http.Request) (an
 
 // ErrNoAuditLog: the server was started without its audit log (404).
 var ErrNoAuditLog = errors.New("no audit log")
+
+// ErrNotAuditWriter: several servers share the database and another one
+// writes the audit log, so this one's copy may be behind (503).
+var ErrNotAuditWriter = errors.New("this server does not write the audit log: another server sharing its database does; run fleet audit against that server")
 
 // auditQuery reads ?since= (RFC 3339) and ?limit=.
 func auditQuery(r *http.Request) (time.Time, int, error) {

@@ -120,6 +120,8 @@ func HTTPError(err error) error {
 		return codedError{storage.ErrExists, err}
 	case errors.As(err, &mbe):
 		return codedError{wire.ErrTooLarge, err}
+	case errors.Is(err, ErrNotAuditWriter):
+		return codedError{wire.ErrUnavailable, err}
 	case serverdb.Unavailable(err):
 		return codedError{wire.ErrUnavailable, serverdb.ErrUnavailable}
 	}
