@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -18,13 +21,30 @@ import (
 // cofferBin is the real binary, built once for the end-to-end tests.
 var cofferBin string
 
+// e2eParallel is how many end-to-end tests run at once unless -parallel
+// says otherwise: more than the cores, as much of their time is spent
+// waiting on a server's tick, a timeout or a subprocess, not computing.
+func e2eParallel() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		if err := flag.Set("test.parallel", fmt.Sprint(e2eParallel())); err != nil {
+			panic(err)
+		}
+	}
 	dir, err := os.MkdirTemp("", "coffer-e2e-")
 	if err != nil {
 		panic(err)
 	}
 	cofferBin = filepath.Join(dir, "coffer")
-	out, err := exec.Command("go", "build", "-o", cofferBin, ".").CombinedOutput()
+	// Built as coffer ships, static (CGO_ENABLED=0): also what the suite's
+	// static build step has just compiled, so this one is mostly cached.
+	build := exec.Command("go", "build", "-o", cofferBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
 	if err != nil {
 		panic("build coffer: " + err.Error() + "\n" + string(out))
 	}

@@ -51,6 +51,7 @@ func blackhole(t *testing.T) string {
 // mail; alert test delivers at once; list shows no secret; an operator
 // may not add a channel.
 func TestFleetAlertsEndToEnd(t *testing.T) {
+	t.Parallel()
 	mp := mailpittest.Start(t, mailpittest.Options{})
 	admin := newEnv(t)
 	dir := serverInit(t, admin, "server")

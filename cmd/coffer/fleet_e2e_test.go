@@ -33,6 +33,7 @@ func mustFleet(e *env, srv *cofferServer, dir string, args ...string) string {
 // with their tokens, refusals (exit 14, audited), groups and policies
 // signed as agents verify them.
 func TestFleetEndToEnd(t *testing.T) {
+	t.Parallel()
 	admin := newEnv(t)
 	dir := filepath.Join(admin.dir, "server")
 	out := admin.must("server", "init", "--dir", dir, "--listen", "127.0.0.1:0")

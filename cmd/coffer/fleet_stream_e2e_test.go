@@ -110,6 +110,7 @@ func storedJob(t *testing.T, dir, id string) serverdb.Job {
 // running across a server restart is marked failed until the agent
 // reports it, and revoking the host ends its stream.
 func TestControlStreamEndToEnd(t *testing.T) {
+	t.Parallel()
 	admin := newEnv(t)
 	dir := serverInit(t, admin, "server")
 	srv := startServer(t, dir, "127.0.0.1:0")

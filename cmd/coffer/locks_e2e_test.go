@@ -172,6 +172,7 @@ func fillDisk(t *testing.T, dir string) {
 // read-only commands still work, warning that they run without a lock, and
 // the failing backup names its object once (issue 10, item 20).
 func TestReadOnlyCommandsOnFullDisk(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	mnt := mountTmpfs(t, filepath.Join(e.dir, "small"), "4m")
 	e.repo = filepath.Join(mnt, "repo")

@@ -218,6 +218,7 @@ func clientCert(t *testing.T, ca *pki.CA, name string, ttl time.Duration, now ti
 // uploads and a slow client. Each is refused, the refusal is recorded where
 // the server records refusals, and nothing is stored or changed.
 func TestServerBadInput(t *testing.T) {
+	t.Parallel()
 	admin := newEnv(t)
 	dir := serverInit(t, admin, "server")
 	srv := startServer(t, dir, "127.0.0.1:0")

@@ -22,6 +22,7 @@ import (
 // it, B's entries and events reach it, nothing is appended while no
 // server can write at the head, and `server audit verify` passes.
 func TestTwoServersOneDatabase(t *testing.T) {
+	t.Parallel()
 	pg := pgtest.Start(t)
 	bucket := s3test.Start(t)
 	admin := newEnv(t)
