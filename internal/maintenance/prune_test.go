@@ -556,23 +556,20 @@ type crashAfter struct {
 
 var errCrash = errors.New("simulated crash")
 
-// stopped tells how a run on c that returned err ended: true when it
-// stopped at the crash point n; false when it finished without reaching
-// it, as a run may that needs fewer mutations than the run that counted
-// them (how many new packs and index files a repack writes follows the
-// order of random pack IDs). Any other end, a refused write that the run
-// then ignored included, fails t.
-func (c *crashAfter) stopped(t *testing.T, err error) bool {
+// checkEnd fails t unless a run on c that returned err stopped at the
+// crash point n, or finished without reaching it, as a run may that needs
+// fewer mutations than the run that counted them (how many new packs and
+// index files a repack writes follows the order of random pack IDs); the
+// latter is logged. A refused write that the run then ignored fails t.
+func (c *crashAfter) checkEnd(t *testing.T, err error) {
 	t.Helper()
 	switch {
 	case errors.Is(err, errCrash):
-		return true
 	case err == nil && c.refused == 0 && c.done <= c.n:
 		t.Logf("finished in %d mutations, before the crash point %d", c.done, c.n)
-		return false
+	default:
+		t.Fatalf("crash after %d: unexpected error %v (%d writes refused after the crash point)", c.n, err, c.refused)
 	}
-	t.Fatalf("crash after %d: unexpected error %v (%d writes refused after the crash point)", c.n, err, c.refused)
-	return false
 }
 
 func (c *crashAfter) Save(ctx context.Context, h storage.Handle, data []byte) error {
@@ -732,7 +729,7 @@ func crashStep(t *testing.T, f *twoSnaps, base *mem.Mem, opts PruneOptions, co c
 	st := cloneMem(t, base)
 	faulty := &crashAfter{Storage: st, n: n}
 	_, err := Prune(context.Background(), openRepo(t, faulty), opts)
-	faulty.stopped(t, err)
+	faulty.checkEnd(t, err)
 	mustCheckOpts(t, st, co)
 	repotest.AssertRestores(t, st, f.cur, f.wantCur)
 	for i := 0; i < 2; i++ {

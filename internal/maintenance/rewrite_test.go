@@ -286,7 +286,7 @@ func TestRewriteOldTermsCrashAtEveryStep(t *testing.T) {
 			st := cloneMem(t, base.st)
 			faulty := &crashAfter{Storage: st, n: n}
 			_, err := Prune(context.Background(), openRepo(t, faulty), opts)
-			faulty.stopped(t, err)
+			faulty.checkEnd(t, err)
 			mustCheckOpts(t, st, check.Options{})
 			repotest.AssertRestores(t, st, base.cur, base.wantCur)
 			// Each round has its own client state, seeded with the old IDs.

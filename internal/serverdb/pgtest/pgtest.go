@@ -69,13 +69,20 @@ func Stop() {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	once.Do(func() { shared, startErr = start() })
-	if errors.Is(startErr, errNoBinaries) && os.Getenv("COFFER_REQUIRE_PG") != "1" {
-		t.Skipf("PostgreSQL: %v (scripts/deps.sh installs it; COFFER_REQUIRE_PG=1 makes this a failure)", startErr)
-	}
-	if startErr != nil {
-		t.Fatalf("start PostgreSQL: %v", startErr)
-	}
+	started(t, startErr)
 	return shared
+}
+
+// started skips t when err says PostgreSQL is not installed (unless
+// COFFER_REQUIRE_PG=1) and fails it on any other error of start.
+func started(t testing.TB, err error) {
+	t.Helper()
+	if errors.Is(err, errNoBinaries) && os.Getenv("COFFER_REQUIRE_PG") != "1" {
+		t.Skipf("PostgreSQL: %v (scripts/deps.sh installs it; COFFER_REQUIRE_PG=1 makes this a failure)", err)
+	}
+	if err != nil {
+		t.Fatalf("start PostgreSQL: %v", err)
+	}
 }
 
 // NewDatabase creates an empty database t_N for t and returns its name; it
@@ -220,12 +227,7 @@ func (s *Server) startCluster() error {
 func StartOwn(t testing.TB) *Server {
 	t.Helper()
 	s, err := start()
-	if errors.Is(err, errNoBinaries) && os.Getenv("COFFER_REQUIRE_PG") != "1" {
-		t.Skipf("PostgreSQL: %v (scripts/deps.sh installs it; COFFER_REQUIRE_PG=1 makes this a failure)", err)
-	}
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
+	started(t, err)
 	t.Cleanup(s.stop)
 	return s
 }
