@@ -171,7 +171,7 @@ func TestServerPostgresOutage(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server audit verify after the outage: exit %d: %s", code, se)
+			t.Fatalf("server audit verify after the outage: exit %d: %s\nserver log:\n%s", code, se, srv.logText())
 		}
 	}
 }
