@@ -27,15 +27,14 @@ if ! command -v setfacl >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-
 	apt-get install -y -qq acl >/dev/null 2>&1 || echo "   acl not installed; ACL tests will skip"
 fi
 
-# The linters run in the background, beside the checks and go test: first
-# fetched and built (on a fresh machine this hides their download), then
-# run over the tree. Their output is shown, and their failure fails the
-# run, once go test is done; go test waits on its servers and processes
-# much of the time, so this costs the suite little wall time.
+# The linters run in the background, beside the checks and go test
+# (`go tool` fetches and builds each on first use and caches the binary).
+# Their output is shown, and their failure fails the run, once go test is
+# done; go test waits on its servers and processes much of the time, so
+# this costs the suite little wall time.
 lints_log=$(mktemp)
 (
 	set -e
-	for t in staticcheck gosec gocyclo; do go build -modfile="tools/$t/go.mod" -o /dev/null "$(sed -n 's/^tool //p' "tools/$t/go.mod")"; done
 	echo "== staticcheck"
 	lint staticcheck ./...
 	echo "== gosec"
