@@ -144,7 +144,7 @@ func TestTwoServersOneDatabase(t *testing.T) {
 	grace := newEnv(t)
 	b.enroll(admin, grace, "grace")
 	time.Sleep(3 * takeover)
-	if !strings.Contains(b.logText(), "no server writes it, and this one cannot") {
+	if !strings.Contains(b.logText(), "no server writes the audit log, and this one cannot") {
 		t.Fatalf("B took over an audit log it does not have:\n%s", b.logText())
 	}
 	a = startServerEnv(t, dirA, "127.0.0.1:0", bucket.Env(), "--audit-takeover", takeover.String())

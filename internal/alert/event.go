@@ -44,6 +44,7 @@ const (
 	CertExpiring    Kind = "cert-expiring"
 	TLSAuditFailed  Kind = "tls-audit-failed"
 	ReplicationLag  Kind = "replication-lag"
+	AuditLogStopped Kind = "audit-log-stopped" // no server can append to the audit log
 	// Test is sent by Dispatcher.Test; channels never filter it out.
 	Test Kind = "test"
 )
@@ -66,6 +67,7 @@ var kinds = map[Kind]struct {
 	CertExpiring:    {"certificate expiring", 4},
 	TLSAuditFailed:  {"TLS self-audit failed", 3},
 	ReplicationLag:  {"replication lag", 4},
+	AuditLogStopped: {"audit log stopped", 3},
 	Test:            {"test alert", 6},
 }
 

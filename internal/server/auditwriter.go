@@ -32,6 +32,10 @@ type auditElection struct {
 	open     func(ctx context.Context) (*audit.Trail, func(), error)
 	log      *slog.Logger
 	interval time.Duration
+	// stopped, if set, is told when no server writes the log and this
+	// one cannot (the audit-log-stopped alert): once, until a takeover
+	// succeeds or the reason changes.
+	stopped func(msg string)
 
 	mu     sync.RWMutex
 	trail  *audit.Trail // nil while another server writes
@@ -97,7 +101,7 @@ func (a *auditElection) set(t *audit.Trail, closeT func(), w *serverdb.AuditWrit
 // run runs the Trail while this server writes and tries to take over
 // while it does not, until ctx is done.
 func (a *auditElection) run(ctx context.Context) {
-	warned := false
+	var reported error // why the last failed takeover failed, as reported
 	for ctx.Err() == nil {
 		a.mu.RLock()
 		t := a.trail
@@ -108,12 +112,15 @@ func (a *auditElection) run(ctx context.Context) {
 		}
 		took, err := a.takeOver(ctx)
 		if took {
-			warned = false
+			reported = nil
 			continue
 		}
-		if err != nil && !warned && ctx.Err() == nil {
+		// Each reason is reported once, and again when it changes: a
+		// database that was away and is back with a log that cannot be
+		// opened is reported, not hidden behind the outage's warning.
+		if why := takeoverFailure(err); why != nil && why != reported && ctx.Err() == nil {
 			a.report(err)
-			warned = true
+			reported = why
 		}
 		select {
 		case <-ctx.Done():
@@ -193,15 +200,41 @@ func (a *auditElection) takeOver(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// report logs why a takeover failed, once until one succeeds.
-func (a *auditElection) report(err error) {
+// errCannotCheck classes a takeover that could not reach the database.
+var errCannotCheck = errors.New("cannot check the audit writer's place")
+
+// takeoverFailure classes why a takeover failed (nil: it did not fail,
+// the place was taken).
+func takeoverFailure(err error) error {
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, audit.ErrHeadMismatch):
-		a.log.Warn("audit log: no server writes it, and this one cannot: its log is not at the chain head the database keeps; the events wait in the database (restart the writer, or copy its audit directory here)", "err", err)
+		return audit.ErrHeadMismatch
 	case errors.Is(err, errNotWriter):
-		a.log.Error("audit log: no server writes it, and this one cannot open it", "err", err)
+		return errNotWriter
+	default:
+		return errCannotCheck
+	}
+}
+
+// report logs why a takeover failed and, when no server can write the
+// log, raises the audit-log-stopped alert.
+func (a *auditElection) report(err error) {
+	var msg string
+	switch takeoverFailure(err) {
+	case audit.ErrHeadMismatch:
+		msg = "no server writes the audit log, and this one cannot: its log is not at the chain head the database keeps; the events wait in the database (restart the writer, or copy its audit directory here; coffer server audit verify names the first entry that differs)"
+		a.log.Error("audit log: "+msg, "err", err)
+	case errNotWriter:
+		msg = "no server writes the audit log, and this one cannot open it; the events wait in the database"
+		a.log.Error("audit log: "+msg, "err", err)
 	default:
 		a.log.Warn("audit log: cannot check the writer's place", "err", err)
+		return
+	}
+	if a.stopped != nil {
+		a.stopped(msg)
 	}
 }
 

@@ -179,6 +179,9 @@ func Run(ctx context.Context, opts RunOptions) error {
 	election := &auditElection{db: db, log: log, interval: cmp.Or(opts.AuditTakeover, DefaultAuditTakeover),
 		open: func(ctx context.Context) (*audit.Trail, func(), error) {
 			return openAudit(ctx, dir, db, opts.AuditSyslog, log)
+		},
+		stopped: func(msg string) {
+			raiser.Raise(alert.Event{Kind: alert.AuditLogStopped, Time: time.Now().UTC(), Summary: msg})
 		}}
 	fl, ctl, err := newFleet(dir, db, ca, log, channels, election, control.Config{Version: opts.Version,
 		Seen:   func(c string) { srv.NoteContact(c) },
