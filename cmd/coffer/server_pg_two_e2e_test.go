@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coffer-backup/coffer/internal/alert/mailpittest"
 	"github.com/coffer-backup/coffer/internal/serverdb"
 	"github.com/coffer-backup/coffer/internal/serverdb/pgtest"
 	"github.com/coffer-backup/coffer/internal/storage/s3/s3test"
@@ -20,7 +21,8 @@ import (
 // a client revoked through A's CLI is refused by B within a bound;
 // append-only holds at both; and the audit log keeps one chain: A writes
 // it, B's entries and events reach it, nothing is appended while no
-// server can write at the head, and `server audit verify` passes.
+// server can write at the head (B raises audit-log-stopped, mailed
+// through mailpit), and `server audit verify` passes.
 func TestTwoServersOneDatabase(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.Start(t)
@@ -138,14 +140,27 @@ func TestTwoServersOneDatabase(t *testing.T) {
 	}
 
 	// No server at the head: A is killed, B cannot take over (its log is
-	// not at the head), and an enrollment through B waits in the database
-	// until A is back.
+	// not at the head) and raises the audit-log-stopped alert, and an
+	// enrollment through B waits in the database until A is back.
+	mp := mailpittest.Start(t, mailpittest.Options{})
+	mustFleet(admin, a, filepath.Join(dirA, "admin"), "alert", "add", "email", "--name", "ops", "--smtp", mp.SMTP,
+		"--from", "coffer@example.org", "--to", "ops@example.org", "--events", "audit-log-stopped")
 	a.kill()
 	grace := newEnv(t)
 	b.enroll(admin, grace, "grace")
 	time.Sleep(3 * takeover)
 	if !strings.Contains(b.logText(), "no server writes the audit log, and this one cannot") {
 		t.Fatalf("B took over an audit log it does not have:\n%s", b.logText())
+	}
+	if !within(30*time.Second, func() bool {
+		for _, m := range mp.Messages(t) {
+			if strings.Contains(m.Subject, "audit log stopped") && strings.Contains(m.Text, "chain head") {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no audit-log-stopped mail from B; server log:\n%s", b.logText())
 	}
 	a = startServerEnv(t, dirA, "127.0.0.1:0", bucket.Env(), "--audit-takeover", takeover.String())
 	wantLog := []string{"client:grace", "client:carol", "frank", "client:erin"}
