@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coffer-backup/coffer/internal/server/audit"
-	"github.com/coffer-backup/coffer/internal/serverdb"
 )
 
 // TestAuditElectionReportsStoppedLog: while the writer's place is free
@@ -25,11 +23,7 @@ func TestAuditElectionReportsStoppedLog(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := openStateDB(t, dir)
 	fails := []error{
 		errors.New("audit directory unreadable"),
 		errors.New("audit directory unreadable"),

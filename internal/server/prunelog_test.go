@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,11 +17,7 @@ import (
 func TestPruneLogKeepsDays(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := serverdb.Open(ctx, filepath.Join(t.TempDir(), serverdb.DefaultFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStateDB(t, t.TempDir())
 	now := time.Date(2026, 9, 30, 12, 0, 0, 0, time.UTC)
 	for _, age := range []int{100, 5} {
 		at := now.AddDate(0, 0, -age)

@@ -21,11 +21,7 @@ func TestReplicationLags(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := serverdb.Open(ctx, filepath.Join(dir, serverdb.DefaultFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStateDB(t, dir)
 	var key atrest.Key
 	if err := os.Mkdir(filepath.Join(dir, objstore.ObjectsDir), 0o700); err != nil {
 		t.Fatal(err)
