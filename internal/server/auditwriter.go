@@ -211,6 +211,10 @@ func takeoverFailure(err error) error {
 		return nil
 	case errors.Is(err, audit.ErrHeadMismatch):
 		return audit.ErrHeadMismatch
+	case serverdb.Unavailable(err):
+		// The database went away between taking the place and opening
+		// the log: not a log that cannot be written.
+		return errCannotCheck
 	case errors.Is(err, errNotWriter):
 		return errNotWriter
 	default:

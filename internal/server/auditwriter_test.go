@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,5 +80,8 @@ func TestAuditElectionReportsStoppedLog(t *testing.T) {
 	}
 	if got := takeoverFailure(errors.New("dial tcp: connection refused")); got != errCannotCheck {
 		t.Fatalf("a database that cannot be reached classes as %v", got)
+	}
+	if got := takeoverFailure(fmt.Errorf("%w: read the kept head: %w", errNotWriter, driver.ErrBadConn)); got != errCannotCheck {
+		t.Fatalf("a database lost while the log was opened classes as %v", got)
 	}
 }
