@@ -119,7 +119,7 @@ func (a *auditElection) run(ctx context.Context) {
 		// database that was away and is back with a log that cannot be
 		// opened is reported, not hidden behind the outage's warning.
 		if why := takeoverFailure(err); why != nil && why != reported && ctx.Err() == nil {
-			a.report(err)
+			a.report(why, err)
 			reported = why
 		}
 		select {
@@ -222,21 +222,21 @@ func takeoverFailure(err error) error {
 	}
 }
 
-// report logs why a takeover failed and, when no server can write the
-// log, raises the audit-log-stopped alert.
-func (a *auditElection) report(err error) {
+// report logs err, a failed takeover of class why (takeoverFailure),
+// and, when no server can write the log, raises the audit-log-stopped
+// alert.
+func (a *auditElection) report(why, err error) {
 	var msg string
-	switch takeoverFailure(err) {
+	switch why {
 	case audit.ErrHeadMismatch:
 		msg = "no server writes the audit log, and this one cannot: its log is not at the chain head the database keeps; the events wait in the database (restart the writer, or copy its audit directory here; coffer server audit verify names the first entry that differs)"
-		a.log.Error("audit log: "+msg, "err", err)
 	case errNotWriter:
 		msg = "no server writes the audit log, and this one cannot open it; the events wait in the database"
-		a.log.Error("audit log: "+msg, "err", err)
 	default:
 		a.log.Warn("audit log: cannot check the writer's place", "err", err)
 		return
 	}
+	a.log.Error("audit log: "+msg, "err", err)
 	if a.stopped != nil {
 		a.stopped(msg)
 	}
