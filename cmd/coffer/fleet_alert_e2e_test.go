@@ -114,18 +114,10 @@ func TestFleetAlertsEndToEnd(t *testing.T) {
 	// at the next 10 s tick, cadence plus grace is 20 s, found at the next
 	// tick after that), the
 	// hanging webhook notwithstanding.
-	var missed *mailpittest.Message
-	deadline := time.Now().Add(60 * time.Second)
-	for missed == nil && time.Now().Before(deadline) {
-		for _, m := range mp.Messages(t) {
-			if strings.Contains(m.Subject, "missed") && strings.Contains(m.Subject, "web1") {
-				missed = &m
-				break
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if missed == nil {
+	missed, ok := mp.Find(t, 60*time.Second, func(m mailpittest.Message) bool {
+		return strings.Contains(m.Subject, "missed") && strings.Contains(m.Subject, "web1")
+	})
+	if !ok {
 		t.Fatalf("no missed-backup mail within 60 s; server log:\n%s", srv.logText())
 	}
 	t.Logf("missed-backup mail %q arrived %s after the policy was set", missed.Subject, time.Since(t0).Round(time.Millisecond))

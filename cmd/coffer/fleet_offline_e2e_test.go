@@ -52,18 +52,12 @@ func TestAgentOfflineAlert(t *testing.T) {
 	if !within(5*time.Second, func() bool { return !online() }) {
 		t.Fatal("fleet status shows the killed agent online")
 	}
-	var got *mailpittest.Message
 	// Seen online at most one 10 s watch tick before the kill, offline
 	// after 10 s more, raised at the tick after that: 30 s at worst.
-	for deadline := time.Now().Add(40 * time.Second); got == nil && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		for _, m := range mp.Messages(t) {
-			if strings.Contains(m.Subject, "offline") && strings.Contains(m.Subject, "web1") {
-				got = &m
-				break
-			}
-		}
-	}
-	if got == nil {
+	got, ok := mp.Find(t, 40*time.Second, func(m mailpittest.Message) bool {
+		return strings.Contains(m.Subject, "offline") && strings.Contains(m.Subject, "web1")
+	})
+	if !ok {
 		t.Fatalf("no agent-offline mail within 40 s of the kill; server log:\n%s", srv.logText())
 	}
 	t.Logf("agent-offline mail %q arrived %s after the kill", got.Subject, time.Since(killed).Round(time.Millisecond))

@@ -152,14 +152,9 @@ func TestTwoServersOneDatabase(t *testing.T) {
 	if !strings.Contains(b.logText(), "no server writes the audit log, and this one cannot") {
 		t.Fatalf("B took over an audit log it does not have:\n%s", b.logText())
 	}
-	if !within(30*time.Second, func() bool {
-		for _, m := range mp.Messages(t) {
-			if strings.Contains(m.Subject, "audit log stopped") && strings.Contains(m.Text, "chain head") {
-				return true
-			}
-		}
-		return false
-	}) {
+	if _, ok := mp.Find(t, 30*time.Second, func(m mailpittest.Message) bool {
+		return strings.Contains(m.Subject, "audit log stopped") && strings.Contains(m.Text, "chain head")
+	}); !ok {
 		t.Fatalf("no audit-log-stopped mail from B; server log:\n%s", b.logText())
 	}
 	a = startServerEnv(t, dirA, "127.0.0.1:0", bucket.Env(), "--audit-takeover", takeover.String())

@@ -230,6 +230,22 @@ func (s *Server) Wait(t testing.TB, n int, timeout time.Duration) []Message {
 	}
 }
 
+// Find returns the first message, newest first, that match accepts,
+// polling until one arrives; false once timeout has passed without one.
+func (s *Server) Find(t testing.TB, timeout time.Duration, match func(Message) bool) (Message, bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
+		for _, m := range s.Messages(t) {
+			if match(m) {
+				return m, true
+			}
+		}
+		if time.Now().After(deadline) {
+			return Message{}, false
+		}
+	}
+}
+
 func (s *Server) get(t testing.TB, path string, v any) {
 	t.Helper()
 	resp, err := http.Get(s.API + path) // #nosec G107 -- the test server's loopback address
